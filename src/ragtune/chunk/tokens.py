@@ -1,0 +1,68 @@
+"""Token counting for chunkers: character spans of tokens, from the embedder's tokenizer or a regex fallback."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from typing import Any, Protocol
+
+# Words, single CJK characters, and single other symbols: close to what subword tokenizers count.
+_TOKEN_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+|[^\s\w]", re.UNICODE)
+
+
+class TokenCounter(Protocol):
+    """Gives the character span of every token of a text."""
+
+    def spans(self, text: str) -> list[tuple[int, int]]: ...
+
+
+class RegexTokenCounter:
+    """Tokenizer-free fallback: words, CJK characters and punctuation each count as one token."""
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in _TOKEN_RE.finditer(text)]
+
+
+class HFTokenCounter:
+    """Spans from a Hugging Face fast tokenizer (the embedder's own, so chunk sizes match what it sees)."""
+
+    # Long texts are tokenized in windows: fast tokenizers are quadratic-ish on huge single inputs.
+    _WINDOW = 100_000
+
+    def __init__(self, tokenizer: Any) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise TypeError("HFTokenCounter needs a fast tokenizer (offset mapping)")
+        self._tokenizer = tokenizer
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        pos = 0
+        while pos < len(text):
+            end = min(len(text), pos + self._WINDOW)
+            if end < len(text):
+                space = text.rfind(" ", pos, end)
+                end = space if space > pos else end
+            encoded = self._tokenizer(text[pos:end], add_special_tokens=False, return_offsets_mapping=True)
+            out.extend((pos + s, pos + e) for s, e in encoded["offset_mapping"] if e > s)
+            pos = end
+        return out
+
+
+class TokenIndex:
+    """Counts tokens inside any character range of one text in O(log n), after tokenizing it once."""
+
+    def __init__(self, text: str, counter: TokenCounter) -> None:
+        spans = counter.spans(text)
+        self.starts = [s for s, _ in spans]
+        self.ends = [e for _, e in spans]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def count(self, start: int, end: int) -> int:
+        """Number of tokens that start inside [start, end)."""
+        return bisect.bisect_left(self.starts, end) - bisect.bisect_left(self.starts, start)
+
+    def token_at_or_after(self, pos: int) -> int:
+        """Index of the first token starting at or after ``pos``."""
+        return bisect.bisect_left(self.starts, pos)

@@ -1,0 +1,307 @@
+"""The ragtune command line: init, ingest, search, kb, eval."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ragtune.errors import RagtuneError
+from ragtune.settings import default_kb_path
+
+app = typer.Typer(help="ragtune: private-knowledge RAG and fine-tuning, offline.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+kb_app = typer.Typer(help="Inspect and manage a knowledge base.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure retrieval quality.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+app.add_typer(eval_app, name="eval")
+
+console = Console()
+err_console = Console(stderr=True)
+
+KbOpt = Annotated[Path | None, typer.Option("--kb", help="Knowledge base directory [default: $RAGTUNE_KB or ./ragtune_kb]")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+EmbedderOpt = Annotated[str | None, typer.Option("--embedder", help="Embedding model (name, directory or hub id).")]
+
+
+def _kb_path(kb: Path | None) -> Path:
+    return kb if kb is not None else default_kb_path()
+
+
+def _fail(message: str, as_json: bool, code: int = 1) -> NoReturn:
+    if as_json:
+        print(json.dumps({"error": message}, ensure_ascii=False))
+    else:
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _emit(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _open(kb: Path | None, *, create: bool = False, **overrides: Any) -> Any:
+    from ragtune.kb import KnowledgeBase
+
+    return KnowledgeBase.open(_kb_path(kb), create=create, **overrides)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def init(kb: KbOpt = None, embedder: EmbedderOpt = None, as_json: JsonOpt = False) -> None:
+    """Create an empty knowledge base."""
+    try:
+        with _open(kb, create=True, embedder=embedder) as base:
+            stats = base.stats()
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    if as_json:
+        _emit(stats)
+    else:
+        console.print(f"Knowledge base ready at [bold]{stats['path']}[/] (embedder {stats['embedder']}, "
+                      f"{stats['documents']} documents)")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and directories to ingest.")],
+    kb: KbOpt = None,
+    sync: Annotated[bool, typer.Option("--sync", help="Also delete documents whose files are gone.")] = False,
+    chunker: Annotated[str | None, typer.Option(help="auto, recursive, token or markdown.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Chunk size in embedder tokens.")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in tokens.")] = None,
+    embedder: EmbedderOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
+    try:
+        base = _open(kb, create=True, embedder=embedder, chunker=chunker, chunk_size=chunk_size,
+                     chunk_overlap=chunk_overlap)
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    try:
+        with _progress(as_json) as progress:
+            task = progress.add_task("ingesting", total=None)
+
+            def update(p: Any) -> None:
+                progress.update(task, completed=p.files_done, total=p.files_total,
+                                description=f"ingesting {Path(p.current).name[:40]}" if p.current else "ingesting")
+
+            report = base.ingest(paths, sync=sync, on_progress=update)
+    except KeyboardInterrupt:
+        base.close()
+        err_console.print("[yellow]interrupted[/] — documents committed so far are kept; run the same command "
+                          "again to finish")
+        raise typer.Exit(130) from None
+    except RagtuneError as exc:
+        base.close()
+        _fail(str(exc), as_json)
+    base.close()
+    summary = report.to_dict()
+    if as_json:
+        _emit(summary)
+    else:
+        console.print(
+            f"added {summary['added']} · updated {summary['updated']} · unchanged {summary['unchanged']} · "
+            f"duplicates {summary['duplicates']} · deleted {summary['deleted']} · failed {summary['failed']} · "
+            f"skipped {summary['skipped']} — {summary['chunks']} chunks in {summary['seconds']:.1f}s"
+        )
+        for source, error in report.failed:
+            err_console.print(f"[red]failed[/] {source}: {error}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _progress(disabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=err_console, disable=disabled or not err_console.is_terminal,
+        transient=False,
+    )
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    kb: KbOpt = None,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or sparse.")] = "hybrid",
+    k: Annotated[int, typer.Option("-k", "--top-k", help="Number of hits.")] = 5,
+    filter: Annotated[str | None, typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"source_type": "md"}\'.')] = None,
+    candidates: Annotated[int | None, typer.Option(help="Hits per retriever before fusion.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search a knowledge base."""
+    try:
+        with _open(kb) as base:
+            result = base.retrieve(query, k, mode=mode, filter=filter, candidates=candidates)
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    if as_json:
+        _emit({"query": query, "mode": mode, "hits": [_hit_json(h) for h in result.hits],
+               "timings_ms": result.timings})
+        return
+    if not result.hits:
+        console.print("no results")
+        return
+    for rank, hit in enumerate(result.hits, 1):
+        where = hit.source + (f" p.{hit.meta.page_number}" if hit.meta.page_number else "")
+        section = f" › {' › '.join(hit.meta.heading_path)}" if hit.meta.heading_path else ""
+        console.print(f"[bold]{rank}.[/] [cyan]{where}[/]{section}  [dim]score {hit.score:.4f}[/]", highlight=False)
+        snippet = " ".join(hit.text.split())
+        console.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False)
+
+
+def _hit_json(hit: Any) -> dict[str, Any]:
+    return {
+        "chunk_id": hit.chunk_id, "document_id": hit.document_id, "source": hit.source, "score": hit.score,
+        "scores": hit.scores, "text": hit.text, "metadata": hit.meta.model_dump(),
+    }
+
+
+@kb_app.command("stats")
+def kb_stats(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
+    """Counts of documents, chunks and failures, and the embedder."""
+    try:
+        with _open(kb) as base:
+            stats = base.stats()
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    if as_json:
+        _emit(stats)
+        return
+    table = Table(show_header=False)
+    for key, value in stats.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@kb_app.command("docs")
+def kb_docs(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
+    """List documents with their status, chunk count and error."""
+    try:
+        with _open(kb) as base:
+            docs = base.documents()
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    rows = [
+        {"id": d.id, "source": d.uri, "type": d.source_type, "chunks": d.chunk_count, "status": d.status,
+         "error": d.error, "duplicate_of": d.duplicate_of, "version": d.version}
+        for d in docs
+    ]
+    if as_json:
+        _emit(rows)
+        return
+    table = Table("id", "source", "type", "chunks", "status", "error")
+    for r in rows:
+        status = r["status"] + (f" of {r['duplicate_of']}" if r["duplicate_of"] else "")
+        table.add_row(r["id"], r["source"], r["type"] or "", str(r["chunks"]), status, r["error"] or "")
+    console.print(table)
+
+
+@kb_app.command("rm")
+def kb_rm(
+    document_ids: Annotated[list[str], typer.Argument(help="Document ids (see 'ragtune kb docs').")],
+    kb: KbOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Delete documents and their chunks."""
+    try:
+        with _open(kb) as base:
+            results = {doc_id: base.delete(doc_id) for doc_id in document_ids}
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    missing = [d for d, ok in results.items() if not ok]
+    if as_json:
+        _emit({"deleted": [d for d, ok in results.items() if ok], "not_found": missing})
+    else:
+        for doc_id, ok in results.items():
+            console.print(f"deleted {doc_id}" if ok else f"[yellow]no document {doc_id}[/] — see 'ragtune kb docs'")
+    if missing:
+        raise typer.Exit(1)
+
+
+@kb_app.command("verify")
+def kb_verify(
+    kb: KbOpt = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Rebuild the indexes from the database if needed.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that the catalog, chunks and indexes agree."""
+    try:
+        with _open(kb) as base:
+            report = base.verify(repair=repair)
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    if as_json:
+        _emit(report)
+    elif report["ok"]:
+        console.print(f"[green]ok[/] — {report['documents']} documents, {report['chunks']} chunks, indexes in sync")
+    else:
+        for problem in report["problems"]:
+            err_console.print(f"[red]problem[/] {problem}", highlight=False)
+        err_console.print("run 'ragtune kb verify --repair' to rebuild the indexes from the database")
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    beir_dir: Annotated[Path, typer.Argument(help="BEIR-layout directory (corpus.jsonl, queries.jsonl, qrels/).")],
+    kb: KbOpt = None,
+    split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
+    mode: Annotated[list[str] | None, typer.Option(help="hybrid, dense, sparse (repeatable).")] = None,
+    embedder: EmbedderOpt = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Chunk size when building the KB.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N queries.")] = None,
+    queries_from: Annotated[Path | None, typer.Option("--query-ids", help="File with one query id per line.")] = None,
+    save: Annotated[Path | None, typer.Option(help="Also write the JSON result here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """nDCG@10, Recall@10/100 and MRR@10 of retrieval on a BEIR data set (the KB is built once and reused)."""
+    from ragtune.evaluate.retrieval import evaluate_beir
+
+    modes = mode or ["hybrid"]
+    kb_path = kb if kb is not None else beir_dir.with_name(beir_dir.name + "_kb")
+    try:
+        with _progress(as_json) as progress:
+            task = progress.add_task("preparing", total=None)
+
+            def update(stage: str, done: int, total: int) -> None:
+                progress.update(task, description=stage, completed=done, total=total)
+
+            ids = queries_from.read_text().split() if queries_from else None
+            result = evaluate_beir(beir_dir, kb_path, split=split, modes=modes, embedder=embedder,
+                                   chunk_size=chunk_size, limit=limit, query_ids=ids, on_progress=update)
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    if save:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(json.dumps(result, indent=2))
+    if as_json:
+        _emit(result)
+        return
+    table = Table("mode", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms",
+                  title=f"{result['dataset']} ({split}, {result['queries']} queries)")
+    for name, row in result["modes"].items():
+        m = row["metrics"]
+        table.add_row(name, f"{m['ndcg_cut_10']:.4f}", f"{m['recall_10']:.4f}", f"{m['recall_100']:.4f}",
+                      f"{m['recip_rank_10']:.4f}", f"{row['latency_ms']['p50']:.1f}", f"{row['latency_ms']['p95']:.1f}")
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except RagtuneError as exc:  # a last resort; commands report their own errors
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,345 @@
+"""Ingestor: walk, hash, parse, chunk, embed and store files incrementally, with progress and per-file errors."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragtune.chunk import chunker_name_for, make_chunker
+from ragtune.chunk.base import Chunker
+from ragtune.embed import Embedder
+from ragtune.errors import ParseError
+from ragtune.parse import parse, source_type_for, supported_extensions
+from ragtune.settings import Settings
+from ragtune.store.local import DocumentRecord, DocumentUpdate, LocalStore, chunk_tokens
+from ragtune.types import Chunk, Document
+
+log = logging.getLogger(__name__)
+
+# Chunks gathered across documents before one embedding call and one commit: large enough to keep the
+# embedder's batches full on small files, small enough that an interrupted run loses little work.
+FLUSH_CHUNKS = 256
+
+
+def document_id(uri: str) -> str:
+    """Stable id of a document: a hash of its normalised path or URI."""
+    return hashlib.sha256(uri.encode("utf-8")).hexdigest()[:16]
+
+
+def file_uri(path: Path) -> str:
+    """The normalised form of a file path used as the document's URI."""
+    return path.expanduser().resolve().as_posix()
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did; ``ok`` is False when any file failed."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = {name: len(getattr(self, name)) for name in
+                  ("added", "updated", "unchanged", "duplicates", "deleted", "skipped", "failed")}
+        return {
+            **counts, "chunks": self.chunks, "seconds": round(self.seconds, 3), "ok": self.ok,
+            "failures": [{"source": s, "error": e} for s, e in self.failed],
+        }
+
+
+@dataclass
+class Progress:
+    """A progress event: files finished so far out of the total, chunks stored, and the current source."""
+
+    files_done: int
+    files_total: int
+    chunks: int
+    current: str = ""
+
+
+@dataclass
+class _Item:
+    """A unit of work flowing from the parsing thread to the embedding/commit loop."""
+
+    uri: str
+    record: DocumentRecord
+    is_new: bool
+    document: Document | None = None
+    chunks: list[Chunk] = field(default_factory=list)
+    tokens: list[list[str]] = field(default_factory=list)
+    error: str | None = None
+    unchanged: bool = False
+
+
+class Ingestor:
+    """Incremental ingestion into a LocalStore: unchanged files are skipped by content hash, changed files
+    are replaced atomically, identical files are recorded once, and failures never touch stored data."""
+
+    def __init__(
+        self, store: LocalStore, embedder: Embedder, settings: Settings, *, chunker: str | None = None
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self.chunker_name = chunker or settings.chunker
+        chunker_name_for(self.chunker_name, "txt")  # validate the name eagerly
+        self._counter = embedder.token_counter()
+        self._chunkers: dict[str, Chunker] = {}
+
+    # ------------------------------------------------------------------ public
+
+    def ingest(
+        self, paths: Iterable[str | Path], *, sync: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> IngestReport:
+        """Ingest files and directories (recursively). With ``sync``, documents under the given roots whose
+        files are gone are deleted."""
+        started = time.perf_counter()
+        report = IngestReport()
+        roots = [Path(p) for p in paths]
+        files, missing = self._discover(roots, report)
+        items = (self._read_file(uri, path) for uri, path in files)
+        self._run(items, len(files), report, on_progress)
+        for uri in missing:
+            report.failed.append((uri, "no such file or directory — check the path"))
+        if sync:
+            report.deleted = self._sync(roots, {uri for uri, _ in files})
+        report.seconds = time.perf_counter() - started
+        self.store.save_indexes()
+        return report
+
+    def ingest_documents(
+        self, documents: Iterable[tuple[str, Document]], *, total: int | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> IngestReport:
+        """Ingest already-parsed documents under the given URIs (data sets, APIs); same rules as files."""
+        started = time.perf_counter()
+        report = IngestReport()
+        items = (self._from_document(uri, doc) for uri, doc in documents)
+        self._run(items, total or 0, report, on_progress)
+        report.seconds = time.perf_counter() - started
+        self.store.save_indexes()
+        return report
+
+    # ------------------------------------------------------------------ discovery
+
+    def _discover(self, roots: list[Path], report: IngestReport) -> tuple[list[tuple[str, Path]], list[str]]:
+        supported = set(supported_extensions())
+        found: dict[str, Path] = {}
+        missing: list[str] = []
+        for root in roots:
+            if root.is_dir():
+                for path in sorted(root.rglob("*")):
+                    rel = path.relative_to(root).parts
+                    if any(part.startswith(".") for part in rel) or not path.is_file():
+                        continue
+                    if path.suffix.lower() not in supported:
+                        report.skipped.append(file_uri(path))
+                        continue
+                    found.setdefault(file_uri(path), path)
+            elif root.is_file():
+                # An explicitly named file is attempted even with an unknown type, so the user hears why it failed.
+                found.setdefault(file_uri(root), root)
+            else:
+                missing.append(file_uri(root))
+        return list(found.items()), missing
+
+    def _sync(self, roots: list[Path], seen: set[str]) -> list[str]:
+        prefixes = [file_uri(r).rstrip("/") + "/" for r in roots if r.is_dir()]
+        exact = {file_uri(r) for r in roots if not r.is_dir()}
+        gone = [
+            rec for rec in self.store.documents()
+            if rec.uri not in seen and (rec.uri in exact or any(rec.uri.startswith(p) for p in prefixes))
+        ]
+        self.store.delete([rec.id for rec in gone])
+        return [rec.uri for rec in gone]
+
+    # ------------------------------------------------------------------ producing work
+
+    def _base_record(self, uri: str, content_hash: str, size: int) -> tuple[DocumentRecord, bool, bool]:
+        doc_id = document_id(uri)
+        existing = self.store.document(doc_id)
+        unchanged = existing is not None and existing.content_hash == content_hash and existing.status != "failed"
+        record = DocumentRecord(
+            id=doc_id, uri=uri, source_type=source_type_for(uri), content_hash=content_hash, size=size,
+            version=(existing.version + 1) if existing else 1,
+        )
+        return record, existing is None, unchanged
+
+    def _read_file(self, uri: str, path: Path) -> _Item:
+        try:
+            size = path.stat().st_size
+            if size > self.settings.max_file_bytes:
+                raise ParseError(uri, f"file is {size:,} bytes, larger than max_file_bytes="
+                                      f"{self.settings.max_file_bytes:,} — raise RAGTUNE_MAX_FILE_BYTES to ingest it")
+            data = path.read_bytes()
+        except OSError as exc:
+            record, is_new, _ = self._base_record(uri, "", 0)
+            return _Item(uri, record, is_new, error=f"cannot read file ({exc.strerror or exc}) — check permissions")
+        except ParseError as exc:
+            record, is_new, _ = self._base_record(uri, "", 0)
+            return _Item(uri, record, is_new, error=exc.cause)
+        record, is_new, unchanged = self._base_record(uri, hashlib.sha256(data).hexdigest(), len(data))
+        if unchanged:
+            return _Item(uri, record, is_new, unchanged=True)
+        try:
+            document = parse(data, filename=path.name, max_bytes=self.settings.max_file_bytes)
+            document = document.model_copy(update={"source": uri})
+        except ParseError as exc:
+            return _Item(uri, record, is_new, error=exc.cause)
+        except Exception as exc:  # a parser bug must fail one file, not the run
+            log.exception("unexpected error parsing %s", uri)
+            return _Item(uri, record, is_new, error=f"unexpected parser error: {exc!r} — please report it")
+        return self._chunk(_Item(uri, record, is_new, document=document))
+
+    def _from_document(self, uri: str, document: Document) -> _Item:
+        content_hash = hashlib.sha256(document.text.encode("utf-8")).hexdigest()
+        record, is_new, unchanged = self._base_record(uri, content_hash, len(document.text))
+        record.source_type = document.source_type
+        if unchanged:
+            return _Item(uri, record, is_new, unchanged=True)
+        return self._chunk(_Item(uri, record, is_new, document=document.model_copy(update={"source": uri})))
+
+    def _chunk(self, item: _Item) -> _Item:
+        doc = item.document
+        assert doc is not None
+        name = chunker_name_for(self.chunker_name, doc.source_type)
+        chunker = self._chunkers.get(name)
+        if chunker is None:
+            chunker = make_chunker(name, chunk_size=self.settings.chunk_size,
+                                   chunk_overlap=self.settings.chunk_overlap, counter=self._counter)
+            self._chunkers[name] = chunker
+        item.record.source_type = doc.source_type
+        item.record.title = doc.title
+        item.record.metadata = {
+            k: v for k, v in {"author": doc.author, "created_at": doc.created_at,
+                              "last_modified": doc.last_modified, "language": doc.language, "chunker": name}.items()
+            if v is not None
+        }
+        item.chunks = chunker.split(doc)
+        item.tokens = [chunk_tokens(c) for c in item.chunks]
+        return item
+
+    # ------------------------------------------------------------------ consuming work
+
+    def _run(
+        self, items: Iterator[_Item], total: int, report: IngestReport,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        work: queue.Queue[_Item | BaseException | None] = queue.Queue(maxsize=64)
+        stop = threading.Event()
+
+        def produce() -> None:
+            # Parsing and chunking overlap with embedding: torch releases the GIL while it computes.
+            try:
+                for item in items:
+                    while not stop.is_set():
+                        try:
+                            work.put(item, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                work.put(None)
+            except BaseException as exc:  # surfaced in the consumer
+                work.put(exc)
+
+        producer = threading.Thread(target=produce, name="ragtune-parse", daemon=True)
+        producer.start()
+        pending: list[_Item] = []
+        pending_hashes: dict[str, str] = {}
+        changing: set[str] = set()
+        done = 0
+        try:
+            while True:
+                item = work.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                done += 1
+                if item.unchanged:
+                    report.unchanged.append(item.uri)
+                else:
+                    self._classify(item, pending_hashes, changing)
+                    pending.append(item)
+                    if sum(len(i.chunks) for i in pending) >= FLUSH_CHUNKS:
+                        self._flush(pending, report)
+                        pending, pending_hashes, changing = [], {}, set()
+                if on_progress:
+                    on_progress(Progress(done, max(total, done), report.chunks, item.uri))
+            self._flush(pending, report)
+            if on_progress:
+                on_progress(Progress(done, max(total, done), report.chunks, ""))
+        finally:
+            stop.set()
+            producer.join(timeout=5)
+
+    def _classify(self, item: _Item, pending_hashes: dict[str, str], changing: set[str]) -> None:
+        """Mark an item as a duplicate when identical content is stored (or about to be) under another id."""
+        if item.error is not None or item.record.content_hash is None:
+            return
+        digest = item.record.content_hash
+        original_id = pending_hashes.get(digest)
+        if original_id is None:
+            original = self.store.find_by_hash(digest, exclude=item.record.id)
+            # A document whose content changes in this batch no longer holds its old content.
+            if original is not None and original.id not in changing:
+                original_id = original.id
+        if original_id is not None and original_id != item.record.id:
+            item.record.status = "duplicate"
+            item.record.duplicate_of = original_id
+            item.chunks, item.tokens = [], []
+            return
+        pending_hashes[digest] = item.record.id
+        changing.add(item.record.id)
+
+    def _flush(self, pending: list[_Item], report: IngestReport) -> None:
+        if not pending:
+            return
+        embeddable = [i for i in pending if i.error is None and i.record.status == "ok" and i.chunks]
+        texts = [c.text for i in embeddable for c in i.chunks]
+        vectors = self.embedder.encode_documents(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
+        updates: list[DocumentUpdate] = []
+        offset = 0
+        for item in pending:
+            if item.error is not None:
+                item.record.status = "failed"
+                item.record.error = item.error
+                updates.append(DocumentUpdate(item.record))
+                continue
+            n = len(item.chunks) if item in embeddable else 0
+            updates.append(DocumentUpdate(item.record, item.chunks, vectors[offset : offset + n], item.tokens))
+            offset += n
+        self.store.apply(updates)
+        for item in pending:
+            if item.error is not None:
+                report.failed.append((item.uri, item.error))
+            elif item.record.status == "duplicate":
+                report.duplicates.append(item.uri)
+            elif item.is_new:
+                report.added.append(item.uri)
+            else:
+                report.updated.append(item.uri)
+            report.chunks += len(item.chunks) if item.error is None else 0

@@ -1,0 +1,188 @@
+"""KnowledgeBase: the facade users touch — open, ingest, search, delete, stats, verify."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ragtune.embed import Embedder, load_embedder
+from ragtune.errors import EmbedderMismatchError, StoreError
+from ragtune.ingest import IngestReport, Ingestor, Progress
+from ragtune.retrieve import HybridRetriever, SearchResult
+from ragtune.settings import Settings, load_settings
+from ragtune.store.local import DocumentRecord, LocalStore
+from ragtune.types import Document, Hit
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_embedder(name: str, batch_size: int, num_threads: int | None) -> Embedder:
+    # Models take seconds to load and hundreds of MB; knowledge bases in one process share them.
+    return load_embedder(name, batch_size=batch_size, num_threads=num_threads)
+
+
+class KnowledgeBase:
+    """A knowledge base directory: SQLite catalog + dense and BM25 indexes, with its embedder and settings.
+
+    The embedder is loaded on first use, so catalog commands and sparse search start instantly.
+    """
+
+    def __init__(self, store: LocalStore, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self._embedder = embedder
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(
+        cls, path: str | Path, *, create: bool = False, embedder: str | Embedder | None = None, **overrides: Any
+    ) -> KnowledgeBase:
+        """Open the knowledge base at ``path`` (``create=True`` makes it if missing).
+
+        Settings come from ./ragtune.toml < PATH/ragtune.toml < RAGTUNE_* < ``overrides``. ``embedder`` is a
+        model name or a ready Embedder. A KB remembers its embedder; asking for a different one is an error
+        (vectors of two models do not mix).
+        """
+        path = Path(path)
+        if isinstance(embedder, str):
+            overrides["embedder"], embedder = embedder, None
+        settings = load_settings(path, **overrides)
+        stored = LocalStore.stored_embedder(path)
+        if stored is None and not create:
+            raise StoreError(f"no knowledge base at {path} — run 'ragtune init --kb {path}' or ingest into it")
+        wanted = embedder.name if embedder is not None else settings.embedder
+        explicit = embedder is not None or "embedder" in settings.model_fields_set
+        if stored is not None:
+            stored_name, stored_dim = stored
+            if explicit and wanted != stored_name:
+                raise EmbedderMismatchError(
+                    f"{path} was built with embedder '{stored_name}' ({stored_dim}-d) but '{wanted}' was requested "
+                    f"— drop the embedder setting to use '{stored_name}', or ingest into a new knowledge base"
+                )
+            settings = settings.model_copy(update={"embedder": stored_name})
+            if embedder is not None and embedder.dim != stored_dim:
+                raise EmbedderMismatchError(f"{path}: embedder '{wanted}' has {embedder.dim} dimensions, "
+                                            f"the knowledge base {stored_dim}")
+            store = cls._store(path, settings, stored_name, stored_dim, create=False)
+            return cls(store, settings, embedder)
+        embedder = embedder or _shared_embedder(settings.embedder, settings.embed_batch_size, settings.num_threads)
+        store = cls._store(path, settings, embedder.name, embedder.dim, create=True)
+        return cls(store, settings, embedder)
+
+    @staticmethod
+    def _store(path: Path, settings: Settings, name: str, dim: int, *, create: bool) -> LocalStore:
+        return LocalStore(
+            path, embedder_name=name, dim=dim, create=create, bm25_k1=settings.bm25_k1, bm25_b=settings.bm25_b,
+            hnsw_m=settings.hnsw_m, hnsw_ef_construction=settings.hnsw_ef_construction,
+            hnsw_ef_search=settings.hnsw_ef_search, exact_search_below=settings.exact_search_below,
+            threads=settings.num_threads or 1,
+        )
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            s = self.settings
+            embedder = _shared_embedder(s.embedder, s.embed_batch_size, s.num_threads)
+            if embedder.dim != self.store.dim:
+                raise EmbedderMismatchError(
+                    f"{self.store.directory}: embedder '{s.embedder}' has {embedder.dim} dimensions, the knowledge "
+                    f"base {self.store.dim}"
+                )
+            self._embedder = embedder
+        return self._embedder
+
+    @property
+    def path(self) -> Path:
+        return self.store.directory
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ operations
+
+    def ingest(
+        self, paths: Iterable[str | Path] | str | Path, *, sync: bool = False, chunker: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> IngestReport:
+        """Ingest files/directories incrementally; ``sync`` also removes documents whose files are gone."""
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        return Ingestor(self.store, self.embedder, self.settings, chunker=chunker).ingest(
+            paths, sync=sync, on_progress=on_progress
+        )
+
+    def ingest_documents(
+        self, documents: Iterable[tuple[str, Document]], *, total: int | None = None, chunker: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> IngestReport:
+        """Ingest parsed documents under caller-chosen URIs (e.g. a BEIR corpus)."""
+        return Ingestor(self.store, self.embedder, self.settings, chunker=chunker).ingest_documents(
+            documents, total=total, on_progress=on_progress
+        )
+
+    def retriever(self) -> HybridRetriever:
+        s = self.settings
+        return HybridRetriever(self.store, self.embedder, candidates=s.candidates, dense_weight=s.dense_weight,
+                               sparse_weight=s.sparse_weight, rrf_k=s.rrf_k)
+
+    def retrieve(
+        self, query: str, k: int = 5, *, mode: str = "hybrid", filter: dict[str, Any] | str | None = None,
+        candidates: int | None = None,
+    ) -> SearchResult:
+        """Hits plus per-stage timings."""
+        if mode == "sparse":
+            # BM25 needs no model: don't load one.
+            retriever = HybridRetriever(self.store, _NoEmbedder(), candidates=self.settings.candidates)
+        else:
+            retriever = self.retriever()
+        return retriever.search(query, k, mode=mode, filter=filter, candidates=candidates)
+
+    def search(
+        self, query: str, k: int = 5, *, mode: str = "hybrid", filter: dict[str, Any] | str | None = None
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query`` (mode: hybrid, dense or sparse; filter: see DESIGN.md)."""
+        return self.retrieve(query, k, mode=mode, filter=filter).hits
+
+    def delete(self, document_id: str) -> bool:
+        """Delete one document and its chunks; False when no such document exists."""
+        return self.store.delete([document_id]) == 1
+
+    def documents(self) -> list[DocumentRecord]:
+        return self.store.documents()
+
+    def stats(self) -> dict[str, Any]:
+        return self.store.stats()
+
+    def verify(self, *, repair: bool = False) -> dict[str, Any]:
+        """Check the catalog and indexes; ``repair`` rebuilds the derived indexes from the database."""
+        report = self.store.verify()
+        if repair and not report["ok"]:
+            self.store.rebuild_indexes()
+            report = {**self.store.verify(), "repaired": True}
+        return report
+
+
+class _NoEmbedder:
+    """Stands in for the embedder in sparse-only retrieval, where none is needed."""
+
+    name = "none"
+    dim = 0
+
+    def encode_queries(self, texts: Any) -> Any:
+        raise StoreError("sparse retrieval needs no embedder")
+
+    encode_documents = encode_queries
+
+    def token_counter(self) -> Any:
+        raise StoreError("sparse retrieval needs no embedder")

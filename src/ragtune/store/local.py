@@ -1,0 +1,570 @@
+"""The embedded default store: SQLite (WAL) is the source of truth; HNSW and BM25 indexes are derived from it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragtune.errors import EmbedderMismatchError, StoreError
+from ragtune.store.bm25 import BM25Index
+from ragtune.store.filters import compile_sql, validate_filter
+from ragtune.store.hnsw import DenseIndex
+from ragtune.store.text import tokenize
+from ragtune.types import Chunk, ChunkMeta, Hit
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "ragtune.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    uri TEXT NOT NULL UNIQUE,
+    source_type TEXT,
+    content_hash TEXT,
+    size INTEGER,
+    version INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'duplicate')),
+    error TEXT,
+    duplicate_of TEXT,
+    chunk_count INTEGER NOT NULL DEFAULT 0,
+    title TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_hash ON documents (content_hash);
+CREATE INDEX IF NOT EXISTS documents_duplicate_of ON documents (duplicate_of);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL UNIQUE,
+    document_id TEXT NOT NULL REFERENCES documents (id),
+    chunk_index INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start_offset INTEGER NOT NULL,
+    end_offset INTEGER NOT NULL,
+    source_type TEXT,
+    page_number INTEGER,
+    language TEXT,
+    meta TEXT NOT NULL,
+    tokens TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document_id);
+CREATE TABLE IF NOT EXISTS tombstones (seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id INTEGER NOT NULL);
+"""
+
+# Filterable fields and the trusted SQL expression each compiles to; user text never reaches SQL.
+_COLUMNS = {name: f"json_extract(c.meta, '$.{name}')" for name in ChunkMeta.model_fields}
+_COLUMNS.update(
+    source="d.uri", document_id="c.document_id", chunk_index="c.chunk_index", source_type="c.source_type",
+    page_number="c.page_number", language="c.language",
+)
+_LIST_FIELDS = frozenset({"tags", "heading_path"})
+# Stored in columns or derived from the documents table, so not repeated in the meta JSON.
+_META_EXCLUDE = {"source", "document_id", "chunk_index", "source_type", "page_number", "language"}
+
+
+@dataclass
+class DocumentRecord:
+    """A row of the document catalog."""
+
+    id: str
+    uri: str
+    source_type: str | None = None
+    content_hash: str | None = None
+    size: int | None = None
+    version: int = 0
+    status: str = "ok"
+    error: str | None = None
+    duplicate_of: str | None = None
+    chunk_count: int = 0
+    title: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DocumentUpdate:
+    """New content for one document: its record plus chunks, their vectors and BM25 tokens."""
+
+    record: DocumentRecord
+    chunks: list[Chunk] = field(default_factory=list)
+    vectors: np.ndarray | None = None
+    tokens: list[list[str]] | None = None  # BM25 tokens per chunk; computed here when not given
+
+    def chunk_tokens(self) -> list[list[str]]:
+        if self.tokens is None:
+            self.tokens = [chunk_tokens(c) for c in self.chunks]
+        return self.tokens
+
+
+class LocalStore:
+    """One directory: ``ragtune.db`` plus ``index/dense`` and ``index/sparse`` caught up from it on open."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        embedder_name: str,
+        dim: int,
+        create: bool = False,
+        bm25_k1: float = 1.2,
+        bm25_b: float = 0.75,
+        hnsw_m: int = 32,
+        hnsw_ef_construction: int = 200,
+        hnsw_ef_search: int = 128,
+        exact_search_below: int = 20000,
+        threads: int = 1,
+    ) -> None:
+        self.directory = Path(directory)
+        db_path = self.directory / DB_FILE
+        if not db_path.exists() and not create:
+            raise StoreError(
+                f"no knowledge base at {self.directory} — run 'ragtune init --kb {self.directory}' or ingest into it"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        with self._write():
+            # executescript would commit on its own; run the statements inside our transaction instead.
+            for statement in _split_sql(_SCHEMA):
+                self._conn.execute(statement)
+        self.embedder_name, self.dim = self._check_embedder(embedder_name, dim)
+        self._bm25_params = (bm25_k1, bm25_b)
+        self._hnsw_params = dict(
+            m=hnsw_m, ef_construction=hnsw_ef_construction, ef_search=hnsw_ef_search,
+            exact_below=exact_search_below, threads=threads,
+        )
+        self._dense, self._dense_seen = self._load_dense()
+        self._sparse, self._sparse_seen = self._load_sparse()
+        self._dirty = False
+        self.refresh()
+
+    # ------------------------------------------------------------------ setup
+
+    def _check_embedder(self, name: str, dim: int) -> tuple[str, int]:
+        stored = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        if "embedder" not in stored:
+            with self._write():
+                for key, value in (("schema_version", SCHEMA_VERSION), ("embedder", name), ("dim", dim),
+                                   ("created_at", time.time())):
+                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+            return name, dim
+        if stored["embedder"] != name or int(stored["dim"]) != dim:
+            raise EmbedderMismatchError(
+                f"{self.directory} was built with embedder '{stored['embedder']}' ({stored['dim']}-d) but was opened "
+                f"with '{name}' ({dim}-d) — open it with embedder = \"{stored['embedder']}\" (ragtune.toml, "
+                f"RAGTUNE_EMBEDDER or --embedder), or ingest into a new knowledge base"
+            )
+        return name, dim
+
+    @staticmethod
+    def stored_embedder(directory: Path) -> tuple[str, int] | None:
+        """The embedder recorded in an existing knowledge base, without opening its indexes."""
+        db_path = Path(directory) / DB_FILE
+        if not db_path.exists():
+            return None
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError:
+            return None
+        finally:
+            conn.close()
+        return (rows["embedder"], int(rows["dim"])) if "embedder" in rows else None
+
+    def _index_meta(self, seen: tuple[int, int]) -> dict[str, Any]:
+        return {"chunk_seq": seen[0], "tomb_seq": seen[1], "embedder": self.embedder_name, "dim": self.dim}
+
+    def _load_dense(self) -> tuple[DenseIndex, tuple[int, int]]:
+        path = self.directory / "index" / "dense"
+        if path.exists():
+            try:
+                index, meta = DenseIndex.load(path, ef_search=self._hnsw_params["ef_search"],
+                                              exact_below=self._hnsw_params["exact_below"],
+                                              threads=self._hnsw_params["threads"])
+                if meta.get("embedder") == self.embedder_name and index.dim == self.dim:
+                    return index, (int(meta["chunk_seq"]), int(meta["tomb_seq"]))
+                log.warning("dense index at %s belongs to another embedder; rebuilding it", path)
+            except StoreError as exc:
+                log.warning("%s; rebuilding it from the database", exc)
+        return DenseIndex(self.dim, **self._hnsw_params), (0, 0)
+
+    def _load_sparse(self) -> tuple[BM25Index, tuple[int, int]]:
+        path = self.directory / "index" / "sparse"
+        if path.exists():
+            try:
+                index, meta = BM25Index.load(path)
+                if (index.k1, index.b) == self._bm25_params:
+                    return index, (int(meta["chunk_seq"]), int(meta["tomb_seq"]))
+                log.info("BM25 parameters changed; rebuilding the sparse index")
+            except (StoreError, KeyError) as exc:
+                log.warning("%s; rebuilding the sparse index from the database", exc)
+        k1, b = self._bm25_params
+        return BM25Index(k1=k1, b=b), (0, 0)
+
+    # ------------------------------------------------------------------ derived indexes
+
+    def _heads(self) -> tuple[int, int]:
+        chunk_head = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+        tomb_head = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tombstones'").fetchone()
+        return (chunk_head[0] if chunk_head else 0, tomb_head[0] if tomb_head else 0)
+
+    def refresh(self) -> None:
+        """Catch the derived indexes up with the database (other processes may have written to it)."""
+        with self._lock:
+            heads = self._heads()
+            if self._dense_seen != heads:
+                self._dense_seen = self._catch_up(self._dense_seen, heads, dense=True)
+                self._dirty = True
+            if self._sparse_seen != heads:
+                self._sparse_seen = self._catch_up(self._sparse_seen, heads, dense=False)
+                self._dirty = True
+
+    def _catch_up(self, seen: tuple[int, int], heads: tuple[int, int], *, dense: bool) -> tuple[int, int]:
+        column = "vector" if dense else "tokens"
+        started = time.perf_counter()
+        added = 0
+        # One read transaction, so the chunk scan and the tombstone scan see the same snapshot.
+        self._conn.execute("BEGIN")
+        try:
+            heads = self._heads()
+            cursor = self._conn.execute(
+                f"SELECT id, {column} FROM chunks WHERE id > ? AND id <= ? ORDER BY id", (seen[0], heads[0])
+            )
+            while rows := cursor.fetchmany(10000):
+                ids = [r[0] for r in rows]
+                if dense:
+                    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+                    self._dense.add(ids, vectors)
+                else:
+                    self._sparse.add(ids, [r[1].split() for r in rows])
+                added += len(rows)
+            removed = [
+                r[0] for r in self._conn.execute(
+                    "SELECT chunk_id FROM tombstones WHERE seq > ? AND seq <= ?", (seen[1], heads[1])
+                )
+            ]
+        finally:
+            self._conn.execute("COMMIT")
+        (self._dense if dense else self._sparse).remove(removed)
+        if added or removed:
+            log.info("%s index caught up: +%d −%d chunks in %.1fs", "dense" if dense else "sparse",
+                     added, len(removed), time.perf_counter() - started)
+        return heads
+
+    def save_indexes(self) -> None:
+        """Persist both derived indexes with the database position they cover."""
+        with self._lock:
+            if not self._dirty:
+                return
+            self.refresh()
+            self._dense.save(self.directory / "index" / "dense", self._index_meta(self._dense_seen))
+            self._sparse.save(self.directory / "index" / "sparse", self._index_meta(self._sparse_seen))
+            self._dirty = False
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.save_indexes()
+            finally:
+                self._conn.close()
+
+    # ------------------------------------------------------------------ writes
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def apply(self, updates: Sequence[DocumentUpdate]) -> None:
+        """Store documents in one transaction: each document's old chunks are replaced by its new ones.
+
+        A record with status 'failed' or 'duplicate' carries no chunks; a failed re-ingest of a document
+        that has a good version keeps its chunks (nothing stored before is lost).
+        """
+        if not updates:
+            return
+        removed: list[int] = []
+        added: list[tuple[list[int], DocumentUpdate]] = []
+        with self._write():
+            before = self._heads()
+            for update in updates:
+                rec = update.record
+                if rec.status == "failed":
+                    self._upsert_record(rec, keep_chunks=True)
+                    continue
+                removed.extend(self._drop_chunks(rec.id))
+                if rec.status == "duplicate":
+                    rec.chunk_count = 0
+                    self._upsert_record(rec)
+                    continue
+                rec.chunk_count = len(update.chunks)
+                self._upsert_record(rec)
+                added.append((self._insert_chunks(rec, update), update))
+            after = self._heads()
+        self._sync_indexes(before, after, removed, added)
+
+    def delete(self, document_ids: Iterable[str]) -> int:
+        """Delete documents and their chunks; a duplicate of a deleted document inherits its chunks."""
+        removed: list[int] = []
+        count = 0
+        with self._write():
+            before = self._heads()
+            for doc_id in document_ids:
+                if self._conn.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is None:
+                    continue
+                removed.extend(self._drop_chunks(doc_id))
+                self._conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+                count += 1
+            after = self._heads()
+        self._sync_indexes(before, after, removed, [])
+        return count
+
+    def _sync_indexes(
+        self, before: tuple[int, int], after: tuple[int, int], removed: list[int],
+        added: list[tuple[list[int], DocumentUpdate]],
+    ) -> None:
+        with self._lock:
+            for ids, update in added:
+                if update.vectors is not None and len(ids):
+                    self._dense.add(ids, update.vectors)
+                    self._sparse.add(ids, update.chunk_tokens())
+            self._dense.remove(removed)
+            self._sparse.remove(removed)
+            # Advance only when nobody else wrote since we last caught up; otherwise refresh() scans later.
+            if self._dense_seen == before:
+                self._dense_seen = after
+            if self._sparse_seen == before:
+                self._sparse_seen = after
+            self._dirty = True
+
+    def _drop_chunks(self, doc_id: str) -> list[int]:
+        heir = self._conn.execute(
+            "SELECT id FROM documents WHERE duplicate_of = ? AND status = 'duplicate' ORDER BY uri LIMIT 1", (doc_id,)
+        ).fetchone()
+        count = self._conn.execute("SELECT chunk_count FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        if heir is not None and count is not None and count[0] > 0:
+            # The content lives on under an identical file: hand the chunks over instead of re-embedding.
+            heir_id = heir[0]
+            self._conn.execute("UPDATE chunks SET document_id = ? WHERE document_id = ?", (heir_id, doc_id))
+            self._conn.execute(
+                "UPDATE documents SET status = 'ok', duplicate_of = NULL, chunk_count = ?, version = version + 1,"
+                " updated_at = ? WHERE id = ?", (count[0], time.time(), heir_id),
+            )
+            self._conn.execute(
+                "UPDATE documents SET duplicate_of = ? WHERE duplicate_of = ? AND id != ?", (heir_id, doc_id, heir_id)
+            )
+            return []
+        ids = [r[0] for r in self._conn.execute("SELECT id FROM chunks WHERE document_id = ?", (doc_id,))]
+        if ids:
+            self._conn.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
+            self._conn.executemany("INSERT INTO tombstones (chunk_id) VALUES (?)", [(i,) for i in ids])
+        self._conn.execute("UPDATE documents SET duplicate_of = NULL WHERE duplicate_of = ?", (doc_id,))
+        return ids
+
+    def _upsert_record(self, rec: DocumentRecord, *, keep_chunks: bool = False) -> None:
+        now = time.time()
+        existing = self._conn.execute("SELECT created_at, chunk_count FROM documents WHERE id = ?", (rec.id,)).fetchone()
+        rec.created_at = existing["created_at"] if existing else now
+        rec.updated_at = now
+        if keep_chunks and existing:
+            # A failed re-ingest: record the error, keep the last good version searchable.
+            self._conn.execute(
+                "UPDATE documents SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
+                (rec.error, now, rec.id),
+            )
+            rec.chunk_count = existing["chunk_count"]
+            return
+        self._conn.execute(
+            "INSERT OR REPLACE INTO documents (id, uri, source_type, content_hash, size, version, status, error,"
+            " duplicate_of, chunk_count, title, metadata, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (rec.id, rec.uri, rec.source_type, rec.content_hash, rec.size, rec.version, rec.status, rec.error,
+             rec.duplicate_of, rec.chunk_count, rec.title, json.dumps(rec.metadata, ensure_ascii=False),
+             rec.created_at, rec.updated_at),
+        )
+
+    def _insert_chunks(self, rec: DocumentRecord, update: DocumentUpdate) -> list[int]:
+        chunks, vectors, tokens = update.chunks, update.vectors, update.chunk_tokens()
+        if vectors is None or len(vectors) != len(chunks):
+            raise StoreError(f"{rec.uri}: {len(chunks)} chunks but {0 if vectors is None else len(vectors)} vectors")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(chunks) and vectors.shape[1] != self.dim:
+            raise EmbedderMismatchError(f"{rec.uri}: vectors have {vectors.shape[1]} dimensions, the KB {self.dim}")
+        ids = []
+        for i, chunk in enumerate(chunks):
+            chunk.id = f"{rec.id}-{rec.version}-{i}"
+            chunk.meta.document_id = rec.id
+            chunk.meta.chunk_index = i
+            meta = chunk.meta.model_dump(exclude=_META_EXCLUDE)
+            cursor = self._conn.execute(
+                "INSERT INTO chunks (uid, document_id, chunk_index, text, start_offset, end_offset, source_type,"
+                " page_number, language, meta, tokens, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (chunk.id, rec.id, i, chunk.text, chunk.start, chunk.end, chunk.meta.source_type,
+                 chunk.meta.page_number, chunk.meta.language, json.dumps(meta, ensure_ascii=False),
+                 " ".join(tokens[i]), vectors[i].tobytes()),
+            )
+            ids.append(int(cursor.lastrowid or 0))
+        return ids
+
+    # ------------------------------------------------------------------ reads
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        row = self._conn.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return _record(row) if row else None
+
+    def find_by_hash(self, content_hash: str, exclude: str | None = None) -> DocumentRecord | None:
+        """A stored, healthy document with this content (the original of a would-be duplicate)."""
+        row = self._conn.execute(
+            "SELECT * FROM documents WHERE content_hash = ? AND status = 'ok' AND id != ? ORDER BY created_at LIMIT 1",
+            (content_hash, exclude or ""),
+        ).fetchone()
+        return _record(row) if row else None
+
+    def documents(self, status: str | None = None) -> list[DocumentRecord]:
+        sql = "SELECT * FROM documents" + (" WHERE status = ?" if status else "") + " ORDER BY uri"
+        return [_record(r) for r in self._conn.execute(sql, (status,) if status else ())]
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def stats(self) -> dict[str, Any]:
+        by_status = dict(self._conn.execute("SELECT status, count(*) FROM documents GROUP BY status").fetchall())
+        return {
+            "documents": by_status.get("ok", 0),
+            "failed": by_status.get("failed", 0),
+            "duplicates": by_status.get("duplicate", 0),
+            "chunks": self.count(),
+            "embedder": self.embedder_name,
+            "dim": self.dim,
+            "path": str(self.directory),
+            "dense_index": len(self._dense),
+            "sparse_index": len(self._sparse),
+        }
+
+    def allowed_ids(self, filter: dict[str, Any] | str | None) -> set[int] | None:
+        """Chunk ids that pass ``filter`` (None when there is no filter)."""
+        spec = validate_filter(filter)
+        if not spec:
+            return None
+        where, params = compile_sql(spec, _COLUMNS, _LIST_FIELDS)
+        sql = f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {where}"
+        return {r[0] for r in self._conn.execute(sql, params)}
+
+    def dense_search(
+        self, vector: np.ndarray, k: int, filter: dict[str, Any] | str | None = None
+    ) -> list[tuple[int, float]]:
+        with self._lock:
+            self.refresh()
+            ids, scores = self._dense.search(vector, k, self.allowed_ids(filter))
+        return list(zip(ids.tolist(), scores.tolist(), strict=True))
+
+    def sparse_search(self, text: str, k: int, filter: dict[str, Any] | str | None = None) -> list[tuple[int, float]]:
+        tokens = tokenize(text)
+        with self._lock:
+            self.refresh()
+            allowed = self.allowed_ids(filter)
+            ids, scores = self._sparse.search(tokens, k, allowed)
+        return list(zip(ids.tolist(), scores.tolist(), strict=True))
+
+    def get(self, ids: Sequence[int]) -> dict[int, Hit]:
+        """Hits (score 0) for chunk ids, keyed by id; ids that no longer exist are absent."""
+        out: dict[int, Hit] = {}
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            rows = self._conn.execute(
+                "SELECT c.id, c.uid, c.document_id, c.chunk_index, c.text, c.source_type, c.page_number, c.language,"
+                f" c.meta, d.uri FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})", part,
+            )
+            for r in rows:
+                meta = ChunkMeta(
+                    **json.loads(r["meta"]), source=r["uri"], document_id=r["document_id"],
+                    chunk_index=r["chunk_index"], source_type=r["source_type"] or "",
+                    page_number=r["page_number"], language=r["language"],
+                )
+                out[r["id"]] = Hit(chunk_id=r["uid"], document_id=r["document_id"], source=r["uri"],
+                                   text=r["text"], score=0.0, meta=meta)
+        return out
+
+    def verify(self) -> dict[str, Any]:
+        """Consistency report: catalog counts, orphans, and whether the derived indexes match the database."""
+        with self._lock:
+            self.refresh()
+            problems: list[str] = []
+            orphans = self._conn.execute(
+                "SELECT count(*) FROM chunks c LEFT JOIN documents d ON d.id = c.document_id WHERE d.id IS NULL"
+            ).fetchone()[0]
+            if orphans:
+                problems.append(f"{orphans} chunks belong to no document")
+            for row in self._conn.execute(
+                "SELECT d.id, d.uri, d.chunk_count, (SELECT count(*) FROM chunks c WHERE c.document_id = d.id) n"
+                " FROM documents d WHERE d.chunk_count != (SELECT count(*) FROM chunks c WHERE c.document_id = d.id)"
+            ):
+                problems.append(f"{row['uri']}: catalog says {row['chunk_count']} chunks, database has {row['n']}")
+            ids = {r[0] for r in self._conn.execute("SELECT id FROM chunks")}
+            for name, index in (("dense", self._dense), ("sparse", self._sparse)):
+                missing = sum(1 for i in ids if i not in index)
+                extra = len(index) - (len(ids) - missing)
+                if missing or extra:
+                    problems.append(f"{name} index: {missing} chunks missing, {extra} stale entries")
+            integrity = self._conn.execute("PRAGMA quick_check").fetchone()[0]
+            if integrity != "ok":
+                problems.append(f"SQLite quick_check: {integrity}")
+        return {"ok": not problems, "problems": problems, "chunks": len(ids), **{
+            k: v for k, v in self.stats().items() if k in ("documents", "failed", "duplicates")}}
+
+    def rebuild_indexes(self) -> None:
+        """Drop the derived indexes and rebuild them from the database."""
+        with self._lock:
+            k1, b = self._bm25_params
+            self._dense, self._dense_seen = DenseIndex(self.dim, **self._hnsw_params), (0, 0)
+            self._sparse, self._sparse_seen = BM25Index(k1=k1, b=b), (0, 0)
+            self._dirty = True
+            self.refresh()
+            self.save_indexes()
+
+
+def chunk_tokens(chunk: Chunk) -> list[str]:
+    # Section titles are part of what a chunk is about, so they are indexed with its text.
+    title = chunk.meta.section_title or ""
+    prefix = "" if not title or chunk.text.startswith(title) else title + "\n"
+    return tokenize(prefix + chunk.text)
+
+
+def _record(row: sqlite3.Row) -> DocumentRecord:
+    data = dict(row)
+    data["metadata"] = json.loads(data.get("metadata") or "{}")
+    return DocumentRecord(**data)
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,115 @@
+"""Core data types that flow through ragtune: documents, blocks, chunks and search hits."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+#: Separator placed between blocks when a document's text is assembled.
+BLOCK_SEPARATOR = "\n\n"
+
+
+class BlockType(str, Enum):
+    """The kind of a parsed block; chunkers use it to keep tables and code intact."""
+
+    HEADING = "heading"
+    PARAGRAPH = "paragraph"
+    TABLE = "table"
+    CODE = "code"
+    LIST = "list"
+    IMAGE_TEXT = "image_text"
+
+
+class Block(BaseModel):
+    """A typed piece of a document, with its exact character span in ``Document.text``."""
+
+    type: BlockType
+    text: str
+    page_number: int | None = None
+    heading_path: list[str] = Field(default_factory=list)
+    level: int | None = None  # heading level (1 = top) for HEADING blocks
+    is_ocr: bool = False
+    caption: str | None = None  # table caption, when the source has one
+    start: int = 0
+    end: int = 0
+
+
+class Document(BaseModel):
+    """A parsed source file: its full text and the blocks it is made of."""
+
+    source: str
+    source_type: str
+    text: str
+    blocks: list[Block]
+    title: str | None = None
+    author: str | None = None
+    created_at: str | None = None
+    last_modified: str | None = None
+    language: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def assemble(cls, blocks: list[Block], *, source: str, source_type: str, **fields: Any) -> Document:
+        """Build a document from blocks, joining their text and recording each block's offsets.
+
+        Blocks with only whitespace are dropped; block text is stripped so offsets stay exact.
+        """
+        kept: list[Block] = []
+        parts: list[str] = []
+        pos = 0
+        for block in blocks:
+            text = block.text.strip()
+            if not text:
+                continue
+            if kept:
+                pos += len(BLOCK_SEPARATOR)
+                parts.append(BLOCK_SEPARATOR)
+            kept.append(block.model_copy(update={"text": text, "start": pos, "end": pos + len(text)}))
+            parts.append(text)
+            pos += len(text)
+        return cls(source=source, source_type=source_type, text="".join(parts), blocks=kept, **fields)
+
+
+class ChunkMeta(BaseModel):
+    """Metadata carried by every chunk; the filter language addresses these fields by name."""
+
+    source: str = ""
+    source_type: str = ""
+    document_id: str = ""
+    chunk_index: int = 0
+    page_number: int | None = None
+    section_title: str | None = None
+    heading_path: list[str] = Field(default_factory=list)
+    author: str | None = None
+    created_at: str | None = None
+    last_modified: str | None = None
+    word_count: int = 0
+    language: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    legal_clause_id: str | None = None
+    table_caption: str | None = None
+    is_ocr: bool = False
+
+
+class Chunk(BaseModel):
+    """A retrievable span of a document: ``text == document.text[start:end]``."""
+
+    id: str = ""
+    text: str
+    start: int
+    end: int
+    meta: ChunkMeta = Field(default_factory=ChunkMeta)
+
+
+class Hit(BaseModel):
+    """One search result. ``scores`` keeps each retriever's own score and rank for inspection."""
+
+    chunk_id: str
+    document_id: str
+    source: str
+    text: str
+    score: float
+    meta: ChunkMeta
+    scores: dict[str, float] = Field(default_factory=dict)
