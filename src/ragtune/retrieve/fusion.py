@@ -1,0 +1,71 @@
+"""Weighted reciprocal rank fusion of several rankings of ids into one."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ragtune.errors import ConfigError
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[str]],
+    *,
+    weights: Sequence[float] | None = None,
+    k: int = 60,
+) -> list[tuple[str, float]]:
+    """Fuse rankings with weighted RRF: ``score(d) = sum_i w_i / (k + rank_i(d))``, ranks 1-based.
+
+    An id absent from a ranking gets nothing from it, and an id repeated inside one ranking counts
+    at its first (best) position only. A ranking with weight 0 is switched off: it adds no score
+    and no ids. The result is sorted by score, descending; equal scores are ordered by the id's
+    best rank in any contributing ranking, then by where the id first appeared (ranking by ranking,
+    top to bottom), so the output is deterministic.
+
+    Raises:
+        ConfigError: ``k`` is negative, or ``weights`` has the wrong length, a negative or
+            non-finite value, or sums to zero.
+    """
+    if k < 0:
+        raise ConfigError(f"k must be >= 0, got {k}")
+    for i, ranking in enumerate(rankings):
+        # A bare list of ids passed as `rankings` would otherwise be fused character by character.
+        if isinstance(ranking, str):
+            raise ConfigError(
+                f"rankings[{i}] is a string; pass a list of rankings, each a list of ids, e.g. [['a', 'b'], ['b', 'c']]"
+            )
+    if weights is None:
+        weights = [1.0] * len(rankings)
+    elif len(weights) != len(rankings):
+        raise ConfigError(
+            f"weights has {len(weights)} values but there are {len(rankings)} rankings — give one weight per ranking"
+        )
+    for i, weight in enumerate(weights):
+        if not math.isfinite(weight):
+            raise ConfigError(f"weights must be finite numbers, got {weight} at index {i}")
+        if weight < 0:
+            raise ConfigError(f"weights must be >= 0, got {weight} at index {i}")
+    if rankings and sum(weights) == 0:
+        raise ConfigError("weights must not sum to zero")
+
+    terms: dict[str, list[float]] = {}  # insertion order records first appearance
+    best_rank: dict[str, int] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        if weight == 0:
+            continue
+        seen: set[str] = set()
+        for rank, doc_id in enumerate(ranking, start=1):
+            if doc_id in seen:
+                continue
+            seen.add(doc_id)
+            terms.setdefault(doc_id, []).append(weight / (k + rank))
+            if rank < best_rank.get(doc_id, rank + 1):
+                best_rank[doc_id] = rank
+
+    # fsum is exactly rounded, so equal contributions summed in a different order give equal scores
+    # and ties are decided by the tie-break below, not by floating-point noise.
+    scored = [
+        (doc_id, math.fsum(parts), best_rank[doc_id], order) for order, (doc_id, parts) in enumerate(terms.items())
+    ]
+    scored.sort(key=lambda item: (-item[1], item[2], item[3]))
+    return [(doc_id, score) for doc_id, score, _, _ in scored]

@@ -1,0 +1,131 @@
+"""Reciprocal rank fusion against hand-computed cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragtune.errors import ConfigError
+from ragtune.retrieve.fusion import reciprocal_rank_fusion
+
+pytestmark = pytest.mark.unit
+
+
+def ids(fused: list[tuple[str, float]]) -> list[str]:
+    return [doc_id for doc_id, _ in fused]
+
+
+class TestReciprocalRankFusion:
+    def test_two_rankings_hand_computed(self) -> None:
+        # k = 60, equal weights:
+        #   a: 1/61                 = 0.016393
+        #   b: 1/62 + 1/61          = 0.016129 + 0.016393 = 0.032522
+        #   c: 1/63 + 1/62          = 0.015873 + 0.016129 = 0.032002
+        #   d:        1/63          = 0.015873
+        fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "d"]])
+        assert ids(fused) == ["b", "c", "a", "d"]
+        expected = {"a": 1 / 61, "b": 1 / 62 + 1 / 61, "c": 1 / 63 + 1 / 62, "d": 1 / 63}
+        for doc_id, score in fused:
+            assert score == pytest.approx(expected[doc_id], abs=1e-15)
+
+    def test_k_changes_scores(self) -> None:
+        # k = 0: a = 1/1 + 1/3 = 1.3333, b = 1/2 + 1/2 = 1.0, c = 1/3 + 1/1 = 1.3333
+        fused = dict(reciprocal_rank_fusion([["a", "b", "c"], ["c", "b", "a"]], k=0))
+        assert fused == pytest.approx({"a": 4 / 3, "b": 1.0, "c": 4 / 3})
+
+    def test_weighted_scores_hand_computed(self) -> None:
+        # weights (2, 1), k = 60:
+        #   a: 2/61 + 1/63 = 0.032787 + 0.015873 = 0.048660
+        #   b: 2/62 + 1/62 = 3/62                 = 0.048387
+        #   c: 2/63 + 1/61 = 0.031746 + 0.016393 = 0.048139
+        fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "b", "a"]], weights=[2, 1])
+        assert ids(fused) == ["a", "b", "c"]
+        assert dict(fused) == pytest.approx({"a": 2 / 61 + 1 / 63, "b": 3 / 62, "c": 2 / 63 + 1 / 61})
+
+    def test_weights_change_the_order(self) -> None:
+        # Guards against weights being silently ignored (as once in LlamaIndex's fusion retriever).
+        first, second = ["a", "b", "c", "d"], ["d", "c", "b", "a"]
+        assert ids(reciprocal_rank_fusion([first, second], weights=[1, 0])) == first
+        assert ids(reciprocal_rank_fusion([first, second], weights=[0, 1])) == second
+        favour_first = ids(reciprocal_rank_fusion([first, second], weights=[2, 1]))
+        favour_second = ids(reciprocal_rank_fusion([first, second], weights=[1, 2]))
+        assert favour_first == first
+        assert favour_second == second
+        assert favour_first != favour_second
+
+    def test_weights_scale_invariant(self) -> None:
+        # Only the ratio of weights matters for the order.
+        rankings = [["a", "b", "c"], ["c", "a", "b"]]
+        assert ids(reciprocal_rank_fusion(rankings, weights=[1, 3])) == ids(
+            reciprocal_rank_fusion(rankings, weights=[0.5, 1.5])
+        )
+
+    def test_zero_weight_ranking_adds_no_ids(self) -> None:
+        # "z" appears only in the switched-off ranking, so it is not in the result at all.
+        fused = reciprocal_rank_fusion([["a", "b"], ["z", "b"]], weights=[1, 0])
+        assert fused == [("a", pytest.approx(1 / 61)), ("b", pytest.approx(1 / 62))]
+
+    def test_absent_ids_contribute_nothing(self) -> None:
+        # x only in the first ranking: 1/61; y in both: 1/62 + 1/61.
+        fused = dict(reciprocal_rank_fusion([["x", "y"], ["y"]]))
+        assert fused == pytest.approx({"x": 1 / 61, "y": 1 / 62 + 1 / 61})
+
+    def test_duplicate_counts_at_first_rank_only(self) -> None:
+        # a at rank 1 only (not 1/61 + 1/62); b keeps its position, rank 3: 1/63.
+        fused = dict(reciprocal_rank_fusion([["a", "a", "b"]]))
+        assert fused == pytest.approx({"a": 1 / 61, "b": 1 / 63})
+
+    def test_ties_break_by_best_rank(self) -> None:
+        # weights (2, 1), k = 0:
+        #   p: 2/1 = 2.0
+        #   a: 2/2 = 1.0 (best rank 2, appears before b)
+        #   b: 1/1 = 1.0 (best rank 1)
+        # a and b tie exactly; b's better rank wins over a's earlier appearance.
+        fused = reciprocal_rank_fusion([["p", "a"], ["b"]], weights=[2, 1], k=0)
+        assert fused == [("p", 2.0), ("b", 1.0), ("a", 1.0)]
+
+    def test_ties_break_by_first_appearance(self) -> None:
+        # Every id holds ranks {1, 2, 3} once: equal scores and best rank 1, so first appearance decides.
+        fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]])
+        assert ids(fused) == ["a", "b", "c"]
+        assert len({score for _, score in fused}) == 1
+
+    def test_deterministic_for_symmetric_input(self) -> None:
+        # a: 1/61 + 1/62, b: 1/62 + 1/61 — exactly equal; a appears first.
+        assert ids(reciprocal_rank_fusion([["a", "b"], ["b", "a"]])) == ["a", "b"]
+        assert ids(reciprocal_rank_fusion([["b", "a"], ["a", "b"]])) == ["b", "a"]
+
+    @pytest.mark.parametrize("rankings", [[], [[]], [[], []]])
+    def test_empty(self, rankings: list[list[str]]) -> None:
+        assert reciprocal_rank_fusion(rankings) == []
+
+    def test_one_empty_ranking(self) -> None:
+        assert reciprocal_rank_fusion([[], ["a"]]) == [("a", pytest.approx(1 / 61))]
+
+    def test_single_ranking_keeps_order(self) -> None:
+        assert ids(reciprocal_rank_fusion([["c", "a", "b"]])) == ["c", "a", "b"]
+
+
+class TestValidation:
+    def test_negative_k(self) -> None:
+        with pytest.raises(ConfigError, match="k must be >= 0"):
+            reciprocal_rank_fusion([["a"]], k=-1)
+
+    def test_weights_length(self) -> None:
+        with pytest.raises(ConfigError, match="weights has 3 values but there are 2 rankings"):
+            reciprocal_rank_fusion([["a"], ["b"]], weights=[1, 1, 1])
+
+    def test_negative_weight(self) -> None:
+        with pytest.raises(ConfigError, match=r"weights must be >= 0, got -1 at index 1"):
+            reciprocal_rank_fusion([["a"], ["b"]], weights=[1, -1])
+
+    def test_non_finite_weight(self) -> None:
+        with pytest.raises(ConfigError, match="weights must be finite"):
+            reciprocal_rank_fusion([["a"], ["b"]], weights=[1, float("nan")])
+
+    def test_weights_sum_to_zero(self) -> None:
+        with pytest.raises(ConfigError, match="weights must not sum to zero"):
+            reciprocal_rank_fusion([["a"], ["b"]], weights=[0, 0])
+
+    def test_string_instead_of_rankings(self) -> None:
+        with pytest.raises(ConfigError, match=r"rankings\[0\] is a string"):
+            reciprocal_rank_fusion(["abc"])  # type: ignore[list-item]
