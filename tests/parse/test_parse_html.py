@@ -1,0 +1,183 @@
+"""Tests for the HTML parser: main content, chrome removal, blocks, tables, metadata and encodings."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragtune.errors import ParseError
+from ragtune.parse import parse
+from ragtune.types import BlockType
+
+pytestmark = pytest.mark.unit
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <title>  Handbook |
+   Example Corp </title>
+  <meta name="Author" content="Grace Hopper">
+  <meta property="article:published_time" content="2024-05-06T07:08:09Z">
+  <meta property="article:modified_time" content="2024-06-01">
+  <style>body { color: red; }</style>
+  <script>var tracking = "SCRIPT_TEXT";</script>
+</head>
+<body>
+  <header><a href="/">SITE_HEADER</a></header>
+  <nav><ul><li>NAV_ITEM</li></ul></nav>
+  <div role="navigation">ROLE_NAV</div>
+  <main>
+    <h1>Handbook</h1>
+    <p>Welcome   to the
+       <b>handbook</b>, <a href="#">read it</a>.</p>
+    <!-- COMMENT_TEXT -->
+    <h2>Leave</h2>
+    <div>Loose text in a div<br>next line <p>Inner paragraph.</p> tail text</div>
+    <ul>
+      <li>Annual leave</li>
+      <li>Sick leave
+        <ol><li>with note</li><li>without note</li></ol>
+      </li>
+    </ul>
+    <h3>Table</h3>
+    <table>
+      <caption>Leave days</caption>
+      <thead><tr><th>Type</th><th>Days | max</th></tr></thead>
+      <tbody>
+        <tr><td>Annual</td><td>20</td></tr>
+        <tr><td colspan="2">Ask HR</td></tr>
+        <tr><td>Sick</td><td>10</td></tr>
+      </tbody>
+    </table>
+    <h2>Code</h2>
+    <pre><code>def f():
+    return 1</code></pre>
+    <form><input name="q"><p>FORM_TEXT</p></form>
+    <aside>ASIDE_TEXT</aside>
+    <noscript>NOSCRIPT_TEXT</noscript>
+  </main>
+  <footer>SITE_FOOTER</footer>
+</body>
+</html>
+"""
+
+
+def blocks_of(document, kind: BlockType) -> list[str]:
+    return [b.text for b in document.blocks if b.type is kind]
+
+
+class TestParseHtml:
+    def test_chrome_is_dropped(self) -> None:
+        document = parse(PAGE.encode(), filename="page.html")
+        for noise in (
+            "SCRIPT_TEXT",
+            "SITE_HEADER",
+            "NAV_ITEM",
+            "ROLE_NAV",
+            "COMMENT_TEXT",
+            "FORM_TEXT",
+            "ASIDE_TEXT",
+            "NOSCRIPT_TEXT",
+            "SITE_FOOTER",
+            "color: red",
+        ):
+            assert noise not in document.text
+
+    def test_metadata(self) -> None:
+        document = parse(PAGE.encode(), filename="page.html")
+        assert document.source_type == "html"
+        assert document.title == "Handbook | Example Corp"
+        assert document.author == "Grace Hopper"
+        assert document.created_at == "2024-05-06T07:08:09Z"
+        assert document.last_modified == "2024-06-01"
+        assert document.language == "en"
+
+    def test_blocks_and_headings(self, check_offsets) -> None:
+        document = parse(PAGE.encode(), filename="page.htm")
+        assert [(b.type, b.text) for b in document.blocks[:6]] == [
+            (BlockType.HEADING, "Handbook"),
+            (BlockType.PARAGRAPH, "Welcome to the handbook, read it."),
+            (BlockType.HEADING, "Leave"),
+            (BlockType.PARAGRAPH, "Loose text in a div next line"),
+            (BlockType.PARAGRAPH, "Inner paragraph."),
+            (BlockType.PARAGRAPH, "tail text"),
+        ]
+        headings = [(b.text, b.level, b.heading_path) for b in document.blocks if b.type is BlockType.HEADING]
+        assert headings == [
+            ("Handbook", 1, ["Handbook"]),
+            ("Leave", 2, ["Handbook", "Leave"]),
+            ("Table", 3, ["Handbook", "Leave", "Table"]),
+            ("Code", 2, ["Handbook", "Code"]),
+        ]
+        assert document.blocks[3].heading_path == ["Handbook", "Leave"]
+        check_offsets(document)
+
+    def test_list(self) -> None:
+        document = parse(PAGE.encode(), filename="page.html")
+        assert blocks_of(document, BlockType.LIST) == ["- Annual leave\n- Sick leave\n  - with note\n  - without note"]
+
+    def test_table(self) -> None:
+        document = parse(PAGE.encode(), filename="page.html")
+        table = next(b for b in document.blocks if b.type is BlockType.TABLE)
+        assert table.text.split("\n") == [
+            "| Type | Days \\| max |",
+            "| --- | --- |",
+            "| Annual | 20 |",
+            "| Ask HR |  |",
+            "| Sick | 10 |",
+        ]
+        assert table.caption == "Leave days"
+        assert table.heading_path == ["Handbook", "Leave", "Table"]
+
+    def test_table_without_th_uses_first_row(self) -> None:
+        html = "<table><tr><td>a</td><td>b</td></tr><tr><td>1</td><td>2</td></tr></table>"
+        document = parse(html.encode(), filename="t.html")
+        assert document.blocks[0].text == "| a | b |\n| --- | --- |\n| 1 | 2 |"
+
+    def test_code(self) -> None:
+        document = parse(PAGE.encode(), filename="page.html")
+        assert blocks_of(document, BlockType.CODE) == ["def f():\n    return 1"]
+
+    def test_article_preferred_and_its_header_kept(self) -> None:
+        html = (
+            "<body><div>SIDEBAR</div><article><header><h1>Post</h1></header><p>Body.</p>"
+            "<footer>Posted by A</footer></article></body>"
+        )
+        document = parse(html.encode(), filename="a.html")
+        assert [b.text for b in document.blocks] == ["Post", "Body.", "Posted by A"]
+        assert document.title == "Post"
+
+    def test_several_articles_read_whole_body(self) -> None:
+        html = "<body><p>Intro</p><article><p>One</p></article><article><p>Two</p></article></body>"
+        assert [b.text for b in parse(html.encode(), filename="l.html").blocks] == ["Intro", "One", "Two"]
+
+    def test_chinese_with_declared_gbk(self, check_offsets) -> None:
+        html = (
+            '<html><head><meta charset="gbk"><title>员工手册</title><meta name="author" content="张三"></head>'
+            "<body><h1>考勤制度</h1><p>员工应当按时上下班，迟到三次按旷工半天处理。</p>"
+            "<table><tr><th>项目</th><th>说明</th></tr><tr><td>迟到</td><td>扣款</td></tr></table></body></html>"
+        )
+        document = parse(html.encode("gbk"), filename="zh.html")
+        assert document.title == "员工手册"
+        assert document.author == "张三"
+        assert document.blocks[1].text == "员工应当按时上下班，迟到三次按旷工半天处理。"
+        assert document.blocks[2].text.split("\n")[2] == "| 迟到 | 扣款 |"
+        assert document.language == "zh"
+        check_offsets(document)
+
+    @pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])
+    def test_chinese_without_declaration(self, encoding: str) -> None:
+        html = "<html><body><p>本办法适用于公司全体员工。员工应当遵守劳动纪律，按时上下班。</p></body></html>"
+        document = parse(html.encode(encoding), filename="zh.html")
+        assert document.text == "本办法适用于公司全体员工。员工应当遵守劳动纪律，按时上下班。"
+
+    def test_xhtml_declaration(self) -> None:
+        xhtml = '<?xml version="1.0" encoding="utf-8"?><html xmlns="http://www.w3.org/1999/xhtml"><body><p>Hi</p></body></html>'
+        assert parse(xhtml.encode(), filename="x.xhtml").text == "Hi"
+
+    def test_empty_and_junk(self) -> None:
+        assert parse(b"", filename="e.html").blocks == []
+        assert parse(b"<html><body><script>x()</script></body></html>", filename="s.html").text == ""
+
+    def test_binary_junk_raises(self) -> None:
+        with pytest.raises(ParseError, match="junk.html: .*encoding"):
+            parse(bytes(range(256)) * 4, filename="junk.html")
