@@ -26,13 +26,20 @@ class RegexTokenCounter:
 class HFTokenCounter:
     """Spans from a Hugging Face fast tokenizer (the embedder's own, so chunk sizes match what it sees)."""
 
-    # Long texts are tokenized in windows: fast tokenizers are quadratic-ish on huge single inputs.
+    # Long texts are tokenized in windows: one huge input is slow and memory-hungry.
     _WINDOW = 100_000
 
     def __init__(self, tokenizer: Any) -> None:
-        if not getattr(tokenizer, "is_fast", False):
-            raise TypeError("HFTokenCounter needs a fast tokenizer (offset mapping)")
-        self._tokenizer = tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise TypeError("HFTokenCounter needs a fast tokenizer (one with offset mapping)")
+        from tokenizers import Tokenizer
+
+        # A private copy without truncation: counting must see every token, and the model's own
+        # tokenizer must keep its settings.
+        self._tokenizer = Tokenizer.from_str(backend.to_str())
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         out: list[tuple[int, int]] = []
@@ -42,8 +49,8 @@ class HFTokenCounter:
             if end < len(text):
                 space = text.rfind(" ", pos, end)
                 end = space if space > pos else end
-            encoded = self._tokenizer(text[pos:end], add_special_tokens=False, return_offsets_mapping=True)
-            out.extend((pos + s, pos + e) for s, e in encoded["offset_mapping"] if e > s)
+            encoding = self._tokenizer.encode(text[pos:end], add_special_tokens=False)
+            out.extend((pos + s, pos + e) for s, e in encoding.offsets if e > s)
             pos = end
         return out
 

@@ -1,0 +1,36 @@
+# Two commands are the contract: `make demo` and `make test`, each from a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --quiet --constraint constraints.txt
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[dev,multilingual]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	rm -rf .demo_kb
+	$(BIN)/ragtune ingest examples --kb .demo_kb
+	$(BIN)/ragtune ingest examples --kb .demo_kb
+	$(BIN)/ragtune search "how do I rotate API keys" --kb .demo_kb -k 3
+	$(BIN)/ragtune search "年假有多少天" --kb .demo_kb -k 2
+	$(BIN)/ragtune kb stats --kb .demo_kb
+
+test: install
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
+
+clean:
+	rm -rf $(VENV) .demo_kb .pytest_cache

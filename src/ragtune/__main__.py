@@ -1,0 +1,5 @@
+"""Allows ``python -m ragtune``."""
+
+from ragtune.cli import main
+
+main()
