@@ -24,7 +24,7 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(eval_app, name="eval")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 KbOpt = Annotated[Path | None, typer.Option("--kb", help="Knowledge base directory [default: $RAGTUNE_KB or ./ragtune_kb]")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]

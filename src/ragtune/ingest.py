@@ -25,9 +25,9 @@ from ragtune.types import Chunk, Document
 
 log = logging.getLogger(__name__)
 
-# Chunks gathered across documents before one embedding call and one commit: large enough to keep the
-# embedder's batches full on small files, small enough that an interrupted run loses little work.
-FLUSH_CHUNKS = 256
+# Embedding batches gathered across documents before one commit: enough to keep the embedder's batches
+# full on small files, few enough that an interrupted run loses little work.
+FLUSH_BATCHES = 4
 
 
 def document_id(uri: str) -> str:
@@ -284,7 +284,7 @@ class Ingestor:
                 else:
                     self._classify(item, pending_hashes, changing)
                     pending.append(item)
-                    if sum(len(i.chunks) for i in pending) >= FLUSH_CHUNKS:
+                    if sum(len(i.chunks) for i in pending) >= FLUSH_BATCHES * self.settings.embed_batch_size:
                         self._flush(pending, report)
                         pending, pending_hashes, changing = [], {}, set()
                 if on_progress:
