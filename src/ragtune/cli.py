@@ -26,7 +26,9 @@ app.add_typer(eval_app, name="eval")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
-KbOpt = Annotated[Path | None, typer.Option("--kb", help="Knowledge base directory [default: $RAGTUNE_KB or ./ragtune_kb]")]
+KbOpt = Annotated[
+    Path | None, typer.Option("--kb", help="Knowledge base directory [default: $RAGTUNE_KB or ./ragtune_kb]")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 EmbedderOpt = Annotated[str | None, typer.Option("--embedder", help="Embedding model (name, directory or hub id).")]
 
@@ -55,7 +57,9 @@ def _open(kb: Path | None, *, create: bool = False, **overrides: Any) -> Any:
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
@@ -137,7 +141,9 @@ def search(
     kb: KbOpt = None,
     mode: Annotated[str, typer.Option(help="hybrid, dense or sparse.")] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", help="Number of hits.")] = 5,
-    filter: Annotated[str | None, typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"source_type": "md"}\'.')] = None,
+    filter: Annotated[
+        str | None, typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"source_type": "md"}\'.')
+    ] = None,
     candidates: Annotated[int | None, typer.Option(help="Hits per retriever before fusion.")] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -30,3 +30,7 @@ class StoreError(RagtuneError):
 
 class EmbedderMismatchError(StoreError):
     """The knowledge base was built with another embedder than the one it is opened with."""
+
+
+class LLMError(RagtuneError):
+    """A language model could not be loaded or did not answer (names the backend, model and URL)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from ragtune.embed import Embedder, load_embedder
 from ragtune.errors import EmbedderMismatchError, StoreError
-from ragtune.ingest import IngestReport, Ingestor, Progress
+from ragtune.ingest import Ingestor, IngestReport, Progress
 from ragtune.retrieve import HybridRetriever, SearchResult
 from ragtune.settings import Settings, load_settings
 from ragtune.store.local import DocumentRecord, LocalStore

@@ -13,7 +13,7 @@ from ragtune.types import Block, BlockType, Document
 
 pytestmark = pytest.mark.unit
 
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
 
 
 def _random_text(seed: int, paragraphs: int = 8) -> str:
@@ -91,7 +91,7 @@ def test_recursive_overlap_repeats_trailing_sentences():
     text = " ".join(f"Sentence number {i} ends." for i in range(12))
     chunks = RecursiveChunker(chunk_size=20, chunk_overlap=8).split(_doc(text))
     assert len(chunks) > 2
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in zip(chunks, chunks[1:], strict=False):
         assert b.start < a.end  # the next chunk starts inside the previous one
         assert a.text.endswith(".") and b.text.startswith("Sentence")
 

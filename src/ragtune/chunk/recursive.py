@@ -1,4 +1,4 @@
-"""Recursive splitting: paragraphs, then lines, then sentences (incl. 。！？), then words, merged up to a token budget."""
+"""Recursive splitting: paragraphs, lines, sentences (incl. 。！？), words, merged up to a token budget."""
 
 from __future__ import annotations
 

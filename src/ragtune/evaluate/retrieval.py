@@ -61,7 +61,9 @@ def evaluate_beir(
         started = time.perf_counter()
         report = kb.ingest_documents(
             corpus_documents(dataset, name), total=len(dataset.corpus),
-            on_progress=(lambda p: on_progress("indexing corpus", p.files_done, p.files_total)) if on_progress else None,
+            on_progress=(
+                (lambda p: on_progress("indexing corpus", p.files_done, p.files_total)) if on_progress else None
+            ),
         )
         build_seconds = time.perf_counter() - started
         prefix = f"beir:{name}/"

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 from ragtune.errors import ConfigError
 
+Id = TypeVar("Id", bound=Hashable)
+
 
 def reciprocal_rank_fusion(
-    rankings: Sequence[Sequence[str]],
+    rankings: Sequence[Sequence[Id]],
     *,
     weights: Sequence[float] | None = None,
     k: int = 60,
-) -> list[tuple[str, float]]:
+) -> list[tuple[Id, float]]:
     """Fuse rankings with weighted RRF: ``score(d) = sum_i w_i / (k + rank_i(d))``, ranks 1-based.
 
     An id absent from a ranking gets nothing from it, and an id repeated inside one ranking counts
@@ -48,12 +51,12 @@ def reciprocal_rank_fusion(
     if rankings and sum(weights) == 0:
         raise ConfigError("weights must not sum to zero")
 
-    terms: dict[str, list[float]] = {}  # insertion order records first appearance
-    best_rank: dict[str, int] = {}
+    terms: dict[Id, list[float]] = {}  # insertion order records first appearance
+    best_rank: dict[Id, int] = {}
     for ranking, weight in zip(rankings, weights, strict=True):
         if weight == 0:
             continue
-        seen: set[str] = set()
+        seen: set[Id] = set()
         for rank, doc_id in enumerate(ranking, start=1):
             if doc_id in seen:
                 continue

@@ -59,22 +59,22 @@ class DenseIndex:
 
     def add(self, ids: Iterable[int], vectors: np.ndarray) -> None:
         """Add vectors; ids already present are skipped (ids are never reused by the store)."""
-        ids = np.asarray(list(ids), dtype=np.int64)
+        id_array = np.asarray(list(ids), dtype=np.int64)
         vectors = np.asarray(vectors, dtype=np.float32)
-        if len(ids) == 0:
+        if len(id_array) == 0:
             return
-        if vectors.shape != (len(ids), self.dim):
-            raise StoreError(f"expected vectors of shape ({len(ids)}, {self.dim}), got {vectors.shape}")
+        if vectors.shape != (len(id_array), self.dim):
+            raise StoreError(f"expected vectors of shape ({len(id_array)}, {self.dim}), got {vectors.shape}")
         with self._lock:
-            fresh = np.array([i not in self._ids for i in ids.tolist()], dtype=bool)
+            fresh = np.array([i not in self._ids for i in id_array.tolist()], dtype=bool)
             if not fresh.any():
                 return
-            ids, vectors = ids[fresh], vectors[fresh]
-            needed = self._index.element_count + len(ids)
+            id_array, vectors = id_array[fresh], vectors[fresh]
+            needed = self._index.element_count + len(id_array)
             if needed > self._index.get_max_elements():
                 self._index.resize_index(max(needed, int(self._index.get_max_elements() * 1.5)))
-            self._index.add_items(vectors, ids, num_threads=self.threads)
-            self._ids.update(ids.tolist())
+            self._index.add_items(vectors, id_array, num_threads=self.threads)
+            self._ids.update(id_array.tolist())
 
     def remove(self, ids: Iterable[int]) -> None:
         """Mark ids deleted; unknown ids are ignored (tombstones may name chunks this index never saw)."""

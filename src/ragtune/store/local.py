@@ -392,7 +392,9 @@ class LocalStore:
 
     def _upsert_record(self, rec: DocumentRecord, *, keep_chunks: bool = False) -> None:
         now = time.time()
-        existing = self._conn.execute("SELECT created_at, chunk_count FROM documents WHERE id = ?", (rec.id,)).fetchone()
+        existing = self._conn.execute(
+            "SELECT created_at, chunk_count FROM documents WHERE id = ?", (rec.id,)
+        ).fetchone()
         rec.created_at = existing["created_at"] if existing else now
         rec.updated_at = now
         if keep_chunks and existing:
