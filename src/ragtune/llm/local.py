@@ -1,0 +1,398 @@
+"""In-process LLM on transformers: the bundled SmolLM2 (converted once from its GGUF) or any causal-LM directory."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ragtune.errors import ConfigError, LLMError
+from ragtune.llm.base import GenerationParams, truncate_at_stop, validate_messages
+from ragtune.llm.bundled import BUNDLED_SMOLLM2, bundled_gguf_path
+
+log = logging.getLogger(__name__)
+
+# A crash mid-conversion leaves a temporary directory; one untouched this long is surely abandoned.
+_STALE_PARTIAL_S = 3600
+# Spellings of the answer tokens; which of them are single tokens depends on the vocabulary.
+_YES = ("yes", "Yes", "YES", " yes", " Yes", " YES")
+_NO = ("no", "No", "NO", " no", " No", " NO")
+
+
+def default_cache_dir() -> Path:
+    """Where converted models live: env RAGTUNE_MODEL_CACHE, else ~/.cache/ragtune/models."""
+    env = os.environ.get("RAGTUNE_MODEL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "ragtune" / "models"
+
+
+def format_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
+    """The model's own chat template applied to ``messages``, ending where the assistant's reply begins.
+
+    Shared with training so that a fine-tuned model sees exactly the prompt format it is served with.
+    """
+    checked = validate_messages(messages)
+    if not getattr(tokenizer, "chat_template", None):
+        raise LLMError(
+            f"the tokenizer of {getattr(tokenizer, 'name_or_path', 'this model')!r} has no chat template — "
+            "use an instruct/chat model"
+        )
+    return str(tokenizer.apply_chat_template(checked, add_generation_prompt=True, tokenize=False))
+
+
+def converted_gguf_dir(gguf_path: Path, cache_dir: str | Path | None = None) -> Path:
+    """A plain Hugging Face directory holding ``gguf_path``'s model, converted on first use.
+
+    transformers reads GGUF (dequantizing to float32) but takes tens of seconds to do so and will not
+    ``save_pretrained`` a GGUF-loaded model; so the weights are copied once into a fresh model built
+    from the same config and saved, and later loads take a second or two. The directory name carries
+    a hash of the file's path, size and mtime, so a reinstalled or changed file is converted again.
+    """
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = cache / f"{gguf_path.stem}-{key}"
+    if target.is_dir():
+        return target
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LLMError(f"cannot create the model cache {cache} ({exc}) — set cache_dir or RAGTUNE_MODEL_CACHE") from exc
+    _remove_stale_partials(cache)
+    log.warning("converting %s once into a transformers model at %s (~30 s)", gguf_path.name, target)
+    started = time.monotonic()
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=cache))
+    try:
+        _convert(gguf_path, partial)
+        try:
+            # Atomic: readers see either no directory or a complete one, never a half-written model.
+            partial.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            log.info("another process converted %s meanwhile; using its copy", gguf_path.name)
+    except Exception as exc:
+        if isinstance(exc, LLMError):
+            raise
+        raise LLMError(f"converting {gguf_path} into {cache} failed: {exc}") from exc
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    log.info("converted %s in %.0f s", gguf_path.name, time.monotonic() - started)
+    return target
+
+
+def _convert(gguf_path: Path, out_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    config = copy.deepcopy(gguf_model.config)
+    # Left in place it would make the saved directory look like a GGUF file to load again.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(gguf_model.state_dict())
+    model.generation_config = copy.deepcopy(gguf_model.generation_config)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def _remove_stale_partials(cache: Path) -> None:
+    now = time.time()
+    for partial in cache.glob(".*.partial-*"):
+        try:
+            if now - partial.stat().st_mtime > _STALE_PARTIAL_S:
+                shutil.rmtree(partial, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _resolve(model: str, cache_dir: str | Path | None) -> str:
+    """A loadable directory or hub id for ``model``: the bundled name and .gguf files are converted first."""
+    if model == BUNDLED_SMOLLM2:
+        return str(converted_gguf_dir(bundled_gguf_path(), cache_dir))
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise LLMError(f"LLM {model}: no such GGUF file")
+        return str(converted_gguf_dir(path, cache_dir))
+    if path.exists() and not path.is_dir():
+        raise LLMError(
+            f"LLM {model}: is a file — give a model directory (config.json, weights, tokenizer) or a .gguf file"
+        )
+    return str(path) if path.exists() else model
+
+
+class LocalLLM:
+    """A chat model run in this process with transformers; greedy and deterministic unless temperature > 0.
+
+    ``model`` is the bundled 'SmolLM2-135M-Instruct' (converted once from its GGUF into ``cache_dir``),
+    a .gguf file (converted the same way), a model directory, or a hub id this machine can reach.
+    ``path`` is what was loaded; ``model`` and ``tokenizer`` are the transformers objects, for code
+    (training, evaluation) that needs more than chat.
+    """
+
+    def __init__(
+        self,
+        model: str = BUNDLED_SMOLLM2,
+        *,
+        adapter: str | None = None,
+        cache_dir: str | Path | None = None,
+        num_threads: int | None = None,
+        device: str = "cpu",
+    ) -> None:
+        if not model:
+            raise ConfigError(f"model must name the bundled '{BUNDLED_SMOLLM2}', a directory or a hub id.")
+        if num_threads is not None and num_threads <= 0:
+            raise ConfigError(f"num_threads must be greater than 0, got {num_threads}.")
+        import torch
+
+        try:
+            self.device = torch.device(device)
+        except RuntimeError as exc:
+            raise ConfigError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')") from exc
+        peft_model = _peft_model_class(adapter) if adapter is not None else None
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        from transformers.utils import logging as hf_logging
+
+        # Per-load progress bars would interleave with ragtune's own output (as in the embedder).
+        hf_logging.disable_progress_bar()
+        self.name = model
+        self.path = _resolve(model, cache_dir)
+        self.tokenizer, self.model = self._load(model, self.path)
+        if peft_model is not None and adapter is not None:
+            try:
+                # Merged once here, so generation runs at the base model's speed.
+                self.model = peft_model.from_pretrained(self.model, adapter).merge_and_unload()
+            except Exception as exc:
+                raise LLMError(f"LoRA adapter {adapter} could not be applied to {model}: {exc}") from exc
+        self.adapter = adapter
+        self.model.to(self.device).eval()
+        self.context_window = _context_window(self.model.config, self.tokenizer)
+        self._answer_ids: tuple[list[int], list[int]] | None = None
+
+    @staticmethod
+    def _load(name: str, path: str) -> tuple[Any, Any]:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path)
+        except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for a bad path or id
+            if Path(path).is_dir():
+                hint = f"{path} is not a Hugging Face causal-LM directory (config.json, weights, tokenizer)"
+            else:
+                offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0") else ""
+                hint = (
+                    f"'{path}' is neither an existing directory nor a Hugging Face hub id this machine can "
+                    f"reach{offline} — give a local model directory or the bundled '{BUNDLED_SMOLLM2}'"
+                )
+            raise LLMError(f"LLM '{name}' could not be loaded: {hint} ({type(exc).__name__}: {exc})") from exc
+        if tokenizer.pad_token_id is None:
+            # Batched scoring pads; the end-of-text token is the customary filler for decoder-only models.
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer, model
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def chat(self, messages: list[dict[str, str]], **params: Any) -> str:
+        return "".join(self.stream(messages, **params))
+
+    def stream(self, messages: list[dict[str, str]], **params: Any) -> Iterator[str]:
+        # Checked here, not inside the generator, so a bad request fails at the call, not at first next().
+        settings = GenerationParams.from_kwargs(params)
+        inputs = self._encode_chat(messages)
+        return self._generate(inputs, settings)
+
+    def _encode_chat(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        text = format_chat(self.tokenizer, messages)
+        # The template already wrote the special tokens the model expects; adding them again doubles BOS.
+        inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        length = int(inputs["input_ids"].shape[1])
+        if length >= self.context_window:
+            raise LLMError(
+                f"LLM '{self.name}': the conversation is {length} tokens, which fills the context window of "
+                f"{self.context_window} — shorten it"
+            )
+        return {key: value.to(self.device) for key, value in inputs.items()}
+
+    def _generation_config(self, settings: GenerationParams, prompt_length: int) -> Any:
+        config = copy.deepcopy(self.model.generation_config)
+        sample = settings.temperature > 0
+        config.update(
+            max_new_tokens=min(settings.max_tokens, self.context_window - prompt_length),
+            do_sample=sample,
+            temperature=settings.temperature if sample else None,
+            top_p=settings.top_p if sample else None,
+            # OpenAI-style sampling has no top-k cut; transformers would apply 50 by default.
+            top_k=0 if sample else None,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        return config
+
+    def _generate(self, inputs: dict[str, Any], settings: GenerationParams) -> Iterator[str]:
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancelled = threading.Event()
+        failures: list[BaseException] = []
+        prompt_length = int(inputs["input_ids"].shape[1])
+        criteria: list[Any] = [_Cancelled(cancelled)]
+        if settings.stop:
+            criteria.append(_StopStrings(self.tokenizer, settings.stop, prompt_length))
+        kwargs = {
+            **inputs,
+            "generation_config": self._generation_config(settings, prompt_length),
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList(criteria),
+        }
+
+        def run() -> None:
+            try:
+                with _seeded(settings.seed):
+                    self.model.generate(**kwargs)
+            except Exception as exc:
+                failures.append(exc)
+                streamer.end()  # unblocks the reader below
+
+        thread = threading.Thread(target=run, name="ragtune-generate", daemon=True)
+        thread.start()
+        try:
+            # generate stops at a stop string; the text still has to be cut right before it.
+            yield from truncate_at_stop((piece for piece in streamer if piece), settings.stop)
+        finally:
+            # The reader may stop early (stop string, closed generator): the thread must not run on.
+            cancelled.set()
+            thread.join()
+        if failures:
+            raise LLMError(f"LLM '{self.name}' failed while generating: {failures[0]}") from failures[0]
+
+    def score_yes_no(self, prompts: list[str], *, batch_size: int = 8) -> list[float]:
+        """How much more the model wants to answer "yes" than "no" to each prompt (a log-odds, > 0 = yes).
+
+        Each prompt is sent as one user message; the score is logsumexp of the next-token logits over
+        the single-token spellings of "yes" (yes, Yes, " yes", ...) minus the same over "no". Summing the
+        spellings' probabilities makes the score independent of which casing or leading space the
+        model happens to prefer after the assistant prefix.
+        """
+        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+            raise ConfigError("prompts must be a list of strings.")
+        if batch_size <= 0:
+            raise ConfigError(f"batch_size must be greater than 0, got {batch_size}.")
+        import torch
+
+        yes, no = self._yes_no_token_ids()
+        texts = [format_chat(self.tokenizer, [{"role": "user", "content": p}]) for p in prompts]
+        scores: list[float] = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(
+                texts[start : start + batch_size], return_tensors="pt", padding=True, padding_side="left",
+                add_special_tokens=False,
+            ).to(self.device)
+            mask = batch["attention_mask"]
+            # Left padding shifts positions; counting only real tokens keeps each score equal to its unbatched one.
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            with torch.inference_mode():
+                logits = self.model(
+                    input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, logits_to_keep=1
+                ).logits[:, -1, :].float()
+            diff = torch.logsumexp(logits[:, yes], dim=-1) - torch.logsumexp(logits[:, no], dim=-1)
+            scores.extend(diff.tolist())
+        return scores
+
+    def _yes_no_token_ids(self) -> tuple[list[int], list[int]]:
+        if self._answer_ids is None:
+            found = []
+            for spellings in (_YES, _NO):
+                ids = {tuple(self.tokenizer.encode(s, add_special_tokens=False)) for s in spellings}
+                singles = sorted(i[0] for i in ids if len(i) == 1)
+                if not singles:
+                    raise LLMError(f"LLM '{self.name}': its vocabulary has no single token for {spellings[0]!r}")
+                found.append(singles)
+            self._answer_ids = (found[0], found[1])
+        return self._answer_ids
+
+
+def _peft_model_class(adapter: str) -> Any:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise LLMError(
+            f"LoRA adapter {adapter} needs peft — install the 'train' extra: pip install 'ragtune[train]'"
+        ) from None
+    if not (Path(adapter).expanduser() / "adapter_config.json").is_file():
+        raise ConfigError(f"adapter {adapter}: no adapter_config.json there — give a directory saved by PEFT")
+    return PeftModel
+
+
+def _context_window(config: Any, tokenizer: Any) -> int:
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for attribute in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(text_config, attribute, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    # Tokenizers without a limit report a huge sentinel (1e30); only a plausible length is trusted.
+    limit = getattr(tokenizer, "model_max_length", 0)
+    return int(limit) if 0 < limit < 10_000_000 else 2048
+
+
+# The stopping criteria below are duck-typed rather than subclasses of transformers' StoppingCriteria,
+# so that importing ragtune.llm does not import transformers.
+class _Cancelled:
+    """Stops generate once the reader has gone away."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self._event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+@contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Seed sampling without disturbing the caller's global random state."""
+    if seed is None:
+        yield
+        return
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
+
+class _StopStrings:
+    """Stops generate once the new text contains a stop string.
+
+    transformers' own StopStringCriteria preprocesses the whole vocabulary on every generate call
+    (about a second for SmolLM2's 49k tokens); decoding the last few tokens each step costs microseconds.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_length: int) -> None:
+        self._tokenizer = tokenizer
+        self._stop = stop
+        self._start = prompt_length
+        # A character takes at most 4 byte-level tokens, so this many tokens cover any stop string.
+        self._window = 4 * max(len(s) for s in stop) + 4
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = []
+        for row in input_ids:
+            tail = row[max(self._start, len(row) - self._window) :]
+            text = self._tokenizer.decode(tail, skip_special_tokens=True)
+            done.append(any(s in text for s in self._stop))
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

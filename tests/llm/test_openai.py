@@ -1,0 +1,355 @@
+"""OpenAICompatibleLLM against real HTTP servers: one serving the bundled model, others injecting faults."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from ragtune.errors import ConfigError, LLMError
+from ragtune.llm import LLM, LocalLLM, OpenAICompatibleLLM
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (the timeout test) breaks the pipe; that is expected, not worth a traceback."""
+
+
+@pytest.fixture()
+def serve() -> Iterator[Callable[[type[BaseHTTPRequestHandler]], str]]:
+    """Starts HTTP servers on free local ports; gives each one's base URL; stops them all afterwards."""
+    servers: list[_Server] = []
+
+    def start(handler: type[BaseHTTPRequestHandler]) -> str:
+        server = _Server(("127.0.0.1", 0), handler)
+        # A short poll interval keeps shutdown() quick.
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # keeps the test output clean
+        pass
+
+    def read_json(self) -> dict[str, Any]:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def send_json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_events(self, events: list[str]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for event in events:
+            self.wfile.write(f"{event}\n\n".encode())
+            self.wfile.flush()
+
+
+def _chunk(model: str, delta: dict[str, str], finish_reason: str | None = None) -> str:
+    return "data: " + json.dumps(
+        {
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+    )
+
+
+def _completion(model: str, text: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+    }
+
+
+def local_llm_handler(llm: LocalLLM) -> type[BaseHTTPRequestHandler]:
+    """A minimal OpenAI-compatible /v1/chat/completions endpoint answering with ``llm``."""
+
+    class LocalLLMHandler(_Handler):
+        def do_POST(self) -> None:
+            if self.path != "/v1/chat/completions":
+                self.send_json(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            body = self.read_json()
+            params = {name: body[name] for name in PARAMS if name in body}
+            try:
+                if body.get("stream"):
+                    pieces = llm.stream(body["messages"], **params)
+                else:
+                    answer = llm.chat(body["messages"], **params)
+            except ConfigError as exc:
+                self.send_json(400, {"error": {"message": str(exc), "type": "invalid_request_error"}})
+                return
+            if not body.get("stream"):
+                self.send_json(200, _completion(body["model"], answer))
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            first = _chunk(body["model"], {"role": "assistant"})
+            for event in [first, *(_chunk(body["model"], {"content": p}) for p in pieces)]:
+                self.wfile.write(f"{event}\n\n".encode())
+                self.wfile.flush()
+            self.wfile.write(f"{_chunk(body['model'], {}, 'stop')}\n\ndata: [DONE]\n\n".encode())
+
+    return LocalLLMHandler
+
+
+@pytest.mark.integration
+class TestAgainstALocalLLMServer:
+    @pytest.fixture()
+    def remote(self, smollm2: Any, serve: Callable[..., str]) -> Iterator[OpenAICompatibleLLM]:
+        with OpenAICompatibleLLM("smollm2", base_url=serve(local_llm_handler(smollm2.llm))) as remote:
+            yield remote
+
+    def test_chat_and_stream_equal_the_local_models_output(self, smollm2: Any, remote: OpenAICompatibleLLM) -> None:
+        expected = smollm2.llm.chat(QUESTION, max_tokens=24)
+        assert remote.chat(QUESTION, max_tokens=24) == expected
+        pieces = list(remote.stream(QUESTION, max_tokens=24))
+        assert len(pieces) > 1
+        assert "".join(pieces) == expected
+
+    def test_parameters_reach_the_server(self, smollm2: Any, remote: OpenAICompatibleLLM) -> None:
+        expected = smollm2.llm.chat(QUESTION, max_tokens=4, stop=["France"])
+        assert remote.chat(QUESTION, max_tokens=4, stop=["France"]) == expected
+        assert "".join(remote.stream(QUESTION, max_tokens=4, stop=["France"])) == expected
+
+    def test_is_an_llm(self, remote: OpenAICompatibleLLM) -> None:
+        assert isinstance(remote, LLM)
+        assert remote.name == "smollm2"
+        assert remote.context_window == 8192
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # a dict is sent as JSON; a list of strings as server-sent events
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Script:
+    """Answers the n-th request with the n-th reply (the last one repeats) and records every request."""
+
+    def __init__(self, *replies: Reply) -> None:
+        self.replies = replies
+        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        script = self
+
+        class ScriptedHandler(_Handler):
+            def do_POST(self) -> None:
+                script.requests.append((dict(self.headers), self.read_json()))
+                reply = script.replies[min(len(script.requests), len(script.replies)) - 1]
+                time.sleep(reply.delay)
+                if isinstance(reply.body, list):
+                    self.send_events(reply.body)
+                    return
+                data = json.dumps(reply.body).encode() if reply.body is not None else b"oops"
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return ScriptedHandler
+
+
+OK = Reply(200, _completion("m", "hello"))
+EVENTS = Reply(
+    200,
+    [
+        ": keep-alive comment",
+        _chunk("m", {"role": "assistant"}),
+        _chunk("m", {"content": "hel"}),
+        "event: message\n" + _chunk("m", {"content": "lo"}),
+        _chunk("m", {}, "stop"),
+        'data: {"id": "x", "choices": [], "usage": {"total_tokens": 3}}',
+        "data: [DONE]",
+        _chunk("m", {"content": " never read"}),
+    ],
+)
+
+
+def _client(base_url: str, **kwargs: Any) -> OpenAICompatibleLLM:
+    return OpenAICompatibleLLM("m", base_url=base_url, backoff=0.001, **kwargs)
+
+
+@pytest.mark.integration
+class TestFaults:
+    @pytest.mark.parametrize("status", [500, 502, 503, 429])
+    def test_transient_errors_are_retried(self, serve: Callable[..., str], status: int) -> None:
+        script = Script(Reply(status, {"error": {"message": "busy"}}), Reply(status), OK)
+        assert _client(serve(script.handler())).chat(QUESTION) == "hello"
+        assert len(script.requests) == 3
+
+    def test_retries_run_out(self, serve: Callable[..., str]) -> None:
+        script = Script(Reply(500, {"error": {"message": "model crashed"}}))
+        base_url = serve(script.handler())
+        with pytest.raises(LLMError, match="HTTP 500 after 3 attempts: model crashed — the server failed"):
+            _client(base_url, max_retries=2).chat(QUESTION)
+        assert len(script.requests) == 3
+
+    def test_client_error_is_not_retried_and_is_explained(self, serve: Callable[..., str]) -> None:
+        script = Script(Reply(400, {"error": {"message": "max_tokens is too large", "type": "invalid_request_error"}}))
+        base_url = serve(script.handler())
+        with pytest.raises(LLMError) as caught:
+            _client(base_url).chat(QUESTION)
+        message = str(caught.value)
+        for part in (f"{base_url}/chat/completions", "model 'm'", "HTTP 400", "max_tokens is too large"):
+            assert part in message
+        assert len(script.requests) == 1
+
+    @pytest.mark.parametrize(
+        ("reply", "expected"),
+        [
+            (Reply(404, {"detail": "Not Found"}), "HTTP 404: Not Found — check base_url"),
+            (Reply(401, {"error": "invalid api key"}), "HTTP 401: invalid api key — check the API key"),
+            (Reply(422, None), "HTTP 422: oops — the server rejected the request"),
+        ],
+    )
+    def test_error_bodies_of_other_servers(self, serve: Callable[..., str], reply: Reply, expected: str) -> None:
+        with pytest.raises(LLMError, match=expected):
+            _client(serve(Script(reply).handler())).chat(QUESTION)
+
+    def test_retry_after_is_honoured(self, serve: Callable[..., str]) -> None:
+        script = Script(Reply(429, {"error": {"message": "slow down"}}, headers={"Retry-After": "0.3"}), OK)
+        started = time.monotonic()
+        assert _client(serve(script.handler())).chat(QUESTION) == "hello"
+        assert time.monotonic() - started >= 0.3
+
+    def test_timeout(self, serve: Callable[..., str]) -> None:
+        script = Script(Reply(delay=1.0, body=_completion("m", "late")))
+        base_url = serve(script.handler())
+        with pytest.raises(LLMError, match=r"no answer within the timeout of 0\.2 s after 2 attempts"):
+            _client(base_url, timeout=0.2, max_retries=1).chat(QUESTION)
+        assert len(script.requests) == 2
+
+    def test_connection_refused_hints_at_starting_the_server(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        base_url = f"http://127.0.0.1:{port}/v1"
+        with pytest.raises(LLMError) as caught:
+            _client(base_url, max_retries=1).chat(QUESTION)
+        message = str(caught.value)
+        assert f"{base_url}/chat/completions" in message
+        assert "cannot connect after 2 attempts" in message
+        assert "is the server running? start it with" in message
+
+    def test_stream_parses_server_sent_events(self, serve: Callable[..., str]) -> None:
+        script = Script(EVENTS)
+        assert list(_client(serve(script.handler())).stream(QUESTION, max_tokens=7, stop=["\n"], seed=1)) == [
+            "hel",
+            "lo",
+        ]
+        body = script.requests[0][1]
+        assert body == {
+            "model": "m",
+            "messages": QUESTION,
+            "max_tokens": 7,
+            "temperature": 0.0,
+            "top_p": 1.0,
+            "stream": True,
+            "stop": ["\n"],
+            "seed": 1,
+        }
+
+    def test_stream_is_retried_before_its_first_piece(self, serve: Callable[..., str]) -> None:
+        script = Script(Reply(503, {"error": {"message": "loading"}}), EVENTS)
+        assert "".join(_client(serve(script.handler())).stream(QUESTION)) == "hello"
+        assert len(script.requests) == 2
+
+    def test_stream_client_error_is_not_retried(self, serve: Callable[..., str]) -> None:
+        script = Script(Reply(400, {"error": {"message": "bad stop"}}))
+        with pytest.raises(LLMError, match="HTTP 400: bad stop"):
+            list(_client(serve(script.handler())).stream(QUESTION))
+        assert len(script.requests) == 1
+
+    def test_error_event_mid_stream(self, serve: Callable[..., str]) -> None:
+        script = Script(Reply(200, [_chunk("m", {"content": "hel"}), 'data: {"error": {"message": "out of memory"}}']))
+        stream = _client(serve(script.handler())).stream(QUESTION)
+        assert next(stream) == "hel"
+        with pytest.raises(LLMError, match="failed mid-answer: out of memory"):
+            next(stream)
+
+    def test_api_key_from_argument_or_environment(
+        self, serve: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        script = Script(OK)
+        base_url = serve(script.handler())
+        monkeypatch.setenv("OPENAI_API_KEY", "from-env")
+        _client(base_url).chat(QUESTION)
+        _client(base_url, api_key="explicit").chat(QUESTION)
+        monkeypatch.delenv("OPENAI_API_KEY")
+        _client(base_url).chat(QUESTION)
+        auth = [headers.get("Authorization") for headers, _ in script.requests]
+        assert auth == ["Bearer from-env", "Bearer explicit", None]
+
+    def test_unexpected_answer_shape(self, serve: Callable[..., str]) -> None:
+        with pytest.raises(LLMError, match="unexpected answer.*OpenAI-compatible"):
+            _client(serve(Script(Reply(200, {"result": "hi"})).handler())).chat(QUESTION)
+
+
+@pytest.mark.unit
+class TestConfiguration:
+    @pytest.mark.parametrize(
+        ("kwargs", "expected"),
+        [
+            ({"model": ""}, "model must name"),
+            ({"base_url": "localhost:8000"}, "base_url must start with http"),
+            ({"timeout": 0}, "timeout must be greater than 0"),
+            ({"max_retries": -1}, "max_retries must be 0 or more"),
+            ({"context_window": 0}, "context_window must be greater than 0"),
+            ({"backoff": -1}, "backoff must be 0 or more"),
+        ],
+    )
+    def test_invalid_settings(self, kwargs: dict[str, Any], expected: str) -> None:
+        settings: dict[str, Any] = {"model": "m", **kwargs}
+        with pytest.raises(ConfigError, match=expected):
+            OpenAICompatibleLLM(**settings)
+
+    def test_bad_request_fails_before_sending(self) -> None:
+        llm = OpenAICompatibleLLM("m", base_url="http://127.0.0.1:9/v1")
+        with pytest.raises(ConfigError, match="role"):
+            llm.stream([{"role": "bot", "content": "x"}])
+        with pytest.raises(ConfigError, match="unknown generation parameter"):
+            llm.chat(QUESTION, temprature=0.5)
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [("", 0), ("abcd", 1), ("hello world!", 3), ("你好世界", 4), ("Hi 你好", 3), ("こんにちは", 5), ("a", 1)],
+    )
+    def test_count_tokens_estimate(self, text: str, expected: int) -> None:
+        assert OpenAICompatibleLLM("m").count_tokens(text) == expected
