@@ -1,0 +1,121 @@
+"""Helpers shared by the benchmark scripts: machine facts, load, memory, percentiles and JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+SCIFACT_DIR = BENCH_DIR.parent.parent / "shared" / "data" / "scifact"
+
+
+def default_scifact_dir() -> Path:
+    """/work/shared/data/scifact, or $RAGTUNE_SCIFACT when set."""
+    return Path(os.environ.get("RAGTUNE_SCIFACT") or SCIFACT_DIR)
+
+
+def loadavg() -> list[float]:
+    """1, 5 and 15 minute load averages: other processes share this machine's cores."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far; compared with wall time it shows contention."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "hnswlib": metadata.version("hnswlib"),
+        "git": git_state(),
+    }
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and whether src/ had uncommitted changes (others edit it while benchmarks run)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=BENCH_DIR.parent, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "--short", "HEAD"), "src_dirty": bool(git("status", "--porcelain", "src"))}
+
+
+def percentiles(values_ms: list[float] | np.ndarray) -> dict[str, float]:
+    """p50 / p95 / mean of a list of milliseconds, rounded for reading."""
+    arr = np.asarray(values_ms, dtype=np.float64)
+    if arr.size == 0:
+        return {}
+    return {
+        "p50": round(float(np.percentile(arr, 50)), 3),
+        "p95": round(float(np.percentile(arr, 95)), 3),
+        "mean": round(float(arr.mean()), 3),
+        "n": int(arr.size),
+    }
+
+
+class Phase:
+    """Times a block: wall seconds, CPU seconds of this process, and the load average at its end."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def __enter__(self) -> Phase:
+        self._wall, self._cpu = time.perf_counter(), cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = cpu_seconds() - self._cpu
+        self.load = loadavg()
+
+    def elapsed(self) -> float:
+        """Wall seconds since the block started (inside it)."""
+        return time.perf_counter() - self._wall
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"wall_s": round(self.wall, 3), "cpu_s": round(self.cpu, 3), "loadavg_after": self.load}
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def print_table(rows: list[list[Any]], header: list[str]) -> None:
+    """A plain fixed-width table on stdout."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
