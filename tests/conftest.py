@@ -11,6 +11,7 @@ import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from openai_server import serve  # noqa: E402, F401  (a fixture shared by the LLM and answer tests)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

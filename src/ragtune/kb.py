@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ragtune.embed import Embedder, load_embedder
 from ragtune.errors import EmbedderMismatchError, StoreError
 from ragtune.ingest import Ingestor, IngestReport, Progress
+from ragtune.llm.base import LLM
+from ragtune.rag.pipeline import AnswerEvent, RagPipeline
+from ragtune.rag.prompts import PromptTemplates
 from ragtune.retrieve import HybridRetriever, SearchResult
 from ragtune.settings import Settings, load_settings
 from ragtune.store.local import DocumentRecord, LocalStore
-from ragtune.types import Document, Hit
+from ragtune.types import Answer, Document, Hit
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +28,30 @@ def _shared_embedder(name: str, batch_size: int, num_threads: int | None) -> Emb
     return load_embedder(name, batch_size=batch_size, num_threads=num_threads)
 
 
+@functools.lru_cache(maxsize=2)
+def _shared_llm(
+    backend: str, model: str | None, base_url: str | None, api_key: str | None, adapter: str | None,
+    num_threads: int | None,
+) -> LLM:
+    from ragtune.llm.factory import load_llm
+
+    return load_llm(backend, model=model, base_url=base_url, api_key=api_key, adapter=adapter,
+                    num_threads=num_threads)
+
+
 class KnowledgeBase:
     """A knowledge base directory: SQLite catalog + dense and BM25 indexes, with its embedder and settings.
 
     The embedder is loaded on first use, so catalog commands and sparse search start instantly.
     """
 
-    def __init__(self, store: LocalStore, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, store: LocalStore, settings: Settings, embedder: Embedder | None = None, llm: LLM | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
         self._embedder = embedder
+        self._llm = llm
 
     # ------------------------------------------------------------------ opening
 
@@ -97,6 +114,19 @@ class KnowledgeBase:
         return self._embedder
 
     @property
+    def llm(self) -> LLM:
+        """The answering model from the settings, loaded on first use."""
+        if self._llm is None:
+            s = self.settings
+            self._llm = _shared_llm(s.llm, s.llm_model, s.llm_base_url, s.llm_api_key, s.llm_adapter, s.num_threads)
+        return self._llm
+
+    @llm.setter
+    def llm(self, value: LLM | None) -> None:
+        """Use another model for answers (None: back to the one the settings name)."""
+        self._llm = value
+
+    @property
     def path(self) -> Path:
         return self.store.directory
 
@@ -153,6 +183,26 @@ class KnowledgeBase:
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query`` (mode: hybrid, dense or sparse; filter: see DESIGN.md)."""
         return self.retrieve(query, k, mode=mode, filter=filter).hits
+
+    def pipeline(self) -> RagPipeline:
+        s = self.settings
+        return RagPipeline(
+            self.retriever(), self.llm, context_hits=s.context_hits, max_new_tokens=s.max_new_tokens,
+            context_tokens=s.context_tokens, refusal_threshold=s.refusal_threshold,
+            min_citation_support=s.min_citation_support,
+            templates=PromptTemplates.default(s.system_prompt_en, s.system_prompt_zh),
+        )
+
+    def ask(self, question: str, **options: Any) -> Answer:
+        """Answer from the knowledge base with numbered, verified citations, or say it does not know.
+
+        Options: ``history`` (prior turns as chat messages), ``mode``, ``filter``, ``k``, ``temperature``.
+        """
+        return self.pipeline().ask(question, **options)
+
+    def ask_stream(self, question: str, **options: Any) -> Iterator[AnswerEvent]:
+        """Like ``ask``, yielding generated text as it arrives and then the final Answer event."""
+        return self.pipeline().ask_stream(question, **options)
 
     def delete(self, document_id: str) -> bool:
         """Delete one document and its chunks; False when no such document exists."""

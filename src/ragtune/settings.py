@@ -59,6 +59,30 @@ class Settings(BaseSettings):
         20000, ge=0, description="Below this many (filtered) vectors, dense search is exact brute force."
     )
 
+    # answering
+    llm: Literal["local", "openai", "llamacpp"] = Field("local", description="LLM backend.")
+    llm_model: str | None = Field(
+        None, description="Model: bundled SmolLM2-135M-Instruct by default; an HF dir / hub id, a served model "
+        "name (openai) or a .gguf path (llamacpp)."
+    )
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1.")
+    llm_api_key: str | None = Field(None, description="API key for the OpenAI-compatible server.")
+    llm_adapter: str | None = Field(None, description="LoRA adapter directory served on top of the local model.")
+    max_new_tokens: int = Field(128, gt=0, description="Longest answer, in model tokens.")
+    context_hits: int = Field(
+        3, gt=0, description="Sources given to the model at most (small models get lost in more)."
+    )
+    context_tokens: int = Field(2048, gt=64, description="Token budget for the sources in the prompt.")
+    refusal_threshold: float | None = Field(
+        None, description="Best dense score below which a question counts as outside the KB (default: calibrated "
+        "per embedder)."
+    )
+    min_citation_support: float = Field(
+        0.5, ge=0, le=1, description="Share of a cited sentence's terms its source must contain."
+    )
+    system_prompt_en: str | None = Field(None, description="Replaces the English system prompt ({refusal} is filled).")
+    system_prompt_zh: str | None = Field(None, description="Replaces the Chinese system prompt ({refusal} is filled).")
+
     # ingestion
     max_file_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Files larger than this are refused.")
 

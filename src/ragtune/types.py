@@ -113,3 +113,42 @@ class Hit(BaseModel):
     score: float
     meta: ChunkMeta
     scores: dict[str, float] = Field(default_factory=dict)
+
+
+class Citation(BaseModel):
+    """A source the answer cites as ``[number]``, verified against the source's text."""
+
+    number: int
+    chunk_id: str
+    document_id: str
+    source: str
+    page_number: int | None = None
+    section_title: str | None = None
+    snippet: str = ""
+    support: float = 0.0  # how well the citing sentences are backed by the source (0–1)
+    added: bool = False  # True when ragtune attributed an uncited, supported sentence to this source
+
+
+class RemovedCitation(BaseModel):
+    """A citation the model wrote that ragtune dropped, and why."""
+
+    number: int
+    sentence: str
+    reason: str
+
+
+class Answer(BaseModel):
+    """The result of asking a knowledge base a question."""
+
+    id: str
+    question: str
+    answer: str
+    grounded: bool
+    refused: bool = False
+    language: str = "en"
+    query: str = ""  # the standalone query actually retrieved (after follow-up condensation)
+    citations: list[Citation] = Field(default_factory=list)
+    sources: list[Hit] = Field(default_factory=list)  # the numbered context, [1] first
+    removed_citations: list[RemovedCitation] = Field(default_factory=list)
+    model: str = ""
+    timings: dict[str, float] = Field(default_factory=dict)

@@ -1,0 +1,67 @@
+"""Context assembly: de-duplicate hits and pack the best ones into the model's token budget."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from ragtune.store.text import tokenize
+from ragtune.types import Hit
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n+")
+# Tokens the "[n] title" header of each source costs in the prompt, roughly.
+SOURCE_OVERHEAD = 12
+
+
+def dedupe(hits: Sequence[Hit], *, max_similarity: float = 0.9) -> list[Hit]:
+    """Drop hits that repeat an earlier (better) hit: same text, or nearly the same terms (overlapping chunks)."""
+    kept: list[Hit] = []
+    kept_terms: list[set[str]] = []
+    for hit in hits:
+        terms = set(tokenize(hit.text))
+        duplicate = any(
+            (terms == other) or (terms and other and len(terms & other) / len(terms | other) >= max_similarity)
+            for other in kept_terms
+        )
+        if not duplicate:
+            kept.append(hit)
+            kept_terms.append(terms)
+    return kept
+
+
+def pack(
+    hits: Sequence[Hit], budget: int, count_tokens: Callable[[str], int], *, max_sources: int = 8,
+    min_tokens: int = 24,
+) -> list[Hit]:
+    """Best hits first, each whole if it fits; otherwise cut at the last sentence end that fits (never
+    mid-sentence). Hits too big to contribute even one sentence are skipped for smaller ones."""
+    packed: list[Hit] = []
+    remaining = budget
+    for hit in hits:
+        if len(packed) >= max_sources or remaining < min_tokens:
+            break
+        cost = count_tokens(hit.text) + SOURCE_OVERHEAD
+        if cost <= remaining:
+            packed.append(hit)
+            remaining -= cost
+            continue
+        text = _fit_sentences(hit.text, remaining - SOURCE_OVERHEAD, count_tokens)
+        if text:
+            packed.append(hit.model_copy(update={"text": text}))
+            remaining -= count_tokens(text) + SOURCE_OVERHEAD
+    return packed
+
+
+def _fit_sentences(text: str, budget: int, count_tokens: Callable[[str], int]) -> str:
+    if budget <= 0:
+        return ""
+    ends = [m.start() for m in _SENTENCE_END.finditer(text)] + [len(text)]
+    best = ""
+    for end in ends:
+        candidate = text[:end].rstrip()
+        if not candidate:
+            continue
+        if count_tokens(candidate) > budget:
+            break
+        best = candidate
+    return best
