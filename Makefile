@@ -26,6 +26,8 @@ demo: install
 	$(BIN)/ragtune search "how do I rotate API keys" --kb .demo_kb -k 3
 	$(BIN)/ragtune search "年假有多少天" --kb .demo_kb -k 2
 	$(BIN)/ragtune kb stats --kb .demo_kb
+	$(BIN)/ragtune ask "What is the refund window for enterprise plans?" --kb .demo_kb
+	$(BIN)/ragtune ask "What is the capital of Peru?" --kb .demo_kb
 
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q

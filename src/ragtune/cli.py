@@ -175,6 +175,59 @@ def _hit_json(hit: Any) -> dict[str, Any]:
     }
 
 
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    kb: KbOpt = None,
+    llm: Annotated[str | None, typer.Option("--llm", help="local, openai or llamacpp.")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="Model name, directory or .gguf path.")] = None,
+    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")] = None,
+    llm_adapter: Annotated[str | None, typer.Option(help="LoRA adapter directory (local backend).")] = None,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or sparse retrieval.")] = "hybrid",
+    filter: Annotated[str | None, typer.Option("--filter", help="Metadata filter as JSON.")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="Sources given to the model.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question from the knowledge base with numbered, verified sources."""
+    try:
+        base = _open(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url, llm_adapter=llm_adapter)
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    answer = None
+    try:
+        with base:
+            for event in base.ask_stream(question, mode=mode, filter=filter, k=k):
+                if event.type == "token" and not as_json:
+                    console.print(event.text, end="", highlight=False, markup=False)
+                elif event.type == "answer":
+                    answer = event.answer
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    assert answer is not None
+    if as_json:
+        _emit({
+            "id": answer.id, "answer": answer.answer, "grounded": answer.grounded, "refused": answer.refused,
+            "language": answer.language, "query": answer.query, "model": answer.model,
+            "citations": [c.model_dump() for c in answer.citations],
+            "sources": [_hit_json(h) for h in answer.sources],
+            "removed_citations": [r.model_dump() for r in answer.removed_citations],
+            "timings_ms": answer.timings,
+        })
+        return
+    console.print()
+    # The streamed text is the model's raw output; show the verified answer when verification changed it.
+    console.rule("answer" if answer.grounded else "not found", style="dim")
+    console.print(answer.answer, highlight=False, markup=False)
+    cited = {c.number for c in answer.citations}
+    for number, hit in enumerate(answer.sources, 1):
+        where = hit.source + (f" p.{hit.meta.page_number}" if hit.meta.page_number else "")
+        mark = "" if number in cited or answer.refused else " [dim](not cited)[/]"
+        label = f"[{number}]" if not answer.refused else "·"
+        console.print(f"[bold]{label}[/] [cyan]{where}[/]{mark}", highlight=False)
+    for removed in answer.removed_citations:
+        err_console.print(f"[yellow]removed citation [{removed.number}][/]: {removed.reason}", highlight=False)
+
+
 @kb_app.command("stats")
 def kb_stats(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
     """Counts of documents, chunks and failures, and the embedder."""
