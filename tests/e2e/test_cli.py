@@ -102,3 +102,18 @@ def test_eval_retrieval_on_a_tiny_beir_set(tmp_path):
     for mode in ("sparse", "hybrid"):
         assert result["modes"][mode]["metrics"]["ndcg_cut_10"] == 1.0
         assert result["modes"][mode]["metrics"]["recall_100"] == 1.0
+
+
+def test_ask_streams_then_lists_sources_and_speaks_json(tmp_path, docs_dir):
+    kb = str(tmp_path / "kb")
+    assert ragtune("ingest", str(docs_dir), "--kb", kb, cwd=tmp_path).returncode == 0
+    shown = ragtune("ask", "What is the refund window for enterprise plans?", "--kb", kb, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "45 days" in shown.stdout and "refunds.md" in shown.stdout
+    out = ragtune("ask", "What is the capital of Peru?", "--kb", kb, "--json", cwd=tmp_path)
+    result = json.loads(out.stdout)
+    assert {"answer", "citations", "sources", "grounded", "refused", "removed_citations"} <= result.keys()
+    assert result["refused"] is True and result["grounded"] is False
+    assert result["answer"] == "The knowledge base does not contain an answer to this question."
+    bad = ragtune("ask", "anything", "--kb", kb, "--llm", "gpt-9", cwd=tmp_path)
+    assert bad.returncode == 1 and "llm" in bad.stderr and "Traceback" not in bad.stderr
