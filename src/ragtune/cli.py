@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ragtune.errors import RagtuneError
 from ragtune.settings import default_kb_path
+
+T = TypeVar("T")
 
 app = typer.Typer(help="ragtune: private-knowledge RAG and fine-tuning, offline.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -41,7 +45,7 @@ def _fail(message: str, as_json: bool, code: int = 1) -> NoReturn:
     if as_json:
         print(json.dumps({"error": message}, ensure_ascii=False))
     else:
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -53,6 +57,15 @@ def _open(kb: Path | None, *, create: bool = False, **overrides: Any) -> Any:
     from ragtune.kb import KnowledgeBase
 
     return KnowledgeBase.open(_kb_path(kb), create=create, **overrides)
+
+
+def _with_kb(kb: Path | None, as_json: bool, action: Callable[[Any], T]) -> T:
+    """Open the knowledge base, run ``action`` on it, close it; a RagtuneError becomes a clean exit 1."""
+    try:
+        with _open(kb) as base:
+            return action(base)
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
 
 
 @app.callback()
@@ -73,8 +86,8 @@ def init(kb: KbOpt = None, embedder: EmbedderOpt = None, as_json: JsonOpt = Fals
     if as_json:
         _emit(stats)
     else:
-        console.print(f"Knowledge base ready at [bold]{stats['path']}[/] (embedder {stats['embedder']}, "
-                      f"{stats['documents']} documents)")
+        console.print(f"Knowledge base ready at [bold]{escape(stats['path'])}[/] "
+                      f"(embedder {escape(stats['embedder'])}, {stats['documents']} documents)")
 
 
 @app.command()
@@ -122,7 +135,7 @@ def ingest(
             f"skipped {summary['skipped']} — {summary['chunks']} chunks in {summary['seconds']:.1f}s"
         )
         for source, error in report.failed:
-            err_console.print(f"[red]failed[/] {source}: {error}", highlight=False)
+            err_console.print(f"[red]failed[/] {escape(source)}: {escape(error)}", highlight=False)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -148,11 +161,8 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search a knowledge base."""
-    try:
-        with _open(kb) as base:
-            result = base.retrieve(query, k, mode=mode, filter=filter, candidates=candidates)
-    except RagtuneError as exc:
-        _fail(str(exc), as_json)
+    result = _with_kb(kb, as_json, lambda base: base.retrieve(query, k, mode=mode, filter=filter,
+                                                               candidates=candidates))
     if as_json:
         _emit({"query": query, "mode": mode, "hits": [_hit_json(h) for h in result.hits],
                "timings_ms": result.timings})
@@ -163,9 +173,10 @@ def search(
     for rank, hit in enumerate(result.hits, 1):
         where = hit.source + (f" p.{hit.meta.page_number}" if hit.meta.page_number else "")
         section = f" › {' › '.join(hit.meta.heading_path)}" if hit.meta.heading_path else ""
-        console.print(f"[bold]{rank}.[/] [cyan]{where}[/]{section}  [dim]score {hit.score:.4f}[/]", highlight=False)
+        console.print(f"[bold]{rank}.[/] [cyan]{escape(where)}[/]{escape(section)}  [dim]score {hit.score:.4f}[/]",
+                      highlight=False)
         snippet = " ".join(hit.text.split())
-        console.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False)
+        console.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False, markup=False)
 
 
 def _hit_json(hit: Any) -> dict[str, Any]:
@@ -223,36 +234,29 @@ def ask(
         where = hit.source + (f" p.{hit.meta.page_number}" if hit.meta.page_number else "")
         mark = "" if number in cited or answer.refused else " [dim](not cited)[/]"
         label = f"[{number}]" if not answer.refused else "·"
-        console.print(f"[bold]{label}[/] [cyan]{where}[/]{mark}", highlight=False)
+        console.print(f"[bold]{escape(label)}[/] [cyan]{escape(where)}[/]{mark}", highlight=False)
     for removed in answer.removed_citations:
-        err_console.print(f"[yellow]removed citation [{removed.number}][/]: {removed.reason}", highlight=False)
+        err_console.print(f"[yellow]removed citation {escape(f'[{removed.number}]')}[/]: {escape(removed.reason)}",
+                          highlight=False)
 
 
 @kb_app.command("stats")
 def kb_stats(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
     """Counts of documents, chunks and failures, and the embedder."""
-    try:
-        with _open(kb) as base:
-            stats = base.stats()
-    except RagtuneError as exc:
-        _fail(str(exc), as_json)
+    stats = _with_kb(kb, as_json, lambda base: base.stats())
     if as_json:
         _emit(stats)
         return
     table = Table(show_header=False)
     for key, value in stats.items():
-        table.add_row(key, str(value))
+        table.add_row(key, escape(str(value)))
     console.print(table)
 
 
 @kb_app.command("docs")
 def kb_docs(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
     """List documents with their status, chunk count and error."""
-    try:
-        with _open(kb) as base:
-            docs = base.documents()
-    except RagtuneError as exc:
-        _fail(str(exc), as_json)
+    docs = _with_kb(kb, as_json, lambda base: base.documents())
     rows = [
         {"id": d.id, "source": d.uri, "type": d.source_type, "chunks": d.chunk_count, "status": d.status,
          "error": d.error, "duplicate_of": d.duplicate_of, "version": d.version}
@@ -264,7 +268,8 @@ def kb_docs(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("id", "source", "type", "chunks", "status", "error")
     for r in rows:
         status = r["status"] + (f" of {r['duplicate_of']}" if r["duplicate_of"] else "")
-        table.add_row(r["id"], r["source"], r["type"] or "", str(r["chunks"]), status, r["error"] or "")
+        table.add_row(*(escape(str(v)) for v in (r["id"], r["source"], r["type"] or "", r["chunks"], status,
+                                                  r["error"] or "")))
     console.print(table)
 
 
@@ -274,17 +279,14 @@ def kb_rm(
     kb: KbOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Delete documents and their chunks."""
-    try:
-        with _open(kb) as base:
-            results = {doc_id: base.delete(doc_id) for doc_id in document_ids}
-    except RagtuneError as exc:
-        _fail(str(exc), as_json)
+    results = _with_kb(kb, as_json, lambda base: {doc_id: base.delete(doc_id) for doc_id in document_ids})
     missing = [d for d, ok in results.items() if not ok]
     if as_json:
         _emit({"deleted": [d for d, ok in results.items() if ok], "not_found": missing})
     else:
         for doc_id, ok in results.items():
-            console.print(f"deleted {doc_id}" if ok else f"[yellow]no document {doc_id}[/] — see 'ragtune kb docs'")
+            console.print(f"deleted {escape(doc_id)}" if ok
+                          else f"[yellow]no document {escape(doc_id)}[/] — see 'ragtune kb docs'")
     if missing:
         raise typer.Exit(1)
 
@@ -296,18 +298,14 @@ def kb_verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Check that the catalog, chunks and indexes agree."""
-    try:
-        with _open(kb) as base:
-            report = base.verify(repair=repair)
-    except RagtuneError as exc:
-        _fail(str(exc), as_json)
+    report = _with_kb(kb, as_json, lambda base: base.verify(repair=repair))
     if as_json:
         _emit(report)
     elif report["ok"]:
         console.print(f"[green]ok[/] — {report['documents']} documents, {report['chunks']} chunks, indexes in sync")
     else:
         for problem in report["problems"]:
-            err_console.print(f"[red]problem[/] {problem}", highlight=False)
+            err_console.print(f"[red]problem[/] {escape(problem)}", highlight=False)
         err_console.print("run 'ragtune kb verify --repair' to rebuild the indexes from the database")
     if not report["ok"]:
         raise typer.Exit(1)
@@ -362,5 +360,5 @@ def main() -> None:
     try:
         app()
     except RagtuneError as exc:  # a last resort; commands report their own errors
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
