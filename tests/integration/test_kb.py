@@ -242,3 +242,18 @@ def test_multilingual_embedder_finds_chinese_sections_densely(tmp_path, docs_dir
         for query, section in (("年假有几天", "年假"), ("请病假需要什么证明", "病假")):
             hit = base.search(query, k=1, mode="dense")[0]
             assert hit.source.endswith("休假制度.md") and hit.meta.section_title == section
+
+
+class _WideEmbedder:
+    """Claims the KB's embedder name but produces 768-d vectors, like a swapped checkpoint."""
+
+    name = "all-MiniLM-L6-v2"
+    dim = 768
+
+
+def test_opening_with_an_embedder_of_another_dimension_is_a_clear_error(tmp_path, embedder, docs_dir):
+    path = tmp_path / "kb"
+    with KnowledgeBase.open(path, create=True, embedder=embedder) as base:
+        base.ingest(docs_dir / "handbook" / "travel.txt")
+    with pytest.raises(EmbedderMismatchError, match="768 dimensions.*384"):
+        KnowledgeBase.open(path, embedder=_WideEmbedder())
