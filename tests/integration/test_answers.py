@@ -15,7 +15,9 @@ from ragtune.rag.prompts import REFUSAL
 
 pytestmark = pytest.mark.integration
 
-SUITE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "answers.json").read_text())
+TESTS = Path(__file__).resolve().parents[1]
+SUITE = json.loads((TESTS / "fixtures" / "answers.json").read_text())
+EXAMPLES = TESTS.parent / "examples"
 
 
 class ScriptedLLM:
@@ -43,8 +45,6 @@ class ScriptedLLM:
 
 @pytest.fixture(scope="module")
 def handbook(tmp_path_factory, embedder) -> Iterator[KnowledgeBase]:
-    from conftest import EXAMPLES
-
     kb = KnowledgeBase.open(tmp_path_factory.mktemp("answers") / "kb", create=True, embedder=embedder)
     assert kb.ingest(EXAMPLES).ok
     yield kb
