@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ragtune.chunk.base import spans_to_chunks
-from ragtune.chunk.tokens import RegexTokenCounter, TokenCounter, TokenIndex
+from ragtune.chunk.tokens import RegexTokenCounter, TokenCounter
 from ragtune.errors import ConfigError
 from ragtune.types import Chunk, Document
 
@@ -39,6 +39,3 @@ class TokenChunker:
             if last == len(spans) - 1:
                 break
         return spans_to_chunks(document, windows)
-
-    def index(self, text: str) -> TokenIndex:
-        return TokenIndex(text, self.counter)

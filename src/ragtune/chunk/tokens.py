@@ -59,12 +59,7 @@ class TokenIndex:
     """Counts tokens inside any character range of one text in O(log n), after tokenizing it once."""
 
     def __init__(self, text: str, counter: TokenCounter) -> None:
-        spans = counter.spans(text)
-        self.starts = [s for s, _ in spans]
-        self.ends = [e for _, e in spans]
-
-    def __len__(self) -> int:
-        return len(self.starts)
+        self.starts = [s for s, _ in counter.spans(text)]
 
     def count(self, start: int, end: int) -> int:
         """Number of tokens that start inside [start, end)."""

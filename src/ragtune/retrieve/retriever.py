@@ -23,9 +23,6 @@ class SearchResult:
     hits: list[Hit]
     timings: dict[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"hits": [h.model_dump() for h in self.hits], "timings_ms": self.timings}
-
 
 class HybridRetriever:
     """Runs dense and sparse search over a store and fuses their rankings with weighted RRF."""
