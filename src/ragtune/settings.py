@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     # dense index
     hnsw_m: int = Field(32, gt=1, description="HNSW graph degree.")
     hnsw_ef_construction: int = Field(200, gt=0, description="HNSW build-time candidate list size.")
-    hnsw_ef_search: int = Field(128, gt=0, description="HNSW query-time candidate list size.")
+    hnsw_ef_search: int = Field(
+        256, gt=0, description="HNSW query-time candidate list size (recall@10 0.969 at 1M chunks, see bench/)."
+    )
     exact_search_below: int = Field(
         20000, ge=0, description="Below this many (filtered) vectors, dense search is exact brute force."
     )
