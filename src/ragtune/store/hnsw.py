@@ -88,10 +88,10 @@ class DenseIndex:
         """Ids and cosine scores of the ``k`` nearest vectors, best first, restricted to ``allowed`` if given."""
         vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         with self._lock:
-            if allowed is not None:
-                allowed = allowed & self._ids
-                if len(allowed) <= self.exact_below:
-                    return self._exact(vector, allowed, k)
+            if allowed is not None and len(allowed) <= self.exact_below:
+                return self._exact(vector, allowed & self._ids, k)
+            # Large allowed sets go to the graph as they are: intersecting 200k ids with the index's
+            # 1M on every query cost more than the search, and the graph only returns indexed ids.
             live = len(allowed) if allowed is not None else len(self._ids)
             k = min(k, live)
             if k <= 0:
@@ -102,7 +102,7 @@ class DenseIndex:
                 labels, distances = self._index.knn_query(vector, k=k, filter=filter_fn, num_threads=1)
             except RuntimeError:
                 # hnswlib cannot always fill k results after many deletions; exact search always can.
-                return self._exact(vector, allowed if allowed is not None else set(self._ids), k)
+                return self._exact(vector, allowed & self._ids if allowed is not None else set(self._ids), k)
         return labels[0].astype(np.int64), (1.0 - distances[0]).astype(np.float32)
 
     def _exact(self, vector: np.ndarray, allowed: set[int], k: int) -> tuple[np.ndarray, np.ndarray]:

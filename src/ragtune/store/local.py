@@ -162,6 +162,7 @@ class LocalStore:
         self._dense, self._dense_seen = self._load_dense()
         self._sparse, self._sparse_seen = self._load_sparse()
         self._dirty = False
+        self._last_allowed: tuple[tuple[str, tuple[int, int]], set[int]] | None = None
         self.refresh()
 
     # ------------------------------------------------------------------ setup
@@ -476,10 +477,20 @@ class LocalStore:
         }
 
     def allowed_ids(self, filter: dict[str, Any] | str | None) -> set[int] | None:
-        """Chunk ids that pass ``filter`` (None when there is no filter)."""
+        """Chunk ids that pass ``filter`` (None when there is no filter).
+
+        The last result is reused while the database is unchanged: a hybrid query filters twice."""
         spec = validate_filter(filter)
         if not spec:
             return None
+        key = (json.dumps(spec, sort_keys=True), self._heads())
+        if self._last_allowed is not None and self._last_allowed[0] == key:
+            return self._last_allowed[1]
+        allowed = self._query_allowed(spec)
+        self._last_allowed = (key, allowed)
+        return allowed
+
+    def _query_allowed(self, spec: dict[str, Any]) -> set[int]:
         where, params = compile_sql(spec, _COLUMNS, _LIST_FIELDS)
         # Rows carry text and a 1.5 KB vector: let SQLite answer column filters from the narrow indexes,
         # and join the catalog only when the filter names the source path.
