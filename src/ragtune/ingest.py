@@ -120,10 +120,12 @@ class Ingestor:
         files, missing = self._discover(roots, report)
         items = (self._read_file(uri, path) for uri, path in files)
         self._run(items, len(files), report, on_progress)
-        for uri in missing:
-            report.failed.append((uri, "no such file or directory — check the path"))
         if sync:
             report.deleted = self._sync(roots, {uri for uri, _ in files})
+        # With --sync, a named file that is gone is the deletion the user asked for, not an error.
+        for uri in missing:
+            if uri not in report.deleted:
+                report.failed.append((uri, "no such file or directory — check the path"))
         report.seconds = time.perf_counter() - started
         self.store.save_indexes()
         return report

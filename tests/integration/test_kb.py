@@ -80,6 +80,17 @@ def test_sync_removes_documents_whose_files_are_gone(kb, docs_dir):
     assert kb.verify()["ok"]
 
 
+def test_a_named_file_that_is_gone_fails_without_sync_and_is_deleted_with_it(kb, docs_dir):
+    target = docs_dir / "handbook" / "travel.txt"
+    kb.ingest(target)
+    target.unlink()
+    report = kb.ingest(target)
+    assert report.failed == [(file_uri(target), "no such file or directory — check the path")]
+    assert kb.stats()["documents"] == 1
+    report = kb.ingest(target, sync=True)
+    assert report.ok and report.deleted == [file_uri(target)] and kb.stats()["documents"] == 0
+
+
 def test_sync_only_touches_the_given_roots(kb, docs_dir, tmp_path):
     other = tmp_path / "other.md"
     other.write_text("# Other\n\nThe canteen opens at noon.")
