@@ -268,3 +268,17 @@ def test_opening_with_an_embedder_of_another_dimension_is_a_clear_error(tmp_path
         base.ingest(docs_dir / "handbook" / "travel.txt")
     with pytest.raises(EmbedderMismatchError, match="768 dimensions.*384"):
         KnowledgeBase.open(path, embedder=_WideEmbedder())
+
+
+def test_a_filter_sees_chunks_handed_to_a_duplicate(kb, docs_dir):
+    original = docs_dir / "handbook" / "travel.txt"
+    copy = docs_dir / "copy-of-travel.txt"
+    shutil.copy(original, copy)
+    kb.ingest(docs_dir)
+    kept = next(d for d in kb.documents() if d.status == "ok" and d.uri.endswith("travel.txt"))
+    heir = next(d for d in kb.documents() if d.status == "duplicate")
+    only_heir = {"document_id": heir.id}
+    assert kb.search("Voyager portal", k=3, mode="sparse", filter=only_heir) == []
+    assert kb.delete(kept.id)  # the chunks move to the duplicate; no chunk is added or removed
+    hits = kb.search("Voyager portal", k=3, mode="sparse", filter=only_heir)
+    assert hits and hits[0].document_id == heir.id

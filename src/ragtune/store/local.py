@@ -144,6 +144,7 @@ class LocalStore:
             )
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._commits = 0  # this connection's commits; PRAGMA data_version counts everyone else's
         self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -162,7 +163,7 @@ class LocalStore:
         self._dense, self._dense_seen = self._load_dense()
         self._sparse, self._sparse_seen = self._load_sparse()
         self._dirty = False
-        self._last_allowed: tuple[tuple[str, tuple[int, int]], set[int]] | None = None
+        self._last_allowed: tuple[tuple[str, int, int], set[int]] | None = None
         self.refresh()
 
     # ------------------------------------------------------------------ setup
@@ -307,6 +308,7 @@ class LocalStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+            self._commits += 1
 
     def apply(self, updates: Sequence[DocumentUpdate]) -> None:
         """Store documents in one transaction: each document's old chunks are replaced by its new ones.
@@ -479,11 +481,13 @@ class LocalStore:
     def allowed_ids(self, filter: dict[str, Any] | str | None) -> set[int] | None:
         """Chunk ids that pass ``filter`` (None when there is no filter).
 
-        The last result is reused while the database is unchanged: a hybrid query filters twice."""
+        The last result is reused while the database is unchanged: a hybrid query filters twice. Any commit
+        invalidates it, not only new or deleted chunks: chunks handed to a duplicate change document."""
         spec = validate_filter(filter)
         if not spec:
             return None
-        key = (json.dumps(spec, sort_keys=True), self._heads())
+        data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        key = (json.dumps(spec, sort_keys=True), self._commits, data_version)
         if self._last_allowed is not None and self._last_allowed[0] == key:
             return self._last_allowed[1]
         allowed = self._query_allowed(spec)
