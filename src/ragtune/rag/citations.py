@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,13 +73,19 @@ def numbers_in(text: str) -> set[str]:
     return {n.replace(",", "") for n in _NUMBER_RE.findall(text)}
 
 
+@functools.lru_cache(maxsize=1024)
+def terms(text: str) -> frozenset[str]:
+    """Content terms of a text (the BM25 analyzer's), cached: one answer checks the same sources many times."""
+    return frozenset(tokenize(text))
+
+
 def support(sentence: str, source: str) -> float:
     """Share of the sentence's content terms (stemmed, stopwords dropped, jieba for Chinese) found in the source;
     0 when the sentence states a number the source does not contain (the commonest invented detail)."""
-    terms = set(tokenize(sentence))
-    if not terms or not numbers_in(sentence) <= numbers_in(source):
+    wanted = terms(sentence)
+    if not wanted or not numbers_in(sentence) <= numbers_in(source):
         return 0.0
-    return len(terms & set(tokenize(source))) / len(terms)
+    return len(wanted & terms(source)) / len(wanted)
 
 
 @dataclass
@@ -123,7 +130,7 @@ def verify_citations(
                 continue
             kept.append(n)
             used.setdefault(n, []).append(score)
-        if not kept and attribute_uncited and not sentence.numbers and len(set(tokenize(sentence.plain))) >= min_terms:
+        if not kept and attribute_uncited and not sentence.numbers and len(terms(sentence.plain)) >= min_terms:
             scores = [support(sentence.plain, s.text) for s in sources]
             if scores and max(scores) >= min_attribution:
                 best = scores.index(max(scores)) + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from ragtune.store.text import tokenize
+from ragtune.rag.citations import terms
 from ragtune.types import Hit
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n+")
@@ -16,16 +16,16 @@ SOURCE_OVERHEAD = 12
 def dedupe(hits: Sequence[Hit], *, max_similarity: float = 0.9) -> list[Hit]:
     """Drop hits that repeat an earlier (better) hit: same text, or nearly the same terms (overlapping chunks)."""
     kept: list[Hit] = []
-    kept_terms: list[set[str]] = []
+    kept_terms: list[frozenset[str]] = []
     for hit in hits:
-        terms = set(tokenize(hit.text))
+        words = terms(hit.text)
         duplicate = any(
-            (terms == other) or (terms and other and len(terms & other) / len(terms | other) >= max_similarity)
+            (words == other) or (words and other and len(words & other) / len(words | other) >= max_similarity)
             for other in kept_terms
         )
         if not duplicate:
             kept.append(hit)
-            kept_terms.append(terms)
+            kept_terms.append(words)
     return kept
 
 

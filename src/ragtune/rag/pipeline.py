@@ -93,7 +93,8 @@ class RagPipeline:
 
         t = time.perf_counter()
         result = self.retriever.search(query, self.candidates, mode=mode, filter=filter)
-        hits = dedupe(result.hits)[: k or self.context_hits]
+        limit = k or self.context_hits
+        hits = dedupe(result.hits)[:limit]
         timings["retrieve"] = _ms(t)
         base: dict[str, Any] = {"id": uuid.uuid4().hex, "question": question, "language": language, "query": query,
                 "model": self.llm.name}
@@ -103,7 +104,7 @@ class RagPipeline:
             return
 
         t = time.perf_counter()
-        sources = pack(hits, self.context_tokens, self.llm.count_tokens, max_sources=k or self.context_hits)
+        sources = pack(hits, self.context_tokens, self.llm.count_tokens, max_sources=limit)
         messages = answer_messages(question, sources, language, self.templates)
         timings["prompt"] = _ms(t)
 
@@ -170,11 +171,11 @@ class RagPipeline:
             {"role": "user", "content": f"{transcript}\nuser: {question}"},
         ]
         try:
-            rewritten = self.llm.chat(messages, max_tokens=64, temperature=0.0).strip().splitlines()[0:1]
+            reply = self.llm.chat(messages, max_tokens=64, temperature=0.0)
         except Exception as exc:  # condensation is an optimisation; the fallback still retrieves
             log.warning("follow-up condensation failed (%s); using the raw conversation", exc)
-            rewritten = []
-        candidate = rewritten[0].strip().strip('"') if rewritten else ""
+            reply = ""
+        candidate = reply.strip().split("\n", 1)[0].strip().strip('"')
         last_user = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
         # Small models often echo or ramble; keep the rewrite only when it looks like a question of sane size.
         if candidate and len(candidate) <= 3 * max(len(question), 40) and not is_model_refusal(candidate):
