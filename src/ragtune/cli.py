@@ -24,8 +24,12 @@ app = typer.Typer(help="ragtune: private-knowledge RAG and fine-tuning, offline.
                   pretty_exceptions_enable=False)
 kb_app = typer.Typer(help="Inspect and manage a knowledge base.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure retrieval quality.", no_args_is_help=True)
+train_app = typer.Typer(help="Train models: LLMs (SFT, DPO, KTO, ORPO), rerankers, embedders.", no_args_is_help=True)
+model_app = typer.Typer(help="Merge and evaluate trained models.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 app.add_typer(eval_app, name="eval")
+app.add_typer(train_app, name="train")
+app.add_typer(model_app, name="model")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -354,6 +358,10 @@ def eval_retrieval(
         table.add_row(name, f"{m['ndcg_cut_10']:.4f}", f"{m['recall_10']:.4f}", f"{m['recall_100']:.4f}",
                       f"{m['recip_rank_10']:.4f}", f"{row['latency_ms']['p50']:.1f}", f"{row['latency_ms']['p95']:.1f}")
     console.print(table)
+
+
+# Command groups that live in their own modules register themselves on the apps above.
+from ragtune import cli_serve, cli_train  # noqa: E402,F401
 
 
 def main() -> None:
