@@ -1,0 +1,1 @@
+"""Training: LLM fine-tuning (SFT, preference), rerankers and embedders."""
