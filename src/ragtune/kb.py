@@ -9,12 +9,21 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.embed import Embedder, load_embedder
-from ragtune.errors import EmbedderMismatchError, StoreError
+from ragtune.errors import ConfigError, EmbedderMismatchError, StoreError
 from ragtune.ingest import Ingestor, IngestReport, Progress
 from ragtune.llm.base import LLM
 from ragtune.rag.pipeline import AnswerEvent, RagPipeline
 from ragtune.rag.prompts import PromptTemplates
-from ragtune.retrieve import HybridRetriever, SearchResult
+from ragtune.retrieve import (
+    CrossEncoderReranker,
+    HybridRetriever,
+    LLMReranker,
+    QueryRewriter,
+    Reranker,
+    RewriteCache,
+    SearchResult,
+    parse_rerank_spec,
+)
 from ragtune.settings import Settings, load_settings
 from ragtune.store.local import DocumentRecord, LocalStore
 from ragtune.types import Answer, Document, Hit
@@ -39,6 +48,11 @@ def _shared_llm(
                     num_threads=num_threads)
 
 
+@functools.lru_cache(maxsize=2)
+def _shared_cross_encoder(model: str, batch_size: int, max_length: int, num_threads: int | None) -> Reranker:
+    return CrossEncoderReranker(model, batch_size=batch_size, max_length=max_length, num_threads=num_threads)
+
+
 class KnowledgeBase:
     """A knowledge base directory: SQLite catalog + dense and BM25 indexes, with its embedder and settings.
 
@@ -52,6 +66,8 @@ class KnowledgeBase:
         self.settings = settings
         self._embedder = embedder
         self._llm = llm
+        self._rewriter: QueryRewriter | None = None
+        self._rewrite_cache: RewriteCache | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -131,6 +147,8 @@ class KnowledgeBase:
         return self.store.directory
 
     def close(self) -> None:
+        if self._rewrite_cache is not None:
+            self._rewrite_cache.close()
         self.store.close()
 
     def __enter__(self) -> KnowledgeBase:
@@ -161,28 +179,61 @@ class KnowledgeBase:
             documents, total=total, on_progress=on_progress
         )
 
-    def retriever(self) -> HybridRetriever:
+    def retriever(self, *, rerank: str | bool | None = None, sparse_only: bool = False) -> HybridRetriever:
+        """The retrieval pipeline from the settings; ``rerank`` overrides the reranker (a spec, or False)."""
         s = self.settings
-        return HybridRetriever(self.store, self.embedder, candidates=s.candidates, dense_weight=s.dense_weight,
-                               sparse_weight=s.sparse_weight, rrf_k=s.rrf_k)
+        return HybridRetriever(
+            self.store, _NoEmbedder() if sparse_only else self.embedder, candidates=s.candidates,
+            dense_weight=s.dense_weight, sparse_weight=s.sparse_weight, rrf_k=s.rrf_k,
+            rewriter=self.rewriter() if s.rewrite != "none" else None, rewrite=s.rewrite,
+            rewrite_weight=s.rewrite_weight, hyde_mix=s.hyde_mix, reranker=self.reranker(rerank),
+            rerank_candidates=s.rerank_candidates, rerank_fusion=s.rerank_fusion,
+        )
+
+    def rewriter(self) -> QueryRewriter:
+        """Query rewriting with the KB's LLM; replies are cached in the KB folder (cache/llm.sqlite)."""
+        if self._rewriter is None or self._rewriter.llm is not self.llm:
+            s = self.settings
+            if self._rewrite_cache is None:
+                self._rewrite_cache = RewriteCache(self.path / "cache" / "llm.sqlite")
+            self._rewriter = QueryRewriter(self.llm, cache=self._rewrite_cache, n_queries=s.rewrite_queries,
+                                           max_tokens=s.rewrite_max_tokens, timeout_s=s.rewrite_timeout_s)
+        return self._rewriter
+
+    def reranker(self, spec: str | bool | None = None) -> Reranker | None:
+        """The reranker named by ``spec`` (None: the settings' ``rerank``; False or 'none': no reranker)."""
+        if spec is False:
+            return None
+        s = self.settings
+        kind, model = parse_rerank_spec(s.rerank if spec is None or spec is True else spec)
+        if kind == "none":
+            if spec is True:
+                raise ConfigError("reranking was asked for but no reranker is set — use e.g. "
+                                  "'cross-encoder:PATH' or 'llm'")
+            return None
+        if kind == "cross-encoder":
+            return _shared_cross_encoder(model, s.rerank_batch_size, s.rerank_max_length, s.num_threads)
+        return LLMReranker(self.llm, batch_size=min(s.rerank_batch_size, 8))
 
     def retrieve(
         self, query: str, k: int = 5, *, mode: str = "hybrid", filter: dict[str, Any] | str | None = None,
-        candidates: int | None = None,
+        candidates: int | None = None, rewrite: str | None = None, rerank: str | bool | None = None,
     ) -> SearchResult:
-        """Hits plus per-stage timings."""
-        if mode == "sparse":
-            # BM25 needs no model: don't load one.
-            retriever = HybridRetriever(self.store, _NoEmbedder(), candidates=self.settings.candidates)
-        else:
-            retriever = self.retriever()
-        return retriever.search(query, k, mode=mode, filter=filter, candidates=candidates)
+        """Hits plus per-stage timings. ``rewrite`` (none, hyde, multi, stepback) and ``rerank`` (a reranker
+        spec such as 'cross-encoder:PATH' or 'llm', or False) override the settings for this call."""
+        rewrite = rewrite or self.settings.rewrite
+        # BM25 needs no embedding model: don't load one.
+        retriever = self.retriever(rerank=rerank, sparse_only=mode == "sparse")
+        if rewrite != "none" and retriever.rewriter is None:
+            retriever.rewriter = self.rewriter()
+        return retriever.search(query, k, mode=mode, filter=filter, candidates=candidates, rewrite=rewrite)
 
     def search(
-        self, query: str, k: int = 5, *, mode: str = "hybrid", filter: dict[str, Any] | str | None = None
+        self, query: str, k: int = 5, *, mode: str = "hybrid", filter: dict[str, Any] | str | None = None,
+        rewrite: str | None = None, rerank: str | bool | None = None,
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query`` (mode: hybrid, dense or sparse; filter: see DESIGN.md)."""
-        return self.retrieve(query, k, mode=mode, filter=filter).hits
+        return self.retrieve(query, k, mode=mode, filter=filter, rewrite=rewrite, rerank=rerank).hits
 
     def pipeline(self) -> RagPipeline:
         s = self.settings

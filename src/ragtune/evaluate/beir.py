@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,16 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
                 raise ConfigError(f"{path} line {number}: score must be an integer, got '{score}'") from None
             qrels.setdefault(query_id, {})[doc_id] = relevance
     return qrels
+
+
+def split_query_ids(query_ids: Sequence[str], *, heldout: float = 0.2, dev: float = 0.0, seed: int = 0
+                    ) -> tuple[list[str], list[str], list[str]]:
+    """(train, dev, held-out) query ids, by a seeded hash of each id: stable across runs and machines, and
+    a query keeps its side when others are added. Fractions are of all queries."""
+    if not 0 <= heldout < 1 or not 0 <= dev < 1 or heldout + dev >= 1:
+        raise ConfigError(f"held-out ({heldout}) and dev ({dev}) fractions must be in [0, 1) and sum below 1")
+    parts: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for qid in query_ids:
+        u = int.from_bytes(hashlib.sha256(f"{seed}:{qid}".encode()).digest()[:8], "big") / 2**64
+        parts[2 if u < heldout else 1 if u < heldout + dev else 0].append(qid)
+    return parts

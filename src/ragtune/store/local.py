@@ -538,6 +538,24 @@ class LocalStore:
                                    text=r["text"], score=0.0, meta=meta)
         return out
 
+    def vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by chunk id (``Hit.chunk_id``); ids that no longer exist are absent."""
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(chunk_ids), 500):
+            part = list(chunk_ids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            for uid, blob in self._conn.execute(f"SELECT uid, vector FROM chunks WHERE uid IN ({marks})", part):
+                out[uid] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def document_chunks(self, document_id: str) -> list[Hit]:
+        """A document's chunks in order, as hits with score 0."""
+        ids = [r[0] for r in self._conn.execute(
+            "SELECT id FROM chunks WHERE document_id = ? ORDER BY chunk_index", (document_id,)
+        )]
+        found = self.get(ids)
+        return [found[i] for i in ids if i in found]
+
     def verify(self) -> dict[str, Any]:
         """Consistency report: catalog counts, orphans, and whether the derived indexes match the database."""
         with self._lock:

@@ -1,0 +1,174 @@
+"""Reranking after retrieval: a cross-encoder, or an LLM asked whether each passage is relevant.
+
+A reranker scores (query, passage) pairs jointly, which a bi-encoder cannot, and reorders the first
+stage's candidates. Each returned hit keeps its first-stage score in ``scores["retrieval"]`` and gets
+``scores["rerank"]`` and ``scores["rerank_rank"]``; ``hit.score`` becomes the reranker's score.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ragtune.errors import ConfigError
+from ragtune.types import Hit
+
+log = logging.getLogger(__name__)
+
+RELEVANCE_PROMPT = (
+    "Passage:\n{passage}\n\nQuestion or claim: {query}\n\n"
+    "Does the passage contain information that answers the question or supports or refutes the claim? "
+    "Answer yes or no."
+)
+GRADED_PROMPT = (
+    "Rate how relevant the passage is to the query on a scale from 0 to 3: 0 = unrelated, 1 = same topic but "
+    "does not help, 2 = partly answers, 3 = directly answers. Reply with the number only.\n\n"
+    "Query: {query}\n\nPassage:\n{passage}"
+)
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Reorders hits for a query, best first."""
+
+    name: str
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray: ...
+
+    def rerank(self, query: str, hits: list[Hit], top_k: int | None = None) -> list[Hit]: ...
+
+
+def apply_scores(hits: list[Hit], scores: Sequence[float], top_k: int | None = None) -> list[Hit]:
+    """Sort ``hits`` by ``scores`` (stable: ties keep first-stage order) and record both scores on each hit."""
+    order = sorted(range(len(hits)), key=lambda i: -float(scores[i]))
+    ranked = []
+    for rank, i in enumerate(order, 1):
+        hit = hits[i]
+        hit.scores["retrieval"] = float(hit.score)
+        hit.scores["rerank"] = float(scores[i])
+        hit.scores["rerank_rank"] = float(rank)
+        hit.score = float(scores[i])
+        ranked.append(hit)
+    return ranked[:top_k] if top_k is not None else ranked
+
+
+def passage_text(hit: Hit) -> str:
+    """What the reranker reads: the section title (when the chunk text lacks it) and the chunk text."""
+    title = hit.meta.section_title
+    if title and not hit.text.lstrip().startswith(title):
+        return f"{title}\n{hit.text}"
+    return hit.text
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers CrossEncoder over any HF directory or hub id (bge-reranker, ms-marco-MiniLM,
+    or one trained by ``ragtune train reranker``), batched, truncated to ``max_length`` tokens."""
+
+    def __init__(
+        self, model: str | Path, *, batch_size: int = 32, max_length: int = 512, device: str | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        if batch_size <= 0:
+            raise ConfigError("rerank_batch_size must be greater than 0.")
+        if max_length <= 8:
+            raise ConfigError("rerank_max_length must be greater than 8.")
+        if num_threads:
+            import torch
+
+            torch.set_num_threads(num_threads)
+        self.path = str(model)
+        self.name = f"cross-encoder:{self.path}"
+        self.batch_size = batch_size
+        looks_local = Path(self.path).exists() or self.path.startswith((".", "/", "~"))
+        if looks_local and not (Path(self.path).expanduser() / "config.json").is_file():
+            raise ConfigError(
+                f"cross-encoder '{self.path}' is not a model directory (no config.json) — train one with "
+                "'ragtune train reranker' or give an HF directory or hub id"
+            )
+        try:
+            from sentence_transformers import CrossEncoder
+
+            self.model = CrossEncoder(str(Path(self.path).expanduser()) if looks_local else self.path,
+                                      max_length=max_length, device=device or "cpu")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot load cross-encoder '{self.path}': {exc} — give a local directory (models are never "
+                "downloaded at run time) or train one with 'ragtune train reranker'"
+            ) from exc
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        pairs = [(query, text) for text in texts]
+        scores = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
+                                    convert_to_numpy=True)
+        return np.asarray(scores, dtype=np.float32).reshape(len(texts))
+
+    def rerank(self, query: str, hits: list[Hit], top_k: int | None = None) -> list[Hit]:
+        return apply_scores(hits, self.score(query, [passage_text(h) for h in hits]).tolist(), top_k)
+
+
+class LLMReranker:
+    """Pointwise relevance from an LLM. The local backend scores logit("yes") − logit("no") in batches;
+    other backends answer a graded 0–3 prompt, several requests at a time."""
+
+    def __init__(self, llm: Any, *, batch_size: int = 8, max_passage_chars: int = 1200, workers: int = 4) -> None:
+        if batch_size <= 0:
+            raise ConfigError("rerank_batch_size must be greater than 0.")
+        if workers <= 0:
+            raise ConfigError("workers must be greater than 0.")
+        self.llm = llm
+        self.name = f"llm:{getattr(llm, 'name', type(llm).__name__)}"
+        self.batch_size = batch_size
+        self.max_passage_chars = max_passage_chars
+        self.workers = workers
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        passages = [t[: self.max_passage_chars] for t in texts]
+        if hasattr(self.llm, "score_yes_no"):
+            prompts = [RELEVANCE_PROMPT.format(passage=p, query=query) for p in passages]
+            return np.asarray(self.llm.score_yes_no(prompts, batch_size=self.batch_size), dtype=np.float32)
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            grades = list(pool.map(lambda p: self._grade(query, p), passages))
+        return np.asarray(grades, dtype=np.float32)
+
+    def _grade(self, query: str, passage: str) -> float:
+        messages = [{"role": "user", "content": GRADED_PROMPT.format(query=query, passage=passage)}]
+        try:
+            reply = self.llm.chat(messages, max_tokens=4, temperature=0.0)
+        except Exception as exc:  # one failed pair must not sink the whole ranking
+            log.warning("LLM reranker: grading failed (%s); scoring the passage 0", exc)
+            return 0.0
+        return parse_grade(reply)
+
+    def rerank(self, query: str, hits: list[Hit], top_k: int | None = None) -> list[Hit]:
+        return apply_scores(hits, self.score(query, [passage_text(h) for h in hits]).tolist(), top_k)
+
+
+def parse_grade(reply: str) -> float:
+    """The 0–3 grade in an LLM reply ("2", "Score: 3/3", "**1**"); 0 when there is none."""
+    match = re.search(r"(?<![\d.])([0-3])(?:\.\d+)?(?![\d.])", reply or "")
+    return float(match.group(1)) if match else 0.0
+
+
+def parse_rerank_spec(spec: str | None) -> tuple[str, str]:
+    """('none'|'cross-encoder'|'llm', model) from a setting like ``cross-encoder:models/rr`` or ``llm``."""
+    if spec is None or spec.strip().lower() in ("", "none", "off", "false"):
+        return "none", ""
+    kind, _, model = spec.strip().partition(":")
+    kind = kind.lower()
+    if kind == "cross-encoder":
+        if not model:
+            raise ConfigError("rerank 'cross-encoder' needs a model: 'cross-encoder:PATH_OR_HUB_ID'")
+        return kind, model
+    if kind == "llm":
+        return kind, model
+    raise ConfigError(f"unknown reranker '{spec}' — use 'cross-encoder:PATH', 'llm' or 'none'")

@@ -1,0 +1,185 @@
+"""Training pairs and hard negatives mined from ragtune's own retriever, for rerankers and embedders.
+
+A hard negative is a passage the retriever ranks high for a query that is not its answer. Two rules keep
+them honest: a negative is never one of the query's positives (by chunk, by document, or by identical
+text), and a candidate scored almost as high as the positive (dense similarity above ``margin`` × the
+positive's) is dropped as a likely unlabelled positive (the "TopK-PercPos" filter of NV-Retriever).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragtune.errors import ConfigError
+from ragtune.types import Hit
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class TrainingPair:
+    """A query and its positive passage. An empty ``positive`` means: the best-ranked chunk of the
+    positive documents (``document_ids``). ``chunk_ids`` and ``document_ids`` are never negatives."""
+
+    query: str
+    positive: str = ""
+    query_id: str = ""
+    chunk_ids: tuple[str, ...] = ()
+    document_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class Triplet:
+    """A query, its positive, and hard negatives; ``source`` says where the negatives came from."""
+
+    query: str
+    positive: str
+    negatives: list[str]
+    source: str = "mined"
+    query_id: str = ""
+    positive_id: str = ""
+    negative_ids: list[str] = field(default_factory=list)
+    dropped_by_margin: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def mine_hard_negatives(
+    kb: Any, pairs: Sequence[TrainingPair], *, n_negatives: int = 4, rank_window: tuple[int, int] = (3, 50),
+    margin: float | None = 0.95, mode: str = "hybrid", on_progress: ProgressFn | None = None,
+) -> list[Triplet]:
+    """One triplet per pair that has a positive and at least one negative, negatives taken in rank order
+    from ranks ``rank_window`` (1-based, inclusive) of ``kb``'s retriever (no rewrite, no reranker)."""
+    first, last = rank_window
+    if not 1 <= first <= last:
+        raise ConfigError(f"rank_window must be (first, last) with 1 <= first <= last, got {rank_window}")
+    if n_negatives <= 0:
+        raise ConfigError("n_negatives must be greater than 0.")
+    if margin is not None and not 0 < margin <= 1:
+        raise ConfigError(f"margin must be in (0, 1] (or None to switch the filter off), got {margin}")
+    triplets: list[Triplet] = []
+    skipped = 0
+    for n, pair in enumerate(pairs):
+        hits = kb.retrieve(pair.query, last, mode=mode, candidates=max(last, 100), rewrite="none",
+                           rerank=False).hits
+        positive, positive_id = _positive(kb, pair, hits)
+        if not positive:
+            skipped += 1
+            continue
+        candidates = [h for h in hits[first - 1 :] if not _is_positive(h, pair, positive)]
+        dropped = 0
+        if margin is not None and candidates:
+            candidates, dropped = _margin_filter(kb, pair.query, positive, positive_id, candidates, margin)
+        chosen = candidates[:n_negatives]
+        if chosen:
+            triplets.append(Triplet(
+                pair.query, positive, [h.text for h in chosen], "mined", pair.query_id, positive_id,
+                [h.chunk_id for h in chosen], dropped,
+            ))
+        else:
+            skipped += 1
+        if on_progress:
+            on_progress(n + 1, len(pairs))
+    if skipped:
+        log.info("hard-negative mining: %d of %d pairs gave no triplet (no positive found or no negative left)",
+                 skipped, len(pairs))
+    return triplets
+
+
+def _positive(kb: Any, pair: TrainingPair, hits: list[Hit]) -> tuple[str, str]:
+    if pair.positive:
+        return pair.positive, pair.chunk_ids[0] if pair.chunk_ids else ""
+    wanted = set(pair.document_ids)
+    for hit in hits:
+        if hit.chunk_id in pair.chunk_ids or hit.document_id in wanted:
+            return hit.text, hit.chunk_id
+    for doc_id in pair.document_ids:  # not retrieved: the document's first chunk
+        chunks = kb.store.document_chunks(doc_id)
+        if chunks:
+            return chunks[0].text, chunks[0].chunk_id
+    return "", ""
+
+
+def _is_positive(hit: Hit, pair: TrainingPair, positive: str) -> bool:
+    return (hit.chunk_id in pair.chunk_ids or hit.document_id in pair.document_ids
+            or _norm(hit.text) == _norm(positive))
+
+
+def _margin_filter(
+    kb: Any, query: str, positive: str, positive_id: str, candidates: list[Hit], margin: float
+) -> tuple[list[Hit], int]:
+    """Candidates whose dense similarity to the query stays below ``margin`` × the positive's."""
+    q = kb.embedder.encode_queries([query])[0]
+    stored = kb.store.vectors([h.chunk_id for h in candidates] + ([positive_id] if positive_id else []))
+    pos_vec = stored.get(positive_id) if positive_id else None
+    if pos_vec is None:
+        pos_vec = kb.embedder.encode_documents([positive])[0]
+    threshold = margin * float(np.dot(q, pos_vec))
+    kept = []
+    for hit in candidates:
+        vec = stored.get(hit.chunk_id)
+        if vec is None:
+            continue
+        if float(np.dot(q, vec)) < threshold:
+            kept.append(hit)
+    return kept, len(candidates) - len(kept)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
+    """Write dicts (or objects with ``to_dict``) as JSON lines; returns how many."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row.to_dict() if hasattr(row, "to_dict") else row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def read_pairs(path: str | Path) -> list[TrainingPair]:
+    """Pairs from JSON lines with ``query`` and ``positive`` (text) and/or ``chunk_id`` / ``document_id``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such pairs file — give a JSONL file with one {{\"query\", \"positive\"}} "
+                          "object per line")
+    pairs = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{lineno}: not valid JSON ({exc.msg}) — one JSON object per line") from exc
+        if not isinstance(row, dict) or not str(row.get("query", "")).strip():
+            raise ConfigError(f"{path}:{lineno}: each line needs a non-empty \"query\"")
+        chunk_ids = tuple(_as_list(row.get("chunk_id") or row.get("chunk_ids")))
+        doc_ids = tuple(_as_list(row.get("document_id") or row.get("document_ids")))
+        positive = str(row.get("positive") or "")
+        if not positive and not chunk_ids and not doc_ids:
+            raise ConfigError(f"{path}:{lineno}: give the positive as \"positive\" (text), \"chunk_id\" or "
+                              "\"document_id\"")
+        pairs.append(TrainingPair(str(row["query"]), positive, str(row.get("query_id", "")), chunk_ids, doc_ids))
+    if not pairs:
+        raise ConfigError(f"{path}: no pairs in the file")
+    return pairs
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]

@@ -1,0 +1,170 @@
+"""Hard-negative mining and reranker training on a small fixture, with the real bundled MiniLM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragtune.errors import ConfigError
+from ragtune.ingest import document_id
+from ragtune.kb import KnowledgeBase
+from ragtune.train.negatives import TrainingPair, mine_hard_negatives, read_pairs, write_jsonl
+from ragtune.types import Block, BlockType, Document
+
+FIXTURE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "rerank.json").read_text())
+DUPLICATE = "fixture:p03-copy"  # the same text as p03 under another name: must never be p03's negative
+
+
+def _doc(uri: str, text: str) -> tuple[str, Document]:
+    return uri, Document.assemble([Block(type=BlockType.PARAGRAPH, text=text)], source=uri, source_type="txt")
+
+
+def _pair(query: str, pid: str) -> TrainingPair:
+    return TrainingPair(query, query_id=pid, document_ids=(document_id(f"fixture:{pid}"),))
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory, embedder):
+    base = KnowledgeBase.open(tmp_path_factory.mktemp("rerank") / "kb", create=True, embedder=embedder)
+    docs = [_doc(f"fixture:{pid}", text) for pid, text in FIXTURE["passages"].items()]
+    docs.append(_doc(DUPLICATE, FIXTURE["passages"]["p03"]))
+    base.ingest_documents(docs, total=len(docs))
+    yield base
+    base.close()
+
+
+@pytest.mark.integration
+class TestMining:
+    def test_negatives_never_include_a_positive(self, kb: KnowledgeBase) -> None:
+        pairs = [_pair(q, p) for q, p in FIXTURE["train"]]
+        triplets = mine_hard_negatives(kb, pairs, n_negatives=5, rank_window=(1, 15), margin=None)
+        assert len(triplets) == len(pairs)
+        for t, (_, pid) in zip(triplets, FIXTURE["train"], strict=True):
+            assert t.positive == FIXTURE["passages"][pid]
+            assert t.positive not in t.negatives
+            assert all(not cid.startswith(document_id(f"fixture:{pid}")) for cid in t.negative_ids)
+            assert len(t.negatives) == 5 and t.source == "mined"
+        expense = triplets[[p for _, p in FIXTURE["train"]].index("p03")]
+        assert FIXTURE["passages"]["p03"] not in expense.negatives, "an identical copy of the positive is not negative"
+
+    def test_margin_filter_drops_near_positives(self, kb: KnowledgeBase, embedder) -> None:
+        pairs = [_pair(q, p) for q, p in FIXTURE["train"]]
+        loose = mine_hard_negatives(kb, pairs, n_negatives=30, rank_window=(1, 30), margin=None)
+        tight = mine_hard_negatives(kb, pairs, n_negatives=30, rank_window=(1, 30), margin=0.6)
+        assert sum(t.dropped_by_margin for t in tight) > 0
+        assert sum(len(t.negatives) for t in tight) < sum(len(t.negatives) for t in loose)
+        for t in tight:
+            q = embedder.encode_queries([t.query])[0]
+            pos = float(np.dot(q, embedder.encode_documents([t.positive])[0]))
+            negs = embedder.encode_documents(t.negatives) @ q
+            assert (negs < 0.6 * pos + 1e-4).all()
+
+    def test_rank_window_and_bad_arguments(self, kb: KnowledgeBase) -> None:
+        t = mine_hard_negatives(kb, [_pair(*FIXTURE["train"][0])], n_negatives=50, rank_window=(5, 8), margin=None)
+        assert 0 < len(t[0].negatives) <= 4
+        with pytest.raises(ConfigError, match="rank_window"):
+            mine_hard_negatives(kb, [], rank_window=(0, 5))
+        with pytest.raises(ConfigError, match="margin"):
+            mine_hard_negatives(kb, [], margin=1.5)
+
+    def test_pairs_file_errors_name_the_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "pairs.jsonl"
+        path.write_text('{"query": "q", "positive": "p"}\n{"query": "q2"}\n')
+        with pytest.raises(ConfigError, match=r"pairs.jsonl:2"):
+            read_pairs(path)
+        path.write_text('{"query": "q", "positive": "p"}\nnot json\n')
+        with pytest.raises(ConfigError, match=r"pairs.jsonl:2: not valid JSON"):
+            read_pairs(path)
+        with pytest.raises(ConfigError, match="no such pairs file"):
+            read_pairs(tmp_path / "missing.jsonl")
+
+
+def _heldout_scores(score) -> tuple[float, int]:
+    """MRR of each held-out query's answer among the held-out passages, and how often it beats its distractor."""
+    ids = [pid for pid in FIXTURE["passages"] if pid[0] in "hd"]
+    texts = [FIXTURE["passages"][pid] for pid in ids]
+    reciprocal, wins = [], 0
+    for query, answer, distractor in FIXTURE["heldout"]:
+        s = np.asarray(score(query, texts))
+        order = [ids[i] for i in np.argsort(-s, kind="stable")]
+        reciprocal.append(1 / (order.index(answer) + 1))
+        wins += int(s[ids.index(answer)] > s[ids.index(distractor)])
+    return float(np.mean(reciprocal)), wins
+
+
+@pytest.fixture(scope="module")
+def trained(kb: KnowledgeBase, tmp_path_factory) -> Path:
+    from ragtune.train.reranker import RerankerRecipe, train_reranker
+
+    triplets = mine_hard_negatives(kb, [_pair(q, p) for q, p in FIXTURE["train"]], n_negatives=3,
+                                   rank_window=(1, 10))
+    out = tmp_path_factory.mktemp("reranker") / "model"
+    recipe = RerankerRecipe(epochs=5, learning_rate=2e-4, batch_size=16, negatives=3, max_length=64)
+    run = train_reranker(triplets, out, recipe)
+    assert run["steps"] > 0 and (out / "run.json").is_file()
+    return out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+class TestTraining:
+    def test_trained_reranker_beats_its_untrained_start_on_lexically_far_answers(self, trained: Path) -> None:
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        from ragtune.embed.sentence_transformers import resolve_model
+        from ragtune.retrieve.rerank import CrossEncoderReranker
+
+        torch.manual_seed(42)  # the untrained head is random: the same seed the recipe uses
+        start = CrossEncoder(resolve_model("all-MiniLM-L6-v2"), num_labels=1, max_length=64)
+        before_mrr, before_wins = _heldout_scores(lambda q, texts: start.predict([(q, t) for t in texts]))
+        reranker = CrossEncoderReranker(trained, max_length=64)
+        after_mrr, after_wins = _heldout_scores(reranker.score)
+        assert after_mrr > before_mrr + 0.1
+        assert after_wins >= 4 and after_wins > before_wins
+
+    def test_reranker_orders_the_answer_above_a_lexical_lookalike(self, kb: KnowledgeBase, trained: Path) -> None:
+        # BM25 ranks the lookalike (many shared words) above the answer; the trained cross-encoder reverses that.
+        query, answer, distractor = FIXTURE["heldout"][0]
+        sparse = [h.source for h in kb.retrieve(query, 10, mode="sparse", rerank=False).hits]
+        assert sparse.index(f"fixture:{distractor}") < sparse.index(f"fixture:{answer}")
+        hits = kb.retrieve(query, 10, mode="sparse", rerank=f"cross-encoder:{trained}").hits
+        sources = [h.source for h in hits]
+        assert sources.index(f"fixture:{answer}") < sources.index(f"fixture:{distractor}")
+        assert all("rerank" in h.scores for h in hits)
+
+    def test_a_rerun_with_another_recipe_refuses_to_mix_checkpoints(self, kb: KnowledgeBase, trained: Path) -> None:
+        from ragtune.train.reranker import RerankerRecipe, train_reranker
+
+        triplets = mine_hard_negatives(kb, [_pair(*FIXTURE["train"][0])], n_negatives=1, rank_window=(1, 5))
+        with pytest.raises(ConfigError, match="another recipe"):
+            train_reranker(triplets, trained, RerankerRecipe(epochs=1, max_length=64))
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_cli_trains_from_a_pairs_file_and_search_uses_it(kb: KnowledgeBase, tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    write_jsonl(pairs, [{"query": q, "document_id": document_id(f"fixture:{p}")} for q, p in FIXTURE["train"]])
+    out = tmp_path / "rr"
+    ragtune = [sys.executable, "-m", "ragtune"]
+    env_kb = ["--kb", str(kb.path)]
+    done = subprocess.run([*ragtune, "train", "reranker", *env_kb, "--pairs", str(pairs), "--out", str(out),
+                           "--epochs", "1", "--negatives", "2", "--batch-size", "16", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = json.loads(done.stdout[done.stdout.index("{"):])
+    assert run["kind"] == "reranker" and run["dev_queries"] > 0 and "dev_ndcg@10" in run["dev_after"]
+    assert (out / "triplets.jsonl").is_file() and (out / "config.json").is_file()
+    found = subprocess.run([*ragtune, "search", "expense receipts", *env_kb, "--rerank", f"cross-encoder:{out}",
+                            "--json"], capture_output=True, text=True, timeout=300)
+    assert found.returncode == 0, found.stderr[-2000:]
+    hits = json.loads(found.stdout)["hits"]
+    assert hits and all("rerank" in h["scores"] for h in hits)
+    bad = subprocess.run([*ragtune, "train", "reranker", *env_kb, "--out", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 1 and "exactly one source" in bad.stderr
