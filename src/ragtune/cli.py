@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -39,6 +40,13 @@ KbOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 EmbedderOpt = Annotated[str | None, typer.Option("--embedder", help="Embedding model (name, directory or hub id).")]
+RewriteOpt = Annotated[
+    str | None, typer.Option("--rewrite", help="Rewrite the query first with the LLM: hyde, multi, stepback or none.")
+]
+RerankOpt = Annotated[
+    str | None,
+    typer.Option("--rerank", help="Rerank with 'cross-encoder:PATH' (see 'ragtune train reranker'), 'llm' or 'none'."),
+]
 
 
 def _kb_path(kb: Path | None) -> Path:
@@ -162,15 +170,21 @@ def search(
         str | None, typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"source_type": "md"}\'.')
     ] = None,
     candidates: Annotated[int | None, typer.Option(help="Hits per retriever before fusion.")] = None,
+    rewrite: RewriteOpt = None,
+    rerank: RerankOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a knowledge base."""
     result = _with_kb(kb, as_json, lambda base: base.retrieve(query, k, mode=mode, filter=filter,
-                                                               candidates=candidates))
+                                                               candidates=candidates, rewrite=rewrite, rerank=rerank))
     if as_json:
-        _emit({"query": query, "mode": mode, "hits": [_hit_json(h) for h in result.hits],
-               "timings_ms": result.timings})
+        _emit({"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
+               "hits": [_hit_json(h) for h in result.hits], "timings_ms": result.timings})
         return
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if len(result.queries) > 1:
+        console.print("[dim]also searched: " + escape(" | ".join(result.queries[1:])) + "[/]", highlight=False)
     if not result.hits:
         console.print("no results")
         return
@@ -321,6 +335,16 @@ def eval_retrieval(
     kb: KbOpt = None,
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
     mode: Annotated[list[str] | None, typer.Option(help="hybrid, dense, sparse (repeatable).")] = None,
+    rewrite: Annotated[
+        list[str] | None,
+        typer.Option(help="Also measure each mode with this rewrite: hyde, multi, stepback (repeatable)."),
+    ] = None,
+    rerank: Annotated[
+        list[str] | None, typer.Option(help="Also measure each mode with this reranker, e.g. cross-encoder:PATH or llm "
+                                            "(repeatable).")
+    ] = None,
+    candidates: Annotated[int | None, typer.Option(help="First-stage hits the reranker reorders.")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="LLM for rewrites and the llm reranker.")] = None,
     embedder: EmbedderOpt = None,
     chunk_size: Annotated[int | None, typer.Option(help="Chunk size when building the KB.")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N queries.")] = None,
@@ -341,8 +365,10 @@ def eval_retrieval(
                 progress.update(task, description=stage, completed=done, total=total)
 
             ids = queries_from.read_text().split() if queries_from else None
-            result = evaluate_beir(beir_dir, kb_path, split=split, modes=modes, embedder=embedder,
-                                   chunk_size=chunk_size, limit=limit, query_ids=ids, on_progress=update)
+            extra = {k: v for k, v in (("rerank_candidates", candidates), ("llm_model", llm_model)) if v is not None}
+            result = evaluate_beir(beir_dir, kb_path, split=split, modes=modes, rewrites=rewrite or (),
+                                   reranks=rerank or (), embedder=embedder, chunk_size=chunk_size, limit=limit,
+                                   query_ids=ids, on_progress=update, **extra)
     except RagtuneError as exc:
         _fail(str(exc), as_json)
     if save:
@@ -358,6 +384,80 @@ def eval_retrieval(
         table.add_row(name, f"{m['ndcg_cut_10']:.4f}", f"{m['recall_10']:.4f}", f"{m['recall_100']:.4f}",
                       f"{m['recip_rank_10']:.4f}", f"{row['latency_ms']['p50']:.1f}", f"{row['latency_ms']['p95']:.1f}")
     console.print(table)
+
+
+@train_app.command("reranker")
+def train_reranker_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the trained cross-encoder.")],
+    kb: KbOpt = None,
+    beir: Annotated[
+        Path | None, typer.Option(help="Train on a BEIR data set's qrels (the KB is built from its corpus if empty).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="BEIR qrels split to train on.")] = "train",
+    heldout: Annotated[float, typer.Option(help="Share of BEIR queries held out for evaluation (ids saved).")] = 0.2,
+    dev: Annotated[float, typer.Option(help="Share of queries used for early stopping.")] = 0.1,
+    pairs: Annotated[
+        Path | None, typer.Option(help='JSONL of {"query", "positive"} (or "chunk_id"/"document_id") pairs.')
+    ] = None,
+    base_model: Annotated[str | None, typer.Option(help="Encoder to start from [default: bundled MiniLM].")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Training epochs.")] = None,
+    negatives: Annotated[int | None, typer.Option(help="Hard negatives per query.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Pairs per training step.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a cross-encoder reranker on retriever-mined hard negatives; use it with --rerank cross-encoder:OUT."""
+    from ragtune.train.negatives import mine_hard_negatives, read_pairs, write_jsonl
+    from ragtune.train.reranker import RerankerRecipe, beir_pairs, dev_samples, train_reranker
+
+    if (beir is None) == (pairs is None):
+        _fail("give exactly one source of training data: --beir DIR or --pairs FILE", as_json)
+    given = {"base_model": base_model, "epochs": epochs, "negatives": negatives, "batch_size": batch_size,
+             "learning_rate": learning_rate}
+    try:
+        recipe = RerankerRecipe.model_validate({k: v for k, v in given.items() if v is not None})
+    except ValueError as exc:  # pydantic's ValidationError names the field and the rule
+        _fail(f"invalid reranker setting: {exc}", as_json)
+    try:
+        with _open(kb, create=beir is not None) as base, _progress(as_json) as progress:
+            if beir is not None:
+                from ragtune.evaluate.beir import load_beir, split_query_ids
+                from ragtune.evaluate.retrieval import corpus_documents
+
+                dataset = load_beir(beir, split)
+                name = beir.resolve().name
+                task = progress.add_task("indexing corpus", total=len(dataset.corpus))
+                base.ingest_documents(corpus_documents(dataset, name), total=len(dataset.corpus),
+                                      on_progress=lambda p: progress.update(task, completed=p.files_done))
+                train_ids, dev_ids, heldout_ids = split_query_ids(sorted(dataset.queries), heldout=heldout, dev=dev)
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "heldout_queries.txt").write_text("\n".join(heldout_ids) + "\n")
+                train_pairs, dev_pairs = beir_pairs(dataset, name, train_ids), beir_pairs(dataset, name, dev_ids)
+            else:
+                assert pairs is not None
+                all_pairs = read_pairs(pairs)
+                cut = int(len(all_pairs) * (1 - dev))
+                train_pairs, dev_pairs = all_pairs[:cut], all_pairs[cut:]
+            task = progress.add_task("mining hard negatives", total=len(train_pairs))
+            triplets = mine_hard_negatives(base, train_pairs, n_negatives=recipe.negatives,
+                                           on_progress=lambda done, total: progress.update(task, completed=done))
+            write_jsonl(out / "triplets.jsonl", triplets)
+            samples = dev_samples(base, dev_pairs)
+        # Trainer logs go to stderr, so that stdout holds only the result (JSON with --json).
+        with contextlib.redirect_stdout(sys.stderr):
+            run = train_reranker(triplets, out, recipe, dev=samples)
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted — run the same command again to resume from the last checkpoint in {out}")
+        raise typer.Exit(130) from None
+    if as_json:
+        _emit(run)
+        return
+    console.print(f"trained on {run['triplets']} queries ({run['pairs']} pairs) in {run['train_seconds']:.0f} s; "
+                  f"dev nDCG@10 {run['dev_before'].get('dev_ndcg@10', float('nan')):.4f} → "
+                  f"{run['dev_after'].get('dev_ndcg@10', float('nan')):.4f}")
+    console.print(f"use it: ragtune search QUERY --rerank cross-encoder:{out}", highlight=False, markup=False)
 
 
 # Command groups that live in their own modules register themselves on the apps above.

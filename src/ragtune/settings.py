@@ -51,6 +51,28 @@ class Settings(BaseSettings):
     bm25_k1: float = Field(1.2, ge=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
 
+    # query rewriting (an LLM call before retrieval; off by default, see README for what each measured)
+    rewrite: Literal["none", "hyde", "multi", "stepback"] = Field(
+        "none", description="Rewrite queries before retrieval: HyDE passage, multi-query paraphrases or step-back."
+    )
+    rewrite_queries: int = Field(3, gt=0, description="Paraphrases asked for by the multi-query rewrite.")
+    rewrite_weight: float = Field(0.5, ge=0, description="RRF weight of each rewritten query (the original has 1).")
+    hyde_mix: bool = Field(True, description="HyDE: average the passage's embedding with the query's.")
+    rewrite_max_tokens: int = Field(128, gt=0, description="Longest rewrite, in LLM tokens.")
+    rewrite_timeout_s: float = Field(30.0, gt=0, description="Seconds a rewrite may take before it is cut off.")
+
+    # reranking
+    rerank: str | None = Field(
+        None, description="Reranker: 'cross-encoder:PATH_OR_HUB_ID' (e.g. one made by 'ragtune train reranker'), "
+        "'llm' (the configured LLM judges relevance), or none."
+    )
+    rerank_candidates: int = Field(50, gt=0, description="First-stage hits the reranker reorders.")
+    rerank_fusion: float = Field(
+        0.0, ge=0, description="RRF weight of the first-stage order fused with the reranker's (0 = reranker only)."
+    )
+    rerank_batch_size: int = Field(32, gt=0, description="Pairs per reranker batch.")
+    rerank_max_length: int = Field(512, gt=8, description="Cross-encoder input length in tokens (query + passage).")
+
     # dense index
     hnsw_m: int = Field(32, gt=1, description="HNSW graph degree.")
     hnsw_ef_construction: int = Field(200, gt=0, description="HNSW build-time candidate list size.")
@@ -87,6 +109,24 @@ class Settings(BaseSettings):
 
     # ingestion
     max_file_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Files larger than this are refused.")
+
+    # serving (ragtune serve; see docs/server.md)
+    server_host: str = Field("127.0.0.1", description="Address `ragtune serve` listens on.")
+    server_port: int = Field(8080, gt=0, lt=65536, description="Port `ragtune serve` listens on.")
+    server_db: str = Field(
+        "ragtune_server.db", description="SQLite file of the server's API keys and ingestion jobs."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser ('*' for any)."
+    )
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest request body (uploads included).")
+    max_archive_bytes: int = Field(
+        200 * 1024 * 1024, gt=0, description="Largest total uncompressed size of an uploaded .zip archive."
+    )
+    rate_limit_per_minute: float = Field(
+        600, ge=0, description="Requests per minute per API key, in bursts of up to rate_limit_burst (0: no limit)."
+    )
+    rate_limit_burst: int = Field(60, gt=0, description="Requests an API key may make at once before being slowed.")
 
     @field_validator("chunk_overlap")
     @classmethod
