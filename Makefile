@@ -6,7 +6,7 @@ PIP := $(BIN)/pip install --quiet --constraint constraints.txt
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint bench clean
+.PHONY: install system-deps demo test lint bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,16 @@ demo: install
 	$(BIN)/ragtune ask "What is the refund window for enterprise plans?" --kb .demo_kb
 	$(BIN)/ragtune ask "What is the capital of Peru?" --kb .demo_kb
 
-test: install
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser); the emoji font makes the
+# feedback buttons render in screenshots.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$APT install -y -q chromium fonts-noto-color-emoji >/dev/null 2>&1 || \
+		{ $$APT update -q >/dev/null && $$APT install -y -q chromium fonts-noto-color-emoji >/dev/null; }; }
+
+test: install system-deps
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q
 
 lint: install

@@ -1,0 +1,154 @@
+"""Feedback store: answers served and the 👍/👎 (with corrections) users gave them, kept in the KB's ragtune.db."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from ragtune.errors import ConfigError, StoreError
+from ragtune.store.local import DB_FILE
+from ragtune.types import Answer
+
+Rating = Literal["up", "down"]
+RATINGS: tuple[str, ...] = ("up", "down")
+
+# Tables of their own beside the store's: the store's schema and this one evolve independently.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS answers (
+        id TEXT PRIMARY KEY,
+        question TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        refused INTEGER NOT NULL DEFAULT 0,
+        model TEXT NOT NULL DEFAULT '',
+        contexts TEXT NOT NULL DEFAULT '[]',
+        created_at REAL NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS feedback (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        answer_id TEXT NOT NULL REFERENCES answers (id),
+        rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+        corrected_answer TEXT,
+        comment TEXT,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS feedback_answer ON feedback (answer_id)",
+)
+
+
+@dataclass
+class FeedbackRecord:
+    """One rating joined with the answer it rates: the unit the training-data exporters read."""
+
+    answer_id: str
+    question: str
+    answer: str
+    rating: Rating
+    contexts: list[str] = field(default_factory=list)
+    corrected_answer: str | None = None
+    comment: str | None = None
+    created_at: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The exported JSONL line: optional fields appear only when given."""
+        line: dict[str, Any] = {"question": self.question, "answer": self.answer, "rating": self.rating}
+        if self.corrected_answer:
+            line["corrected_answer"] = self.corrected_answer
+        if self.comment:
+            line["comment"] = self.comment
+        line.update(contexts=self.contexts, answer_id=self.answer_id, created_at=self.created_at)
+        return line
+
+
+class FeedbackStore:
+    """Answers and their feedback in ``KB/ragtune.db``, through a connection of its own (WAL allows both)."""
+
+    def __init__(self, kb_dir: str | Path) -> None:
+        db_path = Path(kb_dir) / DB_FILE
+        if not db_path.exists():
+            raise StoreError(f"no knowledge base at {kb_dir} — create it first ('ragtune init --kb {kb_dir}')")
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            for statement in _SCHEMA:
+                self._conn.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> FeedbackStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def record_answer(self, answer: Answer) -> None:
+        """Remember an answer served, with the source texts it was given, so feedback can refer to it by id."""
+        contexts = [hit.text for hit in answer.sources]
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO answers (id, question, answer, refused, model, contexts, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (answer.id, answer.question, answer.answer, int(answer.refused), answer.model,
+                 json.dumps(contexts, ensure_ascii=False), time.time()),
+            )
+
+    def has_answer(self, answer_id: str) -> bool:
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone() is not None
+
+    def add(
+        self, answer_id: str, rating: str, *, corrected_answer: str | None = None, comment: str | None = None
+    ) -> int:
+        """Store a rating of a served answer; returns the feedback id."""
+        if rating not in RATINGS:
+            raise ConfigError(f"rating must be 'up' or 'down', got {rating!r}")
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone() is None:
+                raise StoreError(f"no answer with id {answer_id!r} in this knowledge base — rate an answer it gave")
+            cursor = self._conn.execute(
+                "INSERT INTO feedback (answer_id, rating, corrected_answer, comment, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (answer_id, rating, corrected_answer or None, comment or None, time.time()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def records(self) -> Iterator[FeedbackRecord]:
+        """Every rating with its answer, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT f.answer_id, a.question, a.answer, f.rating, a.contexts, f.corrected_answer, f.comment,"
+                " f.created_at FROM feedback f JOIN answers a ON a.id = f.answer_id ORDER BY f.id"
+            ).fetchall()
+        for answer_id, question, answer, rating, contexts, corrected, comment, created in rows:
+            yield FeedbackRecord(
+                answer_id=answer_id, question=question, answer=answer, rating=rating, contexts=json.loads(contexts),
+                corrected_answer=corrected, comment=comment,
+                created_at=datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds"),
+            )
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = dict(self._conn.execute("SELECT rating, count(*) FROM feedback GROUP BY rating").fetchall())
+        return {rating: int(rows.get(rating, 0)) for rating in RATINGS}
+
+
+def export_feedback(kb_dir: str | Path, out: str | Path) -> int:
+    """Write every rating of the knowledge base at ``kb_dir`` as JSONL to ``out``; returns the number of lines."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with FeedbackStore(kb_dir) as store, out.open("w", encoding="utf-8") as f:
+        for record in store.records():
+            f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+            count += 1
+    return count

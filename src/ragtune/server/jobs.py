@@ -1,0 +1,263 @@
+"""Background ingestion jobs: persisted in SQLite, run one at a time by a worker thread, resumed after a restart."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ragtune.ingest import IngestReport, Progress
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("queued", "running", "done", "failed")
+# A job the server was stopped in this many times is given up: it may be what brings the server down.
+MAX_ATTEMPTS = 3
+_PROGRESS_EVERY_S = 0.3
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kb TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    paths TEXT NOT NULL,
+    files_total INTEGER NOT NULL DEFAULT 0,
+    files_done INTEGER NOT NULL DEFAULT 0,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    current TEXT NOT NULL DEFAULT '',
+    errors TEXT NOT NULL DEFAULT '[]',
+    report TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+)"""
+
+
+@dataclass
+class Job:
+    """An ingestion job as the API shows it; ``errors`` lists the files that failed and why."""
+
+    id: str
+    kb: str
+    status: str
+    files: list[str]
+    files_total: int = 0
+    files_done: int = 0
+    chunks: int = 0
+    current: str = ""
+    errors: list[dict[str, str]] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+    error: str | None = None
+    attempts: int = 0
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["files"] = [Path(f).name for f in self.files]  # not the server's paths
+        data["progress"] = round(self.files_done / self.files_total, 4) if self.files_total else (
+            1.0 if self.status == "done" else 0.0)
+        return data
+
+
+class Ingests(Protocol):
+    """What the worker needs of a knowledge base."""
+
+    def ingest(self, paths: list[Path], *, on_progress: Callable[[Progress], None] | None = None) -> IngestReport: ...
+
+
+class _Stopping(Exception):
+    """Raised inside an ingestion run to end it when the server shuts down (committed documents are kept)."""
+
+
+class JobQueue:
+    """The ``jobs`` table of the server database and the worker thread that runs it.
+
+    Ingestion commits document by document, so a job cut short by a crash or a shutdown leaves no half-stored
+    document; on the next start it is queued again, and the re-run skips what was already stored (by hash).
+    """
+
+    def __init__(
+        self, db_path: str | Path, open_kb: Callable[[str], Ingests],
+        on_finished: Callable[[Job, IngestReport | None], None] | None = None, *, nice: int = 10,
+    ) -> None:
+        self._open_kb = open_kb
+        self._on_finished = on_finished
+        self._nice = nice
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(_SCHEMA)
+
+    # ------------------------------------------------------------------ API
+
+    def submit(self, kb: str, paths: list[Path]) -> Job:
+        job = Job(uuid.uuid4().hex[:16], kb, "queued", [str(p) for p in paths], files_total=len(paths),
+                  created_at=time.time())
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO jobs (id, kb, status, paths, files_total, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (job.id, kb, job.status, json.dumps(job.files), job.files_total, job.created_at),
+            )
+        self._wake.set()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def list(self, kb: str | None = None, limit: int = 50) -> list[Job]:
+        sql = "SELECT * FROM jobs" + (" WHERE kb = ?" if kb else "") + " ORDER BY created_at DESC LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(sql, (kb, limit) if kb else (limit,)).fetchall()
+        return [_job(r) for r in rows]
+
+    def pending(self) -> int:
+        with self._lock:
+            return int(self._conn.execute(
+                "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0])
+
+    def forget_kb(self, kb: str) -> None:
+        """Fail the queued jobs of a deleted knowledge base."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE jobs SET status = 'failed', error = 'the knowledge base was deleted', finished_at = ?"
+                " WHERE kb = ? AND status = 'queued'", (time.time(), kb),
+            )
+
+    # ------------------------------------------------------------------ worker
+
+    def start(self) -> None:
+        """Re-queue jobs a previous run left running, then start the worker."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE jobs SET status = 'failed', finished_at = ?, error = 'the server stopped during this job '"
+                " || attempts || ' times — check the files and upload them again' "
+                "WHERE status = 'running' AND attempts >= ?", (time.time(), MAX_ATTEMPTS),
+            )
+            resumed = self._conn.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'").rowcount
+        if resumed:
+            log.info("resuming %d ingestion job(s) interrupted by a restart", resumed)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._work, name="ragtune-ingest-jobs", daemon=True)
+        self._thread.start()
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the worker; a running job ends at its next progress step and is resumed on the next start."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._lock:
+            self._conn.close()
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> Job:
+        """Block until a job is done or failed (for tests and scripts)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job is None:
+                raise KeyError(job_id)
+            if job.status in ("done", "failed") or time.monotonic() > deadline:
+                return job
+            time.sleep(0.05)
+
+    def _work(self) -> None:
+        with contextlib.suppress(AttributeError, OSError):
+            # Ingestion yields the CPU to request handling: a lower priority for this thread only (Linux).
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+        while not self._stop.is_set():
+            job = self._claim()
+            if job is None:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            self._run(job)
+
+    def _claim(self) -> Job | None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute(
+                    "SELECT * FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT 1").fetchone()
+                if row is not None:
+                    self._conn.execute(
+                        "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
+                        (time.time(), row["id"]),
+                    )
+            finally:
+                self._conn.execute("COMMIT")
+        return _job(row) if row else None
+
+    def _run(self, job: Job) -> None:
+        last = 0.0
+
+        def progress(p: Progress) -> None:
+            nonlocal last
+            if self._stop.is_set():
+                raise _Stopping
+            now = time.monotonic()
+            if now - last >= _PROGRESS_EVERY_S or p.files_done == p.files_total:
+                last = now
+                self._update(job.id, files_done=p.files_done, files_total=p.files_total, chunks=p.chunks,
+                             current=Path(p.current).name if p.current else "")
+
+        report: IngestReport | None = None
+        try:
+            kb = self._open_kb(job.kb)
+            report = kb.ingest([Path(p) for p in job.files], on_progress=progress)
+        except _Stopping:
+            log.info("job %s interrupted by shutdown; it resumes on the next start", job.id)
+            return
+        except Exception as exc:
+            log.exception("ingestion job %s failed", job.id)
+            self._finish(job, "failed", None, error=f"{type(exc).__name__}: {exc}")
+            return
+        all_failed = bool(job.files) and len(report.failed) >= len(job.files)
+        self._finish(job, "failed" if all_failed else "done", report,
+                     error="no file could be ingested — see errors" if all_failed else None)
+
+    def _update(self, job_id: str, **values: Any) -> None:
+        columns = ", ".join(f"{name} = ?" for name in values)
+        with self._lock:
+            self._conn.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
+
+    def _finish(self, job: Job, status: str, report: IngestReport | None, error: str | None = None) -> None:
+        errors = [{"file": Path(s).name, "error": e} for s, e in (report.failed if report else [])]
+        summary = report.to_dict() if report else None
+        values: dict[str, Any] = dict(status=status, errors=json.dumps(errors, ensure_ascii=False),
+                                      report=json.dumps(summary) if summary else None, error=error,
+                                      finished_at=time.time(), current="")
+        if report is not None:
+            values.update(files_done=job.files_total, chunks=report.chunks)
+        self._update(job.id, **values)
+        finished = self.get(job.id)
+        if self._on_finished is not None and finished is not None:
+            self._on_finished(finished, report)
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"], kb=row["kb"], status=row["status"], files=json.loads(row["paths"]),
+        files_total=row["files_total"], files_done=row["files_done"], chunks=row["chunks"], current=row["current"],
+        errors=json.loads(row["errors"]), report=json.loads(row["report"]) if row["report"] else None,
+        error=row["error"], attempts=row["attempts"], created_at=row["created_at"], started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )

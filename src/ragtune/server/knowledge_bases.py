@@ -1,0 +1,142 @@
+"""The knowledge bases a server serves: a root folder of them (created and deleted through the API) or fixed paths."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ragtune.embed import Embedder
+from ragtune.feedback import FeedbackStore
+from ragtune.kb import KnowledgeBase
+from ragtune.llm.base import LLM
+from ragtune.server.errors import ApiError
+from ragtune.server.uploads import UploadArea
+from ragtune.settings import Settings
+from ragtune.store.local import DB_FILE
+
+log = logging.getLogger(__name__)
+
+# Names become folder names and model ids ("kb:NAME"): letters, digits, '_', '-', '.', no leading dot.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ApiError(400, f"invalid knowledge base name {name!r} — use up to 64 letters, digits, '_', '-' or '.'",
+                       "invalid_request_error", "invalid_kb_name")
+    return name
+
+
+class KnowledgeBases:
+    """Opens each knowledge base once and shares it between requests and the ingestion worker."""
+
+    def __init__(
+        self, *, root: Path | None = None, paths: Sequence[Path] = (), settings: Settings,
+        embedder: Embedder | None = None, llm: LLM | None = None, overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.root = root.resolve() if root is not None else None
+        self.fixed = {check_name(Path(p).resolve().name): Path(p).resolve() for p in paths}
+        self.settings = settings
+        self.embedder = embedder
+        self.llm = llm
+        self.overrides = overrides or {}
+        self._open: dict[str, KnowledgeBase] = {}
+        self._feedback: dict[str, FeedbackStore] = {}
+        self._lock = threading.RLock()
+        if self.root is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+
+    def names(self) -> list[str]:
+        found = {name for name, path in self.fixed.items() if (path / DB_FILE).exists()}
+        if self.root is not None:
+            found.update(p.name for p in self.root.iterdir()
+                         if p.is_dir() and _NAME.fullmatch(p.name) and (p / DB_FILE).exists())
+        return sorted(found)
+
+    def path(self, name: str) -> Path:
+        check_name(name)
+        if name in self.fixed:
+            return self.fixed[name]
+        if self.root is not None:
+            return self.root / name
+        raise self._missing(name)
+
+    def exists(self, name: str) -> bool:
+        return _NAME.fullmatch(name) is not None and name in self.names()
+
+    def get(self, name: str) -> KnowledgeBase:
+        with self._lock:
+            if name in self._open:
+                return self._open[name]
+            if not self.exists(name):
+                raise self._missing(name)
+            kb = KnowledgeBase.open(self.path(name), embedder=self.embedder, **self.overrides)
+            if self.llm is not None:
+                kb.llm = self.llm
+            self._open[name] = kb
+            return kb
+
+    def feedback(self, name: str) -> FeedbackStore:
+        with self._lock:
+            if name not in self._feedback:
+                self.get(name)
+                self._feedback[name] = FeedbackStore(self.path(name))
+            return self._feedback[name]
+
+    def uploads(self, name: str) -> UploadArea:
+        return UploadArea(self.path(name), max_bytes=self.settings.max_upload_bytes,
+                          max_archive_bytes=self.settings.max_archive_bytes)
+
+    def create(self, name: str, embedder: str | None = None) -> KnowledgeBase:
+        check_name(name)
+        with self._lock:
+            if self.root is None:
+                raise ApiError(409, "this server serves fixed knowledge bases (--kb); start it with --kb-root to "
+                               "create them through the API", "invalid_request_error", "kb_root_required")
+            if self.exists(name):
+                raise ApiError(409, f"knowledge base {name!r} already exists", "invalid_request_error", "kb_exists")
+            chosen: Any = embedder or self.embedder
+            if embedder and self.embedder is not None and embedder == self.embedder.name:
+                chosen = self.embedder
+            kb = KnowledgeBase.open(self.root / name, create=True, embedder=chosen, **self.overrides)
+            if self.llm is not None:
+                kb.llm = self.llm
+            self._open[name] = kb
+            return kb
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            if not self.exists(name):
+                raise self._missing(name)
+            if name in self.fixed:
+                raise ApiError(409, f"{name!r} was given with --kb; delete its folder yourself",
+                               "invalid_request_error", "kb_fixed")
+            self._close(name)
+            shutil.rmtree(self.path(name))
+
+    def _close(self, name: str) -> None:
+        store = self._feedback.pop(name, None)
+        if store is not None:
+            store.close()
+        kb = self._open.pop(name, None)
+        if kb is not None:
+            kb.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for name in list(self._open):
+                try:
+                    self._close(name)
+                except Exception:  # closing the others matters more
+                    log.exception("closing knowledge base %s failed", name)
+
+    @staticmethod
+    def _missing(name: str) -> ApiError:
+        return ApiError(404, f"no knowledge base named {name!r} — list them with GET /v1/kbs",
+                        "invalid_request_error", "kb_not_found")
