@@ -34,18 +34,60 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "ragtune" / "models"
 
 
-def format_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
-    """The model's own chat template applied to ``messages``, ending where the assistant's reply begins.
+# SmolLM2's own chat template (ChatML with a default system prompt) and the same template with
+# {% generation %} markers around what the assistant writes, which transformers needs to return the
+# assistant-token mask for training. The two render identical text (tests check it token by token), so
+# the marked one is used everywhere: a fine-tuned model sees exactly the prompt format it is served with.
+_SMOLLM2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+_SMOLLM2_TEMPLATE_MARKED = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{% else %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+MARKED_CHAT_TEMPLATES: dict[str, str] = {_SMOLLM2_TEMPLATE: _SMOLLM2_TEMPLATE_MARKED}
+GENERATION_MARKER = "{% generation %}"
 
-    Shared with training so that a fine-tuned model sees exactly the prompt format it is served with.
+
+def chat_template(tokenizer: Any) -> str:
+    """The chat template ragtune renders conversations with, for inference and training alike.
+
+    The tokenizer's own template, or — for the model families in ``MARKED_CHAT_TEMPLATES`` — its
+    equivalent with ``{% generation %}`` markers, so assistant-only loss works. A template without
+    markers still serves; training then masks by rendering prefixes (see ``ragtune.train.data``).
     """
-    checked = validate_messages(messages)
-    if not getattr(tokenizer, "chat_template", None):
+    template = getattr(tokenizer, "chat_template", None)
+    if not template or not isinstance(template, str):
         raise LLMError(
             f"the tokenizer of {getattr(tokenizer, 'name_or_path', 'this model')!r} has no chat template — "
             "use an instruct/chat model"
         )
-    return str(tokenizer.apply_chat_template(checked, add_generation_prompt=True, tokenize=False))
+    return MARKED_CHAT_TEMPLATES.get(template.strip(), template)
+
+
+def render_chat(tokenizer: Any, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool) -> str:
+    """``messages`` rendered with :func:`chat_template`; with ``add_generation_prompt`` it ends where a reply begins."""
+    checked = validate_messages(messages)
+    return str(
+        tokenizer.apply_chat_template(
+            checked, chat_template=chat_template(tokenizer), add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+    )
+
+
+def format_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
+    """The model's chat template applied to ``messages``, ending where the assistant's reply begins.
+
+    Shared with training so that a fine-tuned model sees exactly the prompt format it is served with.
+    """
+    return render_chat(tokenizer, messages, add_generation_prompt=True)
 
 
 def converted_gguf_dir(gguf_path: Path, cache_dir: str | Path | None = None) -> Path:
@@ -115,7 +157,7 @@ def _remove_stale_partials(cache: Path) -> None:
             continue
 
 
-def _resolve(model: str, cache_dir: str | Path | None) -> str:
+def resolve_model(model: str, cache_dir: str | Path | None = None) -> str:
     """A loadable directory or hub id for ``model``: the bundled name and .gguf files are converted first."""
     if model == BUNDLED_SMOLLM2:
         return str(converted_gguf_dir(bundled_gguf_path(), cache_dir))
@@ -167,7 +209,7 @@ class LocalLLM:
         # Per-load progress bars would interleave with ragtune's own output (as in the embedder).
         hf_logging.disable_progress_bar()
         self.name = model
-        self.path = _resolve(model, cache_dir)
+        self.path = resolve_model(model, cache_dir)
         self.tokenizer, self.model = self._load(model, self.path)
         if peft_model is not None and adapter is not None:
             try:
@@ -330,7 +372,10 @@ def _peft_model_class(adapter: str) -> Any:
         raise LLMError(
             f"LoRA adapter {adapter} needs peft — install the 'train' extra: pip install 'ragtune[train]'"
         ) from None
-    if not (Path(adapter).expanduser() / "adapter_config.json").is_file():
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        if (path / "config.json").is_file():
+            raise ConfigError(f"adapter {adapter} is a whole model (full fine-tune or merge) — pass it as the model")
         raise ConfigError(f"adapter {adapter}: no adapter_config.json there — give a directory saved by PEFT")
     return PeftModel
 

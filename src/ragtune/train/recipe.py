@@ -1,0 +1,241 @@
+"""Training recipes: TOML files validated by pydantic models, with ``--set a.b=value`` overrides."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ragtune.errors import ConfigError
+from ragtune.llm.bundled import BUNDLED_SMOLLM2
+
+Method = Literal["sft", "dpo", "kto", "orpo"]
+METHODS: tuple[str, ...] = ("sft", "dpo", "kto", "orpo")
+
+
+class RecipeError(ConfigError):
+    """A recipe file or override is invalid (names the file, the key and the fix)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(_Section):
+    """What to train and how: the base model, the fine-tuning method and the numeric precision."""
+
+    name: str = Field(
+        default=BUNDLED_SMOLLM2,
+        description="Base model: the bundled 'SmolLM2-135M-Instruct', a .gguf file, an HF model directory or hub id.",
+    )
+    finetune: Literal["lora", "dora", "qlora", "full"] = Field(
+        default="lora",
+        description="lora = low-rank adapters; dora = weight-decomposed LoRA (use_dora); qlora = LoRA on a 4-bit "
+        "NF4 base (bitsandbytes, double quant, paged AdamW); full = every weight trained.",
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto",
+        description="auto = bf16 on GPUs that support it, else fp32. bf16/fp16 on CPU fall back to fp32 with a "
+        "warning (bf16 is ~2x slower than fp32 on AVX2 CPUs).",
+    )
+    gradient_checkpointing: bool | None = Field(
+        default=None,
+        description="Trade compute for memory. Unset = on with a GPU, off on CPU (where memory is rarely short).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = CUDA when available, else CPU.")
+
+
+class LoraSection(_Section):
+    """Adapter shape for lora, dora and qlora (ignored by full fine-tuning)."""
+
+    r: int = Field(default=16, gt=0, description="Rank of the low-rank update.")
+    alpha: int = Field(default=32, gt=0, description="Scaling numerator: the update is scaled by alpha / r.")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Module names that get adapters (Llama-family names by default).",
+    )
+
+
+class DataSection(_Section):
+    """Where the examples come from and how they become token sequences."""
+
+    path: str = Field(default="", description="JSONL/JSON file of examples, or a LLaMA-Factory dataset_info.json.")
+    format: Literal[
+        "auto", "alpaca", "messages", "sharegpt", "text", "preference", "kto", "feedback", "llamafactory"
+    ] = Field(default="auto", description="Row format; auto = detected from the first row's keys.")
+    dataset: str = Field(default="", description="Which dataset of a dataset_info.json to use (format = llamafactory).")
+    eval_path: str = Field(default="", description="Held-out examples; unset = split eval_split off the training file.")
+    eval_split: float = Field(
+        default=0.1, ge=0, lt=1, description="Fraction held out for eval loss and early stopping."
+    )
+    max_seq_len: int = Field(
+        default=1024, gt=8, description="Tokens per sequence; longer examples are truncated (warned)."
+    )
+    packing: bool = Field(
+        default=False, description="Pack several short examples into one max_seq_len sequence (SFT only)."
+    )
+    system_prompt: str = Field(default="", description="System message prepended to every conversation that has none.")
+    max_examples: int = Field(default=0, ge=0, description="Use only the first N examples (0 = all); for quick trials.")
+
+
+class TrainSection(_Section):
+    """Optimisation, evaluation and checkpointing."""
+
+    epochs: float = Field(default=3.0, gt=0, description="Passes over the training data.")
+    max_steps: int = Field(default=-1, description="Stop after this many optimizer steps (-1 = run the epochs).")
+    learning_rate: float = Field(
+        default=2e-4, gt=0, description="Peak learning rate (2e-4 suits LoRA; use ~2e-5 for full)."
+    )
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        default="cosine", description="Learning-rate schedule after warmup."
+    )
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Fraction of steps spent warming up.")
+    batch_size: int = Field(default=4, gt=0, description="Sequences per device per step.")
+    grad_accum: int = Field(default=4, gt=0, description="Steps accumulated per optimizer update.")
+    max_grad_norm: float = Field(default=1.0, ge=0, description="Gradient clipping (0 = off).")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
+    optimizer: str = Field(
+        default="auto",
+        description="A transformers optimizer name; auto = paged_adamw_32bit for qlora, adamw_torch otherwise.",
+    )
+    early_stopping_patience: int = Field(
+        default=2, ge=0, description="Stop after this many evaluations without a lower eval loss (0 = off)."
+    )
+    save_total_limit: int = Field(default=3, gt=0, description="Checkpoints kept (one is saved per epoch).")
+    eval_steps: int = Field(
+        default=0, ge=0, description="Evaluate and save every N steps instead of once per epoch (0 = per epoch)."
+    )
+    logging_steps: int = Field(default=10, gt=0, description="Log loss, lr, grad norm and tokens/s every N steps.")
+    seed: int = Field(default=42, description="Random seed for shuffling, the eval split and adapter initialisation.")
+    distributed: Literal["none", "fsdp", "deepspeed"] = Field(
+        default="none", description="Sharding across GPUs (run under accelerate launch); needs CUDA GPUs."
+    )
+    deepspeed_config: str = Field(default="", description="DeepSpeed JSON config (distributed = deepspeed).")
+    fsdp: str = Field(
+        default="full_shard auto_wrap", description="FSDP options passed to transformers (distributed = fsdp)."
+    )
+
+
+class PreferenceSection(_Section):
+    """DPO, KTO and ORPO settings (ignored by SFT)."""
+
+    beta: float = Field(
+        default=0.1,
+        gt=0,
+        description="Strength of the pull toward the reference (DPO/KTO) or odds ratio weight (ORPO).",
+    )
+    loss_type: str = Field(default="sigmoid", description="DPO loss variant (sigmoid, ipo, hinge, ...).")
+    desirable_weight: float = Field(default=1.0, gt=0, description="KTO: weight of desirable (label = true) examples.")
+    undesirable_weight: float = Field(
+        default=1.0, gt=0, description="KTO: weight of undesirable (label = false) examples."
+    )
+
+
+class OutputSection(_Section):
+    """Where the run goes."""
+
+    dir: str = Field(default="", description="Run directory; unset = the next free runs/<method>-NNN.")
+    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"], description="Metric loggers (or []).")
+
+
+class Recipe(_Section):
+    """A complete training recipe: one TOML file, every field optional with the defaults above."""
+
+    method: Method = Field(default="sft", description="sft, dpo, kto or orpo; must match the command that runs it.")
+    model: ModelSection = Field(default_factory=ModelSection)
+    lora: LoraSection = Field(default_factory=LoraSection)
+    data: DataSection = Field(default_factory=DataSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    preference: PreferenceSection = Field(default_factory=PreferenceSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | None = None, *, method: str | None = None) -> Recipe:
+    """Read ``path`` (None = all defaults), apply ``--set key.path=value`` overrides and validate.
+
+    ``method`` is the command's method: a recipe written for another one is an error; a recipe that
+    states none takes it.
+    """
+    source = str(path) if path is not None else "<defaults>"
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise RecipeError(f"recipe {file}: no such file — see recipes/ for examples")
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise RecipeError(f"recipe {file}: not valid TOML ({exc}) — fix the syntax at that line") from exc
+    _check_keys(data, Recipe, "", source)
+    for override in overrides or []:
+        _apply_override(data, override, source)
+    if method is not None:
+        stated = data.get("method")
+        if stated is not None and stated != method:
+            raise RecipeError(
+                f"recipe {source} is for '{stated}' but was run with 'train {method}' — run 'ragtune train {stated}' "
+                "or change method in the recipe"
+            )
+        data["method"] = method
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in exc.errors()
+        )
+        raise RecipeError(f"recipe {source}: {problems} — fix the value in the file or with --set") from None
+
+
+def recipe_fields() -> list[str]:
+    """Every settable key as 'section.field', for help and suggestions."""
+    keys: list[str] = []
+    for name, info in Recipe.model_fields.items():
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys.extend(f"{name}.{field}" for field in sub.model_fields)
+        else:
+            keys.append(name)
+    return keys
+
+
+def _check_keys(data: dict[str, Any], model: type[BaseModel], prefix: str, source: str) -> None:
+    """Unknown keys name the closest valid key: a typo must not silently fall back to a default."""
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            choices = [f"{prefix}{name}" for name in fields]
+            close = difflib.get_close_matches(f"{prefix}{key}", choices + recipe_fields(), n=1, cutoff=0.5)
+            hint = f" — did you mean '{close[0]}'?" if close else f" — valid keys here: {', '.join(choices)}"
+            raise RecipeError(f"recipe {source}: unknown key '{prefix}{key}'{hint}")
+        sub = fields[key].annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            if not isinstance(value, dict):
+                raise RecipeError(f"recipe {source}: '{prefix}{key}' must be a [{prefix}{key}] table, got {value!r}")
+            _check_keys(value, sub, f"{prefix}{key}.", source)
+
+
+def _apply_override(data: dict[str, Any], override: str, source: str) -> None:
+    key, sep, raw = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RecipeError(f"--set {override!r}: write it as section.field=value, e.g. --set lora.r=32")
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"--set {override!r}: '{part}' is not a section")
+    node[parts[-1]] = _parse_value(raw.strip())
+    _check_keys(data, Recipe, "", f"{source} (--set {key})")
+
+
+def _parse_value(raw: str) -> Any:
+    """A TOML value (32, 2e-4, true, ["q_proj"], "text"); anything else is taken as a bare string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw

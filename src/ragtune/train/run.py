@@ -1,0 +1,263 @@
+"""What every training method shares: the run directory, the trainer arguments, loss guarding and run.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ragtune.errors import RagtuneError
+from ragtune.train.device import DevicePlan
+from ragtune.train.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+
+
+class TrainingError(RagtuneError):
+    """Training failed or diverged (names the step, the learning rate, the precision and the data)."""
+
+
+def run_directory(recipe: Recipe, *, resume: bool) -> Path:
+    """``output.dir`` or the next free ``runs/<method>-NNN``; a used directory needs ``resume``."""
+    if recipe.output.dir:
+        path = Path(recipe.output.dir)
+    else:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise TrainingError(
+                "with several processes (torchrun, accelerate launch) set output.dir, so all of them agree on it"
+            )
+        if resume:
+            raise TrainingError("--resume needs the run to continue: --set output.dir=runs/sft-001")
+        runs = Path("runs")
+        taken = {p.name for p in runs.glob(f"{recipe.method}-*")} if runs.is_dir() else set()
+        number = 1
+        while f"{recipe.method}-{number:03d}" in taken:
+            number += 1
+        path = runs / f"{recipe.method}-{number:03d}"
+    checkpoints = list(path.glob("checkpoint-*")) if path.is_dir() else []
+    if resume and not checkpoints:
+        raise TrainingError(f"--resume: {path} has no checkpoint-* directory to continue from — drop --resume")
+    if not resume and (checkpoints or (path / RUN_FILE).exists()):
+        raise TrainingError(f"{path} already holds a run — pass --resume to continue it, or set another output.dir")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def trainer_arguments(recipe: Recipe, plan: DevicePlan, run_dir: Path, *, has_eval: bool) -> dict[str, Any]:
+    """The TrainingArguments fields every TRL config takes, resolved for this device."""
+    train = recipe.train
+    strategy = ("steps" if train.eval_steps else "epoch") if has_eval else "no"
+    optimizer = train.optimizer
+    if optimizer == "auto":
+        optimizer = "paged_adamw_32bit" if recipe.model.finetune == "qlora" else "adamw_torch"
+    arguments: dict[str, Any] = {
+        "output_dir": str(run_dir),
+        "num_train_epochs": train.epochs,
+        "max_steps": train.max_steps,
+        "learning_rate": train.learning_rate,
+        "lr_scheduler_type": train.lr_scheduler,
+        "warmup_steps": train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        "per_device_train_batch_size": train.batch_size,
+        "per_device_eval_batch_size": train.batch_size,
+        "gradient_accumulation_steps": train.grad_accum,
+        "max_grad_norm": train.max_grad_norm,
+        "weight_decay": train.weight_decay,
+        "optim": optimizer,
+        "logging_steps": train.logging_steps,
+        "logging_first_step": True,
+        "seed": train.seed,
+        "bf16": plan.precision == "bf16",
+        "fp16": plan.precision == "fp16",
+        "use_cpu": plan.use_cpu,
+        "activation_checkpointing": plan.gradient_checkpointing,
+        "eval_strategy": strategy,
+        # Saving follows evaluation so the best checkpoint can be restored; without eval, once per epoch.
+        "save_strategy": strategy if has_eval else ("steps" if train.eval_steps else "epoch"),
+        "save_total_limit": train.save_total_limit,
+        "load_best_model_at_end": has_eval and train.early_stopping_patience > 0,
+        "metric_for_best_model": "eval_loss",
+        "greater_is_better": False,
+        "report_to": recipe.output.report_to or "none",
+        "disable_tqdm": False,
+        "dataloader_num_workers": 0,
+    }
+    if train.eval_steps:
+        arguments["eval_steps"] = train.eval_steps
+        arguments["save_steps"] = train.eval_steps
+    if train.distributed == "fsdp":
+        arguments["fsdp"] = train.fsdp
+    elif train.distributed == "deepspeed":
+        arguments["deepspeed"] = train.deepspeed_config
+    return arguments
+
+
+def callbacks(recipe: Recipe, *, has_eval: bool) -> list[Any]:
+    from transformers import EarlyStoppingCallback
+
+    if has_eval and recipe.train.early_stopping_patience > 0:
+        return [EarlyStoppingCallback(early_stopping_patience=recipe.train.early_stopping_patience)]
+    return []
+
+
+class _GuardedTraining:
+    """Mixed into a TRL trainer: stops on a NaN/inf loss with a diagnosis and logs tokens per second."""
+
+    _ragtune_tokens = 0
+    _ragtune_tokens_at_log = 0
+    _ragtune_time_at_log = 0.0
+
+    def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        self._ragtune_tokens += _count_tokens(inputs)
+        loss = super().training_step(model, inputs, *args, **kwargs)  # type: ignore[misc]
+        if not torch.isfinite(loss).all():
+            raise TrainingError(self._diagnose(inputs, float(loss.detach().float().mean())))
+        return loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        now = time.monotonic()
+        if "loss" in logs:
+            if not self._ragtune_time_at_log:
+                self._ragtune_time_at_log = getattr(self, "_ragtune_started", now)
+            elapsed = now - self._ragtune_time_at_log
+            if elapsed > 0:
+                logs["tokens_per_second"] = round((self._ragtune_tokens - self._ragtune_tokens_at_log) / elapsed, 1)
+            self._ragtune_tokens_at_log, self._ragtune_time_at_log = self._ragtune_tokens, now
+            if not math.isfinite(logs["loss"]):
+                raise TrainingError(self._diagnose({}, logs["loss"]))
+        super().log(logs, *args, **kwargs)  # type: ignore[misc]
+
+    def _diagnose(self, inputs: dict[str, Any], loss: float) -> str:
+        state, args = self.state, self.args  # type: ignore[attr-defined]
+        try:
+            lr = f"{self._get_learning_rate():.3g}"  # type: ignore[attr-defined]
+        except Exception:
+            lr = f"{args.learning_rate:.3g}"
+        precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+        text = _decode_first(self.processing_class, inputs)  # type: ignore[attr-defined]
+        row = f"; first sequence of the batch: {text!r}" if text else ""
+        return (
+            f"training diverged: loss is {loss} at step {state.global_step + 1} (learning rate {lr}, precision "
+            f"{precision}){row} — lower train.learning_rate, use model.precision = 'fp32', check that row for empty "
+            "or garbled text, and resume from the last checkpoint with --resume"
+        )
+
+
+def _count_tokens(inputs: dict[str, Any]) -> int:
+    for key in ("attention_mask", "prompt_attention_mask", "completion_attention_mask"):
+        if key in inputs and hasattr(inputs[key], "sum"):
+            return int(inputs[key].sum())
+    ids: Any = inputs.get("input_ids")
+    return int(ids.numel()) if hasattr(ids, "numel") else 0
+
+
+def _decode_first(tokenizer: Any, inputs: dict[str, Any]) -> str:
+    for key in ("input_ids", "prompt_input_ids", "completion_input_ids", "chosen_input_ids"):
+        ids = inputs.get(key)
+        if ids is not None and tokenizer is not None and hasattr(tokenizer, "decode"):
+            return str(tokenizer.decode(ids[0], skip_special_tokens=True))[:300]
+    return ""
+
+
+def guarded(trainer_class: type) -> type:
+    """``trainer_class`` with the loss guard and the tokens/s metric."""
+    return type(f"Guarded{trainer_class.__name__}", (_GuardedTraining, trainer_class), {})
+
+
+def train_and_record(
+    trainer: Any,
+    *,
+    recipe: Recipe,
+    plan: DevicePlan,
+    run_dir: Path,
+    base_path: str,
+    data: dict[str, Any],
+    resume: bool,
+) -> dict[str, Any]:
+    """Train (resuming when asked), save the adapter or model at the run root and write run.json."""
+    started = dt.datetime.now(dt.UTC)
+    trainer._ragtune_started = time.monotonic()
+    try:
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+    except TrainingError:
+        if trainer.is_world_process_zero():
+            _write_run(run_dir, recipe, plan, base_path, data, started, status="diverged", metrics={},
+                   history=trainer.state.log_history)
+        raise
+    trainer.save_model(str(run_dir))
+    tokenizer = trainer.processing_class
+    if tokenizer is not None and trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(run_dir))
+    metrics: dict[str, Any] = {"train": dict(result.metrics), "global_step": trainer.state.global_step}
+    if trainer.eval_dataset is not None:
+        metrics["eval"] = trainer.evaluate()
+    metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
+    metrics["world_size"] = trainer.args.world_size
+    if not trainer.is_world_process_zero():
+        return {"run_dir": str(run_dir), "metrics": metrics}
+    return _write_run(run_dir, recipe, plan, base_path, data, started, status="finished", metrics=metrics,
+                      history=trainer.state.log_history)
+
+
+def _write_run(
+    run_dir: Path,
+    recipe: Recipe,
+    plan: DevicePlan,
+    base_path: str,
+    data: dict[str, Any],
+    started: dt.datetime,
+    *,
+    status: str,
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    record = {
+        "run_dir": str(run_dir),
+        "status": status,
+        "method": recipe.method,
+        "finetune": recipe.model.finetune,
+        # A relative directory is recorded absolute, so merge and eval find it from any working directory.
+        "base_model": str(Path(recipe.model.name).resolve()) if Path(recipe.model.name).exists() else recipe.model.name,
+        "base_path": base_path,
+        "adapter": recipe.model.finetune != "full",
+        "recipe": recipe.model_dump(mode="json"),
+        "data": data,
+        "device": asdict(plan),
+        "versions": versions(),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "metrics": metrics,
+        "log_history": history,
+    }
+    (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    return record
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The run.json of a finished run directory."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise TrainingError(f"{run_dir}: no {RUN_FILE} — give a run directory written by 'ragtune train'")
+    record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return record
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata
+
+    found = {}
+    for name in ("ragtune", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
