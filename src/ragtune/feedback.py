@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,7 +133,7 @@ class FeedbackStore:
             yield FeedbackRecord(
                 answer_id=answer_id, question=question, answer=answer, rating=rating, contexts=json.loads(contexts),
                 corrected_answer=corrected, comment=comment,
-                created_at=datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds"),
+                created_at=datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds"),
             )
 
     def counts(self) -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -44,8 +44,8 @@ def build_policy(doc) -> None:
     props = doc.core_properties
     props.author = "People Ops"
     props.title = "Travel Policy 2024"
-    props.created = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    props.modified = datetime(2024, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    props.created = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    props.modified = datetime(2024, 2, 3, 4, 5, 6, tzinfo=UTC)
 
 
 @pytest.fixture

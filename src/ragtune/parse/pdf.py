@@ -6,7 +6,7 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from ragtune.errors import ParseError
@@ -224,7 +224,7 @@ def pdf_date_to_iso(value: str | None) -> str | None:
             return datetime(int(year), int(month or 1), int(day or 1)).date().isoformat()
         tz = None
         if zulu:
-            tz = timezone.utc
+            tz = UTC
         elif sign:
             offset = timedelta(hours=int(off_h), minutes=int(off_m or 0))
             tz = timezone(offset if sign == "+" else -offset)
