@@ -51,9 +51,17 @@ def machine() -> dict[str, Any]:
         "numpy": np.__version__,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "hnswlib": metadata.version("hnswlib"),
+        "hnswlib": _version("hnswlib"),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "git": git_state(),
     }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def git_state() -> dict[str, Any]:

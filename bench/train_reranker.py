@@ -2,16 +2,23 @@
 
 The 809 train queries are split by a seeded hash: 20 % held out (never trained on, reported), 10 % dev
 (early stopping and checkpoint choice), 70 % training. Hard negatives come from ragtune's own hybrid
-retriever. The script writes the triplets, the model (``--out``) with its run.json, and
-``bench/results/train_reranker.json`` with dev metrics before/after and throughput.
+retriever. Steps (each skipped when its output exists, so the script resumes):
 
-    .venv/bin/python bench/train_reranker.py --kb /tmp/evals/scifact_256 --out runs/reranker-scifact
+    # 1. mine triplets and dev samples from a KB of the corpus (CPU)
+    .venv/bin/python bench/train_reranker.py prepare --kb /tmp/evals/scifact_256 --out runs/reranker-scifact
+    # 2. train one or more recipes, keep the best on dev (CPU, or a GPU machine with the same code)
+    .venv/bin/python bench/train_reranker.py train --out runs/reranker-scifact --lr 5e-5 --lr 1e-4 --epochs 4
+    # 3. evaluate on the held-out queries: `ragtune eval retrieval ... --query-ids OUT/heldout_queries.txt`
+
+``train`` writes ``bench/results/train_reranker.json`` (or ``--results``) with every recipe's dev metrics.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,24 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS_DIR, default_scifact_dir, loadavg, machine, write_json  # noqa: E402
 
-from ragtune.evaluate.beir import load_beir, split_query_ids  # noqa: E402
-from ragtune.evaluate.retrieval import corpus_documents  # noqa: E402
-from ragtune.kb import KnowledgeBase  # noqa: E402
-from ragtune.train.negatives import Triplet, mine_hard_negatives, write_jsonl  # noqa: E402
-from ragtune.train.reranker import RerankerRecipe, beir_pairs, dev_samples, train_reranker  # noqa: E402
 
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--beir", type=Path, default=default_scifact_dir())
-    ap.add_argument("--kb", type=Path, required=True, help="KB built from the corpus (built here if missing)")
-    ap.add_argument("--out", type=Path, default=Path("runs/reranker-scifact"))
-    ap.add_argument("--epochs", type=float, default=2.0)
-    ap.add_argument("--negatives", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--dev-candidates", type=int, default=20)
-    args = ap.parse_args()
+def prepare(args: argparse.Namespace) -> None:
+    from ragtune.evaluate.beir import load_beir, split_query_ids
+    from ragtune.evaluate.retrieval import corpus_documents
+    from ragtune.kb import KnowledgeBase
+    from ragtune.train.negatives import mine_hard_negatives, write_jsonl
+    from ragtune.train.reranker import beir_pairs, dev_samples
 
     dataset = load_beir(args.beir, "train")
     name = args.beir.resolve().name
@@ -46,35 +42,171 @@ def main() -> None:
     for part, ids in (("train", train_ids), ("dev", dev_ids), ("heldout", heldout_ids)):
         (args.out / f"{part}_queries.txt").write_text("\n".join(ids) + "\n")
     print(f"queries: train {len(train_ids)}, dev {len(dev_ids)}, held-out {len(heldout_ids)}")
-
     with KnowledgeBase.open(args.kb, create=True) as kb:
         kb.ingest_documents(corpus_documents(dataset, name), total=len(dataset.corpus))
-        triplet_file = args.out / "triplets.jsonl"
-        t = time.perf_counter()
-        if triplet_file.is_file():
-            triplets = [Triplet(**json.loads(line)) for line in triplet_file.read_text().splitlines() if line]
-        else:
+        if not (args.out / "triplets.jsonl").is_file():
+            t = time.perf_counter()
             triplets = mine_hard_negatives(kb, beir_pairs(dataset, name, train_ids), n_negatives=args.negatives,
                                            rank_window=(1, 30), margin=0.95)
-            write_jsonl(triplet_file, triplets)
-        mine_s = time.perf_counter() - t
-        dev = dev_samples(kb, beir_pairs(dataset, name, dev_ids), candidates=args.dev_candidates)
-    print(f"triplets: {len(triplets)} ({mine_s:.0f} s), dev samples: {len(dev)}")
-    recipe = RerankerRecipe(epochs=args.epochs, negatives=args.negatives, num_threads=args.threads,
-                            max_length=args.max_length, evals_per_epoch=3)
-    run = train_reranker(triplets, args.out, recipe, dev=dev)
+            write_jsonl(args.out / "triplets.jsonl", triplets)
+            print(f"triplets: {len(triplets)} in {time.perf_counter() - t:.0f} s")
+        if args.ict and not (args.out / "ict_triplets.jsonl").is_file():
+            t = time.perf_counter()
+            triplets = mine_hard_negatives(kb, ict_pairs(dataset, name, args.ict), n_negatives=args.negatives,
+                                           rank_window=(1, 30), margin=None, mode="sparse")
+            for triplet in triplets:
+                triplet.source = "mined-ict"
+            write_jsonl(args.out / "ict_triplets.jsonl", triplets)
+            print(f"ICT triplets: {len(triplets)} in {time.perf_counter() - t:.0f} s")
+        if not (args.out / "dev.json").is_file():
+            dev = dev_samples(kb, beir_pairs(dataset, name, dev_ids), candidates=args.dev_candidates)
+            (args.out / "dev.json").write_text(json.dumps(dev))
+            print(f"dev samples: {len(dev)}")
+
+
+VAGUE = re.compile(r"^(these|this|that|here|we|our|it|in conclusion|in summary|thus|however|together|overall)\b",
+                   re.IGNORECASE)
+
+
+def ict_pairs(dataset, name: str, n: int, seed: int = 0) -> list:
+    """Label-free pairs from the corpus: the title as a query for the abstract, and one specific sentence of
+    the abstract (inverse cloze) as a query for the rest of it. SciFact's claims are sentence-like statements
+    of findings, which is what titles and such sentences are."""
+    import random
+
+    from ragtune.ingest import document_id
+    from ragtune.train.negatives import TrainingPair
+
+    rng = random.Random(seed)
+    pairs = []
+    for doc_id in rng.sample(sorted(dataset.corpus), min(n, len(dataset.corpus))):
+        entry = dataset.corpus[doc_id]
+        title, text = entry.get("title", "").strip(), entry.get("text", "")
+        docs = (document_id(f"beir:{name}/{doc_id}"),)
+        if len(title.split()) >= 5:
+            pairs.append(TrainingPair(title, positive=text, query_id=f"title:{doc_id}", document_ids=docs))
+        sentences = [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text) if s.strip()]
+        usable = [i for i, s in enumerate(sentences) if 8 <= len(s.split()) <= 40 and not VAGUE.match(s)]
+        if len(sentences) >= 3 and usable:
+            i = rng.choice(usable)
+            context = " ".join(sentences[:i] + sentences[i + 1 :])
+            pairs.append(TrainingPair(sentences[i], positive=f"{title}\n{context}" if title else context,
+                                      query_id=f"ict:{doc_id}", document_ids=docs))
+    return pairs
+
+
+def train(args: argparse.Namespace) -> None:
+    from ragtune.train.negatives import Triplet
+    from ragtune.train.reranker import RerankerRecipe, train_reranker
+
+    files = [args.out / "triplets.jsonl"] + ([args.out / "ict_triplets.jsonl"] if args.ict else [])
+    triplets = [Triplet(**json.loads(line)) for f in files for line in f.read_text().splitlines() if line]
+    dev = json.loads((args.out / "dev.json").read_text())
+    runs = []
+    for lr in args.lr:
+        recipe = RerankerRecipe(base_model=args.base_model, epochs=args.epochs, learning_rate=lr,
+                                negatives=args.negatives, max_length=args.max_length, batch_size=args.batch_size,
+                                evals_per_epoch=2, patience=3, num_threads=args.threads)
+        run = train_reranker(triplets, args.out / f"lr{lr:g}", recipe, dev=dev)
+        runs.append(run)
+        print(f"lr {lr:g}: dev nDCG@10 {run['dev_before'].get('dev_ndcg@10')} -> {run['dev_after'].get('dev_ndcg@10')}"
+              f" in {run['train_seconds']} s")
+    best = max(runs, key=lambda r: r["dev_after"].get("dev_ndcg@10", 0.0))
+    best_dir = args.out / f"lr{best['recipe']['learning_rate']:g}"
+    if args.export:
+        _export(best_dir, args.export)
     result = {
         "what": "cross-encoder reranker trained on SciFact train (70 %), early-stopped on dev (10 %)",
-        "model": str(args.out), "machine": machine(), "loadavg": loadavg(),
-        "queries": {"train": len(train_ids), "dev": len(dev_ids), "heldout": len(heldout_ids)},
-        "triplets": len(triplets),
-        "margin_dropped": sum(t.dropped_by_margin for t in triplets),
-        "mine_seconds": round(mine_s, 1),
-        **{k: run[k] for k in ("pairs", "steps", "train_seconds", "dev_before", "dev_after", "best_checkpoint")},
-        "pairs_per_second_train": round(run["pairs"] * recipe.epochs / max(run["train_seconds"], 1e-9), 1),
+        "machine": machine(), "loadavg": loadavg(), "triplets": len(triplets), "dev_queries": len(dev),
+        "best": str(best_dir), "runs": [{k: r[k] for k in ("recipe", "pairs", "steps", "train_seconds", "dev_before",
+                                                           "dev_after", "best_checkpoint", "versions")} for r in runs],
     }
-    write_json(RESULTS_DIR / "train_reranker.json", result)
-    print(json.dumps(result, indent=2))
+    write_json(args.results, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+
+
+def _export(model_dir: Path, target: Path, limit: int = 15 * 2**20) -> None:
+    """The model's weights in fp16, in files under 15 MB (what the GPU machine's file transfer takes back):
+    tensors larger than that are cut along their first axis; ``assemble`` puts them back together."""
+    import torch
+    from safetensors.torch import save_file
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    target.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().half().contiguous() for k, v in CrossEncoder(str(model_dir)).model.state_dict().items()}
+    pieces: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        parts = max(1, -(-tensor.numel() * 2 // (limit // 2)))
+        for n, piece in enumerate(torch.tensor_split(tensor, parts) if parts > 1 else [tensor]):
+            pieces[f"{key}@{n}"] = piece.contiguous()
+    shard: dict[str, torch.Tensor] = {}
+    size, index = 0, 0
+    for key, tensor in pieces.items():
+        if shard and size + tensor.numel() * 2 > limit:
+            save_file(shard, str(target / f"part{index}.safetensors"))
+            shard, size, index = {}, 0, index + 1
+        shard[key] = tensor
+        size += tensor.numel() * 2
+    save_file(shard, str(target / f"part{index}.safetensors"))
+    shutil.copy(model_dir / "run.json", target / "run.json")
+
+
+def assemble(args: argparse.Namespace) -> None:
+    import torch
+    from safetensors.torch import load_file
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from ragtune.embed.sentence_transformers import resolve_model
+
+    pieces: dict[str, dict[int, torch.Tensor]] = {}
+    for f in sorted(args.parts.glob("part*.safetensors")):
+        for key, tensor in load_file(str(f)).items():
+            name, n = re.match(r"(.*)@(\d+)$", key).groups()
+            pieces.setdefault(name, {})[int(n)] = tensor
+    state = {k: torch.cat([v[i] for i in sorted(v)]).float() for k, v in pieces.items()}
+    run = json.loads((args.parts / "run.json").read_text())
+    model = CrossEncoder(resolve_model(args.base_model), num_labels=1, max_length=run["recipe"]["max_length"],
+                         model_kwargs={"dtype": torch.float32})
+    missing, unexpected = model.model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise SystemExit(f"weights do not fit the base model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.save_pretrained(str(args.out))
+    (args.out / "run.json").write_text(json.dumps(run, indent=2))
+    print(f"assembled {len(state)} tensors into {args.out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--beir", type=Path, default=default_scifact_dir())
+    p.add_argument("--kb", type=Path, required=True, help="KB built from the corpus (built here if missing)")
+    p.add_argument("--dev-candidates", type=int, default=20)
+    p.add_argument("--ict", type=int, default=0, help="also mine this many inverse-cloze pairs from the corpus")
+    t = sub.add_parser("train")
+    t.add_argument("--base-model", default="all-MiniLM-L6-v2")
+    t.add_argument("--epochs", type=float, default=2.0)
+    t.add_argument("--lr", type=float, action="append")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--max-length", type=int, default=256)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--export", type=Path, default=None, help="also write the best model as fp16 shards here")
+    t.add_argument("--results", type=Path, default=RESULTS_DIR / "train_reranker.json")
+    t.add_argument("--ict", action="store_true", help="add the inverse-cloze triplets made by prepare --ict")
+    a = sub.add_parser("assemble", help="rebuild a model exported with --export into a normal directory")
+    a.add_argument("--parts", type=Path, required=True)
+    a.add_argument("--base-model", default="all-MiniLM-L6-v2")
+    for q in (p, t, a):
+        q.add_argument("--out", type=Path, default=Path("runs/reranker-scifact"))
+        q.add_argument("--negatives", type=int, default=4)
+    args = ap.parse_args()
+    if args.step == "prepare":
+        prepare(args)
+    elif args.step == "assemble":
+        assemble(args)
+    else:
+        args.lr = args.lr or [5e-5]
+        train(args)
 
 
 if __name__ == "__main__":

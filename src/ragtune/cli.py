@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragtune.errors import RagtuneError
-from ragtune.settings import default_kb_path
+from ragtune.settings import default_kb_path, parse_overrides
 
 T = TypeVar("T")
 
@@ -350,6 +350,9 @@ def eval_retrieval(
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N queries.")] = None,
     queries_from: Annotated[Path | None, typer.Option("--query-ids", help="File with one query id per line.")] = None,
     save: Annotated[Path | None, typer.Option(help="Also write the JSON result here.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a setting, e.g. --set rerank_fusion=0.5 (repeatable).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 of retrieval on a BEIR data set (the KB is built once and reused)."""
@@ -366,6 +369,7 @@ def eval_retrieval(
 
             ids = queries_from.read_text().split() if queries_from else None
             extra = {k: v for k, v in (("rerank_candidates", candidates), ("llm_model", llm_model)) if v is not None}
+            extra.update(parse_overrides(set_))
             result = evaluate_beir(beir_dir, kb_path, split=split, modes=modes, rewrites=rewrite or (),
                                    reranks=rerank or (), embedder=embedder, chunk_size=chunk_size, limit=limit,
                                    query_ids=ids, on_progress=update, **extra)
@@ -461,7 +465,7 @@ def train_reranker_cmd(
 
 
 # Command groups that live in their own modules register themselves on the apps above.
-from ragtune import cli_serve, cli_train  # noqa: E402,F401
+from ragtune import cli_data, cli_serve, cli_train  # noqa: E402,F401
 
 
 def main() -> None:

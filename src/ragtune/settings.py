@@ -190,3 +190,26 @@ def load_settings(kb_dir: Path | None = None, **overrides: Any) -> Settings:
 def default_kb_path() -> Path:
     """The knowledge base used when --kb is not given: $RAGTUNE_KB, else ./ragtune_kb."""
     return Path(os.environ.get("RAGTUNE_KB") or DEFAULT_KB)
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``key=value`` strings (values in TOML syntax: 0.5, true, "text"; bare words are strings) as setting
+    overrides. An unknown key is an error naming the closest setting."""
+    import difflib
+    import tomllib
+
+    overrides: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: write it as name=value, e.g. --set rerank_fusion=0.5")
+        if key not in Settings.model_fields:
+            close = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
+            hint = f" — did you mean '{close[0]}'?" if close else " — see 'ragtune.toml' settings in the README"
+            raise ConfigError(f"--set {item!r}: unknown setting '{key}'{hint}")
+        try:
+            overrides[key] = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key] = raw.strip()
+    return overrides

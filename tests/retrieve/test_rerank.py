@@ -97,10 +97,8 @@ class TestRerankLogic:
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory, embedder):
-    from conftest import EXAMPLES
-
     base = KnowledgeBase.open(tmp_path_factory.mktemp("compose") / "kb", create=True, embedder=embedder)
-    base.ingest([EXAMPLES])
+    base.ingest([Path(__file__).resolve().parents[2] / "examples"])
     yield base
     base.close()
 

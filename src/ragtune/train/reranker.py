@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ragtune.errors import ConfigError
 from ragtune.evaluate.beir import BeirDataset
-from ragtune.ingest import document_id
 from ragtune.train.negatives import TrainingPair, Triplet
 
 log = logging.getLogger(__name__)
@@ -53,6 +52,8 @@ class RerankerRecipe(BaseModel):
 def beir_pairs(dataset: BeirDataset, name: str, query_ids: Sequence[str]) -> list[TrainingPair]:
     """Training pairs from BEIR qrels: each query's positives are its relevant documents' chunks in a KB
     built by ``ragtune eval retrieval`` (document URIs ``beir:<name>/<doc id>``)."""
+    from ragtune.ingest import document_id
+
     pairs = []
     for qid in query_ids:
         relevant = [d for d, grade in dataset.qrels.get(qid, {}).items() if grade > 0]
@@ -103,6 +104,7 @@ def train_reranker(
     if recipe.num_threads:
         torch.set_num_threads(recipe.num_threads)
     set_seed(recipe.seed)
+    cuda = torch.cuda.is_available()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
@@ -117,8 +119,9 @@ def train_reranker(
     dataset = Dataset.from_dict(rows).shuffle(seed=recipe.seed)
     base = resolve_model(recipe.base_model)
     try:
-        model = CrossEncoder(base, num_labels=1, max_length=recipe.max_length, device="cpu" if not
-                             torch.cuda.is_available() else None)
+        # Master weights in fp32 whatever the checkpoint's dtype; on a GPU, bf16 autocast does the speed-up.
+        model = CrossEncoder(base, num_labels=1, max_length=recipe.max_length, model_kwargs={"dtype": torch.float32},
+                             device=None if cuda else "cpu")
     except OSError as exc:
         raise ConfigError(f"cannot load base model '{recipe.base_model}': {exc} — give a local HF directory "
                           "(nothing is downloaded at run time)") from exc
@@ -154,7 +157,8 @@ def train_reranker(
         greater_is_better=True,
         logging_steps=max(1, eval_steps // 4),
         report_to=[],
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
         dataloader_num_workers=0,
     )
     trainer = CrossEncoderTrainer(
