@@ -14,8 +14,9 @@ from ragtune.llm.base import LLM
 from ragtune.parse.base import detect_language
 from ragtune.rag.citations import support, verify_citations
 from ragtune.rag.context import dedupe, pack
-from ragtune.rag.prompts import CONDENSE, REFUSAL, PromptTemplates, answer_messages, is_model_refusal
+from ragtune.rag.prompts import REFUSAL, PromptTemplates, answer_messages, is_model_refusal
 from ragtune.retrieve.retriever import HybridRetriever
+from ragtune.retrieve.rewrite import QueryRewriter
 from ragtune.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class RagPipeline:
             raise ConfigError("max_new_tokens must be greater than 0.")
         self.retriever = retriever
         self.llm = llm
+        # Follow-up condensation shares the retriever's rewriter (and its cache) when it uses the same model.
+        shared = retriever.rewriter
+        self.rewriter = shared if shared is not None and shared.llm is llm else QueryRewriter(llm)
         self.context_hits = context_hits
         self.candidates = max(candidates, context_hits)
         self.max_new_tokens = max_new_tokens
@@ -164,18 +168,7 @@ class RagPipeline:
         turns = [m for m in history if m.get("role") in ("user", "assistant") and m.get("content")]
         if not turns:
             return question
-        transcript = "\n".join(f"{m['role']}: {m['content']}" for m in turns[-6:])
-        lang = language if language in CONDENSE else "en"
-        messages = [
-            {"role": "system", "content": CONDENSE[lang]},
-            {"role": "user", "content": f"{transcript}\nuser: {question}"},
-        ]
-        try:
-            reply = self.llm.chat(messages, max_tokens=64, temperature=0.0)
-        except Exception as exc:  # condensation is an optimisation; the fallback still retrieves
-            log.warning("follow-up condensation failed (%s); using the raw conversation", exc)
-            reply = ""
-        candidate = reply.strip().split("\n", 1)[0].strip().strip('"')
+        candidate = self.rewriter.condense(question, turns, language)
         last_user = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
         # Small models often echo or ramble; keep the rewrite only when it looks like a question of sane size.
         if candidate and len(candidate) <= 3 * max(len(question), 40) and not is_model_refusal(candidate):

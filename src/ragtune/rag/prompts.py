@@ -30,14 +30,6 @@ USER = {
     "zh": "问题：{question}\n\n资料：\n{sources}\n\n问题：{question}",
 }
 
-CONDENSE = {
-    "en": (
-        "Rewrite the last question as a standalone question that can be understood without the conversation. "
-        "Reply with the question only."
-    ),
-    "zh": "把最后一个问题改写成不需要对话上下文也能理解的完整问题。只回复改写后的问题。",
-}
-
 # Phrases by which a model says the sources hold no answer (it may paraphrase the exact refusal).
 _MODEL_REFUSALS = re.compile(
     r"does not contain|do not contain|doesn't contain|don't contain|not (?:mentioned|provided|found|available)"
