@@ -138,6 +138,19 @@ class TestTraining:
         assert sources.index(f"fixture:{answer}") < sources.index(f"fixture:{distractor}")
         assert all("rerank" in h.scores for h in hits)
 
+    def test_scores_are_cached_per_query_and_passage(self, trained: Path) -> None:
+        from ragtune.retrieve.rerank import CrossEncoderReranker
+
+        reranker = CrossEncoderReranker(trained, max_length=64, cache_size=3)
+        calls: list[int] = []
+        predict = reranker.model.predict
+        reranker.model.predict = lambda pairs, **kw: calls.append(len(pairs)) or predict(pairs, **kw)
+        first = reranker.score("sick pay", ["a", "b"])
+        again = reranker.score("sick pay", ["b", "a", "c"])
+        assert calls == [2, 1] and again[0] == first[1] and again[1] == first[0]
+        reranker.score("other", ["x", "y"])  # evicts the oldest entries beyond cache_size
+        assert len(reranker._cache) == 3
+
     def test_a_rerun_with_another_recipe_refuses_to_mix_checkpoints(self, kb: KnowledgeBase, trained: Path) -> None:
         from ragtune.train.reranker import RerankerRecipe, train_reranker
 

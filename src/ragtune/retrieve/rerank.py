@@ -7,8 +7,11 @@ stage's candidates. Each returned hit keeps its first-stage score in ``scores["r
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,7 +75,7 @@ class CrossEncoderReranker:
 
     def __init__(
         self, model: str | Path, *, batch_size: int = 32, max_length: int = 512, device: str | None = None,
-        num_threads: int | None = None,
+        num_threads: int | None = None, cache_size: int = 50_000,
     ) -> None:
         if batch_size <= 0:
             raise ConfigError("rerank_batch_size must be greater than 0.")
@@ -85,6 +88,11 @@ class CrossEncoderReranker:
         self.path = str(model)
         self.name = f"cross-encoder:{self.path}"
         self.batch_size = batch_size
+        # Scores of recent (query, passage) pairs: the same question asked again, or an evaluation sweep over
+        # settings that only change what happens after scoring, costs no model calls.
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, float] = OrderedDict()
+        self._lock = threading.Lock()
         looks_local = Path(self.path).exists() or self.path.startswith((".", "/", "~"))
         if looks_local and not (Path(self.path).expanduser() / "config.json").is_file():
             raise ConfigError(
@@ -105,10 +113,22 @@ class CrossEncoderReranker:
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        pairs = [(query, text) for text in texts]
-        scores = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
-                                    convert_to_numpy=True)
-        return np.asarray(scores, dtype=np.float32).reshape(len(texts))
+        keys = [hashlib.blake2b(f"{query}\0{text}".encode(), digest_size=16).digest() for text in texts]
+        with self._lock:
+            known = {i: self._cache[k] for i, k in enumerate(keys) if k in self._cache}
+            for i in known:
+                self._cache.move_to_end(keys[i])
+        todo = [i for i in range(len(texts)) if i not in known]
+        if todo:
+            fresh = self.model.predict([(query, texts[i]) for i in todo], batch_size=self.batch_size,
+                                       show_progress_bar=False, convert_to_numpy=True)
+            with self._lock:
+                for i, s in zip(todo, np.asarray(fresh, dtype=np.float32).reshape(len(todo)).tolist(), strict=True):
+                    known[i] = s
+                    self._cache[keys[i]] = s
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return np.asarray([known[i] for i in range(len(texts))], dtype=np.float32)
 
     def rerank(self, query: str, hits: list[Hit], top_k: int | None = None) -> list[Hit]:
         return apply_scores(hits, self.score(query, [passage_text(h) for h in hits]).tolist(), top_k)

@@ -1,7 +1,7 @@
 """Load on the HTTP server (loopback only, bounded): search-only and chat throughput and latency, and search
 latency while a large upload is ingested in the background.
 
-    python bench/server_load.py --clients 8 --seconds 20 --chat-requests 6 --out bench/results/server_load.json
+    python bench/load.py --clients 8 --seconds 20 --chat-requests 6 --out bench/results/server_load.json
 
 The server runs in this process under uvicorn (its own threads) with the bundled embedder; chat uses the default
 model from the settings (the bundled SmolLM2-135M on CPU) unless --fake-llm is given.
