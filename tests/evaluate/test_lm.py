@@ -33,6 +33,23 @@ class TestRougeL:
         assert rouge_l("alpha beta", "gamma delta") == 0.0
         assert rouge_l("", "x") == 0.0
 
+    @pytest.mark.parametrize(
+        ("prediction", "reference"),
+        [
+            ("the cat sat on the mat", "the cat was on the mat"),
+            ("Enterprise customers can request a refund within 45 days.", "Refunds: 45 days for enterprise plans."),
+            ("Travel must be approved by your manager [1].", "Your manager approves all travel before booking [2]."),
+            ("no overlap here", "completely different words"),
+            ("It's 12.5% of the base-salary", "the base salary times 12.5 percent"),
+        ],
+    )
+    def test_equals_rouge_score_on_english(self, prediction: str, reference: str) -> None:
+        # The reference implementation (Google's rouge-score), which handles no CJK: ours must agree on English.
+        from rouge_score import rouge_scorer
+
+        expected = rouge_scorer.RougeScorer(["rougeL"]).score(reference, prediction)["rougeL"].fmeasure
+        assert rouge_l(prediction, reference) == pytest.approx(expected)
+
     def test_cjk_characters_are_tokens(self) -> None:
         assert rouge_tokens("年假二十天") == ["年", "假", "二", "十", "天"]
         # LCS 7 of 7 predicted and 15 reference characters.
