@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ragtune.embed import Embedder, load_embedder
+from ragtune.embed import Embedder, checkpoint_hash, load_embedder
 from ragtune.errors import ConfigError, EmbedderMismatchError, StoreError
 from ragtune.ingest import Ingestor, IngestReport, Progress
 from ragtune.llm.base import LLM
@@ -264,6 +264,28 @@ class KnowledgeBase:
 
     def stats(self) -> dict[str, Any]:
         return self.store.stats()
+
+    def reembed(
+        self, embedder: str | Embedder, *, batch_size: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Switch the KB to another embedding model: every chunk is re-encoded beside the old vectors, then
+        both are swapped in one transaction (see ``LocalStore.reembed``). Interrupted, the KB stays on the
+        old model and a re-run with the same model resumes. Returns what was done, with the checkpoint hash."""
+        if isinstance(embedder, str):
+            # The KB records the name it is opened with later, from any working directory.
+            name = str(Path(embedder).resolve()) if Path(embedder).is_dir() else embedder
+            s = self.settings
+            embedder = _shared_embedder(name, s.embed_batch_size, s.num_threads)
+        checkpoint = checkpoint_hash(embedder.name)
+        report = self.store.reembed(
+            lambda texts: embedder.encode_documents(texts), name=embedder.name, dim=embedder.dim,
+            checkpoint=checkpoint, batch_size=batch_size or max(self.settings.embed_batch_size, 1) * 4,
+            on_progress=on_progress,
+        )
+        self._embedder = embedder
+        self.settings = self.settings.model_copy(update={"embedder": embedder.name})
+        return report
 
     def verify(self, *, repair: bool = False) -> dict[str, Any]:
         """Check the catalog and indexes; ``repair`` rebuilds the derived indexes from the database."""

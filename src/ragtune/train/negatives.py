@@ -183,3 +183,78 @@ def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def read_triplets(path: str | Path) -> list[Triplet]:
+    """Triplets from JSON lines with ``query``, ``positive`` (text) and ``negatives`` (list of texts, may be
+    empty), as written by ``ragtune data mine-negatives`` or ``gen-negatives``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such triplets file — write one with 'ragtune data mine-negatives' or "
+                          "'ragtune data gen-negatives'")
+    triplets = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{lineno}: not valid JSON ({exc.msg}) — one JSON object per line") from exc
+        if not isinstance(row, dict) or not str(row.get("query", "")).strip() or not str(row.get("positive", "")):
+            raise ConfigError(f"{path}:{lineno}: each line needs a non-empty \"query\" and \"positive\" (text)")
+        negatives = row.get("negatives", [])
+        if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
+            raise ConfigError(f"{path}:{lineno}: \"negatives\" must be a list of passage texts")
+        triplets.append(Triplet(str(row["query"]), str(row["positive"]), [n for n in negatives if n.strip()],
+                                str(row.get("source", "mined")), str(row.get("query_id", ""))))
+    if not triplets:
+        raise ConfigError(f"{path}: no triplets in the file")
+    return triplets
+
+
+GENERATE_NEGATIVE_PROMPT = (
+    "Below are a question and a passage that answers it. Write a new passage on the same topic, in similar "
+    "wording and of similar length, that looks like it answers the question but is wrong in the key detail "
+    "(change a number, name, date, condition or outcome). Do not mention that anything was changed. Reply "
+    "with the new passage only.{avoid}\n\nQuestion: {query}\nPassage: {positive}"
+)
+
+
+def generate_negatives(
+    rewriter: Any, pairs: Sequence[TrainingPair], *, per_query: int = 1, max_tokens: int = 160,
+    on_progress: ProgressFn | None = None,
+) -> list[Triplet]:
+    """LLM-written "plausible but wrong" passages (same topic, similar wording, wrong key detail) for pairs with
+    a text positive, through ``rewriter.generate`` (a ``QueryRewriter``: bounded and cached). Replies that are
+    empty, repeat the positive or an earlier negative are dropped; pairs left with none give no triplet."""
+    if per_query <= 0:
+        raise ConfigError("per_query must be greater than 0.")
+    from ragtune.retrieve.rewrite import parse_passage
+
+    triplets: list[Triplet] = []
+    for n, pair in enumerate(pairs):
+        if not pair.positive:
+            raise ConfigError(f"pair '{pair.query[:60]}' has no positive text — generated negatives need the passage; "
+                              "use the output of 'ragtune data synth-queries' or 'ragtune data mine-negatives'")
+        negatives: list[str] = []
+        for _ in range(per_query):
+            avoid = "" if not negatives else " It must differ from these passages: " + " | ".join(negatives)
+            try:
+                reply = rewriter.generate(GENERATE_NEGATIVE_PROMPT.format(avoid=avoid, query=pair.query,
+                                                                          positive=pair.positive),
+                                          max_tokens=max_tokens)
+            except Exception as exc:  # one failed reply must not end a long generation run
+                log.warning("no negative for '%s': %s", pair.query[:60], exc)
+                continue
+            passage = parse_passage(reply)
+            known = {_norm(pair.positive), *(_norm(t) for t in negatives)}
+            if passage and _norm(passage) not in known and len(passage.split()) >= 3:
+                negatives.append(passage)
+        if negatives:
+            triplets.append(Triplet(pair.query, pair.positive, negatives, "generated", pair.query_id,
+                                    pair.chunk_ids[0] if pair.chunk_ids else ""))
+        if on_progress:
+            on_progress(n + 1, len(pairs))
+    if len(triplets) < len(pairs):
+        log.info("generated negatives: %d of %d pairs got none", len(pairs) - len(triplets), len(pairs))
+    return triplets

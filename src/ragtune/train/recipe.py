@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -160,6 +160,26 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None, *, 
     ``method`` is the command's method: a recipe written for another one is an error; a recipe that
     states none takes it.
     """
+    data, source = read_recipe_data(path, overrides, Recipe)
+    if method is not None:
+        stated = data.get("method")
+        if stated is not None and stated != method:
+            raise RecipeError(
+                f"recipe {source} is for '{stated}' but was run with 'train {method}' — run 'ragtune train {stated}' "
+                "or change method in the recipe"
+            )
+        data["method"] = method
+    return validate_recipe(Recipe, data, source)
+
+
+RecipeT = TypeVar("RecipeT", bound=BaseModel)
+
+
+def read_recipe_data(
+    path: str | Path | None, overrides: list[str] | None, root: type[BaseModel]
+) -> tuple[dict[str, Any], str]:
+    """The TOML at ``path`` (None = empty) with ``--set`` overrides applied, every key checked against ``root``;
+    returns the data and a label of its source for messages."""
     source = str(path) if path is not None else "<defaults>"
     data: dict[str, Any] = {}
     if path is not None:
@@ -170,19 +190,16 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None, *, 
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise RecipeError(f"recipe {file}: not valid TOML ({exc}) — fix the syntax at that line") from exc
-    _check_keys(data, Recipe, "", source)
+    _check_keys(data, root, "", source, root)
     for override in overrides or []:
-        _apply_override(data, override, source)
-    if method is not None:
-        stated = data.get("method")
-        if stated is not None and stated != method:
-            raise RecipeError(
-                f"recipe {source} is for '{stated}' but was run with 'train {method}' — run 'ragtune train {stated}' "
-                "or change method in the recipe"
-            )
-        data["method"] = method
+        _apply_override(data, override, source, root)
+    return data, source
+
+
+def validate_recipe(root: type[RecipeT], data: dict[str, Any], source: str) -> RecipeT:
+    """``data`` as a ``root`` model; every invalid value is named with its key."""
     try:
-        return Recipe.model_validate(data)
+        return root.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in exc.errors()
@@ -190,10 +207,10 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None, *, 
         raise RecipeError(f"recipe {source}: {problems} — fix the value in the file or with --set") from None
 
 
-def recipe_fields() -> list[str]:
-    """Every settable key as 'section.field', for help and suggestions."""
+def recipe_fields(root: type[BaseModel] | None = None) -> list[str]:
+    """Every settable key of ``root`` (default: the LLM ``Recipe``) as 'section.field', for help and suggestions."""
     keys: list[str] = []
-    for name, info in Recipe.model_fields.items():
+    for name, info in (root or Recipe).model_fields.items():
         sub = info.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             keys.extend(f"{name}.{field}" for field in sub.model_fields)
@@ -202,23 +219,26 @@ def recipe_fields() -> list[str]:
     return keys
 
 
-def _check_keys(data: dict[str, Any], model: type[BaseModel], prefix: str, source: str) -> None:
-    """Unknown keys name the closest valid key: a typo must not silently fall back to a default."""
+def _check_keys(
+    data: dict[str, Any], model: type[BaseModel], prefix: str, source: str, root: type[BaseModel] | None = None
+) -> None:
+    """Unknown keys name the closest valid key of ``root``'s recipe: a typo must not silently fall back to a
+    default."""
     fields = model.model_fields
     for key, value in data.items():
         if key not in fields:
             choices = [f"{prefix}{name}" for name in fields]
-            close = difflib.get_close_matches(f"{prefix}{key}", choices + recipe_fields(), n=1, cutoff=0.5)
+            close = difflib.get_close_matches(f"{prefix}{key}", choices + recipe_fields(root), n=1, cutoff=0.5)
             hint = f" — did you mean '{close[0]}'?" if close else f" — valid keys here: {', '.join(choices)}"
             raise RecipeError(f"recipe {source}: unknown key '{prefix}{key}'{hint}")
         sub = fields[key].annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             if not isinstance(value, dict):
                 raise RecipeError(f"recipe {source}: '{prefix}{key}' must be a [{prefix}{key}] table, got {value!r}")
-            _check_keys(value, sub, f"{prefix}{key}.", source)
+            _check_keys(value, sub, f"{prefix}{key}.", source, root)
 
 
-def _apply_override(data: dict[str, Any], override: str, source: str) -> None:
+def _apply_override(data: dict[str, Any], override: str, source: str, root: type[BaseModel] | None = None) -> None:
     key, sep, raw = override.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -230,7 +250,7 @@ def _apply_override(data: dict[str, Any], override: str, source: str) -> None:
         if not isinstance(node, dict):
             raise RecipeError(f"--set {override!r}: '{part}' is not a section")
     node[parts[-1]] = _parse_value(raw.strip())
-    _check_keys(data, Recipe, "", f"{source} (--set {key})")
+    _check_keys(data, root or Recipe, "", f"{source} (--set {key})", root)
 
 
 def _parse_value(raw: str) -> Any:

@@ -1,0 +1,119 @@
+"""LLM-written training queries for a knowledge base's chunks, kept only when retrieval finds their chunk again.
+
+For users without labelled queries: an LLM writes questions that each chunk answers; the replies are parsed
+robustly (JSON lists, numbered or bulleted lines), de-duplicated across the whole KB, and filtered by a
+round trip — a question whose source chunk the KB's own retriever does not rank in its top k is dropped,
+because it is either unanswerable from the chunk or answered equally well elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ragtune.errors import ConfigError
+from ragtune.retrieve.rewrite import parse_queries
+from ragtune.types import Hit
+
+log = logging.getLogger(__name__)
+
+SYNTH_PROMPT = (
+    "Write {n} different questions that a user of this knowledge base could ask and that the passage below "
+    "answers. Each question must make sense on its own (name the subject, no 'this passage'), must be answerable "
+    "from the passage alone, and must not copy its sentences. Reply with a JSON list of strings only.\n\n"
+    "Passage:\n{passage}"
+)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class SyntheticQuery:
+    """A generated question and the chunk that answers it (a training pair with text and ids)."""
+
+    query: str
+    positive: str
+    chunk_id: str
+    document_id: str
+    rank: int
+    source: str = "synthetic"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SynthReport:
+    """What happened to the generated questions."""
+
+    chunks: int = 0
+    generated: int = 0
+    duplicates: int = 0
+    not_found: int = 0
+    kept: int = 0
+    failed_chunks: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def knowledge_base_chunks(kb: Any, limit: int = 0) -> Iterator[Hit]:
+    """Every chunk of the KB's healthy documents, document by document, in order (``limit``: at most N)."""
+    count = 0
+    for record in kb.documents():
+        if record.status != "ok":
+            continue
+        for hit in kb.store.document_chunks(record.id):
+            yield hit
+            count += 1
+            if limit and count >= limit:
+                return
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold().rstrip("?.! ")
+
+
+def synth_queries(
+    kb: Any, *, per_chunk: int = 2, top_k: int = 5, mode: str = "hybrid", limit: int = 0, min_words: int = 3,
+    max_tokens: int | None = None, on_progress: ProgressFn | None = None,
+) -> tuple[list[SyntheticQuery], SynthReport]:
+    """Questions for the KB's chunks (up to ``per_chunk`` each) that pass the round trip: the chunk is among the
+    ``top_k`` hits of ``mode`` retrieval for the question. Uses ``kb.llm`` through the KB's cached rewriter."""
+    if per_chunk <= 0:
+        raise ConfigError("per_chunk must be greater than 0.")
+    if top_k <= 0:
+        raise ConfigError("top_k must be greater than 0.")
+    rewriter = kb.rewriter()
+    chunks = list(knowledge_base_chunks(kb, limit))
+    report = SynthReport(chunks=len(chunks))
+    seen: set[str] = set()
+    kept: list[SyntheticQuery] = []
+    for n, chunk in enumerate(chunks):
+        try:
+            reply = rewriter.generate(SYNTH_PROMPT.format(n=per_chunk, passage=chunk.text),
+                                      max_tokens=max_tokens or 48 * per_chunk + 32)
+        except Exception as exc:  # one failed reply must not lose the questions of every other chunk
+            log.warning("no questions for chunk %s: %s", chunk.chunk_id, exc)
+            report.failed_chunks.append(chunk.chunk_id)
+            reply = ""
+        for question in parse_queries(reply, per_chunk):
+            report.generated += 1
+            key = _norm(question)
+            if key in seen or len(question.split()) < min_words or _norm(chunk.text).find(key) >= 0:
+                report.duplicates += 1
+                continue
+            seen.add(key)
+            hits = kb.retrieve(question, top_k, mode=mode, rewrite="none", rerank=False).hits
+            rank = next((i + 1 for i, h in enumerate(hits) if h.chunk_id == chunk.chunk_id), 0)
+            if not rank:
+                report.not_found += 1
+                continue
+            kept.append(SyntheticQuery(question, chunk.text, chunk.chunk_id, chunk.document_id, rank))
+        if on_progress:
+            on_progress(n + 1, len(chunks))
+    report.kept = len(kept)
+    log.info("synthetic queries: %s", report.to_dict())
+    return kept, report
