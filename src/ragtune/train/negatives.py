@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,13 +151,11 @@ def write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
     return n
 
 
-def read_pairs(path: str | Path) -> list[TrainingPair]:
-    """Pairs from JSON lines with ``query`` and ``positive`` (text) and/or ``chunk_id`` / ``document_id``."""
-    path = Path(path)
+def _jsonl_objects(path: Path, what: str, missing: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a missing file or a line that is not a JSON object is an
+    error naming the file and line (``missing`` says how to get the file)."""
     if not path.is_file():
-        raise ConfigError(f"{path}: no such pairs file — give a JSONL file with one {{\"query\", \"positive\"}} "
-                          "object per line")
-    pairs = []
+        raise ConfigError(f"{path}: no such {what} file — {missing}")
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -165,7 +163,17 @@ def read_pairs(path: str | Path) -> list[TrainingPair]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}:{lineno}: not valid JSON ({exc.msg}) — one JSON object per line") from exc
-        if not isinstance(row, dict) or not str(row.get("query", "")).strip():
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}:{lineno}: each line must be a JSON object")
+        yield lineno, row
+
+
+def read_pairs(path: str | Path) -> list[TrainingPair]:
+    """Pairs from JSON lines with ``query`` and ``positive`` (text) and/or ``chunk_id`` / ``document_id``."""
+    path = Path(path)
+    pairs = []
+    for lineno, row in _jsonl_objects(path, "pairs", "give one {\"query\", \"positive\"} JSON object per line"):
+        if not str(row.get("query", "")).strip():
             raise ConfigError(f"{path}:{lineno}: each line needs a non-empty \"query\"")
         chunk_ids = tuple(_as_list(row.get("chunk_id") or row.get("chunk_ids")))
         doc_ids = tuple(_as_list(row.get("document_id") or row.get("document_ids")))
@@ -189,18 +197,10 @@ def read_triplets(path: str | Path) -> list[Triplet]:
     """Triplets from JSON lines with ``query``, ``positive`` (text) and ``negatives`` (list of texts, may be
     empty), as written by ``ragtune data mine-negatives`` or ``gen-negatives``."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such triplets file — write one with 'ragtune data mine-negatives' or "
-                          "'ragtune data gen-negatives'")
     triplets = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{lineno}: not valid JSON ({exc.msg}) — one JSON object per line") from exc
-        if not isinstance(row, dict) or not str(row.get("query", "")).strip() or not str(row.get("positive", "")):
+    missing = "write one with 'ragtune data mine-negatives' or 'ragtune data gen-negatives'"
+    for lineno, row in _jsonl_objects(path, "triplets", missing):
+        if not str(row.get("query", "")).strip() or not str(row.get("positive", "")):
             raise ConfigError(f"{path}:{lineno}: each line needs a non-empty \"query\" and \"positive\" (text)")
         negatives = row.get("negatives", [])
         if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
