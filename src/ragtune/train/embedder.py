@@ -22,7 +22,7 @@ from pydantic import Field
 from ragtune.errors import ConfigError
 from ragtune.train.negatives import Triplet, read_pairs, read_triplets
 from ragtune.train.recipe import RecipeError, _Section, read_recipe_data, validate_recipe
-from ragtune.train.reranker import RUN_FILE, _resumable, _versions
+from ragtune.train.run import RUN_FILE, resumable_checkpoints, versions
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset,
                                          loss=_loss(model, recipe), evaluator=evaluator, callbacks=callbacks)
-    checkpoints = _resumable(out / "checkpoints", {**recipe.model_dump(), "rows": rows}, resume)
+    checkpoints = resumable_checkpoints(out / "checkpoints", {**recipe.model_dump(), "rows": rows}, resume)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     seconds = time.perf_counter() - started
@@ -320,7 +320,7 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
         "heldout_after": after,
         "history": [{k: v for k, v in entry.items() if isinstance(v, (int, float))}
                     for entry in trainer.state.log_history],
-        "versions": _versions(),
+        "versions": versions("sentence-transformers"),
     }
     (out / RUN_FILE).write_text(json.dumps(run, indent=2))
     return run

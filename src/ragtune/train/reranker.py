@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,11 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ragtune.errors import ConfigError
 from ragtune.evaluate.beir import BeirDataset
 from ragtune.train.negatives import TrainingPair, Triplet
+from ragtune.train.run import RUN_FILE, resumable_checkpoints, versions
 
 log = logging.getLogger(__name__)
-
-RUN_FILE = "run.json"
-
 
 class RerankerRecipe(BaseModel):
     """How to train a reranker. Defaults were chosen on SciFact (see bench/train_reranker.py)."""
@@ -165,7 +162,7 @@ def train_reranker(
         model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.patience)] if dev else [],
     )
-    checkpoints = _resumable(out / "checkpoints", {**recipe.model_dump(), "pairs": len(dataset)}, resume)
+    checkpoints = resumable_checkpoints(out / "checkpoints", {**recipe.model_dump(), "pairs": len(dataset)}, resume)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     seconds = time.perf_counter() - started
@@ -185,29 +182,7 @@ def train_reranker(
         "dev_before": before,
         "dev_after": after,
         "history": history,
-        "versions": _versions(),
+        "versions": versions("sentence-transformers"),
     }
     (out / RUN_FILE).write_text(json.dumps(run, indent=2))
     return run
-
-
-def _resumable(directory: Path, identity: dict[str, Any], resume: bool) -> list[Path]:
-    """Checkpoints to resume from: only those of a run with the same recipe and data size. Another run's
-    checkpoints in the same place are an error rather than silently mixed into this one."""
-    directory.mkdir(parents=True, exist_ok=True)
-    marker = directory / "recipe.json"
-    checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    if checkpoints and marker.is_file() and json.loads(marker.read_text()) != identity:
-        raise ConfigError(f"{directory.parent} holds checkpoints of a run with another recipe or data — give a new "
-                          f"--out directory, or delete {directory} to start over")
-    marker.write_text(json.dumps(identity, indent=2))
-    return checkpoints if resume else []
-
-
-def _versions() -> dict[str, str]:
-    import sentence_transformers
-    import torch
-    import transformers
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__}

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ragtune.errors import RagtuneError
+from ragtune.errors import ConfigError, RagtuneError
 from ragtune.train.device import DevicePlan
 from ragtune.train.recipe import Recipe
 
@@ -251,13 +251,28 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     return record
 
 
-def versions() -> dict[str, str]:
+def versions(*extra: str) -> dict[str, str]:
+    """Installed versions of the training stack (and of ``extra`` packages), for run.json."""
     import importlib.metadata
 
     found = {}
-    for name in ("ragtune", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes"):
+    names = ("ragtune", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes", *extra)
+    for name in names:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             found[name] = "not installed"
     return found
+
+
+def resumable_checkpoints(directory: Path, identity: dict[str, Any], resume: bool) -> list[Path]:
+    """Checkpoints to resume from: only those of a run with the same recipe and data size. Another run's
+    checkpoints in the same place are an error rather than silently mixed into this one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / "recipe.json"
+    checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    if checkpoints and marker.is_file() and json.loads(marker.read_text()) != identity:
+        raise ConfigError(f"{directory.parent} holds checkpoints of a run with another recipe or data — give a new "
+                          f"--out directory, or delete {directory} to start over")
+    marker.write_text(json.dumps(identity, indent=2))
+    return checkpoints if resume else []
