@@ -69,7 +69,17 @@ def passage_text(hit: Hit) -> str:
     return hit.text
 
 
-class CrossEncoderReranker:
+class PointwiseReranker:
+    """A reranker that scores each (query, passage) pair on its own; subclasses implement ``score``."""
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def rerank(self, query: str, hits: list[Hit], top_k: int | None = None) -> list[Hit]:
+        return apply_scores(hits, self.score(query, [passage_text(h) for h in hits]).tolist(), top_k)
+
+
+class CrossEncoderReranker(PointwiseReranker):
     """A sentence-transformers CrossEncoder over any HF directory or hub id (bge-reranker, ms-marco-MiniLM,
     or one trained by ``ragtune train reranker``), batched, truncated to ``max_length`` tokens."""
 
@@ -130,11 +140,8 @@ class CrossEncoderReranker:
                     self._cache.popitem(last=False)
         return np.asarray([known[i] for i in range(len(texts))], dtype=np.float32)
 
-    def rerank(self, query: str, hits: list[Hit], top_k: int | None = None) -> list[Hit]:
-        return apply_scores(hits, self.score(query, [passage_text(h) for h in hits]).tolist(), top_k)
 
-
-class LLMReranker:
+class LLMReranker(PointwiseReranker):
     """Pointwise relevance from an LLM. The local backend scores logit("yes") − logit("no") in batches;
     other backends answer a graded 0–3 prompt, several requests at a time."""
 
@@ -168,9 +175,6 @@ class LLMReranker:
             log.warning("LLM reranker: grading failed (%s); scoring the passage 0", exc)
             return 0.0
         return parse_grade(reply)
-
-    def rerank(self, query: str, hits: list[Hit], top_k: int | None = None) -> list[Hit]:
-        return apply_scores(hits, self.score(query, [passage_text(h) for h in hits]).tolist(), top_k)
 
 
 def parse_grade(reply: str) -> float:
