@@ -2,11 +2,14 @@
 
 from ragtune.parse.base import (
     HeadingPath,
+    ParseOptions,
     Parser,
     build_document,
+    current_options,
     detect_language,
     markdown_table,
     parse,
+    parse_options,
     register_parser,
     source_type_for,
     supported_extensions,
@@ -19,12 +22,15 @@ from ragtune.parse.text import decode_text, parse_text
 
 __all__ = [
     "HeadingPath",
+    "ParseOptions",
     "Parser",
     "build_document",
+    "current_options",
     "decode_text",
     "detect_language",
     "markdown_table",
     "parse",
+    "parse_options",
     "parse_docx",
     "parse_html",
     "parse_markdown",

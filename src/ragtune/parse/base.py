@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,53 @@ Parser = Callable[[bytes, str], Document]
 class _Entry:
     parser: Parser
     source_type: str
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """Limits and OCR choices every format parser honours; read inside a parser with ``current_options()``.
+
+    They travel in a context variable rather than in the ``Parser`` signature so that user-registered
+    parsers keep working unchanged.
+    """
+
+    #: Pages (PDF) or slides (PPTX) read at most; later ones are dropped with a warning.
+    max_pages: int = 2000
+    #: "auto" = OCR pages without a usable text layer; "off" = never (such pages raise/are skipped);
+    #: "force" = OCR every page.
+    ocr: str = "auto"
+    #: Tesseract language codes joined by "+".
+    ocr_languages: str = "eng+chi_sim"
+    ocr_dpi: int = 300
+    #: Seconds one page's OCR may take before it is abandoned with a clear error.
+    ocr_timeout_s: float = 120.0
+    #: Container formats (DOCX, PPTX, XLSX, EPUB are ZIP files): limits against zip bombs.
+    max_archive_member_bytes: int = 256 * 1024 * 1024
+    max_archive_total_bytes: int = 1024 * 1024 * 1024
+    max_archive_ratio: float = 200.0
+    max_archive_members: int = 20_000
+
+    def updated(self, **changes: Any) -> ParseOptions:
+        return replace(self, **changes)
+
+
+_DEFAULT_OPTIONS = ParseOptions()
+_options: ContextVar[ParseOptions | None] = ContextVar("ragtune_parse_options", default=None)
+
+
+def current_options() -> ParseOptions:
+    """The options of the ``parse`` call in progress (defaults outside one)."""
+    return _options.get() or _DEFAULT_OPTIONS
+
+
+@contextmanager
+def parse_options(options: ParseOptions) -> Iterator[ParseOptions]:
+    """Make ``options`` current for the parsers called inside the block."""
+    token = _options.set(options)
+    try:
+        yield options
+    finally:
+        _options.reset(token)
 
 
 _registry: dict[str, _Entry] = {}
@@ -86,11 +135,18 @@ def source_type_for(filename: str | Path) -> str | None:
     return entry.source_type if entry else None
 
 
-def parse(source: str | Path | bytes, *, filename: str | None = None, max_bytes: int | None = None) -> Document:
+def parse(
+    source: str | Path | bytes,
+    *,
+    filename: str | None = None,
+    max_bytes: int | None = None,
+    options: ParseOptions | None = None,
+) -> Document:
     """Parse a file (a path, or its bytes plus ``filename``) into a Document of typed blocks.
 
-    ``filename``, when given, names the document and its extension chooses the parser. Anything that goes
-    wrong with the file itself raises ``ParseError`` naming it and the cause.
+    ``filename``, when given, names the document and its extension chooses the parser. ``options`` (limits,
+    OCR) are current for the parser while it runs. Anything that goes wrong with the file itself raises
+    ``ParseError`` naming it and the cause.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not filename:
@@ -106,7 +162,8 @@ def parse(source: str | Path | bytes, *, filename: str | None = None, max_bytes:
         data = _read(path, name, max_bytes)
 
     try:
-        document = entry.parser(data, name)
+        with parse_options(options or current_options()):
+            document = entry.parser(data, name)
     except ParseError:
         raise
     except Exception as exc:
