@@ -91,6 +91,14 @@ class ChunkMeta(BaseModel):
     legal_clause_id: str | None = None
     table_caption: str | None = None
     is_ocr: bool = False
+    #: Code chunks: the programming language, the symbol's qualified name ("Class.method"), its kind
+    #: ("function", "class", "method", ...), signature line, docstring, and the enclosing class/namespace.
+    code_language: str | None = None
+    symbol: str | None = None
+    symbol_kind: str | None = None
+    signature: str | None = None
+    docstring: str | None = None
+    parent_symbol: str | None = None
 
 
 class Chunk(BaseModel):
