@@ -104,16 +104,18 @@ class KnowledgeBase:
             store = cls._store(path, settings, stored_name, stored_dim, create=False)
             return cls(store, settings, embedder)
         embedder = embedder or _shared_embedder(settings.embedder, settings.embed_batch_size, settings.num_threads)
-        store = cls._store(path, settings, embedder.name, embedder.dim, create=True)
+        store = cls._store(path, settings, embedder.name, embedder.dim, create=True,
+                           checkpoint=checkpoint_hash(embedder.name))
         return cls(store, settings, embedder)
 
     @staticmethod
-    def _store(path: Path, settings: Settings, name: str, dim: int, *, create: bool) -> LocalStore:
+    def _store(path: Path, settings: Settings, name: str, dim: int, *, create: bool, checkpoint: str = ""
+               ) -> LocalStore:
         return LocalStore(
             path, embedder_name=name, dim=dim, create=create, bm25_k1=settings.bm25_k1, bm25_b=settings.bm25_b,
             hnsw_m=settings.hnsw_m, hnsw_ef_construction=settings.hnsw_ef_construction,
             hnsw_ef_search=settings.hnsw_ef_search, exact_search_below=settings.exact_search_below,
-            threads=settings.num_threads or 1,
+            threads=settings.num_threads or 1, checkpoint=checkpoint,
         )
 
     @property
@@ -125,6 +127,15 @@ class KnowledgeBase:
                 raise EmbedderMismatchError(
                     f"{self.store.directory}: embedder '{s.embedder}' has {embedder.dim} dimensions, the knowledge "
                     f"base {self.store.dim}"
+                )
+            recorded, current = self.store.checkpoint, checkpoint_hash(embedder.name)
+            if recorded and current and recorded != current:
+                # Same name, other weights (a run directory trained again in place): new query vectors would
+                # not match the stored ones, and search would quietly degrade.
+                raise EmbedderMismatchError(
+                    f"{self.store.directory}: the vectors were made by '{s.embedder}' with weights "
+                    f"{recorded[:12]}…, but that model now has weights {current[:12]}… — re-encode with 'ragtune kb "
+                    f"reembed --kb {self.store.directory} --embedder {s.embedder}', or restore the old weights"
                 )
             self._embedder = embedder
         return self._embedder

@@ -202,3 +202,33 @@ def test_cli_reembed_then_stats_reports_the_new_embedder(tmp_path: Path, embedde
     assert verify.exit_code == 0, verify.output
     missing = runner.invoke(app, ["kb", "reembed", "--kb", str(tmp_path / "nokb"), "--embedder", "x", "--json"])
     assert missing.exit_code == 1 and "no knowledge base" in missing.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_model_retrained_in_place_is_caught_and_reembed_repairs_it(tmp_path: Path, new_model: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "emb-002"
+    shutil.copytree(new_model, model)
+    kb_path = tmp_path / "kb"
+    _build(kb_path, str(model), 6)
+    recorded = _meta(kb_path / "ragtune.db")["embedder_checkpoint"]
+    assert recorded == checkpoint_hash(str(model)) != ""
+
+    # "Train again" into the same directory: same name, other weights.
+    weights = model / "model.safetensors"
+    state = load_file(str(weights))
+    key = next(k for k in state if k.endswith("word_embeddings.weight"))
+    state[key] = state[key] * 1.01
+    save_file(state, str(weights), metadata={"format": "pt"})
+    with KnowledgeBase.open(kb_path) as kb:
+        assert kb.stats()["chunks"] == 6  # catalog commands still work
+        with pytest.raises(EmbedderMismatchError, match=r"ragtune kb reembed --kb .* --embedder"):
+            kb.search("glacier", k=1)
+        report = kb.reembed(str(model))
+    assert report["checkpoint"] == checkpoint_hash(str(model)) != recorded
+    with KnowledgeBase.open(kb_path) as kb:
+        assert "glacier" in kb.search("glacier", k=1)[0].text

@@ -38,6 +38,18 @@ def checkpoint_hash(name: str) -> str:
                    and "checkpoints" not in p.relative_to(directory).parts)
     if not files:
         return ""
+    # Hashing ~100 MB on every KB open would cost a noticeable fraction of a second; the files' sizes and
+    # modification times tell when it must be recomputed.
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if stamp not in _hashes:
+        _hashes[stamp] = _digest(directory, files)
+    return _hashes[stamp]
+
+
+_hashes: dict[tuple[tuple[str, int, int], ...], str] = {}
+
+
+def _digest(directory: Path, files: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0")

@@ -144,6 +144,7 @@ class LocalStore:
         hnsw_ef_search: int = 128,
         exact_search_below: int = 20000,
         threads: int = 1,
+        checkpoint: str = "",
     ) -> None:
         self.directory = Path(directory)
         db_path = self.directory / DB_FILE
@@ -163,7 +164,7 @@ class LocalStore:
             # executescript would commit on its own; run the statements inside our transaction instead.
             for statement in _split_sql(_SCHEMA):
                 self._conn.execute(statement)
-        self.embedder_name, self.dim = self._check_embedder(embedder_name, dim)
+        self.embedder_name, self.dim = self._check_embedder(embedder_name, dim, checkpoint)
         self._bm25_params = (bm25_k1, bm25_b)
         self._hnsw_params = dict(
             m=hnsw_m, ef_construction=hnsw_ef_construction, ef_search=hnsw_ef_search,
@@ -177,12 +178,12 @@ class LocalStore:
 
     # ------------------------------------------------------------------ setup
 
-    def _check_embedder(self, name: str, dim: int) -> tuple[str, int]:
+    def _check_embedder(self, name: str, dim: int, checkpoint: str) -> tuple[str, int]:
         stored = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         if "embedder" not in stored:
             with self._write():
                 for key, value in (("schema_version", SCHEMA_VERSION), ("embedder", name), ("dim", dim),
-                                   ("created_at", time.time())):
+                                   (_CHECKPOINT, checkpoint), ("created_at", time.time())):
                     self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
             return name, dim
         if stored["embedder"] != name or int(stored["dim"]) != dim:
