@@ -10,7 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtune.errors import ConfigError
-from ragtune.train.embedder import EmbedderRecipe, load_embedder_recipe, load_examples, split_examples
+from ragtune.train.embedder import (
+    EmbedderRecipe,
+    load_embedder_recipe,
+    load_examples,
+    load_heldout,
+    split_examples,
+)
 from ragtune.train.negatives import read_triplets, write_jsonl
 from ragtune.train.recipe import RecipeError
 
@@ -66,6 +72,16 @@ class TestExamples:
         assert len({e.query for e in held}) == 2
         assert not {e.query for e in train} & {e.query for e in held}
         assert split_examples(examples, 0.0, seed=1) == (examples, [])
+
+    def test_a_given_dev_file_replaces_the_random_split_and_leaves_training(self, tmp_path: Path) -> None:
+        train_file, dev_file = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+        write_jsonl(train_file, [{"query": f"q{i}", "positive": f"P{i}", "negatives": [f"N{i}"]} for i in range(10)])
+        write_jsonl(dev_file, [{"query": "q3", "positive": "P3", "negatives": ["N3"]},
+                               {"query": "q99", "positive": "P99"}])
+        recipe = load_embedder_recipe(None, [f"data.triplets=['{train_file}']", f"data.eval=['{dev_file}']"])
+        train, held = load_heldout(recipe, load_examples(recipe))
+        assert [e.query for e in held] == ["q3", "q99"]
+        assert len(train) == 9 and "q3" not in {e.query for e in train}
 
     def test_bad_data_is_named(self, tmp_path: Path) -> None:
         with pytest.raises(RecipeError, match="names no training data"):

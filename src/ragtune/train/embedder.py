@@ -46,7 +46,10 @@ class EmbedderDataSection(_Section):
                              "positives): trained with in-batch negatives only.")
     negatives: int = Field(default=1, ge=0, description="Hard negatives used per query (each becomes one row).")
     eval_split: float = Field(default=0.2, ge=0, lt=1, description="Share of queries held out for evaluation and "
-                              "best-checkpoint selection (0 = none).")
+                              "best-checkpoint selection (0 = none); ignored when data.eval names files.")
+    eval: list[str] = Field(default_factory=list, description="JSONL files of held-out {query, positive[, negatives]} "
+                            "(e.g. a dev split): evaluated and used for checkpoint choice instead of a random "
+                            "data.eval_split share; each query ranks these files' passages.")
     max_examples: int = Field(default=0, ge=0, description="Use only the first N queries (0 = all); for trials.")
 
 
@@ -128,6 +131,16 @@ def load_examples(recipe: EmbedderRecipe) -> list[Triplet]:
     if recipe.data.max_examples:
         examples = examples[: recipe.data.max_examples]
     return examples
+
+
+def load_heldout(recipe: EmbedderRecipe, examples: Sequence[Triplet]) -> tuple[list[Triplet], list[Triplet]]:
+    """(train, held out): the ``data.eval`` files when given — their queries are removed from training — or else
+    a ``data.eval_split`` share of the examples' queries."""
+    if not recipe.data.eval:
+        return split_examples(examples, recipe.data.eval_split, recipe.train.seed)
+    heldout = [t for path in recipe.data.eval for t in read_triplets(path)]
+    held = {t.query for t in heldout}
+    return [e for e in examples if e.query not in held], heldout
 
 
 def split_examples(examples: Sequence[Triplet], share: float, seed: int) -> tuple[list[Triplet], list[Triplet]]:
@@ -217,7 +230,7 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
     run record. Checkpoints go to ``<run>/checkpoints`` (TensorBoard logs under it); an interrupted run
     resumes from the last one when ``resume``."""
     examples = load_examples(recipe)
-    train_examples, heldout = split_examples(examples, recipe.data.eval_split, recipe.train.seed)
+    train_examples, heldout = load_heldout(recipe, examples)
     triplet_rows, pair_rows = _rows(train_examples, recipe.data.negatives)
     if not triplet_rows["anchor"] and not pair_rows["anchor"]:
         raise RecipeError("no training examples left after holding out data.eval_split — add data or lower it")
@@ -255,7 +268,9 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
                 if rows["anchor"]}
     train_dataset: Any = next(iter(datasets.values())) if len(datasets) == 1 else datasets
 
-    evaluator = heldout_evaluator(heldout, examples) if heldout else None
+    # A given dev set is ranked against its own passages (positives and their hard negatives); a share split
+    # off the training files against every passage the run knows.
+    evaluator = heldout_evaluator(heldout, heldout if recipe.data.eval else examples) if heldout else None
     before: dict[str, float] = {}
     if evaluator is not None:
         before = _rounded(evaluator(model))
