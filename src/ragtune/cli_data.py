@@ -12,7 +12,20 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ragtune.cli import JsonOpt, KbOpt, _emit, _fail, _open, _progress, app, console, err_console, kb_app, train_app
+from ragtune.cli import (
+    JsonOpt,
+    KbOpt,
+    _emit,
+    _fail,
+    _kb_path,
+    _open,
+    _progress,
+    app,
+    console,
+    err_console,
+    kb_app,
+    train_app,
+)
 from ragtune.errors import RagtuneError
 
 data_app = typer.Typer(help="Build training data: synthetic queries, mined and generated hard negatives.",
@@ -60,6 +73,27 @@ def data_synth_queries(
     console.print(f"{report.kept} questions for {report.chunks} chunks written to {escape(str(out))} "
                   f"({report.generated} generated, {report.duplicates} duplicates or echoes, "
                   f"{report.not_found} dropped by the round trip)", highlight=False)
+
+
+@data_app.command("feedback-pairs")
+def data_feedback_pairs(out: OutOpt, kb: KbOpt = None, as_json: JsonOpt = False) -> None:
+    """Training pairs from answers users rated 👍: the question and each source the answer cited.
+
+    Feed them to 'ragtune data mine-negatives --pairs' and 'ragtune train embedder' like any other pairs."""
+    from ragtune.feedback import feedback_pairs
+    from ragtune.train.negatives import write_jsonl
+
+    try:
+        pairs = feedback_pairs(_kb_path(kb))
+    except RagtuneError as exc:
+        _fail(str(exc), as_json)
+    write_jsonl(out, pairs)
+    summary = {"pairs": len(pairs), "answers": len({p["query_id"] for p in pairs}), "out": str(out)}
+    if as_json:
+        _emit(summary)
+        return
+    console.print(f"{summary['pairs']} pairs from {summary['answers']} 👍 answers written to {escape(str(out))}",
+                  highlight=False)
 
 
 @data_app.command("mine-negatives")

@@ -28,7 +28,8 @@ _SCHEMA = (
         refused INTEGER NOT NULL DEFAULT 0,
         model TEXT NOT NULL DEFAULT '',
         contexts TEXT NOT NULL DEFAULT '[]',
-        created_at REAL NOT NULL
+        created_at REAL NOT NULL,
+        cited TEXT NOT NULL DEFAULT '[]'
     )""",
     """CREATE TABLE IF NOT EXISTS feedback (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -40,6 +41,8 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS feedback_answer ON feedback (answer_id)",
 )
+# Columns added after the first release, with their definitions: added in place to older knowledge bases.
+_ADDED_COLUMNS = {"answers": {"cited": "TEXT NOT NULL DEFAULT '[]'"}}
 
 
 @dataclass
@@ -51,6 +54,8 @@ class FeedbackRecord:
     answer: str
     rating: Rating
     contexts: list[str] = field(default_factory=list)
+    #: The sources the answer cites: their number in ``contexts`` (1-based) and chunk id.
+    cited: list[dict[str, Any]] = field(default_factory=list)
     corrected_answer: str | None = None
     comment: str | None = None
     created_at: str = ""
@@ -63,6 +68,8 @@ class FeedbackRecord:
         if self.comment:
             line["comment"] = self.comment
         line.update(contexts=self.contexts, answer_id=self.answer_id, created_at=self.created_at)
+        if self.cited:
+            line["cited"] = self.cited
         return line
 
 
@@ -80,6 +87,11 @@ class FeedbackStore:
         with self._lock:
             for statement in _SCHEMA:
                 self._conn.execute(statement)
+            for table, columns in _ADDED_COLUMNS.items():
+                present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+                for column, definition in columns.items():
+                    if column not in present:
+                        self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         with self._lock:
@@ -92,14 +104,17 @@ class FeedbackStore:
         self.close()
 
     def record_answer(self, answer: Answer) -> None:
-        """Remember an answer served, with the source texts it was given, so feedback can refer to it by id."""
+        """Remember an answer served, with the source texts it was given and the ones it cites, so feedback
+        can refer to it by id (and a 👍 can become retrieval training data)."""
         contexts = [hit.text for hit in answer.sources]
+        cited = [{"number": c.number, "chunk_id": c.chunk_id} for c in answer.citations
+                 if 1 <= c.number <= len(contexts)]
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO answers (id, question, answer, refused, model, contexts, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO answers (id, question, answer, refused, model, contexts, created_at, cited)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (answer.id, answer.question, answer.answer, int(answer.refused), answer.model,
-                 json.dumps(contexts, ensure_ascii=False), time.time()),
+                 json.dumps(contexts, ensure_ascii=False), time.time(), json.dumps(cited)),
             )
 
     def has_answer(self, answer_id: str) -> bool:
@@ -126,13 +141,13 @@ class FeedbackStore:
         """Every rating with its answer, oldest first."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT f.answer_id, a.question, a.answer, f.rating, a.contexts, f.corrected_answer, f.comment,"
-                " f.created_at FROM feedback f JOIN answers a ON a.id = f.answer_id ORDER BY f.id"
+                "SELECT f.answer_id, a.question, a.answer, f.rating, a.contexts, a.cited, f.corrected_answer,"
+                " f.comment, f.created_at FROM feedback f JOIN answers a ON a.id = f.answer_id ORDER BY f.id"
             ).fetchall()
-        for answer_id, question, answer, rating, contexts, corrected, comment, created in rows:
+        for answer_id, question, answer, rating, contexts, cited, corrected, comment, created in rows:
             yield FeedbackRecord(
                 answer_id=answer_id, question=question, answer=answer, rating=rating, contexts=json.loads(contexts),
-                corrected_answer=corrected, comment=comment,
+                cited=json.loads(cited), corrected_answer=corrected, comment=comment,
                 created_at=datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds"),
             )
 
@@ -152,3 +167,25 @@ def export_feedback(kb_dir: str | Path, out: str | Path) -> int:
             f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def feedback_pairs(kb_dir: str | Path) -> list[dict[str, Any]]:
+    """Retrieval training pairs from 👍 answers: the question with each source the answer cited (text and chunk
+    id, so mined negatives never include it). An answer's latest rating counts; one rated 👎 last gives none."""
+    latest: dict[str, FeedbackRecord] = {}
+    with FeedbackStore(kb_dir) as store:
+        for record in store.records():
+            latest[record.answer_id] = record
+    pairs: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for record in latest.values():
+        if record.rating != "up":
+            continue
+        for source in record.cited:
+            key = (" ".join(record.question.split()).casefold(), source["chunk_id"])
+            if key in seen:
+                continue
+            seen.add(key)
+            pairs.append({"query": record.question, "positive": record.contexts[source["number"] - 1],
+                          "chunk_id": source["chunk_id"], "query_id": record.answer_id, "source": "feedback"})
+    return pairs

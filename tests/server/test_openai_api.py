@@ -105,4 +105,6 @@ def test_feedback_is_stored_with_the_answer_and_exported_as_jsonl(client, live, 
     assert mine[0]["question"] == QUESTION and "45" in mine[0]["answer"] and mine[0]["contexts"]
     assert mine[1]["rating"] == "up" and "corrected_answer" not in mine[1]
     assert set(mine[0]) == {"question", "answer", "rating", "corrected_answer", "comment", "contexts", "answer_id",
-                            "created_at"}
+                            "created_at", "cited"}
+    # The cited sources point into the contexts the answer was given (what `data feedback-pairs` reads).
+    assert all(1 <= c["number"] <= len(mine[0]["contexts"]) and c["chunk_id"] for c in mine[0]["cited"])

@@ -175,3 +175,56 @@ def test_bundled_local_llm_writes_well_formed_questions_and_negatives(kb_path: P
                    for q in queries)
         triplets = generate_negatives(kb.rewriter(), [TrainingPair(PAYDAY, PASSAGES["pay1"])])
         assert all(t.source == "generated" and t.negatives and t.positive not in t.negatives for t in triplets)
+
+
+@pytest.mark.e2e
+def test_thumbs_up_answers_become_pairs_whose_cited_chunk_is_never_a_negative(kb_path: Path, tmp_path: Path,
+                                                                               embedder) -> None:
+    import shutil
+    import sqlite3
+
+    from ragtune.cli import app
+    from ragtune.feedback import FeedbackStore
+    from ragtune.types import Answer, Citation
+
+    path = tmp_path / "kb"
+    shutil.copytree(kb_path, path)
+    with KnowledgeBase.open(path, embedder=embedder) as kb:
+        hits = kb.search(PAYDAY, k=3)
+    # As the server records them: the numbered sources, and the ones the answer cites.
+    answers = {
+        "liked": Answer(id="liked", question=PAYDAY, answer="On the 25th [1].", grounded=True, sources=hits,
+                        citations=[Citation(number=1, chunk_id=hits[0].chunk_id, document_id=hits[0].document_id,
+                                            source=hits[0].source)]),
+        "disliked": Answer(id="disliked", question="Who approves expenses?", answer="The CEO [2].", grounded=True,
+                           sources=hits, citations=[Citation(number=2, chunk_id=hits[1].chunk_id,
+                                                             document_id=hits[1].document_id, source=hits[1].source)]),
+    }
+    with FeedbackStore(path) as store:
+        for answer in answers.values():
+            store.record_answer(answer)
+        store.add("liked", "up")
+        store.add("liked", "up")  # rated twice: still one pair
+        store.add("disliked", "up")
+        store.add("disliked", "down", comment="wrong person")  # the latest rating counts
+
+    runner = CliRunner()
+    pairs_file, triplets = tmp_path / "fb.jsonl", tmp_path / "t.jsonl"
+    done = runner.invoke(app, ["data", "feedback-pairs", "--kb", str(path), "--out", str(pairs_file), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["pairs"] == 1
+    (pair,) = [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    assert pair["query"] == PAYDAY and pair["positive"] == hits[0].text and pair["chunk_id"] == hits[0].chunk_id
+
+    done = runner.invoke(app, ["data", "mine-negatives", "--kb", str(path), "--pairs", str(pairs_file),
+                               "--out", str(triplets), "--rank-window", "1:5", "--negatives", "3", "--json"])
+    assert done.exit_code == 0, done.output
+    (mined,) = read_triplets(triplets)
+    assert mined.negatives and hits[0].text not in mined.negatives
+
+    # A knowledge base from before citations were recorded gains the column and still exports.
+    conn = sqlite3.connect(path / "ragtune.db")
+    conn.execute("ALTER TABLE answers DROP COLUMN cited")
+    conn.close()
+    with FeedbackStore(path) as store:
+        assert {r.answer_id for r in store.records()} == {"liked", "disliked"}
