@@ -225,11 +225,12 @@ class Ingestor:
     def _chunk(self, item: _Item) -> _Item:
         doc = item.document
         assert doc is not None
-        name = chunker_name_for(self.chunker_name, doc.source_type)
+        name = chunker_name_for(self.chunker_name, doc.source_type, doc)
         chunker = self._chunkers.get(name)
         if chunker is None:
             chunker = make_chunker(name, chunk_size=self.settings.chunk_size,
-                                   chunk_overlap=self.settings.chunk_overlap, counter=self._counter)
+                                   chunk_overlap=self.settings.chunk_overlap, counter=self._counter,
+                                   embedder=self.embedder)
             self._chunkers[name] = chunker
         item.record.source_type = doc.source_type
         item.record.title = doc.title
@@ -321,7 +322,7 @@ class Ingestor:
         if not pending:
             return
         embeddable = [i for i in pending if i.error is None and i.record.status == "ok" and i.chunks]
-        texts = [c.text for i in embeddable for c in i.chunks]
+        texts = [c.embedding_text for i in embeddable for c in i.chunks]
         vectors = self.embedder.encode_documents(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
         updates: list[DocumentUpdate] = []
         offset = 0

@@ -37,8 +37,12 @@ class Settings(BaseSettings):
     )
 
     # chunking
-    chunker: Literal["auto", "recursive", "token", "markdown"] = Field(
-        "auto", description="Chunking strategy; 'auto' picks 'markdown' for Markdown files and 'recursive' otherwise."
+    chunker: Literal[
+        "auto", "recursive", "token", "markdown", "slide", "table", "semantic", "legal", "paper", "code", "qa"
+    ] = Field(
+        "auto", description="Chunking strategy; 'auto' picks by file type and content: markdown (Markdown, HTML, "
+        "EPUB, Word), slide (PowerPoint), table (Excel, CSV), code (source files, by AST), qa (Q&A JSON), legal "
+        "(texts numbered by article), paper (Abstract/Introduction/References), recursive otherwise.",
     )
     chunk_size: int = Field(256, gt=8, description="Chunk size in embedder tokens (see README for the measurement).")
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks.")

@@ -90,6 +90,10 @@ class ChunkMeta(BaseModel):
     tags: list[str] = Field(default_factory=list)
     legal_clause_id: str | None = None
     table_caption: str | None = None
+    #: For a piece of a table too long for one chunk that does not start at the table's top: the table's
+    #: header row and separator line, so the piece is embedded and shown with its column names (the chunk
+    #: text itself stays an exact slice of the document).
+    table_header: str | None = None
     is_ocr: bool = False
     #: Code chunks: the programming language, the symbol's qualified name ("Class.method"), its kind
     #: ("function", "class", "method", ...), signature line, docstring, and the enclosing class/namespace.
@@ -109,6 +113,15 @@ class Chunk(BaseModel):
     start: int
     end: int
     meta: ChunkMeta = Field(default_factory=ChunkMeta)
+
+    @property
+    def embedding_text(self) -> str:
+        return embedding_text(self.text, self.meta)
+
+
+def embedding_text(text: str, meta: ChunkMeta) -> str:
+    """What the embedder encodes for a chunk: its text, after the column names when it continues a table."""
+    return f"{meta.table_header}\n{text}" if meta.table_header else text
 
 
 class Hit(BaseModel):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ragtune.chunk.base import spans_to_chunks
 from ragtune.chunk.token import validate_size
 from ragtune.chunk.tokens import RegexTokenCounter, TokenCounter, TokenIndex
-from ragtune.types import Chunk, Document
+from ragtune.types import Block, BlockType, Chunk, Document
 
 # Each separator is a regex whose match ends a piece; the match stays with the piece before it,
 # so pieces tile the text exactly and offsets never drift.
@@ -18,6 +19,12 @@ DEFAULT_SEPARATORS: tuple[str, ...] = (
     r"(?<=[.!?])[\"')\]]*\s+|(?<=[。！？；])",
     r"\s+",
 )
+# Tables are cut between rows and code between lines; a single row or line longer than the budget is the
+# only thing ever cut inside (on whitespace, then on token boundaries).
+_LINE_SEPARATORS: dict[BlockType, tuple[str, ...]] = {
+    BlockType.TABLE: (r"\n", r"\s+"),
+    BlockType.CODE: (r"\n\s*\n", r"\n", r"\s+"),
+}
 
 Span = tuple[int, int]
 
@@ -37,27 +44,52 @@ class RecursiveChunker:
         self.chunk_overlap = chunk_overlap
         self.counter = counter or RegexTokenCounter()
         self.separators = [re.compile(s) for s in separators]
+        self._line_separators = {kind: [re.compile(s) for s in seps] for kind, seps in _LINE_SEPARATORS.items()}
 
     def split(self, document: Document) -> list[Chunk]:
-        return spans_to_chunks(document, self.split_spans(document.text, 0, len(document.text)))
+        return spans_to_chunks(document, self.split_spans(document.text, 0, len(document.text), None, document.blocks))
 
-    def split_spans(self, text: str, start: int, end: int, index: TokenIndex | None = None) -> list[Span]:
-        """Chunk spans covering text[start:end]; ``index`` may be shared by callers that split many ranges."""
+    def split_spans(
+        self, text: str, start: int, end: int, index: TokenIndex | None = None, blocks: Sequence[Block] = (),
+    ) -> list[Span]:
+        """Chunk spans covering text[start:end]; ``index`` may be shared by callers that split many ranges.
+
+        ``blocks`` (the document's, in order) let tables and code be cut only between rows and lines: a table
+        or code block that fits the budget always lands whole in one chunk.
+        """
         index = index or TokenIndex(text, self.counter)
-        pieces = self._pieces(text, index, start, end, 0)
+        pieces: list[Span] = []
+        for s, e, kind in _regions(blocks, start, end):
+            separators = self._line_separators[kind] if kind is not None else self.separators
+            pieces.extend(self._pieces(text, index, s, e, 0, separators))
         return self._merge(index, pieces)
 
-    def _pieces(self, text: str, index: TokenIndex, start: int, end: int, level: int) -> list[Span]:
+    def split_sections(
+        self, document: Document, sections: Sequence[Span], metadata: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[Chunk]:
+        """Chunks that never cross a section boundary; every piece of a section gets that section's metadata."""
+        index = TokenIndex(document.text, self.counter)
+        spans: list[Span] = []
+        span_metadata: list[Mapping[str, Any]] = []
+        for n, (start, end) in enumerate(sections):
+            pieces = self.split_spans(document.text, start, end, index, document.blocks)
+            spans.extend(pieces)
+            span_metadata.extend([metadata[n] if metadata is not None else {}] * len(pieces))
+        return spans_to_chunks(document, spans, span_metadata)
+
+    def _pieces(
+        self, text: str, index: TokenIndex, start: int, end: int, level: int, separators: Sequence[re.Pattern[str]],
+    ) -> list[Span]:
         if index.count(start, end) <= self.chunk_size:
             return [(start, end)]
-        for depth in range(level, len(self.separators)):
-            cuts = [m.end() for m in self.separators[depth].finditer(text, start, end) if start < m.end() < end]
+        for depth in range(level, len(separators)):
+            cuts = [m.end() for m in separators[depth].finditer(text, start, end) if start < m.end() < end]
             if not cuts:
                 continue
             bounds = [start, *cuts, end]
             out: list[Span] = []
             for s, e in zip(bounds, bounds[1:], strict=False):
-                out.extend(self._pieces(text, index, s, e, depth + 1))
+                out.extend(self._pieces(text, index, s, e, depth + 1, separators))
             return out
         return self._hard_split(index, start, end)
 
@@ -95,3 +127,27 @@ class RecursiveChunker:
                 overlap += index.count(*pieces[back])
             i = back
         return chunks
+
+
+def _regions(blocks: Sequence[Block], start: int, end: int) -> list[tuple[int, int, BlockType | None]]:
+    """Tile [start, end) into runs of prose (kind None) and single table or code blocks.
+
+    A region runs up to the next region's start, so the separators between blocks stay with the block
+    before them and the regions cover the range exactly.
+    """
+    regions: list[tuple[int, int, BlockType | None]] = []
+    for block in blocks:
+        if block.end <= start or block.start >= end:
+            continue
+        region_start = max(block.start, start)
+        kind = block.type if block.type in _LINE_SEPARATORS else None
+        if not regions:
+            if kind is not None and region_start > start:
+                regions.append((start, region_start, None))  # text before the first block
+                regions.append((region_start, end, kind))
+            else:
+                regions.append((start, end, kind))
+        elif kind is not None or regions[-1][2] is not None:
+            regions[-1] = (regions[-1][0], region_start, regions[-1][2])
+            regions.append((region_start, end, kind))
+    return regions or [(start, end, None)]

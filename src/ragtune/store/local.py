@@ -20,7 +20,7 @@ from ragtune.store.bm25 import BM25Index
 from ragtune.store.filters import compile_sql, validate_filter
 from ragtune.store.hnsw import DenseIndex
 from ragtune.store.text import tokenize
-from ragtune.types import Chunk, ChunkMeta, Hit
+from ragtune.types import Chunk, ChunkMeta, Hit, embedding_text
 
 log = logging.getLogger(__name__)
 
@@ -681,14 +681,15 @@ class LocalStore:
         while True:
             # Keyset paging with a primary-key probe per row: each batch costs its own size, not the KB's.
             rows = self._conn.execute(
-                "SELECT c.id, c.text FROM chunks c WHERE c.id > ? AND NOT EXISTS"
+                "SELECT c.id, c.text, c.meta FROM chunks c WHERE c.id > ? AND NOT EXISTS"
                 " (SELECT 1 FROM reembed_vectors r WHERE r.chunk_id = c.id) ORDER BY c.id LIMIT ?",
                 (last, batch_size),
             ).fetchall()
             if not rows:
                 return encoded
             last = rows[-1]["id"]
-            vectors = np.ascontiguousarray(encode([r["text"] for r in rows]), dtype=np.float32)
+            texts = [embedding_text(r["text"], ChunkMeta.model_validate_json(r["meta"])) for r in rows]
+            vectors = np.ascontiguousarray(encode(texts), dtype=np.float32)
             if vectors.shape != (len(rows), dim):
                 raise EmbedderMismatchError(
                     f"{self.directory}: the new embedder returned vectors of shape {vectors.shape}, expected "
