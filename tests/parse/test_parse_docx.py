@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import zipfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from ragtune.errors import ParseError
 from ragtune.parse import parse
+from ragtune.parse.spreadsheet import table_cells
 from ragtune.types import BlockType
 
 pytestmark = pytest.mark.unit
@@ -188,3 +190,116 @@ class TestParseDocx:
         ole2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)
         with pytest.raises(ParseError, match="locked.docx: .*encrypted or legacy"):
             parse(ole2, filename="locked.docx")
+
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "office"
+
+
+class TestDocxTables:
+    def test_vertical_and_horizontal_merges_show_text_once(self, make_docx) -> None:
+        def build(doc) -> None:
+            table = doc.add_table(rows=4, cols=3)
+            for c, text in enumerate(["Team", "Quarter", "Budget"]):
+                table.cell(0, c).text = text
+            table.cell(1, 0).merge(table.cell(2, 0)).text = "Platform"
+            table.cell(1, 1).text, table.cell(1, 2).text = "Q1", "10"
+            table.cell(2, 1).text, table.cell(2, 2).text = "Q2", "12"
+            table.cell(3, 0).merge(table.cell(3, 1)).text = "Total"
+            table.cell(3, 2).text = "22"
+
+        document = parse(make_docx(build), filename="budget.docx")
+        (table,) = document.blocks
+        assert table_cells(table.text) == [
+            ["Team", "Quarter", "Budget"],
+            ["Platform", "Q1", "10"],
+            ["", "Q2", "12"],
+            ["Total", "", "22"],
+        ]
+
+    def test_nested_table_follows_its_parent(self, make_docx, check_offsets) -> None:
+        def build(doc) -> None:
+            doc.add_heading("Vendors", 1)
+            outer = doc.add_table(rows=2, cols=2)
+            outer.cell(0, 0).text, outer.cell(0, 1).text = "Vendor", "Rates"
+            outer.cell(1, 0).text = "Acme"
+            outer.cell(1, 1).text = "See below"
+            inner = outer.cell(1, 1).add_table(rows=2, cols=2)
+            inner.cell(0, 0).text, inner.cell(0, 1).text = "Item", "Price"
+            inner.cell(1, 0).text, inner.cell(1, 1).text = "Bolt", "0.10"
+            doc.add_paragraph("Table 1: Vendor rates")  # a typed caption below the table
+            doc.add_paragraph("After the tables.")
+
+        document = parse(make_docx(build), filename="vendors.docx")
+        assert [b.type for b in document.blocks] == [
+            BlockType.HEADING,
+            BlockType.TABLE,
+            BlockType.TABLE,
+            BlockType.PARAGRAPH,
+            BlockType.PARAGRAPH,
+        ]
+        outer, inner = document.blocks[1], document.blocks[2]
+        assert (outer.caption, inner.caption) == ("Table 1: Vendor rates", None)
+        assert table_cells(outer.text) == [["Vendor", "Rates"], ["Acme", "See below"]]
+        assert table_cells(inner.text) == [["Item", "Price"], ["Bolt", "0.10"]]
+        assert inner.heading_path == ["Vendors"]
+        check_offsets(document)
+
+    def test_typed_caption_and_empty_table(self, make_docx) -> None:
+        def build(doc) -> None:
+            doc.add_paragraph("表 3：差旅标准")
+            table = doc.add_table(rows=2, cols=2)
+            table.cell(0, 0).text, table.cell(0, 1).text = "城市", "标准"
+            table.cell(1, 0).text, table.cell(1, 1).text = "北京", "500"
+            doc.add_table(rows=2, cols=2)  # an empty layout grid
+            doc.add_paragraph(
+                "Table 4 lists nothing; this sentence mentions a table but is long enough not to "
+                "be mistaken for the caption of the table that follows it, because it goes on " * 2
+            )
+            other = doc.add_table(rows=1, cols=1)
+            other.cell(0, 0).text = "x"
+
+        document = parse(make_docx(build), filename="captions.docx")
+        tables = [b for b in document.blocks if b.type is BlockType.TABLE]
+        assert [t.caption for t in tables] == ["表 3：差旅标准", None]  # the empty grid left no block
+
+    def test_python_docx_merged_cells_fixture(self, check_offsets) -> None:
+        # tbl-cell-props.docx draws its layout in a comment: rows a-d, e-h, "i" spanning 2 columns, "l" 3, "n" 4.
+        document = parse(FIXTURES / "tbl-cell-props.docx")
+        (table,) = document.blocks
+        assert table_cells(table.text) == [
+            ["a", "b", "c", "d"],
+            ["e", "f", "g", "h"],
+            ["i", "", "j", "k"],
+            ["l", "", "", "m"],
+            ["n", "", "", ""],
+        ]
+        check_offsets(document)
+
+    def test_python_docx_nested_fixture(self) -> None:
+        document = parse(FIXTURES / "blk-paras-and-tables.docx")
+        assert [(b.type, b.text.split("\n")[0]) for b in document.blocks] == [
+            (BlockType.PARAGRAPH, "Lorem ipsum dolor sit amet, consectetur adipiscing elit."),
+            (BlockType.TABLE, "| Text before Text after |"),
+            (BlockType.TABLE, "| Table |"),  # nested inside the cell above
+            (BlockType.PARAGRAPH, "Donec semper facilisis metus finibus malesuada."),
+        ]
+
+
+class TestDocxFixtures:
+    def test_numbering_part(self) -> None:
+        document = parse(FIXTURES / "num-having-numbering-part.docx")
+        assert [(b.type, b.text) for b in document.blocks] == [
+            (BlockType.LIST, "- Paragraph having List Number style.")
+        ]
+        assert document.author == "Steve Canny"
+        assert document.created_at == "2014-02-02T08:34:00+00:00"
+
+    def test_missing_core_properties_are_not_invented(self) -> None:
+        # Without docProps/core.xml python-docx reports the title "Word Document" and a modified time of now.
+        document = parse(FIXTURES / "doc-no-coreprops.docx")
+        assert (document.title, document.author, document.created_at, document.last_modified) == (
+            None,
+            None,
+            None,
+            None,
+        )

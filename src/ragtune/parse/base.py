@@ -105,7 +105,7 @@ def _entries() -> dict[str, _Entry]:
     global _builtins_loaded
     if not _builtins_loaded:
         _builtins_loaded = True
-        from ragtune.parse import docx, html, markdown, pdf, text
+        from ragtune.parse import code, docx, epub, html, markdown, pdf, pptx, qa, spreadsheet, text
 
         builtins: list[tuple[tuple[str, ...], Parser, str]] = [
             ((".txt", ".text", ".log"), text.parse_text, "txt"),
@@ -113,6 +113,14 @@ def _entries() -> dict[str, _Entry]:
             ((".html", ".htm", ".xhtml"), html.parse_html, "html"),
             ((".pdf",), pdf.parse_pdf, "pdf"),
             ((".docx",), docx.parse_docx, "docx"),
+            ((".pptx",), pptx.parse_pptx, "pptx"),
+            # A real .xls gets a clear "re-save it as .xlsx"; an .xlsx renamed to .xls still parses.
+            ((".xlsx", ".xlsm", ".xls"), spreadsheet.parse_xlsx, "xlsx"),
+            ((".csv", ".tsv"), spreadsheet.parse_csv, "csv"),
+            ((".epub",), epub.parse_epub, "epub"),
+            # Q&A records become one pair per chunk (source type "qa"); any other JSON is still searchable.
+            ((".json", ".jsonl", ".ndjson"), qa.parse_qa, "json"),
+            (tuple(code.CODE_EXTENSIONS), code.parse_code, "code"),
         ]
         for exts, parser, source_type in builtins:
             for ext in exts:

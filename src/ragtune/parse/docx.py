@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import ParseError
 from ragtune.parse.base import HeadingPath, build_document, clean_metadata, markdown_table
+from ragtune.parse.safety import CORE_PROPERTIES_PART, check_zip
 from ragtune.types import Block, BlockType, Document
 
 if TYPE_CHECKING:
@@ -26,22 +27,31 @@ _HEADING_STYLE = re.compile(r"^heading (\d)$", re.IGNORECASE)
 _NUMBERED_LIST_STYLE = re.compile(r"^list\b.*\s(\d)$", re.IGNORECASE)  # "List Bullet 2" is nested one level
 #: Custom heading styles usually derive from a built-in one; a few hops reach it.
 _STYLE_DEPTH = 5
+# Captions typed as plain paragraphs ("Table 2: Rates", "表 3 费用标准") next to a table; short, so that a
+# sentence merely mentioning a table is not taken for its caption.
+_CAPTION_TEXT = re.compile(r"^(table|tab\.|表)\s*[0-9一二三四五六七八九十]+[\s.:：、—-]", re.IGNORECASE)
+_CAPTION_MAX_CHARS = 200
+#: Tables nested deeper than this are read as their cells' text only; real documents nest two or three levels.
+_MAX_TABLE_DEPTH = 5
 
 
 def parse_docx(data: bytes, source: str) -> Document:
     """Parse a .docx into HEADING, PARAGRAPH, LIST and TABLE blocks, tables interleaved in document order."""
     if data.startswith(_OLE2_MAGIC):
         raise ParseError(source, "is an encrypted or legacy Word (.doc) file — remove the password or save it as .docx")
+    parts = check_zip(data, source, kind="DOCX")
     import docx
 
     try:
         word = docx.Document(io.BytesIO(data))
-    except Exception as exc:  # BadZipFile, KeyError for missing parts, ValueError for another Office type...
+    except Exception as exc:  # KeyError for missing parts, ValueError for another Office type...
         raise ParseError(
             source, "not a valid DOCX (file is damaged or not a Word document) — re-save it as .docx"
         ) from exc
 
-    return build_document(_read_blocks(word), source=source, source_type="docx", **_core_properties(word, source))
+    # Without the part python-docx invents properties (title "Word Document", modified now); never report those.
+    properties = _core_properties(word, source) if CORE_PROPERTIES_PART in parts else {}
+    return build_document(_read_blocks(word), source=source, source_type="docx", **properties)
 
 
 def _body_items(container: Any, word: WordDocument) -> Iterator[Paragraph | Table]:
@@ -68,23 +78,32 @@ def _read_blocks(word: WordDocument) -> list[Block]:
     headings = HeadingPath()
     list_lines: list[str] = []
     pending_caption: str | None = None
+    last_table: Block | None = None  # the outer table just read, which a caption set below it belongs to
 
     def flush_list() -> None:
+        nonlocal last_table
         if list_lines:
+            last_table = None
             blocks.append(Block(type=BlockType.LIST, text="\n".join(list_lines), heading_path=headings.path))
             list_lines.clear()
 
     for item in _body_items(word.element.body, word):
         if isinstance(item, Table):
             flush_list()
-            blocks.append(
-                Block(
+            last_table = None
+            for depth, table in enumerate(_tables_with_nested(item)):
+                rows = _table_rows(table)
+                if not any(cell.strip() for row in rows for cell in row):
+                    continue  # layout grids and placeholders with no text would be blocks of bare pipes
+                block = Block(
                     type=BlockType.TABLE,
-                    text=markdown_table(_table_rows(item)),
+                    text=markdown_table(rows),
                     heading_path=headings.path,
-                    caption=pending_caption,
+                    caption=pending_caption if depth == 0 else None,
                 )
-            )
+                blocks.append(block)
+                if depth == 0:
+                    last_table = block
             pending_caption = None
             continue
         text = item.text.strip()
@@ -101,14 +120,17 @@ def _read_blocks(word: WordDocument) -> list[Block]:
             blocks.append(
                 Block(type=BlockType.HEADING, text=text, level=level, heading_path=headings.enter(level, text))
             )
-            pending_caption = None
+            pending_caption = last_table = None
             continue
-        is_caption = "caption" in (name.lower() for name in style_names)
+        is_caption = "caption" in (name.lower() for name in style_names) or (
+            len(text) <= _CAPTION_MAX_CHARS and _CAPTION_TEXT.match(text) is not None
+        )
         pending_caption = None
-        if is_caption and blocks and blocks[-1].type is BlockType.TABLE and blocks[-1].caption is None:
-            blocks[-1].caption = text  # a caption set below its table
+        if is_caption and last_table is not None and last_table.caption is None:
+            last_table.caption = text  # a caption set below its table
         elif is_caption:
             pending_caption = text  # a caption set above the table that follows
+        last_table = None
         blocks.append(Block(type=BlockType.PARAGRAPH, text=text, heading_path=headings.path))
     flush_list()
     return blocks
@@ -151,19 +173,45 @@ def _list_depth(paragraph: Paragraph, style_names: list[str]) -> int | None:
     return int(styled.group(1)) - 1 if styled else 0
 
 
+def _tables_with_nested(table: Table, depth: int = 0) -> Iterator[Table]:
+    """The table, then the tables nested in its cells (depth first), each to become its own TABLE block.
+
+    A Markdown cell cannot hold a table, and flattening one into a cell would lose its rows and columns.
+    """
+    yield table
+    if depth >= _MAX_TABLE_DEPTH:
+        return
+    seen: set[object] = set()  # the elements themselves: lxml keeps one proxy per element while it is referenced
+    for row in table.rows:
+        for cell in row.cells:
+            if cell._tc in seen:  # merged cells are returned once per grid column and row they cover
+                continue
+            seen.add(cell._tc)
+            for nested in cell.tables:
+                yield from _tables_with_nested(nested, depth + 1)
+
+
 def _table_rows(table: Table) -> list[list[str]]:
+    """Cell texts row by row; a merged cell's text appears once, in its first row and column, the rest left empty."""
     rows: list[list[str]] = []
+    above: dict[int, object] = {}  # grid column -> the cell element seen there in the previous row
     for row in table.rows:
         cells = [""] * row.grid_cols_before
+        current: dict[int, object] = {}
         row_cells = row.cells
         i = 0
         while i < len(row_cells):
             cell = row_cells[i]
             span = max(1, cell.grid_span)
-            # python-docx repeats a horizontally merged cell once per column it spans; its text is shown once.
-            cells.append(cell.text)
+            column = len(cells)
+            current[column] = cell._tc
+            # python-docx repeats a horizontally merged cell once per column it spans, and a vertically merged
+            # one in every row it covers.
+            continued = above.get(column) is cell._tc
+            cells.append("" if continued else cell.text)
             cells.extend([""] * (span - 1))
             i += span
+        above = current
         rows.append(cells)
     return rows
 
