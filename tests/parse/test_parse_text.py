@@ -17,6 +17,17 @@ CHINESE = (
     "第二章 考勤\n\n迟到三次按旷工半天处理。"
 )
 
+# Passages of news articles (newspaper4k's test data, see tests/fixtures/html/SOURCES.md), simplified and traditional.
+PARAGRAPH_HANS = (
+    "新华社北京11月17日电 记者17日从国家卫生健康委获悉，近阶段，相关部门持续依托短缺药品供应保障工作会商联动机制，"
+    "深入优化短缺药品实时监测预警与分级应对体系，全力保障人民群众临床用药需求。\n\n"
+    "据了解，短缺药品信息监测共享正在多维度推进。国家药监局持续采集短缺药品生产供应及停产报告信息。"
+)
+PARAGRAPH_HANT = (
+    "香港行政長官梁振英在各方壓力下就其大宅的違章建築問題到立法會接受質詢，並向香港民眾道歉。"
+    "梁振英此前承認早在去年參選行政長官之前就已知悉其住宅的違建問題，引發誠信危機。"
+)
+
 
 class TestParseText:
     def test_paragraphs(self, write_file, check_offsets) -> None:
@@ -71,6 +82,27 @@ class TestParseText:
         document = parse(bom + text.encode(encoding), filename="bom.txt")
         assert document.text == text
         assert not document.text.startswith("\ufeff")
+
+    def test_gbk_news_paragraph(self, check_offsets) -> None:
+        # Real GBK bytes: the way Windows editors in mainland China save a text file by default.
+        data = PARAGRAPH_HANS.encode("gbk")
+        assert data.decode("utf-8", errors="replace") != PARAGRAPH_HANS  # really not UTF-8
+        document = parse(data, filename="news.txt")
+        assert document.text == PARAGRAPH_HANS
+        assert [b.text for b in document.blocks] == PARAGRAPH_HANS.split("\n\n")
+        check_offsets(document)
+
+    def test_big5_traditional_chinese(self) -> None:
+        data = PARAGRAPH_HANT.encode("big5")
+        assert parse(data, filename="hk.txt").text == PARAGRAPH_HANT
+
+    @pytest.mark.parametrize(
+        ("bom", "encoding"), [(codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")]
+    )
+    def test_utf16_with_bom_chinese(self, bom: bytes, encoding: str) -> None:
+        # What Windows Notepad writes as "Unicode" / "Unicode big endian".
+        data = bom + PARAGRAPH_HANS.replace("\n", "\r\n").encode(encoding)
+        assert parse(data, filename="notepad.txt").text == PARAGRAPH_HANS
 
     def test_latin1(self) -> None:
         text = "Le café est très chaud. Les élèves étudient à l'école près de la forêt. " * 3
