@@ -30,13 +30,15 @@ demo: install
 	$(BIN)/ragtune ask "What is the capital of Peru?" --kb .demo_kb
 
 # The browser tests drive Debian's Chromium (Playwright never downloads a browser); the emoji font makes the
-# feedback buttons render in screenshots.
+# feedback buttons render in screenshots. Tesseract (English + Simplified Chinese) is the OCR engine for scanned PDFs.
+SYSTEM_PACKAGES := chromium fonts-noto-color-emoji tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && command -v tesseract && tesseract --list-langs 2>/dev/null | grep -q chi_sim; } \
+		>/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi; \
 		export DEBIAN_FRONTEND=noninteractive; \
-		$$APT install -y -q chromium fonts-noto-color-emoji >/dev/null 2>&1 || \
-		{ $$APT update -q >/dev/null && $$APT install -y -q chromium fonts-noto-color-emoji >/dev/null; }; }
+		$$APT install -y -q $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+		{ $$APT update -q >/dev/null && $$APT install -y -q $(SYSTEM_PACKAGES) >/dev/null; }; }
 
 test: install system-deps
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q

@@ -1,12 +1,18 @@
-"""Tests for the PDF parser: pages, headings, metadata, encryption and damaged files."""
+"""Tests for the PDF parser: pages, headings, tables, reading order, metadata, limits, encryption, damaged files."""
 
 from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ragtune.errors import ParseError
-from ragtune.parse import parse, parse_pdf, pdf_date_to_iso
-from ragtune.types import BlockType
+from ragtune.parse import ParseOptions, parse, parse_pdf, pdf_date_to_iso
+from ragtune.types import BlockType, Document
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pdf"
 
 pytestmark = pytest.mark.unit
 
@@ -151,8 +157,165 @@ class TestParsePdf:
             parse(b"", filename="empty.pdf")
 
     def test_no_text(self, make_pdf) -> None:
-        with pytest.raises(ParseError, match="no extractable text .*'ocr' extra"):
-            parse(make_pdf([[], []]), filename="scan.pdf")
+        with pytest.raises(ParseError, match="no extractable text .*blank"):
+            parse(make_pdf([[], []]), filename="blank.pdf")
+
+    def test_max_pages_from_options_and_argument(self, report: bytes) -> None:
+        document = parse(report, filename="report.pdf", options=ParseOptions(max_pages=1))
+        assert {b.page_number for b in document.blocks} == {1}
+        assert document.metadata["pages_parsed"] == 1
+        with pytest.MonkeyPatch.context() as patch:
+            from ragtune.parse import base
+
+            patch.setattr(base, "_DEFAULT_OPTIONS", ParseOptions(max_pages=1))
+            # An explicit max_pages argument wins over the options.
+            assert parse_pdf(report, "report.pdf", max_pages=2).metadata["pages_parsed"] == 2
+            assert parse_pdf(report, "report.pdf").metadata["pages_parsed"] == 1
+
+
+def _markdown_cells(markdown: str) -> list[list[str]]:
+    """Rows of cells of a Markdown pipe table, without the delimiter row."""
+    rows = [[cell.strip() for cell in line.strip()[1:-1].split(" | ")] for line in markdown.splitlines()]
+    return [row for i, row in enumerate(rows) if i != 1]
+
+
+def _ruled_table(page: Any, top: float, rows: list[list[str]], *, left: float = 72, width: float = 110) -> float:
+    """Draw ``rows`` as a table with ruled cell borders; returns the bottom edge."""
+    height = 20.0
+    for r, row in enumerate(rows):
+        for c, text in enumerate(row):
+            cell = (left + c * width, top + r * height, left + (c + 1) * width, top + (r + 1) * height)
+            page.draw_rect(cell, color=(0, 0, 0), width=0.7)
+            font = "china-s" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "helv"
+            page.insert_text((cell[0] + 4, cell[3] - 6), text, fontsize=10, fontname=font)
+    return top + len(rows) * height
+
+
+SALES = [["Region", "Q1", "Q2"], ["North", "120", "135"], ["South", "98", "101"], ["West", "77", "84"]]
+
+
+def _table_pdf(caption: str | None, rows: list[list[str]] = SALES) -> bytes:
+    import pymupdf
+
+    pdf = pymupdf.open()
+    page = pdf.new_page()
+    page.insert_text((72, 80), "Sales were steady across the regions this year.", fontsize=11)
+    top = 130.0
+    if caption:
+        font = "china-s" if any("\u4e00" <= ch <= "\u9fff" for ch in caption) else "helv"
+        page.insert_text((72, top - 8), caption, fontsize=10, fontname=font)
+    bottom = _ruled_table(page, top, rows)
+    page.insert_text((72, bottom + 40), "The West region is expected to recover next year.", fontsize=11)
+    data = pdf.tobytes()
+    pdf.close()
+    return data
+
+
+class TestTables:
+    def test_cells_match_tabula_gold(self, check_offsets) -> None:
+        """tabula-py's data.pdf (mtcars) page 1 against the CSV tabula's own tests expect, cell by cell."""
+        document = parse(FIXTURES / "data.pdf")
+        table = next(b for b in document.blocks if b.type is BlockType.TABLE and b.page_number == 1)
+        with (FIXTURES / "data_1.csv").open(encoding="utf-8", newline="") as handle:
+            gold = list(csv.reader(handle))
+        assert _markdown_cells(table.text) == gold
+        check_offsets(document)
+
+    def test_table_text_is_not_repeated_as_paragraphs(self) -> None:
+        document = parse(FIXTURES / "data.pdf")
+        assert document.text.count("Mazda RX4 Wag") == 1
+        assert not any("Mazda" in b.text for b in document.blocks if b.type is not BlockType.TABLE)
+
+    @pytest.mark.parametrize("caption", ["Table 2: Quarterly sales by region", "表2 各地区季度销售额"])
+    def test_table_in_place_with_caption(self, caption: str, check_offsets) -> None:
+        document = parse(_table_pdf(caption), filename="sales.pdf")
+        assert [b.type for b in document.blocks] == [
+            BlockType.PARAGRAPH,
+            BlockType.PARAGRAPH,
+            BlockType.TABLE,
+            BlockType.PARAGRAPH,
+        ]
+        table = document.blocks[2]
+        assert table.caption == caption
+        assert _markdown_cells(table.text) == SALES
+        assert table.text.splitlines()[1] == "| --- | --- | --- |"
+        assert document.blocks[1].text == caption
+        assert document.text.count("North") == 1
+        check_offsets(document)
+
+    def test_table_without_caption(self) -> None:
+        document = parse(_table_pdf(None), filename="sales.pdf")
+        tables = [b for b in document.blocks if b.type is BlockType.TABLE]
+        assert len(tables) == 1 and tables[0].caption is None
+
+    def test_caption_reaches_chunk_metadata(self) -> None:
+        from ragtune.chunk.recursive import RecursiveChunker
+
+        document = parse(_table_pdf("Table 2: Quarterly sales by region"), filename="sales.pdf")
+        chunks = RecursiveChunker().split(document)
+        assert any(c.meta.table_caption == "Table 2: Quarterly sales by region" for c in chunks if "North" in c.text)
+
+    @pytest.mark.parametrize(
+        "rows",
+        [
+            [["Region", "Q1", "Q2"]],  # one row
+            [["Region"], ["North"], ["South"]],  # one column
+            [["Region", "", ""], ["", "", ""], ["", "", "South"]],  # mostly empty
+        ],
+    )
+    def test_degenerate_grids_stay_text(self, rows: list[list[str]]) -> None:
+        document = parse(_table_pdf(None, rows), filename="grid.pdf")
+        assert not any(b.type is BlockType.TABLE for b in document.blocks)
+        assert "Region" in document.text
+
+    def test_framed_paragraph_is_not_a_table(self) -> None:
+        import pymupdf
+
+        pdf = pymupdf.open()
+        page = pdf.new_page()
+        page.draw_rect((60, 60, 400, 120), color=(0, 0, 0), width=1)
+        page.insert_text((72, 90), "Note: offices close early on Friday.", fontsize=11)
+        document = parse(pdf.tobytes(), filename="note.pdf")
+        assert [(b.type, b.text) for b in document.blocks] == [
+            (BlockType.PARAGRAPH, "Note: offices close early on Friday.")
+        ]
+
+
+def _texts(document: Document) -> list[str]:
+    return [b.text for b in document.blocks]
+
+
+class TestReadingOrder:
+    def test_two_columns_under_a_full_width_title(self) -> None:
+        import pymupdf
+
+        pdf = pymupdf.open()
+        page = pdf.new_page()
+        page.insert_text((72, 60), "Two Column Newsletter Title Spanning The Page", fontsize=20)
+        # Paragraph tops in the two columns line up, which fools a top-to-bottom sort.
+        for column, x in (("Left", 72), ("Right", 320)):
+            for n, y in enumerate((120, 220, 320), 1):
+                box = pymupdf.Rect(x, y, x + 220, y + 80)
+                page.insert_textbox(box, f"{column} column paragraph {n} continues on this line.", fontsize=11)
+        document = parse(pdf.tobytes(), filename="news.pdf")
+        assert _texts(document) == [
+            "Two Column Newsletter Title Spanning The Page",
+            *[f"Left column paragraph {n} continues on this line." for n in (1, 2, 3)],
+            *[f"Right column paragraph {n} continues on this line." for n in (1, 2, 3)],
+        ]
+
+    def test_label_value_rows_stay_rows(self) -> None:
+        # A form's label and value on one baseline must not be torn into a label column and a value column.
+        import pymupdf
+
+        pdf = pymupdf.open()
+        page = pdf.new_page()
+        rows = [("Name", "Alice"), ("Team", "Finance"), ("Office", "Berlin")]
+        for y, (label, value) in zip((100, 140, 180), rows, strict=True):
+            page.insert_text((72, y), label, fontsize=11)
+            page.insert_text((300, y), value, fontsize=11)
+        document = parse(pdf.tobytes(), filename="form.pdf")
+        assert " ".join(_texts(document)) == "Name Alice Team Finance Office Berlin"
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,10 @@ class ParseOptions:
     max_archive_ratio: float = 200.0
     max_archive_members: int = 20_000
 
+    def __post_init__(self) -> None:
+        if self.ocr not in ("auto", "off", "force"):
+            raise ValueError(f"ocr must be 'auto', 'off' or 'force', not {self.ocr!r}")
+
     def updated(self, **changes: Any) -> ParseOptions:
         return replace(self, **changes)
 
