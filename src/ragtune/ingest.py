@@ -18,7 +18,7 @@ from ragtune.chunk import chunker_name_for, make_chunker
 from ragtune.chunk.base import Chunker
 from ragtune.embed import Embedder
 from ragtune.errors import ParseError
-from ragtune.parse import parse, source_type_for, supported_extensions
+from ragtune.parse import ParseOptions, parse, source_type_for, supported_extensions
 from ragtune.settings import Settings
 from ragtune.store.local import DocumentRecord, DocumentUpdate, LocalStore, chunk_tokens
 from ragtune.types import Chunk, Document
@@ -105,6 +105,13 @@ class Ingestor:
         chunker_name_for(self.chunker_name, "txt")  # validate the name eagerly
         self._counter = embedder.token_counter()
         self._chunkers: dict[str, Chunker] = {}
+        s = settings
+        self._parse_options = ParseOptions(
+            max_pages=s.max_pages, ocr=s.ocr, ocr_languages=s.ocr_languages, ocr_dpi=s.ocr_dpi,
+            ocr_timeout_s=s.ocr_timeout_s, max_archive_member_bytes=s.max_archive_member_bytes,
+            max_archive_total_bytes=s.max_archive_total_bytes, max_archive_ratio=s.max_archive_ratio,
+            max_archive_members=s.max_archive_members,
+        )
 
     # ------------------------------------------------------------------ public
 
@@ -205,7 +212,8 @@ class Ingestor:
         if unchanged:
             return _Item(uri, record, is_new, unchanged=True)
         try:
-            document = parse(data, filename=path.name, max_bytes=self.settings.max_file_bytes)
+            document = parse(data, filename=path.name, max_bytes=self.settings.max_file_bytes,
+                             options=self._parse_options)
             document = document.model_copy(update={"source": uri})
         except ParseError as exc:
             return _Item(uri, record, is_new, error=exc.cause)

@@ -114,6 +114,22 @@ class Settings(BaseSettings):
 
     # ingestion
     max_file_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Files larger than this are refused.")
+    max_pages: int = Field(2000, gt=0, description="Pages (PDF) or slides (PPTX) read per file; the rest is "
+                           "skipped with a warning.")
+    ocr: Literal["auto", "off", "force"] = Field(
+        "auto", description="OCR for scanned PDF pages: 'auto' = pages without a text layer, 'off' = never, "
+        "'force' = every page (Tesseract; see README)."
+    )
+    ocr_languages: str = Field("eng+chi_sim", description="Tesseract languages, joined by '+'.")
+    ocr_dpi: int = Field(300, ge=72, le=1200, description="Resolution pages are rendered at for OCR.")
+    ocr_timeout_s: float = Field(120.0, gt=0, description="Seconds one page's OCR may take before that file fails "
+                                 "with a clear error.")
+    max_archive_member_bytes: int = Field(256 * 1024 * 1024, gt=0, description="DOCX/PPTX/XLSX/EPUB are ZIP "
+                                          "files: largest member they may inflate to (zip-bomb guard).")
+    max_archive_total_bytes: int = Field(1024 * 1024 * 1024, gt=0, description="Largest total those members may "
+                                         "inflate to.")
+    max_archive_ratio: float = Field(200.0, gt=1, description="Highest compression ratio a large member may have.")
+    max_archive_members: int = Field(20_000, gt=0, description="Most members such a file may hold.")
 
     # serving (ragtune serve; see docs/server.md)
     server_host: str = Field("127.0.0.1", description="Address `ragtune serve` listens on.")
