@@ -280,6 +280,29 @@ class TestTables:
             (BlockType.PARAGRAPH, "Note: offices close early on Friday.")
         ]
 
+    def test_table_finder_runs_only_on_pages_with_a_ruling_grid(self, monkeypatch) -> None:
+        import pymupdf
+
+        from ragtune.parse import pdf as pdf_module
+
+        pdf = pymupdf.open()
+        plain = pdf.new_page()
+        plain.insert_text((72, 90), "Plain prose without any drawing.", fontsize=11)
+        listing = pdf.new_page()  # a code listing on a shaded background: filled, not ruled
+        listing.draw_rect((60, 60, 400, 160), color=None, fill=(0.9, 0.9, 0.9))
+        listing.insert_text((72, 90), "print('hello')", fontsize=10)
+        framed = pdf.new_page()
+        framed.draw_rect((60, 60, 400, 120), color=(0, 0, 0), width=1)
+        _ruled_table(pdf.new_page(), 100, SALES)
+        assert [pdf_module._has_ruling_grid(page) for page in pdf] == [False, False, True, True]
+        calls: list[int] = []
+        finder = pymupdf.Page.find_tables
+        monkeypatch.setattr(pymupdf.Page, "find_tables",
+                            lambda page, **kw: calls.append(page.number) or finder(page, **kw))
+        document = parse(pdf.tobytes(), filename="mixed.pdf")
+        assert calls == [2, 3]  # a framed box could be a one-cell grid; the finder then rejects it
+        assert [b.page_number for b in document.blocks if b.type is BlockType.TABLE] == [4]
+
 
 def _texts(document: Document) -> list[str]:
     return [b.text for b in document.blocks]
