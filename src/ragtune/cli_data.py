@@ -46,6 +46,8 @@ def data_synth_queries(
     top_k: Annotated[int, typer.Option(help="Round trip: keep a question only if its chunk is in the top k.")] = 5,
     mode: Annotated[str, typer.Option(help="Retrieval mode of the round trip: hybrid, dense or sparse.")] = "hybrid",
     limit: Annotated[int, typer.Option(help="Only the first N chunks (0 = all).")] = 0,
+    sample: Annotated[int, typer.Option(help="N chunks picked at random from the whole KB (0 = all).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed of --sample.")] = 0,
     llm: Annotated[str | None, typer.Option("--llm", help="local, openai or llamacpp.")] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model name, directory or .gguf path.")] = None,
     llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")] = None,
@@ -60,7 +62,7 @@ def data_synth_queries(
                 _progress(as_json) as progress:
             task = progress.add_task("writing questions", total=None)
             queries, report = synth_queries(
-                base, per_chunk=per_chunk, top_k=top_k, mode=mode, limit=limit,
+                base, per_chunk=per_chunk, top_k=top_k, mode=mode, limit=limit, sample=sample, seed=seed,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     except RagtuneError as exc:

@@ -95,7 +95,21 @@ class TestSynthQueries:
         assert len(report.failed_chunks) == 1
         assert all(q.rank == 1 and q.source == "synthetic" and q.chunk_id.startswith(q.document_id) for q in queries)
 
+    def test_a_seeded_sample_spreads_over_the_kb(self, kb: KnowledgeBase) -> None:
+        llm = ScriptedLLM({})
+        kb.llm = llm
+        _, report = synth_queries(kb, sample=2, seed=3)
+        asked = [pid for pid, text in PASSAGES.items() for prompt in llm.prompts if text in prompt]
+        assert report.chunks == 2 and len(asked) == 2
+        kb.llm = again = ScriptedLLM({})
+        synth_queries(kb, sample=2, seed=3)
+        assert [pid for pid, text in PASSAGES.items() for prompt in again.prompts if text in prompt] == asked
+        kb.llm = ScriptedLLM({})
+        assert synth_queries(kb, sample=10)[1].chunks == len(PASSAGES)
+
     def test_bad_arguments(self, kb: KnowledgeBase) -> None:
+        with pytest.raises(ConfigError, match="limit and sample"):
+            synth_queries(kb, sample=-1)
         with pytest.raises(ConfigError, match="per_chunk"):
             synth_queries(kb, per_chunk=0)
         with pytest.raises(ConfigError, match="top_k"):

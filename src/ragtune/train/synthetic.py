@@ -9,6 +9,7 @@ because it is either unanswerable from the chunk or answered equally well elsewh
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -77,17 +78,25 @@ def _norm(text: str) -> str:
 
 
 def synth_queries(
-    kb: Any, *, per_chunk: int = 2, top_k: int = 5, mode: str = "hybrid", limit: int = 0, min_words: int = 3,
-    max_tokens: int | None = None, on_progress: ProgressFn | None = None,
+    kb: Any, *, per_chunk: int = 2, top_k: int = 5, mode: str = "hybrid", limit: int = 0, sample: int = 0,
+    seed: int = 0, min_words: int = 3, max_tokens: int | None = None, on_progress: ProgressFn | None = None,
 ) -> tuple[list[SyntheticQuery], SynthReport]:
     """Questions for the KB's chunks (up to ``per_chunk`` each) that pass the round trip: the chunk is among the
-    ``top_k`` hits of ``mode`` retrieval for the question. Uses ``kb.llm`` through the KB's cached rewriter."""
+    ``top_k`` hits of ``mode`` retrieval for the question. Uses ``kb.llm`` through the KB's cached rewriter.
+
+    ``limit`` takes the first N chunks; ``sample`` takes N chunks at random (``seed``) from the whole KB, which
+    covers every part of a large collection at the same LLM cost."""
     if per_chunk <= 0:
         raise ConfigError("per_chunk must be greater than 0.")
     if top_k <= 0:
         raise ConfigError("top_k must be greater than 0.")
+    if sample < 0 or limit < 0:
+        raise ConfigError("limit and sample must not be negative.")
     rewriter = kb.rewriter()
     chunks = list(knowledge_base_chunks(kb, limit))
+    if sample and sample < len(chunks):
+        picked = sorted(random.Random(seed).sample(range(len(chunks)), sample))
+        chunks = [chunks[i] for i in picked]
     report = SynthReport(chunks=len(chunks))
     seen: set[str] = set()
     kept: list[SyntheticQuery] = []
