@@ -107,7 +107,9 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files and directories to ingest.")],
     kb: KbOpt = None,
     sync: Annotated[bool, typer.Option("--sync", help="Also delete documents whose files are gone.")] = False,
-    chunker: Annotated[str | None, typer.Option(help="auto (by file type and content), recursive, token, markdown, slide, table, semantic, legal, paper, code or qa.")] = None,
+    chunker: Annotated[str | None, typer.Option(
+        help="auto (by file type and content), recursive, token, markdown, slide, table, semantic, legal, paper, "
+        "code or qa.")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Chunk size in embedder tokens.")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in tokens.")] = None,
     embedder: EmbedderOpt = None,
