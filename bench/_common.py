@@ -127,3 +127,29 @@ def print_table(rows: list[list[Any]], header: list[str]) -> None:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
         if n == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def scifact_train_split(beir: Path, out: Path) -> tuple[Any, str, dict[str, list[str]]]:
+    """SciFact's train split cut by a seeded hash of the query id into 70 % train, 10 % dev and 20 % held out
+    (the split every training benchmark uses); the three id lists are written to ``out/<part>_queries.txt``.
+    Returns (dataset, its name, {"train"|"dev"|"heldout": ids})."""
+    from ragtune.evaluate.beir import load_beir, split_query_ids
+
+    dataset = load_beir(beir, "train")
+    train_ids, dev_ids, heldout_ids = split_query_ids(sorted(dataset.queries), heldout=0.2, dev=0.1, seed=0)
+    parts = {"train": train_ids, "dev": dev_ids, "heldout": heldout_ids}
+    out.mkdir(parents=True, exist_ok=True)
+    for part, ids in parts.items():
+        (out / f"{part}_queries.txt").write_text("\n".join(ids) + "\n")
+    print(f"queries: train {len(train_ids)}, dev {len(dev_ids)}, held-out {len(heldout_ids)}")
+    return dataset, beir.resolve().name, parts
+
+
+def corpus_kb(path: Path, dataset: Any, name: str) -> Any:
+    """The knowledge base of the corpus at ``path`` (bundled MiniLM), built or caught up first; close it."""
+    from ragtune.evaluate.retrieval import corpus_documents
+    from ragtune.kb import KnowledgeBase
+
+    kb = KnowledgeBase.open(path, create=True)
+    kb.ingest_documents(corpus_documents(dataset, name), total=len(dataset.corpus))
+    return kb

@@ -25,25 +25,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS_DIR, default_scifact_dir, loadavg, machine, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS_DIR,
+    corpus_kb,
+    default_scifact_dir,
+    loadavg,
+    machine,
+    scifact_train_split,
+    write_json,
+)
 
 
 def prepare(args: argparse.Namespace) -> None:
-    from ragtune.evaluate.beir import load_beir, split_query_ids
-    from ragtune.evaluate.retrieval import corpus_documents
-    from ragtune.kb import KnowledgeBase
     from ragtune.train.negatives import mine_hard_negatives, write_jsonl
     from ragtune.train.reranker import beir_pairs, dev_samples
 
-    dataset = load_beir(args.beir, "train")
-    name = args.beir.resolve().name
-    train_ids, dev_ids, heldout_ids = split_query_ids(sorted(dataset.queries), heldout=0.2, dev=0.1, seed=0)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for part, ids in (("train", train_ids), ("dev", dev_ids), ("heldout", heldout_ids)):
-        (args.out / f"{part}_queries.txt").write_text("\n".join(ids) + "\n")
-    print(f"queries: train {len(train_ids)}, dev {len(dev_ids)}, held-out {len(heldout_ids)}")
-    with KnowledgeBase.open(args.kb, create=True) as kb:
-        kb.ingest_documents(corpus_documents(dataset, name), total=len(dataset.corpus))
+    dataset, name, split = scifact_train_split(args.beir, args.out)
+    train_ids, dev_ids = split["train"], split["dev"]
+    with corpus_kb(args.kb, dataset, name) as kb:
         if not (args.out / "triplets.jsonl").is_file():
             t = time.perf_counter()
             triplets = mine_hard_negatives(kb, beir_pairs(dataset, name, train_ids), n_negatives=args.negatives,
