@@ -13,7 +13,7 @@ questions held out for checkpoint choice. Each step skips what already exists, s
     # 1b. optional: LLM-written negatives for the first N training pairs (slow on CPU: ~30 s each here)
     .venv/bin/python bench/train_embedder.py generate --kb /tmp/evals/scifact_256 --limit 100
     # 1c. optional: the label-free data, questions for N random chunks (~10-30 s each on this CPU)
-    .venv/bin/python bench/train_embedder.py synth --kb /tmp/evals/scifact_256 --sample 300
+    .venv/bin/python bench/train_embedder.py synth --kb /tmp/evals/scifact_256 --sample 150
     # 2. train a variant with the shipped recipe's defaults (overrides: --set section.field=value)
     .venv/bin/python bench/train_embedder.py train --variant mined --set train.epochs=2
     # 3. copy the KB, `reembed` the copy with the tuned model, evaluate dense and hybrid on the held-out queries
@@ -112,7 +112,7 @@ def train(args: argparse.Namespace) -> None:
 
     data = {
         "mined": [f"data.triplets=['{args.out / 'triplets.jsonl'}']"],
-        "inbatch": [f"data.pairs=['{args.out / 'pairs.jsonl'}']"],
+        "inbatch": ["data.triplets=[]", f"data.pairs=['{args.out / 'pairs.jsonl'}']"],
         # Pairs whose generation failed still train, with in-batch negatives.
         "generated": [f"data.triplets=['{args.out / 'generated.jsonl'}']",
                       f"data.pairs=['{args.out / 'pairs.jsonl'}']"],
@@ -186,7 +186,7 @@ def main() -> None:
         p.add_argument("--beir", type=Path, default=default_scifact_dir())
         p.add_argument("--out", type=Path, default=Path("runs/embedder-scifact"))
     steps["generate"].add_argument("--limit", type=int, default=0, help="only the first N training pairs")
-    steps["synth"].add_argument("--sample", type=int, default=300, help="corpus chunks to write questions for")
+    steps["synth"].add_argument("--sample", type=int, default=150, help="corpus chunks to write questions for")
     steps["train"].add_argument("--variant", choices=VARIANTS, required=True)
     steps["train"].add_argument("--threads", type=int, default=None)
     steps["train"].add_argument("--set", action="append", default=[], help="recipe override, section.field=value")

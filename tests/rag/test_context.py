@@ -47,3 +47,17 @@ def test_a_big_chunk_is_skipped_for_smaller_ones_that_fit():
 def test_max_sources_caps_the_count():
     hits = [_hit(i, f"Fact {i}.") for i in range(1, 10)]
     assert len(pack(hits, budget=1000, count_tokens=words, max_sources=3)) == 3
+
+
+def test_a_later_table_piece_is_shown_and_budgeted_with_its_header():
+    from ragtune.rag.prompts import format_sources
+
+    header = "| Warehouse | City | Forklifts |\n| --- | --- | --- |"
+    piece = Hit(chunk_id="c1", document_id="d", source="s", text="| South depot | Valletta | 4 |", score=1.0,
+                meta=ChunkMeta(table_header=header))
+    plain = _hit(2, "Depots open at eight.")
+    shown = format_sources([piece, plain])
+    assert shown == f"[1] {header}\n| South depot | Valletta | 4 |\n\n[2] Depots open at eight."
+    row_cost = words(piece.text) + SOURCE_OVERHEAD
+    assert pack([piece], budget=row_cost, count_tokens=words) == []  # the header has to fit too
+    assert pack([piece], budget=row_cost + words(header), count_tokens=words) == [piece]

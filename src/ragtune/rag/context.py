@@ -40,15 +40,16 @@ def pack(
     for hit in hits:
         if len(packed) >= max_sources or remaining < min_tokens:
             break
-        cost = count_tokens(hit.text) + SOURCE_OVERHEAD
+        header = count_tokens(hit.meta.table_header) if hit.meta.table_header else 0
+        cost = count_tokens(hit.text) + header + SOURCE_OVERHEAD
         if cost <= remaining:
             packed.append(hit)
             remaining -= cost
             continue
-        text = _fit_sentences(hit.text, remaining - SOURCE_OVERHEAD, count_tokens)
+        text = _fit_sentences(hit.text, remaining - SOURCE_OVERHEAD - header, count_tokens)
         if text:
             packed.append(hit.model_copy(update={"text": text}))
-            remaining -= count_tokens(text) + SOURCE_OVERHEAD
+            remaining -= count_tokens(text) + header + SOURCE_OVERHEAD
     return packed
 
 

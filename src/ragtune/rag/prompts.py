@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragtune.types import Hit
+from ragtune.types import Hit, embedding_text
 
 REFUSAL = {
     "en": "The knowledge base does not contain an answer to this question.",
@@ -57,8 +57,8 @@ class PromptTemplates:
 
 
 def format_sources(sources: Sequence[Hit]) -> str:
-    """Numbered sources as the model sees them: '[1] text'."""
-    return "\n\n".join(f"[{i}] {hit.text}" for i, hit in enumerate(sources, 1))
+    """Numbered sources as the model sees them: '[1] text' (a later piece of a long table after its header)."""
+    return "\n\n".join(f"[{i}] {embedding_text(hit.text, hit.meta)}" for i, hit in enumerate(sources, 1))
 
 
 def answer_messages(
