@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ragtune.errors import ParseError
 from ragtune.parse.base import HeadingPath, build_document, clean_metadata, markdown_table
-from ragtune.parse.safety import CORE_PROPERTIES_PART, check_zip
+from ragtune.parse.safety import CORE_PROPERTIES_PART, open_office_package
 from ragtune.types import Block, BlockType, Document
 
 if TYPE_CHECKING:
@@ -21,8 +19,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Encrypted .docx files and legacy .doc files are both OLE2 compound files, not zip packages.
-_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _HEADING_STYLE = re.compile(r"^heading (\d)$", re.IGNORECASE)
 _NUMBERED_LIST_STYLE = re.compile(r"^list\b.*\s(\d)$", re.IGNORECASE)  # "List Bullet 2" is nested one level
 #: Custom heading styles usually derive from a built-in one; a few hops reach it.
@@ -37,17 +33,10 @@ _MAX_TABLE_DEPTH = 5
 
 def parse_docx(data: bytes, source: str) -> Document:
     """Parse a .docx into HEADING, PARAGRAPH, LIST and TABLE blocks, tables interleaved in document order."""
-    if data.startswith(_OLE2_MAGIC):
-        raise ParseError(source, "is an encrypted or legacy Word (.doc) file — remove the password or save it as .docx")
-    parts = check_zip(data, source, kind="DOCX")
     import docx
 
-    try:
-        word = docx.Document(io.BytesIO(data))
-    except Exception as exc:  # KeyError for missing parts, ValueError for another Office type...
-        raise ParseError(
-            source, "not a valid DOCX (file is damaged or not a Word document) — re-save it as .docx"
-        ) from exc
+    word, parts = open_office_package(data, source, kind="DOCX", legacy="Word (.doc)", application="Word document",
+                                      opener=docx.Document)
 
     # Without the part python-docx invents properties (title "Word Document", modified now); never report those.
     properties = _core_properties(word, source) if CORE_PROPERTIES_PART in parts else {}

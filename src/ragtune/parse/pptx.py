@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ragtune.errors import ParseError
 from ragtune.parse.base import build_document, clean_metadata, current_options, markdown_table
-from ragtune.parse.safety import CORE_PROPERTIES_PART, check_zip
+from ragtune.parse.safety import CORE_PROPERTIES_PART, open_office_package
 from ragtune.types import Block, BlockType, Document
 
 if TYPE_CHECKING:
@@ -21,8 +19,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Encrypted .pptx files and legacy .ppt files are both OLE2 compound files, not zip packages.
-_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 #: Groups nested deeper than this are not read; real decks nest a few levels at most.
 _MAX_GROUP_DEPTH = 20
 _DRAWING_NS = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
@@ -33,19 +29,10 @@ def parse_pptx(data: bytes, source: str) -> Document:
 
     Slides past ``max_pages`` are dropped with a warning.
     """
-    if data.startswith(_OLE2_MAGIC):
-        raise ParseError(
-            source, "is an encrypted or legacy PowerPoint (.ppt) file — remove the password or save it as .pptx"
-        )
-    parts = check_zip(data, source, kind="PPTX")
     import pptx
 
-    try:
-        deck = pptx.Presentation(io.BytesIO(data))
-    except Exception as exc:  # KeyError for missing parts, ValueError for another Office type...
-        raise ParseError(
-            source, "not a valid PPTX (file is damaged or not a PowerPoint presentation) — re-save it as .pptx"
-        ) from exc
+    deck, parts = open_office_package(data, source, kind="PPTX", legacy="PowerPoint (.ppt)",
+                                      application="PowerPoint presentation", opener=pptx.Presentation)
 
     limit = current_options().max_pages
     blocks: list[Block] = []

@@ -6,13 +6,19 @@ import io
 import struct
 import zipfile
 import zlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from ragtune.errors import ParseError
 from ragtune.parse.base import current_options
 
 if TYPE_CHECKING:
     from lxml import etree
+
+T = TypeVar("T")
+
+#: Legacy .doc/.xls/.ppt files and password-protected Office files are OLE2 compound files, not zip packages.
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 #: Where Office packages keep author/dates. Its presence is checked because python-docx, python-pptx and openpyxl
 #: invent defaults (a "python-docx" author, a creation date of now) when it is missing.
@@ -25,6 +31,26 @@ _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _LOCAL_HEADER_SIGNATURE = b"PK\x03\x04"
 # Zip's encrypted-member flag; OOXML and EPUB never encrypt members, so a set flag is a password or DRM.
 _ENCRYPTED_FLAG = 0x1
+
+
+def open_office_package(
+    data: bytes, source: str, *, kind: str, legacy: str, application: str, opener: Callable[[IO[bytes]], T]
+) -> tuple[T, frozenset[str]]:
+    """Open a DOCX/PPTX with its library after the zip checks: (the library's object, the package's part names).
+
+    ``legacy`` names the old binary format ("Word (.doc)"), ``application`` what the file should be ("Word
+    document"); both appear in the error a user gets for the wrong kind of file."""
+    extension = kind.lower()
+    if data.startswith(OLE2_MAGIC):
+        raise ParseError(source, f"is an encrypted or legacy {legacy} file — remove the password or save it as "
+                                 f".{extension}")
+    parts = check_zip(data, source, kind=kind)
+    try:
+        return opener(io.BytesIO(data)), parts
+    except Exception as exc:  # KeyError for missing parts, ValueError for another Office type...
+        raise ParseError(
+            source, f"not a valid {kind} (file is damaged or not a {application}) — re-save it as .{extension}"
+        ) from exc
 
 
 def check_zip(data: bytes, source: str, *, kind: str = "ZIP package") -> frozenset[str]:

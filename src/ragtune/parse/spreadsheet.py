@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import ParseError
 from ragtune.parse.base import build_document, clean_metadata, markdown_table
-from ragtune.parse.safety import CORE_PROPERTIES_PART, check_zip, safe_xml_parser
+from ragtune.parse.safety import CORE_PROPERTIES_PART, OLE2_MAGIC, check_zip, safe_xml_parser
 from ragtune.types import Block, BlockType, Document
 
 if TYPE_CHECKING:
@@ -29,8 +29,6 @@ TABLE_MAX_ROWS = 50
 #: ... and, for wide rows, about this many characters; a row is never split, so one long row may exceed it.
 TABLE_MAX_CHARS = 2000
 
-# Legacy .xls and password-protected .xlsx files are both OLE2 compound files, not zip packages.
-_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _CORE_NAMESPACES = {"dc": "http://purl.org/dc/elements/1.1/", "dcterms": "http://purl.org/dc/terms/"}
 _CSV_DELIMITERS = ",;\t|"
 _CSV_SNIFF_BYTES = 64 * 1024
@@ -54,7 +52,7 @@ def parse_xlsx(data: bytes, source: str) -> Document:
     Cached formula results are read (a formula never computed by Excel reads as an empty cell); blocks carry
     the 1-based sheet index as ``page_number``.
     """
-    if data.startswith(_OLE2_MAGIC):
+    if data.startswith(OLE2_MAGIC):
         raise ParseError(
             source,
             "is a legacy Excel 97-2003 (.xls) or password-protected workbook — remove the password and re-save "
