@@ -38,6 +38,18 @@ PairsOpt = Annotated[
 ]
 
 
+def _written(out: Path, rows: Any, summary: dict[str, Any], as_json: bool, message: str) -> None:
+    """Write the rows as JSONL and report: the summary (plus ``out``) as JSON, or ``message`` filled from it."""
+    from ragtune.train.negatives import write_jsonl
+
+    write_jsonl(out, rows)
+    summary = {**summary, "out": str(out)}
+    if as_json:
+        _emit(summary)
+        return
+    console.print(message.format(**{**summary, "out": escape(str(out))}), highlight=False)
+
+
 @data_app.command("synth-queries")
 def data_synth_queries(
     out: OutOpt,
@@ -54,7 +66,6 @@ def data_synth_queries(
     as_json: JsonOpt = False,
 ) -> None:
     """LLM-written questions for the KB's chunks, de-duplicated and kept only if retrieval finds their chunk."""
-    from ragtune.train.negatives import write_jsonl
     from ragtune.train.synthetic import synth_queries
 
     try:
@@ -67,14 +78,9 @@ def data_synth_queries(
             )
     except RagtuneError as exc:
         _fail(str(exc), as_json)
-    write_jsonl(out, queries)
-    summary = {**report.to_dict(), "out": str(out)}
-    if as_json:
-        _emit(summary)
-        return
-    console.print(f"{report.kept} questions for {report.chunks} chunks written to {escape(str(out))} "
-                  f"({report.generated} generated, {report.duplicates} duplicates or echoes, "
-                  f"{report.not_found} dropped by the round trip)", highlight=False)
+    _written(out, queries, report.to_dict(), as_json,
+             "{kept} questions for {chunks} chunks written to {out} ({generated} generated, {duplicates} duplicates "
+             "or echoes, {not_found} dropped by the round trip)")
 
 
 @data_app.command("feedback-pairs")
@@ -83,19 +89,13 @@ def data_feedback_pairs(out: OutOpt, kb: KbOpt = None, as_json: JsonOpt = False)
 
     Feed them to 'ragtune data mine-negatives --pairs' and 'ragtune train embedder' like any other pairs."""
     from ragtune.feedback import feedback_pairs
-    from ragtune.train.negatives import write_jsonl
 
     try:
         pairs = feedback_pairs(_kb_path(kb))
     except RagtuneError as exc:
         _fail(str(exc), as_json)
-    write_jsonl(out, pairs)
-    summary = {"pairs": len(pairs), "answers": len({p["query_id"] for p in pairs}), "out": str(out)}
-    if as_json:
-        _emit(summary)
-        return
-    console.print(f"{summary['pairs']} pairs from {summary['answers']} 👍 answers written to {escape(str(out))}",
-                  highlight=False)
+    _written(out, pairs, {"pairs": len(pairs), "answers": len({p["query_id"] for p in pairs})}, as_json,
+             "{pairs} pairs from {answers} 👍 answers written to {out}")
 
 
 @data_app.command("mine-negatives")
@@ -112,7 +112,7 @@ def data_mine_negatives(
     as_json: JsonOpt = False,
 ) -> None:
     """Hard negatives from the KB's own retriever (never a positive; margin-filtered), as triplets."""
-    from ragtune.train.negatives import mine_hard_negatives, read_pairs, write_jsonl
+    from ragtune.train.negatives import mine_hard_negatives, read_pairs
 
     first, sep, last = rank_window.partition(":")
     if not sep or not first.strip().isdigit() or not last.strip().isdigit():
@@ -128,16 +128,10 @@ def data_mine_negatives(
             )
     except RagtuneError as exc:
         _fail(str(exc), as_json)
-    write_jsonl(out, triplets)
-    summary = {"pairs": len(loaded), "triplets": len(triplets), "out": str(out),
-               "negatives": sum(len(t.negatives) for t in triplets),
+    summary = {"pairs": len(loaded), "triplets": len(triplets), "negatives": sum(len(t.negatives) for t in triplets),
                "dropped_by_margin": sum(t.dropped_by_margin for t in triplets)}
-    if as_json:
-        _emit(summary)
-        return
-    console.print(f"{summary['triplets']} triplets ({summary['negatives']} negatives, {summary['dropped_by_margin']} "
-                  f"candidates dropped by the margin) from {summary['pairs']} pairs written to {escape(str(out))}",
-                  highlight=False)
+    _written(out, triplets, summary, as_json, "{triplets} triplets ({negatives} negatives, {dropped_by_margin} "
+             "candidates dropped by the margin) from {pairs} pairs written to {out}")
 
 
 @data_app.command("gen-negatives")
@@ -154,7 +148,7 @@ def data_gen_negatives(
     """LLM-written "plausible but wrong" passages (same topic, wrong key detail), as triplets tagged 'generated'.
 
     The KB supplies the LLM settings and the reply cache; pairs need their positive as text."""
-    from ragtune.train.negatives import generate_negatives, read_pairs, write_jsonl
+    from ragtune.train.negatives import generate_negatives, read_pairs
 
     try:
         loaded = read_pairs(pairs)
@@ -165,14 +159,9 @@ def data_gen_negatives(
                                           on_progress=lambda done, total: progress.update(task, completed=done))
     except RagtuneError as exc:
         _fail(str(exc), as_json)
-    write_jsonl(out, triplets)
-    summary = {"pairs": len(loaded), "triplets": len(triplets), "out": str(out),
-               "negatives": sum(len(t.negatives) for t in triplets)}
-    if as_json:
-        _emit(summary)
-        return
-    console.print(f"{summary['negatives']} generated negatives for {summary['triplets']} of {summary['pairs']} "
-                  f"queries written to {escape(str(out))}", highlight=False)
+    summary = {"pairs": len(loaded), "triplets": len(triplets), "negatives": sum(len(t.negatives) for t in triplets)}
+    _written(out, triplets, summary, as_json,
+             "{negatives} generated negatives for {triplets} of {pairs} queries written to {out}")
 
 
 @kb_app.command("reembed")

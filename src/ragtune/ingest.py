@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +105,8 @@ class Ingestor:
         chunker_name_for(self.chunker_name, "txt")  # validate the name eagerly
         self._counter = embedder.token_counter()
         self._chunkers: dict[str, Chunker] = {}
-        s = settings
-        self._parse_options = ParseOptions(
-            max_pages=s.max_pages, ocr=s.ocr, ocr_languages=s.ocr_languages, ocr_dpi=s.ocr_dpi,
-            ocr_timeout_s=s.ocr_timeout_s, max_archive_member_bytes=s.max_archive_member_bytes,
-            max_archive_total_bytes=s.max_archive_total_bytes, max_archive_ratio=s.max_archive_ratio,
-            max_archive_members=s.max_archive_members,
-        )
+        # Every parser option is a setting of the same name.
+        self._parse_options = ParseOptions(**{f.name: getattr(settings, f.name) for f in fields(ParseOptions)})
 
     # ------------------------------------------------------------------ public
 

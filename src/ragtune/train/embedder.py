@@ -22,7 +22,7 @@ from pydantic import Field
 from ragtune.errors import ConfigError
 from ragtune.train.negatives import Triplet, read_pairs, read_triplets
 from ragtune.train.recipe import RecipeError, _Section, read_recipe_data, validate_recipe
-from ragtune.train.run import RUN_FILE, resumable_checkpoints, versions
+from ragtune.train.run import RUN_FILE, resumable_checkpoints, step_plan, versions
 
 log = logging.getLogger(__name__)
 
@@ -276,8 +276,8 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
         before = _rounded(evaluator(model))
         log.info("held-out before training: %s", before)
     rows = sum(len(d) for d in datasets.values())
-    steps_per_epoch = max(1, -(-rows // train.batch_size))
-    eval_steps = train.eval_steps or max(1, steps_per_epoch // 2)
+    twice_per_epoch, warmup_steps = step_plan(rows, train.batch_size, train.epochs, train.warmup_ratio)
+    eval_steps = train.eval_steps or twice_per_epoch
     metric = f"eval_{evaluator.primary_metric}" if evaluator is not None else None
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"),
@@ -285,7 +285,7 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
         per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=64,
         learning_rate=train.learning_rate,
-        warmup_steps=int(train.warmup_ratio * steps_per_epoch * train.epochs),
+        warmup_steps=warmup_steps,
         weight_decay=train.weight_decay,
         seed=train.seed,
         # Two rows of one query in a batch would make its own positive an in-batch negative.

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ragtune.errors import ConfigError
 from ragtune.evaluate.beir import BeirDataset
 from ragtune.train.negatives import TrainingPair, Triplet
-from ragtune.train.run import RUN_FILE, resumable_checkpoints, versions
+from ragtune.train.run import RUN_FILE, resumable_checkpoints, step_plan, versions
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,8 @@ def train_reranker(
         )
         before = {k: round(float(v), 4) for k, v in evaluator(model).items()}
         log.info("dev before training: %s", before)
-    steps_per_epoch = max(1, -(-len(dataset) // recipe.batch_size))
-    eval_steps = max(1, steps_per_epoch // recipe.evals_per_epoch)
+    eval_steps, warmup_steps = step_plan(len(dataset), recipe.batch_size, recipe.epochs, recipe.warmup_ratio,
+                                         recipe.evals_per_epoch)
     metric = "eval_dev_ndcg@10"
     args = CrossEncoderTrainingArguments(
         output_dir=str(out / "checkpoints"),
@@ -141,7 +141,7 @@ def train_reranker(
         per_device_train_batch_size=recipe.batch_size,
         per_device_eval_batch_size=64,
         learning_rate=recipe.learning_rate,
-        warmup_steps=int(recipe.warmup_ratio * steps_per_epoch * recipe.epochs),
+        warmup_steps=warmup_steps,
         weight_decay=recipe.weight_decay,
         seed=recipe.seed,
         eval_strategy="steps" if dev else "no",

@@ -265,6 +265,14 @@ def versions(*extra: str) -> dict[str, str]:
     return found
 
 
+def step_plan(rows: int, batch_size: int, epochs: float, warmup_ratio: float, evals_per_epoch: int = 2
+              ) -> tuple[int, int]:
+    """(steps between evaluations, warm-up steps) of a run over ``rows`` training rows: the schedule the
+    sentence-transformers trainers (embedder, reranker) share."""
+    steps_per_epoch = max(1, -(-rows // batch_size))
+    return max(1, steps_per_epoch // evals_per_epoch), int(warmup_ratio * steps_per_epoch * epochs)
+
+
 def resumable_checkpoints(directory: Path, identity: dict[str, Any], resume: bool) -> list[Path]:
     """Checkpoints to resume from: only those of a run with the same recipe and data size. Another run's
     checkpoints in the same place are an error rather than silently mixed into this one."""
