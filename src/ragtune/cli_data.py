@@ -33,6 +33,9 @@ data_app = typer.Typer(help="Build training data: synthetic queries, mined and g
 app.add_typer(data_app, name="data")
 
 OutOpt = Annotated[Path, typer.Option("--out", help="JSONL file to write.")]
+LlmBatchOpt = Annotated[
+    int, typer.Option(help="Prompts the LLM writes together (batched on the local model; replies cached per batch).")
+]
 PairsOpt = Annotated[
     Path, typer.Option("--pairs", help='JSONL of {"query", "positive"} (or "chunk_id"/"document_id") pairs.')
 ]
@@ -60,6 +63,7 @@ def data_synth_queries(
     limit: Annotated[int, typer.Option(help="Only the first N chunks (0 = all).")] = 0,
     sample: Annotated[int, typer.Option(help="N chunks picked at random from the whole KB (0 = all).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed of --sample.")] = 0,
+    batch_size: LlmBatchOpt = 16,
     llm: Annotated[str | None, typer.Option("--llm", help="local, openai or llamacpp.")] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model name, directory or .gguf path.")] = None,
     llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")] = None,
@@ -74,6 +78,7 @@ def data_synth_queries(
             task = progress.add_task("writing questions", total=None)
             queries, report = synth_queries(
                 base, per_chunk=per_chunk, top_k=top_k, mode=mode, limit=limit, sample=sample, seed=seed,
+                batch_size=batch_size,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     except RagtuneError as exc:
@@ -140,6 +145,7 @@ def data_gen_negatives(
     out: OutOpt,
     kb: KbOpt = None,
     per_query: Annotated[int, typer.Option(help="Generated negatives per query.")] = 1,
+    batch_size: LlmBatchOpt = 16,
     llm: Annotated[str | None, typer.Option("--llm", help="local, openai or llamacpp.")] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model name, directory or .gguf path.")] = None,
     llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")] = None,
@@ -155,7 +161,7 @@ def data_gen_negatives(
         with _open(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as base, \
                 _progress(as_json) as progress:
             task = progress.add_task("writing negatives", total=len(loaded))
-            triplets = generate_negatives(base.rewriter(), loaded, per_query=per_query,
+            triplets = generate_negatives(base.rewriter(), loaded, per_query=per_query, batch_size=batch_size,
                                           on_progress=lambda done, total: progress.update(task, completed=done))
     except RagtuneError as exc:
         _fail(str(exc), as_json)

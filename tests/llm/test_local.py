@@ -152,6 +152,51 @@ class TestLocalLLM:
             llm.chat([{"role": "user", "content": "word " * 9000}])
 
 
+class TestChatMany:
+    CONVERSATIONS = [QUESTION, PARAGRAPH, [{"role": "user", "content": "Name a colour."}]]
+
+    def test_batched_replies_come_back_in_order_and_match_single_generation(
+        self, llm: LocalLLM, paragraph: str
+    ) -> None:
+        with forward_calls(llm) as calls:
+            replies = llm.chat_many(self.CONVERSATIONS, max_tokens=24)
+        # One forward pass per generated token for the whole batch, not per conversation.
+        assert calls[0] <= 24
+        assert replies[1] == paragraph
+        assert replies == [llm.chat(c, max_tokens=24) for c in self.CONVERSATIONS]
+        assert "Paris" in replies[0]
+
+    def test_batches_of_any_size_give_the_same_replies(self, llm: LocalLLM) -> None:
+        together = llm.chat_many(self.CONVERSATIONS, max_tokens=12)
+        with forward_calls(llm) as calls:
+            one_by_one = llm.chat_many(self.CONVERSATIONS, max_tokens=12, batch_size=1)
+        assert one_by_one == together
+        assert calls[0] > 12  # three separate generations
+
+    def test_stop_strings_cut_each_reply(self, llm: LocalLLM, paragraph: str) -> None:
+        stop = paragraph.split()[5]
+        cut = llm.chat_many([PARAGRAPH, QUESTION], max_tokens=24, stop=[stop])
+        assert cut[0] == paragraph[: paragraph.index(stop)]
+        assert cut[1] == llm.chat(QUESTION, max_tokens=24, stop=[stop])
+
+    def test_bad_requests_fail_before_generating(self, llm: LocalLLM) -> None:
+        assert llm.chat_many([]) == []
+        with pytest.raises(ConfigError, match="batch_size"):
+            llm.chat_many([QUESTION], batch_size=0)
+        with pytest.raises(ConfigError, match="max_tokens"):
+            llm.chat_many([QUESTION], max_tokens=0)
+        with pytest.raises(LLMError, match="conversation 2 is .* context window of 8192"):
+            llm.chat_many([QUESTION, [{"role": "user", "content": "word " * 9000}]])
+
+    def test_generation_failure_is_reported(self, llm: LocalLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+        def broken(**kwargs: object) -> None:
+            raise RuntimeError("out of memory")
+
+        monkeypatch.setattr(llm.model, "generate", broken)
+        with pytest.raises(LLMError, match="failed while generating: out of memory"):
+            llm.chat_many([QUESTION])
+
+
 class TestScoreYesNo:
     @staticmethod
     def relevance(query: str, passage: str) -> str:

@@ -164,3 +164,56 @@ class TestQueryRewriter:
             QueryRewriter(ScriptedLLM()).rewrite("q", "telepathy")
         with pytest.raises(ConfigError, match="rewrite_queries"):
             QueryRewriter(ScriptedLLM(), n_queries=0)
+
+
+class BatchingLLM:
+    """A backend with ``chat_many``: echoes each prompt upper-cased, records the batches it was given, and
+    fails any batch holding a prompt that contains 'boom'."""
+
+    name = "batching"
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def chat_many(self, conversations: list[list[dict[str, str]]], *, batch_size: int, **params: object) -> list[str]:
+        prompts = [c[-1]["content"] for c in conversations]
+        self.batches.append(prompts)
+        if any("boom" in p for p in prompts):
+            raise RuntimeError("out of memory")
+        return [p.upper() for p in prompts]
+
+    def stream(self, messages: list[dict[str, str]], **params: object) -> Iterator[str]:
+        raise AssertionError("a backend with chat_many is only called in batches")
+
+
+class TestGenerateMany:
+    def test_batches_in_order_and_caches_each_reply(self) -> None:
+        llm = BatchingLLM()
+        rewriter = QueryRewriter(llm)
+        prompts = [f"p{i}" for i in range(5)]
+        assert rewriter.generate_many(prompts, batch_size=2) == ["P0", "P1", "P2", "P3", "P4"]
+        assert llm.batches == [["p0", "p1"], ["p2", "p3"], ["p4"]]
+        # Only what is not cached goes to the model; singles and batches share the cache.
+        assert rewriter.generate_many(["p3", "new", "p0"], batch_size=2) == ["P3", "NEW", "P0"]
+        assert llm.batches[-1] == ["new"]
+        assert rewriter.generate("p4") == "P4"
+
+    def test_a_failed_batch_gives_its_error_and_the_rest_goes_on(self) -> None:
+        llm = BatchingLLM()
+        rewriter = QueryRewriter(llm)
+        replies = rewriter.generate_many(["a", "boom", "c"], batch_size=2)
+        assert isinstance(replies[0], RuntimeError) and isinstance(replies[1], RuntimeError)
+        assert replies[2] == "C"
+        # Nothing of the failed batch was cached: a re-run asks again.
+        rewriter.generate_many(["a"], batch_size=2)
+        assert llm.batches[-1] == ["a"]
+
+    def test_backends_without_batching_are_asked_one_by_one(self) -> None:
+        llm = ScriptedLLM("one reply")
+        rewriter = QueryRewriter(llm)
+        assert rewriter.generate_many(["x", "y"], system="be brief") == ["one reply ", "one reply "]
+        assert [c[0]["content"] for c in llm.calls] == ["be brief", "be brief"]
+        failing = QueryRewriter(ScriptedLLM(fail=True)).generate_many(["x"])
+        assert isinstance(failing[0], RuntimeError) and "server down" in str(failing[0])
+        with pytest.raises(ConfigError, match="batch_size"):
+            rewriter.generate_many(["x"], batch_size=0)

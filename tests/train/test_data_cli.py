@@ -135,6 +135,42 @@ class TestGeneratedNegatives:
             generate_negatives(kb.rewriter(), [TrainingPair("q", document_ids=("d",))])
 
 
+@pytest.mark.unit
+class TestGeneratedNegativeFilter:
+    POSITIVE = ("Salaries are paid on the last working day of each month. Bonuses follow in March, after the "
+                "annual review closes.")
+    ZH_POSITIVE = "工资在每月最后一个工作日发放。奖金在三月年度评审结束后发放。"
+
+    def generated(self, reply: str, positive: str | None = None, query: str = PAYDAY) -> list[str]:
+        from ragtune.retrieve.rewrite import QueryRewriter
+
+        rewriter = QueryRewriter(ScriptedLLM({"Question:": reply}))
+        triplets = generate_negatives(rewriter, [TrainingPair(query, positive or self.POSITIVE)])
+        return triplets[0].negatives if triplets else []
+
+    def test_a_changed_detail_is_kept_and_the_model_s_framing_removed(self) -> None:
+        wrong = "Salaries are paid on the first working day of each month. Bonuses follow in March."
+        assert self.generated(wrong) == [wrong]
+        assert self.generated(f"Here is a new passage that is wrong in the key detail:\n{wrong}") == [wrong]
+        assert self.generated(f"{wrong}\n\nQuestion: {PAYDAY}") == [wrong]
+        zh = "工资在每月第一个工作日发放。奖金在三月发放。"
+        assert self.generated(zh, self.ZH_POSITIVE, "工资哪天发？") == [zh]
+
+    @pytest.mark.parametrize("reply", [
+        "Salaries are paid on the last working day of each month.",  # an excerpt: nothing was changed
+        "salaries are PAID on the last working day, of each month",  # the same, re-cased and re-punctuated
+        PAYDAY,  # the question repeated
+        f"The question is: {PAYDAY} The answer is the 15th.",
+        "Here is a new passage that answers the question but is wrong in the key detail:",  # framing only
+        "the bonus and the salary and the bonus and the salary and the bonus and the salary and the bonus",  # a loop
+    ])
+    def test_copies_echoes_and_loops_are_no_negatives(self, reply: str) -> None:
+        assert self.generated(reply) == []
+
+    def test_a_chinese_excerpt_is_no_negative(self) -> None:
+        assert self.generated("工资在每月最后一个工作日发放。", self.ZH_POSITIVE, "工资哪天发？") == []
+
+
 @pytest.mark.e2e
 def test_data_commands_chain_into_training_files(kb_path: Path, tmp_path: Path, monkeypatch) -> None:
     from ragtune.cli import app

@@ -319,6 +319,48 @@ class LocalLLM:
         if failures:
             raise LLMError(f"LLM '{self.name}' failed while generating: {failures[0]}") from failures[0]
 
+    def chat_many(
+        self, conversations: Sequence[list[dict[str, str]]], *, batch_size: int = 16, **params: Any
+    ) -> list[str]:
+        """Replies to many independent conversations, generated in left-padded batches of ``batch_size``.
+
+        The throughput path for writing training data: on this project's 2-core CPU, batches of 16 write
+        a SmolLM2 reply in about a third of the time one-by-one generation takes. Conversations of similar
+        length share a batch (less padding); replies come back in the order given. Greedy batched replies
+        can differ from unbatched ones in the last bits of the logits, so rarely in a token.
+        """
+        settings = GenerationParams.from_kwargs(params)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ConfigError(f"batch_size must be an integer greater than 0, got {batch_size!r}.")
+        import torch
+        from transformers import StoppingCriteriaList
+
+        texts = [format_chat(self.tokenizer, messages) for messages in conversations]
+        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        for n, length in enumerate(lengths):
+            if length >= self.context_window:
+                raise LLMError(f"LLM '{self.name}': conversation {n + 1} is {length} tokens, which fills the "
+                               f"context window of {self.context_window} — shorten it")
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        replies = [""] * len(texts)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = self.tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
+                                   padding_side="left", add_special_tokens=False).to(self.device)
+            prompt_length = int(batch["input_ids"].shape[1])
+            criteria = [_StopStrings(self.tokenizer, settings.stop, prompt_length)] if settings.stop else []
+            try:
+                with torch.inference_mode(), _seeded(settings.seed):
+                    config = self._generation_config(settings, prompt_length)
+                    out = self.model.generate(**batch, generation_config=config,
+                                              stopping_criteria=StoppingCriteriaList(criteria))
+            except Exception as exc:
+                raise LLMError(f"LLM '{self.name}' failed while generating: {exc}") from exc
+            for i, tokens in zip(rows, out[:, prompt_length:], strict=True):
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+                replies[i] = "".join(truncate_at_stop([text], settings.stop)) if settings.stop else text
+        return replies
+
     def score_yes_no(self, prompts: list[str], *, batch_size: int = 8) -> list[float]:
         """How much more the model wants to answer "yes" than "no" to each prompt (a log-odds, > 0 = yes).
 

@@ -234,6 +234,46 @@ class QueryRewriter:
         self.timeout_s = timeout_s
         self.model_name = model_name or str(getattr(llm, "name", type(llm).__name__))
 
+    def generate_many(
+        self, prompts: Sequence[str], *, system: str | None = None, max_tokens: int | None = None,
+        batch_size: int = 16,
+    ) -> list[str | Exception]:
+        """Cached replies to many prompts, in order; a failed prompt gives its exception, not a lost run.
+
+        Prompts not in the cache go to the LLM ``batch_size`` at a time: batched on a backend with
+        ``chat_many`` (the local model), one by one through :meth:`generate` otherwise. Each batch is
+        cached as it finishes, so an interrupted run resumes where it stopped. Batched replies are bounded
+        by ``max_tokens`` only (``rewrite_timeout_s`` applies to single replies)."""
+        if batch_size <= 0:
+            raise ConfigError(f"batch_size must be greater than 0, got {batch_size}.")
+        limit = max_tokens or self.max_tokens
+        params: dict[str, Any] = {"max_tokens": limit, "temperature": 0.0}
+        prefix = [{"role": "system", "content": system}] if system else []
+        conversations = [[*prefix, {"role": "user", "content": p}] for p in prompts]
+        keys = [RewriteCache.key(self.model_name, c, params) for c in conversations]
+        replies: list[str | Exception | None] = [self.cache.get(k) for k in keys]
+        todo = [i for i, reply in enumerate(replies) if reply is None]
+        chat_many = getattr(self.llm, "chat_many", None)
+        for start in range(0, len(todo), batch_size):
+            rows = todo[start : start + batch_size]
+            if chat_many is None:
+                for i in rows:
+                    try:
+                        replies[i] = self.generate(prompts[i], system=system, max_tokens=limit)
+                    except Exception as exc:  # one failed reply must not end a long generation run
+                        replies[i] = exc
+                continue
+            try:
+                written = chat_many([conversations[i] for i in rows], batch_size=batch_size, **params)
+            except Exception as exc:
+                for i in rows:
+                    replies[i] = exc
+                continue
+            for i, reply in zip(rows, written, strict=True):
+                self.cache.put(keys[i], reply)
+                replies[i] = reply
+        return [r if r is not None else "" for r in replies]
+
     def rewrite(self, query: str, mode: str) -> Rewrite:
         """Rewrite ``query`` for retrieval by ``mode`` (hyde, multi, stepback; none returns it unchanged)."""
         if mode not in REWRITES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -222,39 +223,75 @@ GENERATE_NEGATIVE_PROMPT = (
 
 def generate_negatives(
     rewriter: Any, pairs: Sequence[TrainingPair], *, per_query: int = 1, max_tokens: int = 160,
-    on_progress: ProgressFn | None = None,
+    batch_size: int = 16, on_progress: ProgressFn | None = None,
 ) -> list[Triplet]:
     """LLM-written "plausible but wrong" passages (same topic, similar wording, wrong key detail) for pairs with
-    a text positive, through ``rewriter.generate`` (a ``QueryRewriter``: bounded and cached). Replies that are
-    empty, repeat the positive or an earlier negative are dropped; pairs left with none give no triplet."""
+    a text positive, through ``rewriter.generate_many`` (a ``QueryRewriter``: cached, batched on a local model,
+    so a re-run resumes). Replies that are empty, repeat the positive or an earlier negative, only copy words
+    of the positive (nothing was changed, so it is no negative), or loop on themselves are dropped; pairs left
+    with none give no triplet."""
     if per_query <= 0:
         raise ConfigError("per_query must be greater than 0.")
-    from ragtune.retrieve.rewrite import parse_passage
-
-    triplets: list[Triplet] = []
-    for n, pair in enumerate(pairs):
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size must be greater than 0, got {batch_size}.")
+    for pair in pairs:
         if not pair.positive:
             raise ConfigError(f"pair '{pair.query[:60]}' has no positive text — generated negatives need the passage; "
                               "use the output of 'ragtune data synth-queries' or 'ragtune data mine-negatives'")
-        negatives: list[str] = []
+    from ragtune.retrieve.rewrite import parse_passage
+
+    triplets: list[Triplet] = []
+    dropped = 0
+    for start in range(0, len(pairs), batch_size):
+        batch = pairs[start : start + batch_size]
+        found: list[list[str]] = [[] for _ in batch]
         for _ in range(per_query):
-            avoid = "" if not negatives else " It must differ from these passages: " + " | ".join(negatives)
-            try:
-                reply = rewriter.generate(GENERATE_NEGATIVE_PROMPT.format(avoid=avoid, query=pair.query,
-                                                                          positive=pair.positive),
-                                          max_tokens=max_tokens)
-            except Exception as exc:  # one failed reply must not end a long generation run
-                log.warning("no negative for '%s': %s", pair.query[:60], exc)
-                continue
-            passage = parse_passage(reply)
-            known = {_norm(pair.positive), *(_norm(t) for t in negatives)}
-            if passage and _norm(passage) not in known and len(passage.split()) >= 3:
-                negatives.append(passage)
-        if negatives:
-            triplets.append(Triplet(pair.query, pair.positive, negatives, "generated", pair.query_id,
-                                    pair.chunk_ids[0] if pair.chunk_ids else ""))
+            prompts = [GENERATE_NEGATIVE_PROMPT.format(
+                avoid=" It must differ from these passages: " + " | ".join(negatives) if negatives else "",
+                query=pair.query, positive=pair.positive) for pair, negatives in zip(batch, found, strict=True)]
+            replies = rewriter.generate_many(prompts, max_tokens=max_tokens, batch_size=batch_size)
+            for pair, negatives, reply in zip(batch, found, replies, strict=True):
+                if isinstance(reply, Exception):
+                    log.warning("no negative for '%s': %s", pair.query[:60], reply)
+                    continue
+                passage = _ECHO.split(_PREAMBLE.sub("", parse_passage(reply)), 1)[0].strip()
+                if _usable_negative(passage, pair, negatives):
+                    negatives.append(passage)
+                elif passage:
+                    dropped += 1
+        triplets.extend(Triplet(pair.query, pair.positive, negatives, "generated", pair.query_id,
+                                pair.chunk_ids[0] if pair.chunk_ids else "")
+                        for pair, negatives in zip(batch, found, strict=True) if negatives)
         if on_progress:
-            on_progress(n + 1, len(pairs))
-    if len(triplets) < len(pairs):
-        log.info("generated negatives: %d of %d pairs got none", len(pairs) - len(triplets), len(pairs))
+            on_progress(start + len(batch), len(pairs))
+    if len(triplets) < len(pairs) or dropped:
+        log.info("generated negatives: %d of %d pairs got none; %d replies dropped as copies or loops",
+                 len(pairs) - len(triplets), len(pairs), dropped)
     return triplets
+
+
+# Small models open with a line about what follows ("Here is a new passage that ...:"), and go on to echo
+# the prompt's labels ("Question: ...") after the passage.
+_PREAMBLE = re.compile(r"^\s*(?:sure|okay|certainly|here(?:'s| is| are)|(?:the |a )?new passage|以下是|好的)\b"
+                       r"[^\n]*?[:：]\s*(?:\n|$)", re.IGNORECASE)
+# ... or restate the question instead of writing a passage.
+_RESTATED = re.compile(r"^\s*(?:the )?(?:question|query)(?: is)?\s*[:：]", re.IGNORECASE)
+_ECHO = re.compile(r"\n\s*(?:Question|Passage|Answer|问题|答案)\s*[:：]")
+_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+")
+
+
+def _trigrams(text: str) -> list[tuple[str, ...]]:
+    words = _TOKEN.findall(text.casefold())  # CJK by character, everything else by word
+    return [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+
+
+def _usable_negative(passage: str, pair: TrainingPair, earlier: Sequence[str]) -> bool:
+    """A generated passage that can serve as a negative: at least 3 words, not the positive or an earlier
+    negative, not a mere excerpt of the positive or the query (every word trigram found there: nothing was
+    changed, or the model repeated the question), and not a loop (under half of its trigrams distinct)."""
+    grams = _trigrams(passage)
+    if not grams or _RESTATED.match(passage) or _norm(passage) in {_norm(pair.positive), *(_norm(t) for t in earlier)}:
+        return False
+    if set(grams) <= {*_trigrams(pair.positive), *_trigrams(pair.query)}:
+        return False
+    return len(set(grams)) >= 0.5 * len(grams)

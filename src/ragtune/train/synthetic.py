@@ -79,19 +79,23 @@ def _norm(text: str) -> str:
 
 def synth_queries(
     kb: Any, *, per_chunk: int = 2, top_k: int = 5, mode: str = "hybrid", limit: int = 0, sample: int = 0,
-    seed: int = 0, min_words: int = 3, max_tokens: int | None = None, on_progress: ProgressFn | None = None,
+    seed: int = 0, min_words: int = 3, max_tokens: int | None = None, batch_size: int = 16,
+    on_progress: ProgressFn | None = None,
 ) -> tuple[list[SyntheticQuery], SynthReport]:
     """Questions for the KB's chunks (up to ``per_chunk`` each) that pass the round trip: the chunk is among the
     ``top_k`` hits of ``mode`` retrieval for the question. Uses ``kb.llm`` through the KB's cached rewriter.
 
     ``limit`` takes the first N chunks; ``sample`` takes N chunks at random (``seed``) from the whole KB, which
-    covers every part of a large collection at the same LLM cost."""
+    covers every part of a large collection at the same LLM cost. The LLM writes for ``batch_size`` chunks
+    at a time (batched on the local model); replies are cached, so an interrupted run resumes."""
     if per_chunk <= 0:
         raise ConfigError("per_chunk must be greater than 0.")
     if top_k <= 0:
         raise ConfigError("top_k must be greater than 0.")
     if sample < 0 or limit < 0:
         raise ConfigError("limit and sample must not be negative.")
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size must be greater than 0, got {batch_size}.")
     rewriter = kb.rewriter()
     chunks = list(knowledge_base_chunks(kb, limit))
     if sample and sample < len(chunks):
@@ -100,29 +104,39 @@ def synth_queries(
     report = SynthReport(chunks=len(chunks))
     seen: set[str] = set()
     kept: list[SyntheticQuery] = []
-    for n, chunk in enumerate(chunks):
-        try:
-            reply = rewriter.generate(SYNTH_PROMPT.format(n=per_chunk, passage=chunk.text),
-                                      max_tokens=max_tokens or 48 * per_chunk + 32)
-        except Exception as exc:  # one failed reply must not lose the questions of every other chunk
-            log.warning("no questions for chunk %s: %s", chunk.chunk_id, exc)
-            report.failed_chunks.append(chunk.chunk_id)
-            reply = ""
-        for question in parse_queries(reply, per_chunk):
-            report.generated += 1
-            key = _norm(question)
-            if key in seen or len(question.split()) < min_words or _norm(chunk.text).find(key) >= 0:
-                report.duplicates += 1
-                continue
-            seen.add(key)
-            hits = kb.retrieve(question, top_k, mode=mode, rewrite="none", rerank=False).hits
-            rank = next((i + 1 for i, h in enumerate(hits) if h.chunk_id == chunk.chunk_id), 0)
-            if not rank:
-                report.not_found += 1
-                continue
-            kept.append(SyntheticQuery(question, chunk.text, chunk.chunk_id, chunk.document_id, rank))
+    for start in range(0, len(chunks), batch_size):
+        batch = chunks[start : start + batch_size]
+        replies = rewriter.generate_many([SYNTH_PROMPT.format(n=per_chunk, passage=c.text) for c in batch],
+                                         max_tokens=max_tokens or 48 * per_chunk + 32, batch_size=batch_size)
+        for chunk, reply in zip(batch, replies, strict=True):
+            _keep_questions(kb, chunk, reply, per_chunk=per_chunk, top_k=top_k, mode=mode, min_words=min_words,
+                            seen=seen, kept=kept, report=report)
         if on_progress:
-            on_progress(n + 1, len(chunks))
+            on_progress(start + len(batch), len(chunks))
     report.kept = len(kept)
     log.info("synthetic queries: %s", report.to_dict())
     return kept, report
+
+
+def _keep_questions(
+    kb: Any, chunk: Any, reply: str | Exception, *, per_chunk: int, top_k: int, mode: str, min_words: int,
+    seen: set[str], kept: list[SyntheticQuery], report: SynthReport,
+) -> None:
+    """The questions of one reply that are new, long enough, not an echo of the chunk, and find it again."""
+    if isinstance(reply, Exception):  # one failed reply must not lose the questions of every other chunk
+        log.warning("no questions for chunk %s: %s", chunk.chunk_id, reply)
+        report.failed_chunks.append(chunk.chunk_id)
+        return
+    for question in parse_queries(reply, per_chunk):
+        report.generated += 1
+        key = _norm(question)
+        if key in seen or len(question.split()) < min_words or _norm(chunk.text).find(key) >= 0:
+            report.duplicates += 1
+            continue
+        seen.add(key)
+        hits = kb.retrieve(question, top_k, mode=mode, rewrite="none", rerank=False).hits
+        rank = next((i + 1 for i, h in enumerate(hits) if h.chunk_id == chunk.chunk_id), 0)
+        if not rank:
+            report.not_found += 1
+            continue
+        kept.append(SyntheticQuery(question, chunk.text, chunk.chunk_id, chunk.document_id, rank))
