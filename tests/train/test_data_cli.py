@@ -163,6 +163,9 @@ class TestGeneratedNegativeFilter:
         f"The question is: {PAYDAY} The answer is the 15th.",
         "Here is a new passage that answers the question but is wrong in the key detail:",  # framing only
         "the bonus and the salary and the bonus and the salary and the bonus and the salary and the bonus",  # a loop
+        # the question stitched to an excerpt: every word is the source's, only the seams are new
+        f"{PAYDAY} Salaries are paid on the last working day of each month. Bonuses follow in March.",
+        "This passage is wrong in the key detail: change a number, name, date or outcome.",  # the instruction
     ])
     def test_copies_echoes_and_loops_are_no_negatives(self, reply: str) -> None:
         assert self.generated(reply) == []

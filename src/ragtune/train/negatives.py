@@ -280,18 +280,32 @@ _ECHO = re.compile(r"\n\s*(?:Question|Passage|Answer|问题|答案)\s*[:：]")
 _TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+")
 
 
-def _trigrams(text: str) -> list[tuple[str, ...]]:
-    words = _TOKEN.findall(text.casefold())  # CJK by character, everything else by word
-    return [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+def _words(text: str) -> list[str]:
+    return _TOKEN.findall(text.casefold())  # CJK by character, everything else by word
+
+
+def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+# Word 4-grams of the instruction: a reply holding one is repeating what it was asked to do.
+_INSTRUCTION_GRAMS = set(_ngrams(_words(GENERATE_NEGATIVE_PROMPT.split("{avoid}")[0]), 4))
 
 
 def _usable_negative(passage: str, pair: TrainingPair, earlier: Sequence[str]) -> bool:
-    """A generated passage that can serve as a negative: at least 3 words, not the positive or an earlier
-    negative, not a mere excerpt of the positive or the query (every word trigram found there: nothing was
-    changed, or the model repeated the question), and not a loop (under half of its trigrams distinct)."""
-    grams = _trigrams(passage)
+    """A generated passage that can serve as a negative. Dropped: under 3 words; the positive or an earlier
+    negative; a restated question or an echo of the instruction; a loop (under half of its word trigrams
+    distinct); and a copy, where nothing new was written: every word is from the positive or the query and
+    at least 80 % of the trigrams are too (an excerpt, or the question stitched to an excerpt). A changed
+    number or name brings a new word, so the negatives the prompt asks for pass."""
+    words = _words(passage)
+    grams = _ngrams(words, 3)
     if not grams or _RESTATED.match(passage) or _norm(passage) in {_norm(pair.positive), *(_norm(t) for t in earlier)}:
         return False
-    if set(grams) <= {*_trigrams(pair.positive), *_trigrams(pair.query)}:
+    if _INSTRUCTION_GRAMS & set(_ngrams(words, 4)) or len(set(grams)) < 0.5 * len(grams):
         return False
-    return len(set(grams)) >= 0.5 * len(grams)
+    source = [*_words(pair.positive), *_words(pair.query)]
+    if set(words) <= set(source):
+        known = {*_ngrams(_words(pair.positive), 3), *_ngrams(_words(pair.query), 3)}
+        return sum(g not in known for g in grams) > 0.2 * len(grams)
+    return True
