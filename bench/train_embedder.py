@@ -4,9 +4,11 @@ The same seeded split as ``bench/train_reranker.py`` (by query id): 70 % trainin
 choice, ``data.eval`` of the recipe), 20 % held out (reported, never trained on or used for choices).
 Variants differ only in their negatives: ``mined`` (hard negatives from ragtune's hybrid retriever, ranks
 1-30, margin filter 0.95), ``inbatch`` (the same pairs, in-batch negatives only), ``generated`` (LLM-written
-negatives from ``ragtune data gen-negatives``), and ``synthetic`` uses no labels at all: LLM-written questions
-for a random sample of corpus chunks (``ragtune data synth-queries``), mined negatives, a fixed number of
-epochs (nothing labelled to choose a checkpoint with). Each step skips what already exists, so it resumes:
+negatives from ``ragtune data gen-negatives``; pairs without a usable one train in-batch only),
+``mined+generated`` (a query's generated negative where there is one, its mined one otherwise), and
+``synthetic`` uses no labels at all: LLM-written questions for a random sample of corpus chunks (``ragtune
+data synth-queries``), mined negatives, a fixed number of epochs (nothing labelled to choose a checkpoint
+with). Each step skips what already exists, so it resumes:
 
     # 1. splits, mined train/dev triplets, pairs (CPU; needs a KB of the corpus, built if missing)
     .venv/bin/python bench/train_embedder.py prepare --kb /tmp/evals/scifact_256
@@ -44,7 +46,7 @@ from _common import (  # noqa: E402
     write_json,
 )
 
-VARIANTS = ("mined", "inbatch", "generated", "synthetic")
+VARIANTS = ("mined", "inbatch", "generated", "mined+generated", "synthetic")
 NEGATIVES = 4
 RANK_WINDOW = (1, 30)
 MARGIN = 0.95
@@ -118,6 +120,9 @@ def train(args: argparse.Namespace) -> None:
         # Pairs whose generation failed still train, with in-batch negatives.
         "generated": [f"data.triplets=['{args.out / 'generated.jsonl'}']",
                       f"data.pairs=['{args.out / 'pairs.jsonl'}']"],
+        # Merged per query with the generated file first: a query's generated negative where the LLM wrote a
+        # usable one, its best mined one otherwise (one hard negative per query, as in ``mined``).
+        "mined+generated": [f"data.triplets=['{args.out / 'generated.jsonl'}', '{args.out / 'triplets.jsonl'}']"],
         # No labels, so no dev qrels: a fixed number of epochs and the last model. (Held-out synthetic
         # questions pass the round trip by construction, score nDCG@10 = 1.0 throughout and cannot choose.)
         "synthetic": [f"data.triplets=['{args.out / 'synthetic.jsonl'}']", "data.eval_split=0"],

@@ -61,7 +61,8 @@ class TestExamples:
         write_jsonl(pairs, [{"query": "q3", "positive": "P3"}, {"query": "q1", "positive": "P1"}])
         recipe = load_embedder_recipe(None, [f"data.triplets=['{mined}', '{generated}']", f"data.pairs=['{pairs}']"])
         examples = {e.query: e for e in load_examples(recipe)}
-        assert examples["q1"].negatives == ["N1", "N2", "G1"] and examples["q1"].source == "mined+generated"
+        # Interleaved by file, so data.negatives = 2 takes one mined and one generated negative.
+        assert examples["q1"].negatives == ["N1", "G1", "N2"] and examples["q1"].source == "mined+generated"
         assert examples["q2"].negatives == [] and examples["q3"].source == "pairs" and len(examples) == 3
 
     def test_split_holds_out_whole_queries(self) -> None:

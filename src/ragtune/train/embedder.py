@@ -115,7 +115,9 @@ def load_examples(recipe: EmbedderRecipe) -> list[Triplet]:
             key = (t.query, t.positive)
             if key in merged:
                 known = merged[key]
-                known.negatives.extend(n for n in t.negatives if n not in known.negatives)
+                # Interleaved, so the first data.negatives of a query draw on every file in turn.
+                added = [n for n in dict.fromkeys(t.negatives) if n not in known.negatives]
+                known.negatives[:] = _interleave(known.negatives, added)
                 if t.source not in known.source.split("+"):
                     known.source += f"+{t.source}"
             else:
@@ -131,6 +133,13 @@ def load_examples(recipe: EmbedderRecipe) -> list[Triplet]:
     if recipe.data.max_examples:
         examples = examples[: recipe.data.max_examples]
     return examples
+
+
+def _interleave(first: Sequence[str], second: Sequence[str]) -> list[str]:
+    """first[0], second[0], first[1], second[1], ... and then the rest of the longer one."""
+    out = [x for pair in zip(first, second, strict=False) for x in pair]
+    shorter = min(len(first), len(second))
+    return out + list(first[shorter:]) + list(second[shorter:])
 
 
 def load_heldout(recipe: EmbedderRecipe, examples: Sequence[Triplet]) -> tuple[list[Triplet], list[Triplet]]:
