@@ -128,11 +128,11 @@ def train(args: argparse.Namespace) -> None:
         "synthetic": [f"data.triplets=['{args.out / 'synthetic.jsonl'}']", "data.eval_split=0"],
     }[args.variant]
     dev = [] if args.variant == "synthetic" else [f"data.eval=['{args.out / 'dev.jsonl'}']"]
-    overrides = [*data, *dev, f"output.dir='{args.out / args.variant}'",
+    overrides = [*data, *dev, f"output.dir='{args.out / (args.name or args.variant)}'",
                  *([f"train.num_threads={args.threads}"] if args.threads else []), *args.set]
     recipe = load_embedder_recipe(Path(__file__).resolve().parents[1] / "recipes" / "embedder.toml", overrides)
     run = train_embedder(recipe)
-    print(f"{args.variant}: dev nDCG@10 {run['heldout_before'].get('heldout_cosine_ndcg@10')} -> "
+    print(f"{args.name or args.variant}: dev nDCG@10 {run['heldout_before'].get('heldout_cosine_ndcg@10')} -> "
           f"{run['heldout_after'].get('heldout_cosine_ndcg@10')} in {run['train_seconds']} s, {run['steps']} steps")
 
 
@@ -141,8 +141,9 @@ def evaluate(args: argparse.Namespace) -> None:
     from ragtune.kb import KnowledgeBase
 
     heldout = (args.out / "heldout_queries.txt").read_text().split()
-    model = args.out / args.variant if args.variant != "base" else None
-    kb_path = args.kb if model is None else args.kb.with_name(f"{args.kb.name}_{args.out.name}_{args.variant}")
+    name = args.name or args.variant
+    model = args.out / name if args.variant != "base" else None
+    kb_path = args.kb if model is None else args.kb.with_name(f"{args.kb.name}_{args.out.name}_{name}")
     reembed: dict = {}
     if model is not None:
         if not kb_path.exists():
@@ -155,15 +156,15 @@ def evaluate(args: argparse.Namespace) -> None:
         print(f"re-embedded {kb_path} in {reembed['seconds']} s")
     report = evaluate_beir(args.beir, kb_path, split="train", modes=("dense", "hybrid"), reranks=args.rerank,
                            query_ids=heldout)
-    result = {"variant": args.variant, "model": str(model) if model else "all-MiniLM-L6-v2", "reembed": reembed,
+    result = {"variant": name, "model": str(model) if model else "all-MiniLM-L6-v2", "reembed": reembed,
               "heldout_queries": len(heldout), "loadavg": loadavg(), "report": report}
     if model is not None:
         result["run"] = {k: v for k, v in json.loads((model / "run.json").read_text()).items() if k != "history"}
-    path = args.out / f"eval_{args.variant}.json"
+    path = args.out / f"eval_{name}.json"
     path.write_text(json.dumps(result, indent=2))
     for label, mode in report["modes"].items():
         metrics = mode["metrics"]
-        print(f"{args.variant} {label}: nDCG@10 {metrics['ndcg_cut_10']}, R@100 {metrics['recall_100']}")
+        print(f"{name} {label}: nDCG@10 {metrics['ndcg_cut_10']}, R@100 {metrics['recall_100']}")
 
 
 def report(args: argparse.Namespace) -> None:
@@ -202,6 +203,9 @@ def main() -> None:
     steps["train"].add_argument("--threads", type=int, default=None)
     steps["train"].add_argument("--set", action="append", default=[], help="recipe override, section.field=value")
     steps["evaluate"].add_argument("--variant", choices=("base", *VARIANTS), required=True)
+    for name in ("train", "evaluate"):
+        steps[name].add_argument("--name", default="", help="run name, to try other settings of a variant "
+                                 "(default: the variant)")
     steps["evaluate"].add_argument("--rerank", action="append", default=[], help="also evaluate with this reranker")
     steps["report"].add_argument("--results", type=Path, default=RESULTS_DIR / "train_embedder.json")
     args = ap.parse_args()

@@ -144,8 +144,9 @@ class TestGeneratedNegativeFilter:
     def generated(self, reply: str, positive: str | None = None, query: str = PAYDAY) -> list[str]:
         from ragtune.retrieve.rewrite import QueryRewriter
 
-        rewriter = QueryRewriter(ScriptedLLM({"Question:": reply}))
-        triplets = generate_negatives(rewriter, [TrainingPair(query, positive or self.POSITIVE)])
+        llm = ScriptedLLM({"Question:": reply, "问题：": reply})
+        triplets = generate_negatives(QueryRewriter(llm), [TrainingPair(query, positive or self.POSITIVE)])
+        self.prompts = llm.prompts
         return triplets[0].negatives if triplets else []
 
     def test_a_changed_detail_is_kept_and_the_model_s_framing_removed(self) -> None:
@@ -153,8 +154,11 @@ class TestGeneratedNegativeFilter:
         assert self.generated(wrong) == [wrong]
         assert self.generated(f"Here is a new passage that is wrong in the key detail:\n{wrong}") == [wrong]
         assert self.generated(f"{wrong}\n\nQuestion: {PAYDAY}") == [wrong]
+        assert "wrong in the key detail" in self.prompts[0]
         zh = "工资在每月第一个工作日发放。奖金在三月发放。"
         assert self.generated(zh, self.ZH_POSITIVE, "工资哪天发？") == [zh]
+        # A Chinese positive gets the instruction in Chinese.
+        assert "关键细节是错的" in self.prompts[0] and "问题：工资哪天发？" in self.prompts[0]
 
     @pytest.mark.parametrize("reply", [
         "Salaries are paid on the last working day of each month.",  # an excerpt: nothing was changed
@@ -170,8 +174,19 @@ class TestGeneratedNegativeFilter:
     def test_copies_echoes_and_loops_are_no_negatives(self, reply: str) -> None:
         assert self.generated(reply) == []
 
-    def test_a_chinese_excerpt_is_no_negative(self) -> None:
+    def test_a_chinese_excerpt_or_echo_is_no_negative(self) -> None:
         assert self.generated("工资在每月最后一个工作日发放。", self.ZH_POSITIVE, "工资哪天发？") == []
+        assert self.generated("问题是：工资哪天发？答案是十五号。", self.ZH_POSITIVE, "工资哪天发？") == []
+        assert self.generated("这段文字的关键细节是错的，改动一个数字。", self.ZH_POSITIVE, "工资哪天发？") == []
+
+
+@pytest.mark.unit
+def test_questions_are_asked_for_in_the_passage_s_language() -> None:
+    from ragtune.train.synthetic import synth_prompt
+
+    assert synth_prompt(PASSAGES["pay1"], 2).startswith("Write 2 different questions")
+    zh = synth_prompt("员工每月最后一个工作日领取工资，奖金在三月发放。", 3)
+    assert "写出 3 个不同的问题" in zh and zh.endswith("员工每月最后一个工作日领取工资，奖金在三月发放。")
 
 
 @pytest.mark.e2e

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import ConfigError
+from ragtune.parse.base import detect_language
 from ragtune.types import Hit
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,21 @@ GENERATE_NEGATIVE_PROMPT = (
     "(change a number, name, date, condition or outcome). Do not mention that anything was changed. Reply "
     "with the new passage only.{avoid}\n\nQuestion: {query}\nPassage: {positive}"
 )
+GENERATE_NEGATIVE_PROMPT_ZH = (
+    "下面是一个问题和能回答它的段落。请写一段新的文字：主题相同、措辞相似、长度相近，看起来像是在回答这个问题，"
+    "但关键细节是错的（改动一个数字、名称、日期、条件或结果）。不要说明改动了什么。只回复这段新文字。{avoid}\n\n"
+    "问题：{query}\n段落：{positive}"
+)
+
+
+def negative_prompt(pair: TrainingPair, earlier: Sequence[str]) -> str:
+    """The prompt for one more generated negative, in the language of the positive (Chinese or English)."""
+    zh = detect_language(pair.positive) == "zh"
+    avoid = ""
+    if earlier:
+        avoid = ("它必须与这些段落不同：" if zh else " It must differ from these passages: ") + " | ".join(earlier)
+    return (GENERATE_NEGATIVE_PROMPT_ZH if zh else GENERATE_NEGATIVE_PROMPT).format(
+        avoid=avoid, query=pair.query, positive=pair.positive)
 
 
 def generate_negatives(
@@ -246,9 +262,7 @@ def generate_negatives(
         batch = pairs[start : start + batch_size]
         found: list[list[str]] = [[] for _ in batch]
         for _ in range(per_query):
-            prompts = [GENERATE_NEGATIVE_PROMPT.format(
-                avoid=" It must differ from these passages: " + " | ".join(negatives) if negatives else "",
-                query=pair.query, positive=pair.positive) for pair, negatives in zip(batch, found, strict=True)]
+            prompts = [negative_prompt(pair, negatives) for pair, negatives in zip(batch, found, strict=True)]
             replies = rewriter.generate_many(prompts, max_tokens=max_tokens, batch_size=batch_size)
             for pair, negatives, reply in zip(batch, found, replies, strict=True):
                 if isinstance(reply, Exception):
@@ -275,8 +289,8 @@ def generate_negatives(
 _PREAMBLE = re.compile(r"^\s*(?:sure|okay|certainly|here(?:'s| is| are)|(?:the |a )?new passage|以下是|好的)\b"
                        r"[^\n]*?[:：]\s*(?:\n|$)", re.IGNORECASE)
 # ... or restate the question instead of writing a passage.
-_RESTATED = re.compile(r"^\s*(?:the )?(?:question|query)(?: is)?\s*[:：]", re.IGNORECASE)
-_ECHO = re.compile(r"\n\s*(?:Question|Passage|Answer|问题|答案)\s*[:：]")
+_RESTATED = re.compile(r"^\s*(?:(?:the )?(?:question|query)(?: is)?|问题(?:是)?)\s*[:：]", re.IGNORECASE)
+_ECHO = re.compile(r"\n\s*(?:Question|Passage|Answer|问题|段落|答案)\s*[:：]")
 _TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+")
 
 
@@ -289,7 +303,8 @@ def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
 
 
 # Word 4-grams of the instruction: a reply holding one is repeating what it was asked to do.
-_INSTRUCTION_GRAMS = set(_ngrams(_words(GENERATE_NEGATIVE_PROMPT.split("{avoid}")[0]), 4))
+_INSTRUCTION_GRAMS = {gram for prompt in (GENERATE_NEGATIVE_PROMPT, GENERATE_NEGATIVE_PROMPT_ZH)
+                      for gram in _ngrams(_words(prompt.split("{avoid}")[0]), 4)}
 
 
 def _usable_negative(passage: str, pair: TrainingPair, earlier: Sequence[str]) -> bool:

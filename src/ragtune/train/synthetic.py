@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ragtune.errors import ConfigError
+from ragtune.parse.base import detect_language
 from ragtune.retrieve.rewrite import parse_queries
 from ragtune.types import Hit
 
@@ -26,6 +27,16 @@ SYNTH_PROMPT = (
     "from the passage alone, and must not copy its sentences. Reply with a JSON list of strings only.\n\n"
     "Passage:\n{passage}"
 )
+SYNTH_PROMPT_ZH = (
+    "请为下面的段落写出 {n} 个不同的问题：知识库的用户可能会问，并且这段话能够回答。每个问题都要能独立理解"
+    "（写明主题，不要说“本段”），只凭这段话就能回答，不要照抄原句。只回复一个由字符串组成的 JSON 列表。\n\n"
+    "段落：\n{passage}"
+)
+
+
+def synth_prompt(passage: str, n: int) -> str:
+    """The prompt asking for ``n`` questions about ``passage``, in its language (Chinese or English)."""
+    return (SYNTH_PROMPT_ZH if detect_language(passage) == "zh" else SYNTH_PROMPT).format(n=n, passage=passage)
 
 ProgressFn = Callable[[int, int], None]
 
@@ -106,7 +117,7 @@ def synth_queries(
     kept: list[SyntheticQuery] = []
     for start in range(0, len(chunks), batch_size):
         batch = chunks[start : start + batch_size]
-        replies = rewriter.generate_many([SYNTH_PROMPT.format(n=per_chunk, passage=c.text) for c in batch],
+        replies = rewriter.generate_many([synth_prompt(c.text, per_chunk) for c in batch],
                                          max_tokens=max_tokens or 48 * per_chunk + 32, batch_size=batch_size)
         for chunk, reply in zip(batch, replies, strict=True):
             _keep_questions(kb, chunk, reply, per_chunk=per_chunk, top_k=top_k, mode=mode, min_words=min_words,
