@@ -248,3 +248,29 @@ class TestConfiguration:
     )
     def test_count_tokens_estimate(self, text: str, expected: int) -> None:
         assert OpenAICompatibleLLM("m").count_tokens(text) == expected
+
+
+@pytest.mark.integration
+def test_generate_many_sends_a_batch_of_prompts_at_once(serve: Callable[..., str]) -> None:
+    import threading
+
+    from ragtune.retrieve.rewrite import QueryRewriter
+
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most at once
+
+    class SlowEcho(_Handler):
+        def do_POST(self) -> None:
+            prompt = self.read_json()["messages"][-1]["content"]
+            with lock:
+                in_flight[0] += 1
+                in_flight[1] = max(in_flight)
+            time.sleep(0.3)  # long enough for the other requests of the batch to arrive
+            with lock:
+                in_flight[0] -= 1
+            self.send_events([_chunk("m", {"content": f"re {prompt}"}), "data: [DONE]"])
+
+    with _client(serve(SlowEcho)) as llm:
+        replies = QueryRewriter(llm).generate_many([f"p{i}" for i in range(6)], batch_size=3)
+    assert replies == [f"re p{i}" for i in range(6)]
+    assert in_flight[1] == 3  # each batch of 3 was in flight together, and no more than that

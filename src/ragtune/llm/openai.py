@@ -37,6 +37,10 @@ class OpenAICompatibleLLM:
     fail at once. A stream is retried only before its first piece: after that a retry would repeat text.
     """
 
+    #: Its httpx client is thread-safe, and servers (vLLM, SGLang, llama.cpp) batch concurrent requests, so
+    #: the data commands send a batch of prompts at once.
+    concurrent_requests = True
+
     def __init__(
         self,
         model: str,

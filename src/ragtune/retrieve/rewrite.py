@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,9 +242,10 @@ class QueryRewriter:
         """Cached replies to many prompts, in order; a failed prompt gives its exception, not a lost run.
 
         Prompts not in the cache go to the LLM ``batch_size`` at a time: batched on a backend with
-        ``chat_many`` (the local model), one by one through :meth:`generate` otherwise. Each batch is
-        cached as it finishes, so an interrupted run resumes where it stopped. Batched replies are bounded
-        by ``max_tokens`` only (``rewrite_timeout_s`` applies to single replies)."""
+        ``chat_many`` (the local model), as concurrent requests through :meth:`generate` on one that sets
+        ``concurrent_requests`` (an OpenAI-compatible server batches them itself), one by one otherwise.
+        Each batch is cached as it finishes, so an interrupted run resumes where it stopped. Batched replies
+        are bounded by ``max_tokens`` only (``rewrite_timeout_s`` applies to single replies)."""
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be greater than 0, got {batch_size}.")
         limit = max_tokens or self.max_tokens
@@ -254,14 +256,24 @@ class QueryRewriter:
         replies: list[str | Exception | None] = [self.cache.get(k) for k in keys]
         todo = [i for i, reply in enumerate(replies) if reply is None]
         chat_many = getattr(self.llm, "chat_many", None)
+        concurrent = bool(getattr(self.llm, "concurrent_requests", False))
+
+        def one(i: int) -> str | Exception:
+            try:
+                return self.generate(prompts[i], system=system, max_tokens=limit)
+            except Exception as exc:  # one failed reply must not end a long generation run
+                return exc
+
         for start in range(0, len(todo), batch_size):
             rows = todo[start : start + batch_size]
             if chat_many is None:
-                for i in rows:
-                    try:
-                        replies[i] = self.generate(prompts[i], system=system, max_tokens=limit)
-                    except Exception as exc:  # one failed reply must not end a long generation run
-                        replies[i] = exc
+                if concurrent and len(rows) > 1:
+                    with ThreadPoolExecutor(max_workers=len(rows), thread_name_prefix="ragtune-llm") as pool:
+                        results = list(pool.map(one, rows))
+                else:
+                    results = [one(i) for i in rows]
+                for i, reply in zip(rows, results, strict=True):
+                    replies[i] = reply
                 continue
             try:
                 written = chat_many([conversations[i] for i in rows], batch_size=batch_size, **params)
