@@ -243,9 +243,9 @@ def generate_negatives(
 ) -> list[Triplet]:
     """LLM-written "plausible but wrong" passages (same topic, similar wording, wrong key detail) for pairs with
     a text positive, through ``rewriter.generate_many`` (a ``QueryRewriter``: cached, batched on a local model,
-    so a re-run resumes). Replies that are empty, repeat the positive or an earlier negative, only copy words
-    of the positive (nothing was changed, so it is no negative), or loop on themselves are dropped; pairs left
-    with none give no triplet."""
+    so a re-run resumes). Replies that cannot serve as a negative (see ``_usable_negative``: copies of the
+    positive, echoes of the question or instruction, loops) are dropped; pairs left with none give no
+    triplet."""
     if per_query <= 0:
         raise ConfigError("per_query must be greater than 0.")
     if batch_size <= 0:
@@ -302,9 +302,14 @@ def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
 
 
-# Word 4-grams of the instruction: a reply holding one is repeating what it was asked to do.
-_INSTRUCTION_GRAMS = {gram for prompt in (GENERATE_NEGATIVE_PROMPT, GENERATE_NEGATIVE_PROMPT_ZH)
-                      for gram in _ngrams(_words(prompt.split("{avoid}")[0]), 4)}
+def _instruction(prompt: str) -> list[str]:
+    return _words(prompt.split("{avoid}")[0])
+
+
+# Runs of the instruction: a reply holding one repeats what it was asked to do. Word 4-grams in English;
+# Chinese is compared by character, where 4 characters are a common phrase, so there it takes 6.
+_INSTRUCTION_GRAMS = {*_ngrams(_instruction(GENERATE_NEGATIVE_PROMPT), 4),
+                      *_ngrams(_instruction(GENERATE_NEGATIVE_PROMPT_ZH), 6)}
 
 
 def _usable_negative(passage: str, pair: TrainingPair, earlier: Sequence[str]) -> bool:
@@ -317,7 +322,7 @@ def _usable_negative(passage: str, pair: TrainingPair, earlier: Sequence[str]) -
     grams = _ngrams(words, 3)
     if not grams or _RESTATED.match(passage) or _norm(passage) in {_norm(pair.positive), *(_norm(t) for t in earlier)}:
         return False
-    if _INSTRUCTION_GRAMS & set(_ngrams(words, 4)) or len(set(grams)) < 0.5 * len(grams):
+    if _INSTRUCTION_GRAMS & {*_ngrams(words, 4), *_ngrams(words, 6)} or len(set(grams)) < 0.5 * len(grams):
         return False
     source = [*_words(pair.positive), *_words(pair.query)]
     if set(words) <= set(source):
