@@ -85,6 +85,10 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log pro
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not verbose:
+        # bitsandbytes warns on import that an optional 4-bit CPU kernel package is missing; nothing ragtune
+        # runs outside QLoRA needs it, and it would open every `ask`.
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 @app.command()
