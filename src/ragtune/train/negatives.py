@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import ConfigError
+from ragtune.evaluate.lm import rouge_tokens
 from ragtune.parse.base import detect_language
 from ragtune.types import Hit
 
@@ -291,11 +292,6 @@ _PREAMBLE = re.compile(r"^\s*(?:sure|okay|certainly|here(?:'s| is| are)|(?:the |
 # ... or restate the question instead of writing a passage.
 _RESTATED = re.compile(r"^\s*(?:(?:the )?(?:question|query)(?: is)?|问题(?:是)?)\s*[:：]", re.IGNORECASE)
 _ECHO = re.compile(r"\n\s*(?:Question|Passage|Answer|问题|段落|答案)\s*[:：]")
-_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+")
-
-
-def _words(text: str) -> list[str]:
-    return _TOKEN.findall(text.casefold())  # CJK by character, everything else by word
 
 
 def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -303,7 +299,7 @@ def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
 
 
 def _instruction(prompt: str) -> list[str]:
-    return _words(prompt.split("{avoid}")[0])
+    return rouge_tokens(prompt.split("{avoid}")[0])
 
 
 # Runs of the instruction: a reply holding one repeats what it was asked to do. Word 4-grams in English;
@@ -318,14 +314,14 @@ def _usable_negative(passage: str, pair: TrainingPair, earlier: Sequence[str]) -
     distinct); and a copy, where nothing new was written: every word is from the positive or the query and
     at least 80 % of the trigrams are too (an excerpt, or the question stitched to an excerpt). A changed
     number or name brings a new word, so the negatives the prompt asks for pass."""
-    words = _words(passage)
+    words = rouge_tokens(passage)  # CJK by character, everything else by word
     grams = _ngrams(words, 3)
     if not grams or _RESTATED.match(passage) or _norm(passage) in {_norm(pair.positive), *(_norm(t) for t in earlier)}:
         return False
     if _INSTRUCTION_GRAMS & {*_ngrams(words, 4), *_ngrams(words, 6)} or len(set(grams)) < 0.5 * len(grams):
         return False
-    source = [*_words(pair.positive), *_words(pair.query)]
-    if set(words) <= set(source):
-        known = {*_ngrams(_words(pair.positive), 3), *_ngrams(_words(pair.query), 3)}
+    positive, query = rouge_tokens(pair.positive), rouge_tokens(pair.query)
+    if set(words) <= {*positive, *query}:
+        known = {*_ngrams(positive, 3), *_ngrams(query, 3)}
         return sum(g not in known for g in grams) > 0.2 * len(grams)
     return True
