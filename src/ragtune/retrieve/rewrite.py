@@ -242,25 +242,21 @@ class QueryRewriter:
         """Cached replies to many prompts, in order; a failed prompt gives its exception, not a lost run.
 
         Prompts not in the cache go to the LLM ``batch_size`` at a time: batched on a backend with
-        ``chat_many`` (the local model), as concurrent requests through :meth:`generate` on one that sets
-        ``concurrent_requests`` (an OpenAI-compatible server batches them itself), one by one otherwise.
+        ``chat_many`` (the local model), as concurrent streamed replies (like :meth:`generate`'s) on one that
+        sets ``concurrent_requests`` (an OpenAI-compatible server batches them itself), one by one otherwise.
         Each batch is cached as it finishes, so an interrupted run resumes where it stopped. Batched replies
         are bounded by ``max_tokens`` only (``rewrite_timeout_s`` applies to single replies)."""
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be greater than 0, got {batch_size}.")
-        limit = max_tokens or self.max_tokens
-        params: dict[str, Any] = {"max_tokens": limit, "temperature": 0.0}
-        prefix = [{"role": "system", "content": system}] if system else []
-        conversations = [[*prefix, {"role": "user", "content": p}] for p in prompts]
-        keys = [RewriteCache.key(self.model_name, c, params) for c in conversations]
-        replies: list[str | Exception | None] = [self.cache.get(k) for k in keys]
+        requests = [self._request(p, system, max_tokens) for p in prompts]
+        replies: list[str | Exception | None] = [self.cache.get(key) for _, _, key in requests]
         todo = [i for i, reply in enumerate(replies) if reply is None]
         chat_many = getattr(self.llm, "chat_many", None)
         concurrent = bool(getattr(self.llm, "concurrent_requests", False))
 
         def one(i: int) -> str | Exception:
             try:
-                return self.generate(prompts[i], system=system, max_tokens=limit)
+                return self._stream_reply(*requests[i])
             except Exception as exc:  # one failed reply must not end a long generation run
                 return exc
 
@@ -276,13 +272,14 @@ class QueryRewriter:
                     replies[i] = reply
                 continue
             try:
-                written = chat_many([conversations[i] for i in rows], batch_size=batch_size, **params)
+                # Every request of one call shares its parameters.
+                written = chat_many([requests[i][0] for i in rows], batch_size=batch_size, **requests[rows[0]][1])
             except Exception as exc:
                 for i in rows:
                     replies[i] = exc
                 continue
             for i, reply in zip(rows, written, strict=True):
-                self.cache.put(keys[i], reply)
+                self.cache.put(requests[i][2], reply)
                 replies[i] = reply
         return [r if r is not None else "" for r in replies]
 
@@ -323,12 +320,20 @@ class QueryRewriter:
 
     def generate(self, prompt: str, *, system: str | None = None, max_tokens: int | None = None) -> str:
         """One bounded, cached LLM reply to ``prompt``. A reply cut off by the time limit is used but not cached."""
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-        params = {"max_tokens": max_tokens or self.max_tokens, "temperature": 0.0}
-        key = RewriteCache.key(self.model_name, messages, params)
+        messages, params, key = self._request(prompt, system, max_tokens)
         cached = self.cache.get(key)
-        if cached is not None:
-            return cached
+        return cached if cached is not None else self._stream_reply(messages, params, key)
+
+    def _request(
+        self, prompt: str, system: str | None, max_tokens: int | None
+    ) -> tuple[list[dict[str, str]], dict[str, Any], str]:
+        """(messages, generation parameters, cache key) of one prompt."""
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        params: dict[str, Any] = {"max_tokens": max_tokens or self.max_tokens, "temperature": 0.0}
+        return messages, params, RewriteCache.key(self.model_name, messages, params)
+
+    def _stream_reply(self, messages: list[dict[str, str]], params: dict[str, Any], key: str) -> str:
+        """Stream a reply within ``timeout_s``; cache it unless the time limit cut it off."""
         deadline = time.monotonic() + self.timeout_s
         pieces: list[str] = []
         timed_out = False
