@@ -260,13 +260,13 @@ class LocalLLM:
         text = format_chat(self.tokenizer, messages)
         # The template already wrote the special tokens the model expects; adding them again doubles BOS.
         inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
-        length = int(inputs["input_ids"].shape[1])
-        if length >= self.context_window:
-            raise LLMError(
-                f"LLM '{self.name}': the conversation is {length} tokens, which fills the context window of "
-                f"{self.context_window} — shorten it"
-            )
+        self._check_fits(int(inputs["input_ids"].shape[1]), "the conversation")
         return {key: value.to(self.device) for key, value in inputs.items()}
+
+    def _check_fits(self, length: int, what: str) -> None:
+        if length >= self.context_window:
+            raise LLMError(f"LLM '{self.name}': {what} is {length} tokens, which fills the context window of "
+                           f"{self.context_window} — shorten it")
 
     def _generation_config(self, settings: GenerationParams, prompt_length: int) -> Any:
         config = copy.deepcopy(self.model.generation_config)
@@ -335,18 +335,17 @@ class LocalLLM:
         import torch
         from transformers import StoppingCriteriaList
 
-        texts = [format_chat(self.tokenizer, messages) for messages in conversations]
-        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        for n, length in enumerate(lengths):
-            if length >= self.context_window:
-                raise LLMError(f"LLM '{self.name}': conversation {n + 1} is {length} tokens, which fills the "
-                               f"context window of {self.context_window} — shorten it")
-        order = sorted(range(len(texts)), key=lengths.__getitem__)
-        replies = [""] * len(texts)
+        # Encoded once: the lengths order the batches, the ids are padded into them.
+        encoded = [self.tokenizer(format_chat(self.tokenizer, messages), add_special_tokens=False)["input_ids"]
+                   for messages in conversations]
+        for n, ids in enumerate(encoded):
+            self._check_fits(len(ids), f"conversation {n + 1}")
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        replies = [""] * len(encoded)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            batch = self.tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
-                                   padding_side="left", add_special_tokens=False).to(self.device)
+            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, padding=True,
+                                       padding_side="left", return_tensors="pt").to(self.device)
             prompt_length = int(batch["input_ids"].shape[1])
             criteria = [_StopStrings(self.tokenizer, settings.stop, prompt_length)] if settings.stop else []
             try:
