@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from ragtune.chunk.code import CodeChunker, _grammar
-from ragtune.chunk.tokens import RegexTokenCounter
 from ragtune.errors import ConfigError
 from ragtune.parse.code import parse_code
 from ragtune.parse.markdown import parse_markdown
+from ragtune.tokens import RegexTokenCounter
 from ragtune.types import Chunk, Document
 
 pytestmark = pytest.mark.unit

@@ -9,11 +9,11 @@ import pytest
 
 from ragtune.chunk.qa import QAChunker, faq_pairs
 from ragtune.chunk.recursive import RecursiveChunker
-from ragtune.chunk.tokens import RegexTokenCounter
 from ragtune.errors import ConfigError
 from ragtune.parse.markdown import parse_markdown
 from ragtune.parse.qa import parse_qa
 from ragtune.parse.text import parse_text
+from ragtune.tokens import RegexTokenCounter
 from ragtune.types import BlockType, Chunk, Document
 
 pytestmark = pytest.mark.unit

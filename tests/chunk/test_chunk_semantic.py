@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ragtune.chunk import SemanticChunker, make_chunker
-from ragtune.chunk.sentences import split_sentences
 from ragtune.errors import ConfigError
+from ragtune.text import split_sentences
 from ragtune.types import Block, BlockType, Document
 
 PASTA = [

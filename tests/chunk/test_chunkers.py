@@ -8,7 +8,6 @@ import pytest
 
 from ragtune.chunk import MarkdownChunker, RecursiveChunker, RegexTokenCounter, TokenChunker, make_chunker
 from ragtune.chunk.factory import chunker_name_for
-from ragtune.chunk.sentences import split_sentences
 from ragtune.errors import ConfigError
 from ragtune.types import Block, BlockType, Document
 
@@ -163,49 +162,6 @@ def test_hf_token_counter_spans_match_the_embedder_tokenizer(embedder):
     ids = embedder._model.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
     assert len(spans) == len(ids)
     assert all(text[s:e].strip() for s, e in spans)
-
-
-# --- sentence splitting -------------------------------------------------------------------------------------
-
-
-def _sentences(text: str) -> list[str]:
-    return [text[s:e] for s, e in split_sentences(text)]
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("Dr. Smith met Mr. Lee in the U.S. on Monday. Pi is 3.14 today! Is it? Yes.",
-         ["Dr. Smith met Mr. Lee in the U.S. on Monday.", "Pi is 3.14 today!", "Is it?", "Yes."]),
-        ("See Fig. 3 and Smith et al. (2020), e.g. Python, i.e. code. No. 5 is here.",
-         ["See Fig. 3 and Smith et al. (2020), e.g. Python, i.e. code.", "No. 5 is here."]),
-        ("他说：“今天下雨了。”我们走吧！真的吗？是的；好……那就这样。",
-         ["他说：“今天下雨了。”", "我们走吧！", "真的吗？", "是的；", "好……", "那就这样。"]),
-        ("「去吧。」她说。『好！』", ["「去吧。」", "她说。", "『好！』"]),
-        ("Wait... what? He left… Then she came.", ["Wait... what?", "He left…", "Then she came."]),
-        ("Steps:\n- open the lid\n- pour water\n1. boil\n2) serve", ["Steps:", "- open the lid", "- pour water",
-                                                                "1. boil", "2) serve"]),
-        ("要求：\n一、按时提交\n（二）签字确认", ["要求：", "一、按时提交", "（二）签字确认"]),
-        ("A line that wraps\nonto the next line. Then a new one.", ["A line that wraps\nonto the next line.",
-                                                                    "Then a new one."]),
-        ("The ratio is\n3.14 in this case.", ["The ratio is\n3.14 in this case."]),
-        ("Version 2.5 of example.com works. OK!然后我们走。", ["Version 2.5 of example.com works.", "OK!",
-                                                           "然后我们走。"]),
-        ("“Go.” She said. (Really.) Yes.", ["“Go.”", "She said.", "(Really.)", "Yes."]),
-        ("First paragraph\n\nsecond paragraph", ["First paragraph", "second paragraph"]),
-        ("   ", []),
-    ],
-)
-def test_sentence_splitter_handles_abbreviations_chinese_quotes_and_lists(text, expected):
-    assert _sentences(text) == expected
-
-
-def test_sentence_spans_are_exact_and_respect_a_sub_range():
-    text = "Skip this. Take this one. And this! 不要这句。"
-    start, end = text.index("Take"), text.index("不要")
-    spans = split_sentences(text, start, end)
-    assert [text[s:e] for s, e in spans] == ["Take this one.", "And this!"]
-    assert all(start <= s < e <= end for s, e in spans)
 
 
 @pytest.mark.parametrize("chunker_cls", [TokenChunker, RecursiveChunker, MarkdownChunker])

@@ -1,4 +1,4 @@
-"""Tests for parser dispatch, the registry and the shared helpers in ragtune.parse.base."""
+"""Tests for parser dispatch, the registry and the shared block helpers of ragtune.parse."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 from ragtune.errors import ParseError
 from ragtune.parse import (
     HeadingPath,
-    base,
     detect_language,
     markdown_table,
     parse,
+    parse_text,
     register_parser,
+    registry,
     source_type_for,
     supported_extensions,
 )
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.unit
 @pytest.fixture
 def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Registrations made by a test do not leak into the others."""
-    monkeypatch.setattr(base, "_registry", dict(base._entries()))
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
 
 
 class TestRegistry:
@@ -67,12 +68,12 @@ class TestRegistry:
         assert document.source_type == "shout"
 
     def test_register_defaults_source_type_to_extension(self, isolated_registry: None) -> None:
-        register_parser(".rst", base._entries()[".txt"].parser)
+        register_parser(".rst", parse_text)
         assert source_type_for("guide.rst") == "rst"
 
     def test_register_needs_an_extension(self) -> None:
         with pytest.raises(ValueError):
-            register_parser([], base._entries()[".txt"].parser)
+            register_parser([], parse_text)
 
 
 class TestParse:

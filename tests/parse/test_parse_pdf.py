@@ -165,7 +165,7 @@ class TestParsePdf:
         assert {b.page_number for b in document.blocks} == {1}
         assert document.metadata["pages_parsed"] == 1
         with pytest.MonkeyPatch.context() as patch:
-            from ragtune.parse import base
+            from ragtune.parse import options as base
 
             patch.setattr(base, "_DEFAULT_OPTIONS", ParseOptions(max_pages=1))
             # An explicit max_pages argument wins over the options.

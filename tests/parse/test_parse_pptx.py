@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ragtune.errors import ParseError
-from ragtune.parse.base import ParseOptions, parse_options
+from ragtune.parse.options import ParseOptions, parse_options
 from ragtune.parse.pptx import parse_pptx
 from ragtune.parse.spreadsheet import table_cells
 from ragtune.types import BlockType, Document

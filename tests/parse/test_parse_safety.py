@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ragtune.errors import ParseError
-from ragtune.parse.base import ParseOptions, parse_options
 from ragtune.parse.docx import parse_docx
+from ragtune.parse.options import ParseOptions, parse_options
 from ragtune.parse.pptx import parse_pptx
 from ragtune.parse.safety import check_zip, safe_xml_parser
 from ragtune.parse.spreadsheet import parse_xlsx

@@ -14,7 +14,7 @@ import pytest
 
 from ragtune.errors import ParseError
 from ragtune.parse import spreadsheet
-from ragtune.parse.base import markdown_table
+from ragtune.parse.blocks import markdown_table
 from ragtune.parse.spreadsheet import cell_text, parse_csv, parse_xlsx, sheet_blocks, table_cells, table_groups
 from ragtune.types import BlockType, Document
 

@@ -7,10 +7,9 @@ from ragtune.chunk.markdown import MarkdownChunker, SlideChunker, TableChunker
 from ragtune.chunk.paper import PaperChunker
 from ragtune.chunk.recursive import RecursiveChunker
 from ragtune.chunk.semantic import SemanticChunker
-from ragtune.chunk.sentences import split_sentences
 from ragtune.chunk.tags import extract_tags
 from ragtune.chunk.token import TokenChunker
-from ragtune.chunk.tokens import HFTokenCounter, RegexTokenCounter, TokenCounter, TokenIndex
+from ragtune.tokens import HFTokenCounter, RegexTokenCounter, TokenCounter, TokenIndex
 
 __all__ = [
     "CHUNKERS", "Chunker", "HFTokenCounter", "LegalChunker", "MarkdownChunker", "PaperChunker", "RecursiveChunker",

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from ragtune.chunk.tags import DEFAULT_TAG_COUNT, extract_tags
+from ragtune.text import WORD_OR_HAN_RE
 from ragtune.types import Block, BlockType, Chunk, ChunkMeta, Document
 
-_WORD_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]|[^\W_]+", re.UNICODE)
 # The rule under a Markdown table's header row: "| --- | :-: |".
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
@@ -23,7 +23,7 @@ class Chunker(Protocol):
 
 def word_count(text: str) -> int:
     """Words, counting each CJK character as one (the usual convention for Chinese)."""
-    return len(_WORD_RE.findall(text))
+    return len(WORD_OR_HAN_RE.findall(text))
 
 
 def trim_span(text: str, start: int, end: int) -> tuple[int, int]:

@@ -16,8 +16,8 @@ from typing import Any
 
 from ragtune.chunk.base import spans_to_chunks, trim_span
 from ragtune.chunk.recursive import RecursiveChunker
-from ragtune.chunk.tokens import TokenCounter, TokenIndex
 from ragtune.parse.code import code_language
+from ragtune.tokens import TokenCounter, TokenIndex
 from ragtune.types import Chunk, Document
 
 logger = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from ragtune.chunk.base import Chunker
-from ragtune.chunk.tokens import TokenCounter
 from ragtune.errors import ConfigError
+from ragtune.tokens import TokenCounter
 from ragtune.types import Document
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragtune.chunk.recursive import RecursiveChunker, Span
-from ragtune.chunk.tokens import TokenCounter
+from ragtune.tokens import TokenCounter
 from ragtune.types import Chunk, Document
 
 __all__ = ["LegalChunker", "count_clause_markers", "legal_sections"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ragtune.chunk.recursive import RecursiveChunker, Span
-from ragtune.chunk.tokens import TokenCounter
+from ragtune.tokens import TokenCounter
 from ragtune.types import BlockType, Chunk, Document
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from ragtune.chunk.base import spans_to_chunks, trim_span
 from ragtune.chunk.recursive import RecursiveChunker
-from ragtune.chunk.tokens import TokenCounter, TokenIndex
-from ragtune.parse.base import collapse_whitespace
+from ragtune.parse.blocks import collapse_whitespace
+from ragtune.tokens import TokenCounter, TokenIndex
 from ragtune.types import BlockType, Chunk, Document
 
 # FAQ text marks questions and answers at the start of a line: "Q:", "Question 3:", "问：", "**Q:**", "- A:",

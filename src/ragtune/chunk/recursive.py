@@ -8,7 +8,7 @@ from typing import Any
 
 from ragtune.chunk.base import spans_to_chunks
 from ragtune.chunk.token import validate_size
-from ragtune.chunk.tokens import RegexTokenCounter, TokenCounter, TokenIndex
+from ragtune.tokens import RegexTokenCounter, TokenCounter, TokenIndex
 from ragtune.types import Block, BlockType, Chunk, Document
 
 # Each separator is a regex whose match ends a piece; the match stays with the piece before it,

@@ -9,9 +9,9 @@ import numpy as np
 
 from ragtune.chunk.base import spans_to_chunks
 from ragtune.chunk.recursive import RecursiveChunker, Span
-from ragtune.chunk.sentences import split_sentences
-from ragtune.chunk.tokens import TokenCounter, TokenIndex
 from ragtune.errors import ConfigError
+from ragtune.text import split_sentences
+from ragtune.tokens import TokenCounter, TokenIndex
 from ragtune.types import BlockType, Chunk, Document
 
 if TYPE_CHECKING:

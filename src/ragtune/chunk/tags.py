@@ -9,7 +9,7 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 
-from ragtune.parse.base import detect_language
+from ragtune.text import HAN_RE, detect_language
 
 __all__ = ["DEFAULT_TAG_COUNT", "ENGLISH_STOPWORDS", "extract_tags"]
 
@@ -35,7 +35,6 @@ ENGLISH_STOPWORDS: frozenset[str] = frozenset(_STOPWORD_LIST.split())
 # Words of letters (with inner hyphens or apostrophes, "state-of-the-art", "don't") and alphanumeric terms
 # such as "GPT-4" or "H100"; plain numbers are never tags.
 _WORD = re.compile(r"[^\W\d_][\w]*(?:[-'][\w]+)*|\d+[^\W\d_][\w]*")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _jieba_lock = threading.Lock()
 _jieba_ready = False
 
@@ -93,7 +92,7 @@ def _chinese_tags(text: str, k: int) -> list[str]:
         word = str(tag).strip()
         if not word or word.lower() in ENGLISH_STOPWORDS or word.replace(".", "").isdigit():
             continue
-        if len(word) < 2 and not _HAN.match(word):
+        if len(word) < 2 and not HAN_RE.match(word):
             continue
         tags.append(word)
         if len(tags) == k:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ragtune.chunk.base import spans_to_chunks
-from ragtune.chunk.tokens import RegexTokenCounter, TokenCounter
 from ragtune.errors import ConfigError
+from ragtune.tokens import RegexTokenCounter, TokenCounter
 from ragtune.types import Chunk, Document
 
 

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ragtune.chunk.tokens import TokenCounter
+from ragtune.tokens import TokenCounter
 
 
 @runtime_checkable

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ragtune.chunk.tokens import RegexTokenCounter, TokenCounter
 from ragtune.embed.base import normalise
 from ragtune.errors import ConfigError
+from ragtune.tokens import RegexTokenCounter, TokenCounter
 
 E5_NAME = "multilingual-e5-small"
 

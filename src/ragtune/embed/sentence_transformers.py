@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ragtune.chunk.tokens import HFTokenCounter, TokenCounter
 from ragtune.embed.base import normalise, prefixes_for
 from ragtune.errors import ConfigError
+from ragtune.tokens import HFTokenCounter, TokenCounter
 
 log = logging.getLogger(__name__)
 

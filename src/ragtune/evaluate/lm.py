@@ -11,19 +11,19 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ragtune.errors import ConfigError
+from ragtune.text import WORD_OR_HAN_RE
 
 Verdict = Literal["A", "B", "tie"]
 Judge = Callable[[str, str, str, str | None], Verdict]
 """A judge sees (question, answer A, answer B, reference or None) and says which answer is better."""
 
-_TOKEN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]|[^\W_]+", re.UNICODE)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _IGNORE_INDEX = -100
 
 
 def rouge_tokens(text: str) -> list[str]:
     """Lower-cased word tokens; each CJK character is a token of its own, as in multilingual ROUGE."""
-    return _TOKEN.findall(unicodedata.normalize("NFKC", text).lower())
+    return WORD_OR_HAN_RE.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:

@@ -16,6 +16,7 @@ import httpx
 
 from ragtune.errors import ConfigError, LLMError
 from ragtune.llm.base import GenerationParams, validate_messages
+from ragtune.text import HAN, HANGUL, KANA
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ _START_HINT = (
     "'llama-server -m MODEL.gguf --port 8000' or 'ollama serve' (then base_url='http://127.0.0.1:11434/v1')"
 )
 # Kana, CJK ideographs and Hangul: subword vocabularies spend about one token on each such character.
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+_CJK = re.compile(f"[{KANA}{HAN}{HANGUL}]")
 
 
 class OpenAICompatibleLLM:

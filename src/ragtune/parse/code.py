@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from ragtune.parse.base import detect_language
 from ragtune.parse.text import decode_text
+from ragtune.text import detect_language
 from ragtune.types import Block, BlockType, Document
 
 #: File extension (lower case, with the dot) -> programming language name, as stored in ``ChunkMeta.code_language``.

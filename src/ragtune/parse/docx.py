@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ragtune.parse.base import HeadingPath, build_document, clean_metadata, markdown_table
+from ragtune.parse.blocks import HeadingPath, build_document, clean_metadata, markdown_table
 from ragtune.parse.safety import CORE_PROPERTIES_PART, open_office_package
 from ragtune.types import Block, BlockType, Document
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from ragtune.errors import ParseError
-from ragtune.parse.base import build_document, clean_metadata
+from ragtune.parse.blocks import build_document, clean_metadata
 from ragtune.parse.safety import check_zip, safe_xml_parser
 from ragtune.types import Block, Document
 
@@ -85,7 +85,7 @@ def _chapter_blocks(markup: bytes) -> list[Block]:
     """
     from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 
-    from ragtune.parse.html import _BlockReader
+    from ragtune.parse.html import BlockReader
 
     with warnings.catch_warnings():
         # Chapters are XHTML; the HTML parser reads them well and, unlike an XML parser, never expands entities.
@@ -96,7 +96,7 @@ def _chapter_blocks(markup: bytes) -> list[Block]:
             tag.decompose()
     for br in soup.find_all("br"):
         br.replace_with("\n")  # a line break separates words that the markup writes with no space between
-    reader = _BlockReader()
+    reader = BlockReader()
     reader.read(soup.body or soup)
     return reader.blocks
 

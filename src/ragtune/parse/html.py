@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ragtune.parse.base import HeadingPath, build_document, clean_metadata, collapse_whitespace, markdown_table
+from ragtune.parse.blocks import HeadingPath, build_document, clean_metadata, collapse_whitespace, markdown_table
 from ragtune.types import Block, BlockType, Document
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def parse_html(data: bytes, source: str) -> Document:
     layout = _Layout(soup)
     root = _content_root(soup, layout)
     _strip_edge_link_lists(root, layout)
-    reader = _BlockReader()
+    reader = BlockReader()
     reader.read(root)
     return build_document(
         reader.blocks,
@@ -347,7 +347,7 @@ def _content_root(soup: BeautifulSoup, layout: _Layout) -> Tag:
         root = best
 
 
-class _BlockReader:
+class BlockReader:
     """Walks the element tree in document order, gathering inline text into paragraphs between block elements."""
 
     def __init__(self) -> None:

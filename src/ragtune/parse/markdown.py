@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ragtune.parse.base import HeadingPath, build_document, clean_metadata
+from ragtune.parse.blocks import HeadingPath, build_document, clean_metadata
 from ragtune.parse.text import decode_text
 from ragtune.types import Block, BlockType, Document
 

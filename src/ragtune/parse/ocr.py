@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from ragtune.text import CJK_WIDE
+
 logger = logging.getLogger(__name__)
 
 #: Engines in the order ``engine=None`` tries them.
@@ -30,8 +32,7 @@ INSTALL_HINT = (
 )
 
 #: Whitespace between two CJK characters is an OCR artefact: Chinese and Japanese are written without spaces.
-_CJK_CLASS = r"[\u2e80-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]"
-_CJK_GAP = re.compile(rf"(?<={_CJK_CLASS})\s+(?={_CJK_CLASS})")
+_CJK_GAP = re.compile(f"(?<=[{CJK_WIDE}])\\s+(?=[{CJK_WIDE}])")
 
 
 class OcrError(Exception):

@@ -11,16 +11,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from ragtune.errors import ParseError
-from ragtune.parse.base import (
-    HeadingPath,
-    ParseOptions,
-    build_document,
-    clean_metadata,
-    collapse_whitespace,
-    current_options,
-    markdown_table,
-)
+from ragtune.parse.blocks import HeadingPath, build_document, clean_metadata, collapse_whitespace, markdown_table
 from ragtune.parse.ocr import join_words
+from ragtune.parse.options import ParseOptions, current_options
+from ragtune.text import CJK_WIDE_RE
 from ragtune.types import Block, BlockType, Document
 
 logger = logging.getLogger(__name__)
@@ -51,7 +45,6 @@ _CAPTION_OVERLAP = 2.0
 _PDF_DATE = re.compile(
     r"^(?:D:)?(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?\s*(?:([Zz])|([+-])(\d{2})'?(\d{2})?'?)?"
 )
-_CJK_EDGE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 _LIST_MARK = re.compile(r"^(?:[•●○◦▪■‣·\-–*]|\d{1,3}[.)])\s")
 _CAPTION = re.compile(r"^(?:(?:Table|TABLE|Tab\.)\s*[\dIVX]+|表\s*[\d一二三四五六七八九十]+)")
 
@@ -512,7 +505,7 @@ def _join_lines(lines: list[str]) -> str:
             out += "\n" + line
         elif out.endswith("-") and len(out) > 1 and out[-2].isalpha() and line[0].islower():
             out = out[:-1] + line
-        elif _CJK_EDGE.match(out[-1]) or _CJK_EDGE.match(line[0]):
+        elif CJK_WIDE_RE.match(out[-1]) or CJK_WIDE_RE.match(line[0]):
             out += line
         else:
             out += " " + line

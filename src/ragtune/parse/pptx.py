@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ragtune.parse.base import build_document, clean_metadata, current_options, markdown_table
+from ragtune.parse.blocks import build_document, clean_metadata, markdown_table
+from ragtune.parse.options import current_options
 from ragtune.parse.safety import CORE_PROPERTIES_PART, open_office_package
 from ragtune.types import Block, BlockType, Document
 

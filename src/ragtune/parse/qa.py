@@ -8,7 +8,7 @@ from pathlib import PurePath
 from typing import Any
 
 from ragtune.errors import ParseError
-from ragtune.parse.base import build_document, collapse_whitespace
+from ragtune.parse.blocks import build_document, collapse_whitespace
 from ragtune.parse.text import decode_text
 from ragtune.types import Block, BlockType, Document
 

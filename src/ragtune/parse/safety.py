@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, TypeVar
 
 from ragtune.errors import ParseError
-from ragtune.parse.base import current_options
+from ragtune.parse.options import current_options
 
 if TYPE_CHECKING:
     from lxml import etree

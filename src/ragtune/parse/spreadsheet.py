@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import ParseError
-from ragtune.parse.base import build_document, clean_metadata, markdown_table
+from ragtune.parse.blocks import build_document, clean_metadata, markdown_table
 from ragtune.parse.safety import CORE_PROPERTIES_PART, OLE2_MAGIC, check_zip, safe_xml_parser
 from ragtune.types import Block, BlockType, Document
 

@@ -7,7 +7,7 @@ import logging
 import re
 
 from ragtune.errors import ParseError
-from ragtune.parse.base import build_document
+from ragtune.parse.blocks import build_document
 from ragtune.types import Block, BlockType, Document
 
 logger = logging.getLogger(__name__)

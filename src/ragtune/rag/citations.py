@@ -8,14 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ragtune.store.text import tokenize
+from ragtune.text import CJK_WIDE_RE, split_sentences
 from ragtune.types import Citation, Hit, RemovedCitation
 
 # [1]  [1, 3]  [1-3]  [^2]  【1】  ［1］  [Source 2]  [来源 1]
 CITATION_RE = re.compile(
     r"[\[【［]\^?\s*(?:(?:source|src|来源|资料)\s*)?(\d+(?:\s*(?:[-–,，、]|and|&)\s*\d+)*)\s*[\]】］]", re.IGNORECASE
 )
-# Latin sentence ends need a following space ("2.5" is no sentence end); CJK ones do not.
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*|\n+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.!?,;:。！？，；：])")
 _RANGE_RE = re.compile(r"(\d+)\s*[-–]\s*(\d+)")
 _MAX_RANGE = 20
@@ -45,7 +44,8 @@ class CitedSentence:
 
 def split_cited_sentences(answer: str) -> list[CitedSentence]:
     """Split an answer into sentences; markers right after a sentence end belong to that sentence."""
-    pieces = [p for p in _SENTENCE_END.split(answer) if p and p.strip()]
+    # An answer's lines are statements of their own, and claims joined by ';' are checked one by one.
+    pieces = [answer[s:e] for s, e in split_sentences(answer, semicolons=True, line_breaks=True)]
     sentences: list[CitedSentence] = []
     for piece in pieces:
         leading = re.match(rf"^\s*((?:{CITATION_RE.pattern}\s*)+)", piece, re.IGNORECASE)
@@ -168,7 +168,7 @@ def _with_markers(sentence: str, markers: str) -> str:
 def _join(sentences: list[str]) -> str:
     text = ""
     for s in sentences:
-        if text and not re.search(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]$", text):
+        if text and not CJK_WIDE_RE.match(text[-1]):
             text += " "
         text += s
     return text.strip()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
 from ragtune.rag.citations import terms
+from ragtune.text import split_sentences
 from ragtune.types import Hit
 
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n+")
 # Tokens the "[n] title" header of each source costs in the prompt, roughly.
 SOURCE_OVERHEAD = 12
 
@@ -56,7 +55,7 @@ def pack(
 def _fit_sentences(text: str, budget: int, count_tokens: Callable[[str], int]) -> str:
     if budget <= 0:
         return ""
-    ends = [m.start() for m in _SENTENCE_END.finditer(text)] + [len(text)]
+    ends = [end for _, end in split_sentences(text, line_breaks=True)]
     best = ""
     for end in ends:
         candidate = text[:end].rstrip()

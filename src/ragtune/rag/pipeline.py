@@ -11,12 +11,13 @@ from typing import Any, Literal
 
 from ragtune.errors import ConfigError
 from ragtune.llm.base import LLM
-from ragtune.parse.base import detect_language
 from ragtune.rag.citations import support, verify_citations
 from ragtune.rag.context import dedupe, pack
 from ragtune.rag.prompts import REFUSAL, PromptTemplates, answer_messages, is_model_refusal
 from ragtune.retrieve.retriever import HybridRetriever
 from ragtune.retrieve.rewrite import QueryRewriter
+from ragtune.text import detect_language
+from ragtune.timing import elapsed_ms
 from ragtune.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -93,13 +94,13 @@ class RagPipeline:
         language = detect_language(question) or "en"
         started = time.perf_counter()
         query = self.condense(question, history or [], language)
-        timings["condense"] = _ms(started)
+        timings["condense"] = elapsed_ms(started)
 
         t = time.perf_counter()
         result = self.retriever.search(query, self.candidates, mode=mode, filter=filter)
         limit = k or self.context_hits
         hits = dedupe(result.hits)[:limit]
-        timings["retrieve"] = _ms(t)
+        timings["retrieve"] = elapsed_ms(t)
         base: dict[str, Any] = {"id": uuid.uuid4().hex, "question": question, "language": language, "query": query,
                 "model": self.llm.name}
 
@@ -110,31 +111,31 @@ class RagPipeline:
         t = time.perf_counter()
         sources = pack(hits, self.context_tokens, self.llm.count_tokens, max_sources=limit)
         messages = answer_messages(question, sources, language, self.templates)
-        timings["prompt"] = _ms(t)
+        timings["prompt"] = elapsed_ms(t)
 
         t = time.perf_counter()
         pieces: list[str] = []
         for piece in self.llm.stream(messages, max_tokens=self.max_new_tokens, temperature=temperature):
             if not pieces:
-                timings["first_token"] = _ms(started)
+                timings["first_token"] = elapsed_ms(started)
             pieces.append(piece)
             yield AnswerEvent("token", piece)
         # A generation cut at max_tokens can end inside a multi-byte character.
         raw = "".join(pieces).strip().rstrip("\ufffd")
-        timings["generate"] = _ms(t)
+        timings["generate"] = elapsed_ms(t)
 
         t = time.perf_counter()
         if not raw or is_model_refusal(raw):
             yield from self._refuse(base, sources, timings, started, streamed=True)
             return
         verified = verify_citations(raw, sources, min_support=self.min_citation_support)
-        timings["verify"] = _ms(t)
+        timings["verify"] = elapsed_ms(t)
         if not verified.citations:
             # Nothing in the answer is backed by a source: an answer we cannot check is not given.
             log.info("answer had no supported citation; refusing: %r", raw[:200])
             yield from self._refuse(base, sources, timings, started, streamed=True, removed=verified.removed)
             return
-        timings["total"] = _ms(started)
+        timings["total"] = elapsed_ms(started)
         yield AnswerEvent("answer", answer=Answer(
             **base, answer=verified.text, grounded=True, citations=verified.citations, sources=list(sources),
             removed_citations=verified.removed, timings=timings,
@@ -157,7 +158,7 @@ class RagPipeline:
         text = REFUSAL.get(base["language"], REFUSAL["en"])
         if not streamed:
             yield AnswerEvent("token", text)
-        timings["total"] = _ms(started)
+        timings["total"] = elapsed_ms(started)
         yield AnswerEvent("answer", answer=Answer(
             **base, answer=text, grounded=False, refused=True, sources=list(closest)[:3],
             removed_citations=list(removed), timings=timings,
@@ -175,6 +176,3 @@ class RagPipeline:
             return f"{candidate} {question}" if candidate != question else question
         return f"{last_user} {question}".strip()
 
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 1)

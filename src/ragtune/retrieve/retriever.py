@@ -14,6 +14,7 @@ from ragtune.retrieve.fusion import reciprocal_rank_fusion
 from ragtune.retrieve.rerank import Reranker
 from ragtune.retrieve.rewrite import REWRITES, QueryRewriter
 from ragtune.store.local import LocalStore
+from ragtune.timing import elapsed_ms
 from ragtune.types import Hit
 
 Mode = Literal["hybrid", "dense", "sparse"]
@@ -103,7 +104,7 @@ class HybridRetriever:
             fused = lists[0]
         depth = max(k, self.rerank_candidates) if reranker is not None else k
         top = fused[:depth]
-        timings["fuse"] = _ms(t)
+        timings["fuse"] = elapsed_ms(t, 3)
         t = time.perf_counter()
         records = self.store.get([i for i, _ in top])
         hits = []
@@ -117,11 +118,11 @@ class HybridRetriever:
                     hit.scores[f"{name}_rank"] = float(ranks[chunk_id][0])
                     hit.scores[name] = float(ranks[chunk_id][1])
             hits.append(hit)
-        timings["fetch"] = _ms(t)
+        timings["fetch"] = elapsed_ms(t, 3)
         if reranker is not None and hits:
             t = time.perf_counter()
             hits = self._rerank(reranker, query, hits)[:k]
-            timings["rerank"] = _ms(t)
+            timings["rerank"] = elapsed_ms(t, 3)
         timings["total"] = round(sum(timings.values()), 3)
         return SearchResult(hits[:k], timings, [q for q, _ in queries], notes)
 
@@ -139,7 +140,7 @@ class HybridRetriever:
             return queries, ""
         t = time.perf_counter()
         result = self.rewriter.rewrite(query, rewrite)
-        timings["rewrite"] = _ms(t)
+        timings["rewrite"] = elapsed_ms(t, 3)
         if result.error:
             notes.append(f"{rewrite}: {result.error}; searched with the original query")
         queries += [(q, self.rewrite_weight) for q in result.queries]
@@ -163,7 +164,7 @@ class HybridRetriever:
                 # HyDE: the passage's embedding, averaged with the query's unless hyde_mix is off.
                 mixed = vectors[0] + hypothetical if self.hyde_mix else hypothetical
                 vectors[0] = mixed / max(float(np.linalg.norm(mixed)), 1e-12)
-            timings["embed"] = _ms(t)
+            timings["embed"] = elapsed_ms(t, 3)
             t = time.perf_counter()
             for n, ((_, weight), vector) in enumerate(zip(queries, vectors, strict=True)):
                 ranking = self.store.dense_search(vector, pool, filter)
@@ -171,7 +172,7 @@ class HybridRetriever:
                 weights.append(dense_w * weight)
                 if n == 0:
                     detail["dense"] = {cid: (rank, score) for rank, (cid, score) in enumerate(ranking, 1)}
-            timings["dense"] = _ms(t)
+            timings["dense"] = elapsed_ms(t, 3)
         if mode in ("sparse", "hybrid"):
             t = time.perf_counter()
             for n, (text, weight) in enumerate(queries):
@@ -180,7 +181,7 @@ class HybridRetriever:
                 weights.append(sparse_w * weight)
                 if n == 0:
                     detail["sparse"] = {cid: (rank, score) for rank, (cid, score) in enumerate(ranking, 1)}
-            timings["sparse"] = _ms(t)
+            timings["sparse"] = elapsed_ms(t, 3)
         return lists, weights, detail
 
     def _rerank(self, reranker: Reranker, query: str, hits: list[Hit]) -> list[Hit]:
@@ -197,6 +198,3 @@ class HybridRetriever:
             ranked = [by_id[cid] for cid, _ in order]
         return ranked + tail
 
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)

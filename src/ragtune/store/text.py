@@ -9,6 +9,8 @@ import unicodedata
 
 import Stemmer
 
+from ragtune.text import HAN_RUN_RE
+
 __all__ = ["ENGLISH_STOPWORDS", "CHINESE_STOPWORDS", "tokenize"]
 
 # Lucene's EnglishAnalyzer list (also Anserini/Pyserini and bm25s "en"): short on purpose, because longer
@@ -30,10 +32,8 @@ CHINESE_STOPWORDS: frozenset[str] = frozenset({
 })
 # fmt: on
 
-# Han ideographs (basic, extension A, compatibility, extensions B+); kana and Hangul are left to the word
-# regex, which already splits them on spaces and punctuation.
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_HAN_RUN = re.compile(f"[{_HAN}]+")
+# Han runs (ragtune.text.HAN) go to jieba; kana and Hangul are left to the word regex, which already splits
+# them on spaces and punctuation.
 # A word is a run of letters/digits; hyphens split ("covid-19" -> covid, 19, as Lucene's StandardTokenizer
 # does, so "COVID-19" and "covid 19" match), decimals ("2.5", "1,000") and inner apostrophes stay whole.
 # Measured on SciFact (train qrels, nDCG@10): splitting hyphens 0.698, keeping "covid-19" whole 0.668.
@@ -91,11 +91,11 @@ def _words(text: str) -> list[str]:
 def tokenize(text: str) -> list[str]:
     """Turn ``text`` into BM25 index terms; documents and queries must go through the same function."""
     text = unicodedata.normalize("NFKC", text).lower()
-    if text.isascii() or not _HAN_RUN.search(text):
+    if text.isascii() or not HAN_RUN_RE.search(text):
         return _words(text)
     tokens: list[str] = []
     pos = 0
-    for match in _HAN_RUN.finditer(text):
+    for match in HAN_RUN_RE.finditer(text):
         tokens.extend(_words(text[pos : match.start()]))
         tokens.extend(t for t in _segment_chinese(match.group()) if t not in CHINESE_STOPWORDS)
         pos = match.end()

@@ -202,8 +202,8 @@ def feedback_prompt(question: str, contexts: Sequence[str] | None, system_prompt
     """The prompt a feedback row was answered from: the RAG answer prompt when it carries its sources."""
     if not contexts:
         return _with_system([{"role": "user", "content": question}], system_prompt)
-    from ragtune.parse.base import detect_language
     from ragtune.rag.prompts import REFUSAL, PromptTemplates
+    from ragtune.text import detect_language
 
     templates = PromptTemplates.default()
     lang = detect_language(question) or "en"

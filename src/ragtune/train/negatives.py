@@ -20,7 +20,7 @@ import numpy as np
 
 from ragtune.errors import ConfigError
 from ragtune.evaluate.lm import rouge_tokens
-from ragtune.parse.base import detect_language
+from ragtune.text import detect_language
 from ragtune.types import Hit
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ragtune.errors import ConfigError
-from ragtune.parse.base import detect_language
 from ragtune.retrieve.rewrite import parse_queries
+from ragtune.text import detect_language
 from ragtune.types import Hit
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Token counting for chunkers: character spans of tokens, from the embedder's tokenizer or a regex fallback."""
+"""Token counting for chunk sizes: character spans of tokens, from the embedder's tokenizer or a regex fallback."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import bisect
 import re
 from typing import Any, Protocol
 
+from ragtune.text import HAN, KANA
+
 # Words, single CJK characters, and single other symbols: close to what subword tokenizers count.
-_TOKEN_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+|[^\s\w]", re.UNICODE)
+_TOKEN_RE = re.compile(f"[{KANA}{HAN}]|[^\\W_]+|[^\\s\\w]")
 
 
 class TokenCounter(Protocol):
