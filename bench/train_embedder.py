@@ -82,7 +82,7 @@ def generate(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     with KnowledgeBase.open(args.kb) as kb:
         # The KB's reply cache makes a re-run after an interruption skip what was already written.
-        triplets = generate_negatives(kb.rewriter(), pairs, per_query=1, batch_size=args.batch_size,
+        triplets = generate_negatives(kb.llm_client(), pairs, per_query=1, batch_size=args.batch_size,
                                       on_progress=lambda done, total: print(f"\r{done}/{total}", end="", flush=True))
     write_jsonl(args.out / "generated.jsonl", triplets)
     seconds = time.perf_counter() - started

@@ -161,7 +161,7 @@ def data_gen_negatives(
         with _open(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as base, \
                 _progress(as_json) as progress:
             task = progress.add_task("writing negatives", total=len(loaded))
-            triplets = generate_negatives(base.rewriter(), loaded, per_query=per_query, batch_size=batch_size,
+            triplets = generate_negatives(base.llm_client(), loaded, per_query=per_query, batch_size=batch_size,
                                           on_progress=lambda done, total: progress.update(task, completed=done))
     except RagtuneError as exc:
         _fail(str(exc), as_json)

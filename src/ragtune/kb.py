@@ -12,6 +12,7 @@ from ragtune.embed import Embedder, checkpoint_hash, load_embedder
 from ragtune.errors import ConfigError, EmbedderMismatchError, StoreError
 from ragtune.ingest import Ingestor, IngestReport, Progress
 from ragtune.llm.base import LLM
+from ragtune.llm.cached import CachedLLM, LLMCache
 from ragtune.rag.pipeline import AnswerEvent, RagPipeline
 from ragtune.rag.prompts import PromptTemplates
 from ragtune.retrieve import (
@@ -20,7 +21,6 @@ from ragtune.retrieve import (
     LLMReranker,
     QueryRewriter,
     Reranker,
-    RewriteCache,
     SearchResult,
     parse_rerank_spec,
 )
@@ -66,8 +66,8 @@ class KnowledgeBase:
         self.settings = settings
         self._embedder = embedder
         self._llm = llm
-        self._rewriter: QueryRewriter | None = None
-        self._rewrite_cache: RewriteCache | None = None
+        self._client: CachedLLM | None = None
+        self._llm_cache: LLMCache | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -158,8 +158,8 @@ class KnowledgeBase:
         return self.store.directory
 
     def close(self) -> None:
-        if self._rewrite_cache is not None:
-            self._rewrite_cache.close()
+        if self._llm_cache is not None:
+            self._llm_cache.close()
         self.store.close()
 
     def __enter__(self) -> KnowledgeBase:
@@ -201,15 +201,20 @@ class KnowledgeBase:
             rerank_candidates=s.rerank_candidates, rerank_fusion=s.rerank_fusion,
         )
 
-    def rewriter(self) -> QueryRewriter:
-        """Query rewriting with the KB's LLM; replies are cached in the KB folder (cache/llm.sqlite)."""
-        if self._rewriter is None or self._rewriter.llm is not self.llm:
+    def llm_client(self) -> CachedLLM:
+        """The KB's LLM behind a reply cache kept in the KB folder (cache/llm.sqlite): rewrites, training data
+        and judges ask through it, so a second run over the same data generates nothing."""
+        if self._client is None or self._client.llm is not self.llm:
             s = self.settings
-            if self._rewrite_cache is None:
-                self._rewrite_cache = RewriteCache(self.path / "cache" / "llm.sqlite")
-            self._rewriter = QueryRewriter(self.llm, cache=self._rewrite_cache, n_queries=s.rewrite_queries,
-                                           max_tokens=s.rewrite_max_tokens, timeout_s=s.rewrite_timeout_s)
-        return self._rewriter
+            if self._llm_cache is None:
+                self._llm_cache = LLMCache(self.path / "cache" / "llm.sqlite")
+            self._client = CachedLLM(self.llm, cache=self._llm_cache, max_tokens=s.rewrite_max_tokens,
+                                     timeout_s=s.rewrite_timeout_s)
+        return self._client
+
+    def rewriter(self) -> QueryRewriter:
+        """Query rewriting with the KB's LLM, through :meth:`llm_client`."""
+        return QueryRewriter(self.llm_client(), n_queries=self.settings.rewrite_queries)
 
     def reranker(self, spec: str | bool | None = None) -> Reranker | None:
         """The reranker named by ``spec`` (None: the settings' ``rerank``; False or 'none': no reranker)."""

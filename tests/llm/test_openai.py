@@ -254,7 +254,7 @@ class TestConfiguration:
 def test_generate_many_sends_a_batch_of_prompts_at_once(serve: Callable[..., str]) -> None:
     import threading
 
-    from ragtune.retrieve.rewrite import QueryRewriter
+    from ragtune.llm.cached import CachedLLM
 
     lock = threading.Lock()
     in_flight = [0, 0]  # now, most at once
@@ -271,6 +271,6 @@ def test_generate_many_sends_a_batch_of_prompts_at_once(serve: Callable[..., str
             self.send_events([_chunk("m", {"content": f"re {prompt}"}), "data: [DONE]"])
 
     with _client(serve(SlowEcho)) as llm:
-        replies = QueryRewriter(llm).generate_many([f"p{i}" for i in range(6)], batch_size=3)
+        replies = CachedLLM(llm).generate_many([f"p{i}" for i in range(6)], batch_size=3)
     assert replies == [f"re p{i}" for i in range(6)]
     assert in_flight[1] == 3  # each batch of 3 was in flight together, and no more than that

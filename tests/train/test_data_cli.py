@@ -127,12 +127,12 @@ class TestGeneratedNegatives:
         })
         pairs = [TrainingPair(PAYDAY, PASSAGES["pay1"]),
                  TrainingPair("When must staff use the virtual private network?", PASSAGES["vpn1"])]
-        triplets = generate_negatives(kb.rewriter(), pairs, per_query=2)
+        triplets = generate_negatives(kb.llm_client(), pairs, per_query=2)
         assert len(triplets) == 1
         assert triplets[0].negatives == [wrong, "Payroll sends salaries on the last Friday of each month."]
         assert triplets[0].source == "generated" and triplets[0].positive == PASSAGES["pay1"]
         with pytest.raises(ConfigError, match="no positive text"):
-            generate_negatives(kb.rewriter(), [TrainingPair("q", document_ids=("d",))])
+            generate_negatives(kb.llm_client(), [TrainingPair("q", document_ids=("d",))])
 
 
 @pytest.mark.unit
@@ -142,10 +142,10 @@ class TestGeneratedNegativeFilter:
     ZH_POSITIVE = "工资在每月最后一个工作日发放。奖金在三月年度评审结束后发放。"
 
     def generated(self, reply: str, positive: str | None = None, query: str = PAYDAY) -> list[str]:
-        from ragtune.retrieve.rewrite import QueryRewriter
+        from ragtune.llm.cached import CachedLLM
 
         llm = ScriptedLLM({"Question:": reply, "问题：": reply})
-        triplets = generate_negatives(QueryRewriter(llm), [TrainingPair(query, positive or self.POSITIVE)])
+        triplets = generate_negatives(CachedLLM(llm), [TrainingPair(query, positive or self.POSITIVE)])
         self.prompts = llm.prompts
         return triplets[0].negatives if triplets else []
 
@@ -241,7 +241,7 @@ def test_bundled_local_llm_writes_well_formed_questions_and_negatives(kb_path: P
         assert report.chunks == 2 and not report.failed_chunks
         assert all(isinstance(q.query, str) and q.query.strip() and q.positive in PASSAGES.values()
                    for q in queries)
-        triplets = generate_negatives(kb.rewriter(), [TrainingPair(PAYDAY, PASSAGES["pay1"])])
+        triplets = generate_negatives(kb.llm_client(), [TrainingPair(PAYDAY, PASSAGES["pay1"])])
         assert all(t.source == "generated" and t.negatives and t.positive not in t.negatives for t in triplets)
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from ragtune.errors import ConfigError
 from ragtune.llm.base import LLM
+from ragtune.llm.cached import CachedLLM
 from ragtune.rag.citations import support, verify_citations
 from ragtune.rag.context import dedupe, pack
 from ragtune.rag.prompts import REFUSAL, PromptTemplates, answer_messages, is_model_refusal
@@ -58,7 +59,7 @@ class RagPipeline:
         self.llm = llm
         # Follow-up condensation shares the retriever's rewriter (and its cache) when it uses the same model.
         shared = retriever.rewriter
-        self.rewriter = shared if shared is not None and shared.llm is llm else QueryRewriter(llm)
+        self.rewriter = shared if shared is not None and shared.llm is llm else QueryRewriter(CachedLLM(llm))
         self.context_hits = context_hits
         self.candidates = max(candidates, context_hits)
         self.max_new_tokens = max_new_tokens

@@ -3,7 +3,7 @@
 from ragtune.retrieve.fusion import reciprocal_rank_fusion
 from ragtune.retrieve.rerank import CrossEncoderReranker, LLMReranker, Reranker, parse_rerank_spec
 from ragtune.retrieve.retriever import MODES, HybridRetriever, SearchResult
-from ragtune.retrieve.rewrite import REWRITES, QueryRewriter, RewriteCache
+from ragtune.retrieve.rewrite import REWRITES, QueryRewriter
 
 __all__ = [
     "MODES",
@@ -13,7 +13,6 @@ __all__ = [
     "LLMReranker",
     "QueryRewriter",
     "Reranker",
-    "RewriteCache",
     "SearchResult",
     "parse_rerank_spec",
     "reciprocal_rank_fusion",

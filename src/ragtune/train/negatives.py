@@ -20,6 +20,7 @@ import numpy as np
 
 from ragtune.errors import ConfigError
 from ragtune.evaluate.lm import rouge_tokens
+from ragtune.llm.cached import CachedLLM
 from ragtune.text import detect_language
 from ragtune.types import Hit
 
@@ -239,14 +240,13 @@ def negative_prompt(pair: TrainingPair, earlier: Sequence[str]) -> str:
 
 
 def generate_negatives(
-    rewriter: Any, pairs: Sequence[TrainingPair], *, per_query: int = 1, max_tokens: int = 160,
+    client: CachedLLM, pairs: Sequence[TrainingPair], *, per_query: int = 1, max_tokens: int = 160,
     batch_size: int = 16, on_progress: ProgressFn | None = None,
 ) -> list[Triplet]:
     """LLM-written "plausible but wrong" passages (same topic, similar wording, wrong key detail) for pairs with
-    a text positive, through ``rewriter.generate_many`` (a ``QueryRewriter``: cached, batched on a local model,
-    so a re-run resumes). Replies that cannot serve as a negative (see ``_usable_negative``: copies of the
-    positive, echoes of the question or instruction, loops) are dropped; pairs left with none give no
-    triplet."""
+    a text positive, through ``client.generate_many`` (cached, batched on a local model, so a re-run resumes).
+    Replies that cannot serve as a negative (see ``_usable_negative``: copies of the positive, echoes of the
+    question or instruction, loops) are dropped; pairs left with none give no triplet."""
     if per_query <= 0:
         raise ConfigError("per_query must be greater than 0.")
     if batch_size <= 0:
@@ -264,7 +264,7 @@ def generate_negatives(
         found: list[list[str]] = [[] for _ in batch]
         for _ in range(per_query):
             prompts = [negative_prompt(pair, negatives) for pair, negatives in zip(batch, found, strict=True)]
-            replies = rewriter.generate_many(prompts, max_tokens=max_tokens, batch_size=batch_size)
+            replies = client.generate_many(prompts, max_tokens=max_tokens, batch_size=batch_size)
             for pair, negatives, reply in zip(batch, found, replies, strict=True):
                 if isinstance(reply, Exception):
                     log.warning("no negative for '%s': %s", pair.query[:60], reply)

@@ -94,7 +94,7 @@ def synth_queries(
     on_progress: ProgressFn | None = None,
 ) -> tuple[list[SyntheticQuery], SynthReport]:
     """Questions for the KB's chunks (up to ``per_chunk`` each) that pass the round trip: the chunk is among the
-    ``top_k`` hits of ``mode`` retrieval for the question. Uses ``kb.llm`` through the KB's cached rewriter.
+    ``top_k`` hits of ``mode`` retrieval for the question. Uses ``kb.llm`` through ``kb.llm_client()`` (cached).
 
     ``limit`` takes the first N chunks; ``sample`` takes N chunks at random (``seed``) from the whole KB, which
     covers every part of a large collection at the same LLM cost. The LLM writes for ``batch_size`` chunks
@@ -107,7 +107,7 @@ def synth_queries(
         raise ConfigError("limit and sample must not be negative.")
     if batch_size <= 0:
         raise ConfigError(f"batch_size must be greater than 0, got {batch_size}.")
-    rewriter = kb.rewriter()
+    client = kb.llm_client()
     chunks = list(knowledge_base_chunks(kb, limit))
     if sample and sample < len(chunks):
         picked = sorted(random.Random(seed).sample(range(len(chunks)), sample))
@@ -117,7 +117,7 @@ def synth_queries(
     kept: list[SyntheticQuery] = []
     for start in range(0, len(chunks), batch_size):
         batch = chunks[start : start + batch_size]
-        replies = rewriter.generate_many([synth_prompt(c.text, per_chunk) for c in batch],
+        replies = client.generate_many([synth_prompt(c.text, per_chunk) for c in batch],
                                          max_tokens=max_tokens or 48 * per_chunk + 32, batch_size=batch_size)
         for chunk, reply in zip(batch, replies, strict=True):
             _keep_questions(kb, chunk, reply, per_chunk=per_chunk, top_k=top_k, mode=mode, min_words=min_words,
