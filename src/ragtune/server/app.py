@@ -36,12 +36,27 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-def server_db_path(settings: Settings, kb_root: Path | None) -> Path:
-    """Where keys and jobs live: ``server_db`` as given when absolute, else inside --kb-root (or the working dir)."""
-    path = Path(settings.server_db)
+def server_db_path(settings: Settings, kb_root: Path | None = None, kbs: Sequence[str | Path] = ()) -> Path:
+    """Where a server keeps its API keys and jobs: the ``server_db`` setting when it is absolute, else that file
+    in the folder that holds the knowledge bases — ``kb_root``, or the one folder the ``kbs`` folders sit in.
+
+    ``ragtune serve`` and ``ragtune keys`` both resolve it here, so a key made for a server is where that server
+    reads it; nothing is ever put in the working directory by default.
+    """
+    path = Path(settings.server_db).expanduser()
     if path.is_absolute():
         return path
-    return (kb_root / path) if kb_root is not None else path.resolve()
+    if kb_root is not None:
+        return Path(kb_root).resolve() / path
+    homes = {Path(kb).resolve().parent for kb in kbs}
+    if len(homes) == 1:
+        return homes.pop() / path
+    if not homes:
+        raise ConfigError("no knowledge base given to find the server's keys and jobs — pass --kb-root ROOT or --kb "
+                          "PATH as given to 'ragtune serve', or --server-db FILE")
+    raise ConfigError(f"the knowledge bases are in different folders ({', '.join(sorted(map(str, homes)))}), so "
+                      "there is no one place for the server's keys and jobs — pass --server-db FILE (the same to "
+                      "'ragtune keys'), or set server_db to an absolute path")
 
 
 def create_app(
@@ -59,7 +74,7 @@ def create_app(
     root = Path(kb_root).resolve() if kb_root is not None else None
     if root is None and not kbs:
         raise ConfigError("the server needs knowledge bases — pass --kb PATH (repeatable) or --kb-root FOLDER")
-    db_path = Path(server_db) if server_db is not None else server_db_path(settings, root)
+    db_path = Path(server_db) if server_db is not None else server_db_path(settings, root, kbs)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
     registry = KnowledgeBases(root=root, paths=[Path(p) for p in kbs], settings=settings, embedder=embedder,
@@ -70,7 +85,7 @@ def create_app(
     def finished(job: Job, report: IngestReport | None) -> None:
         metrics.ingest_jobs.labels(job.kb, job.status).inc()
         if report is not None:
-            for outcome in ("added", "updated", "unchanged", "duplicates", "skipped"):
+            for outcome in ("added", "updated", "unchanged", "duplicates", "skipped", "empty"):
                 metrics.ingest_files.labels(job.kb, outcome).inc(len(getattr(report, outcome)))
             metrics.ingest_files.labels(job.kb, "failed").inc(len(report.failed))
             metrics.ingest_chunks.labels(job.kb).inc(report.chunks)

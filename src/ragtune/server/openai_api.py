@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ragtune.errors import ConfigError, FilterError, LLMError, RagtuneError
 from ragtune.kb import KnowledgeBase
+from ragtune.rag import answer_json
 from ragtune.server.auth import authorize
 from ragtune.server.errors import ApiError
 from ragtune.server.state import Key, ServerState, State
@@ -31,7 +32,6 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
 KB_PREFIX = "kb:"
 MAX_TOKENS = 4096
-SNIPPET_CHARS = 400
 
 
 class TextPart(BaseModel):
@@ -73,13 +73,8 @@ class EmbeddingRequest(BaseModel):
 
 def source_json(kb_name: str, kb: KnowledgeBase, hit: Hit, number: int, cited: set[int]) -> dict[str, Any]:
     """A source as clients see it: the document's display name (never the server's path), page and snippet."""
-    name = display_name(kb, hit.source)
-    return {
-        "number": number, "document_id": hit.document_id, "chunk_id": hit.chunk_id, "name": name,
-        "page_number": hit.meta.page_number, "section_title": hit.meta.section_title,
-        "heading_path": hit.meta.heading_path, "snippet": hit.text[:SNIPPET_CHARS], "score": round(hit.score, 6),
-        "cited": number in cited, "url": f"/v1/kbs/{kb_name}/documents/{hit.document_id}",
-    }
+    return answer_json.source_json(hit, number, cited=number in cited, name=display_name(kb, hit.source)) | {
+        "url": f"/v1/kbs/{kb_name}/documents/{hit.document_id}"}
 
 
 def display_name(kb: KnowledgeBase, uri: str) -> str:
@@ -93,16 +88,12 @@ def display_name(kb: KnowledgeBase, uri: str) -> str:
 
 
 def answer_extras(kb_name: str, kb: KnowledgeBase, answer: Answer) -> dict[str, Any]:
-    cited = {c.number for c in answer.citations}
-    return {
-        "answer_id": answer.id,
-        "answer": answer.answer,
-        "refused": answer.refused,
-        "grounded": answer.grounded,
-        "sources": [source_json(kb_name, kb, h, i, cited) for i, h in enumerate(answer.sources, 1)],
-        "citations": [c.model_dump(exclude={"source"}) | {"name": display_name(kb, c.source)}
-                      for c in answer.citations],
-    }
+    """The answer fields a kb: completion carries beside OpenAI's (the vocabulary of the CLI's --json)."""
+    extras = answer_json.answer_json(answer, name=lambda uri: display_name(kb, uri))
+    del extras["model"]  # OpenAI's "model" is the one asked for (kb:NAME), not the LLM that wrote the answer
+    for source in extras["sources"]:
+        source["url"] = f"/v1/kbs/{kb_name}/documents/{source['document_id']}"
+    return extras
 
 
 @router.get("/models", summary="Knowledge bases (as kb:NAME) and the pass-through model")
