@@ -319,7 +319,8 @@ def test_answers_render_markdown_safely(site, browser):
         document.body.append(box);
         return {
             text: box.textContent, items: [...box.querySelectorAll('li')].map((li) => li.textContent),
-            strong: box.querySelector('strong')?.textContent, cells: [...box.querySelectorAll('td')].map((c) => c.textContent),
+            strong: box.querySelector('strong')?.textContent,
+            cells: [...box.querySelectorAll('td')].map((c) => c.textContent),
             code: box.querySelector('pre code')?.textContent, cite: box.querySelector('a.cite')?.textContent,
             links: [...box.querySelectorAll('a:not(.cite)')].map((a) => a.href),
             dangerous: box.querySelectorAll('img, script, [onerror]').length,
