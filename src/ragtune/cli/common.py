@@ -45,7 +45,8 @@ LlmBaseUrlOpt = Annotated[str | None, typer.Option(
     help="URL of an OpenAI-compatible server (--llm openai). [default: the llm_base_url setting]")]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a recipe field: --set lora.r=32 --set data.path=train.jsonl (repeatable)."),
+    typer.Option("--set", help="Override a recipe field: --set lora.r=32 --set data.path=train.jsonl (repeatable). "
+                 "[default: none]"),
 ]
 
 

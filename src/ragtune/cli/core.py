@@ -55,9 +55,11 @@ def ingest(
     sync: Annotated[bool, typer.Option("--sync", help="Also delete documents whose files are gone.")] = False,
     chunker: Annotated[str | None, typer.Option(
         help="auto (by file type and content), recursive, token, markdown, slide, table, semantic, legal, paper, "
-        "code or qa.")] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Chunk size in embedder tokens.")] = None,
-    chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in tokens.")] = None,
+        "code or qa. [default: the chunker setting: auto]")] = None,
+    chunk_size: Annotated[int | None, typer.Option(
+        help="Chunk size in embedder tokens. [default: the chunk_size setting: 256]")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(
+        help="Tokens shared by neighbouring chunks. [default: the chunk_overlap setting: 32]")] = None,
     embedder: EmbedderOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
