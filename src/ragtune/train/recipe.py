@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import JsonDict
 
 from ragtune.errors import ConfigError
 from ragtune.llm.bundled import BUNDLED_SMOLLM2
@@ -23,7 +24,7 @@ class RecipeError(ConfigError):
 
 #: Marks a recipe field that holds a file or folder: a relative path written in a recipe file is relative to
 #: that file (so a recipe runs from any directory); one given with --set is relative to the working directory.
-RECIPE_PATH = {"recipe_path": True}
+RECIPE_PATH: JsonDict = {"recipe_path": True}
 
 
 class RecipeSection(BaseModel):
