@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from ragtune.errors import FilterError, RagtuneError, StoreError
+from ragtune.rag.answer_json import score_kind
 from ragtune.server.auth import authorize
 from ragtune.server.errors import ApiError
 from ragtune.server.keys import ALL_KBS
@@ -172,8 +173,9 @@ def search(name: KbName, body: SearchRequest, state: State, key: Key) -> dict[st
     except StoreError as exc:
         raise ApiError(409, str(exc), code="store_error") from None
     return {"query": body.query, "mode": body.mode,
-            "hits": [source_json(name, kb, h, i, set()) | {"text": h.text, "metadata": h.meta.model_dump(
-                exclude={"source"})} for i, h in enumerate(hits, 1)]}
+            "hits": [source_json(name, kb, h, i, set()) | {"text": h.text, "score_kind": score_kind(h, body.mode),
+                                                          "metadata": h.meta.model_dump(exclude={"source"})}
+                     for i, h in enumerate(hits, 1)]}
 
 
 @router.get("/kbs/{name}/jobs", summary="Recent ingestion jobs of a knowledge base")
