@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 from fastapi.testclient import TestClient
+from harness import wait_job
 
 from ragtune.server import create_app
 from ragtune.settings import load_settings
@@ -118,9 +119,12 @@ def test_a_key_for_one_kb_is_told_what_it_can_use_not_to_create_a_key(live):
 @pytest.mark.integration
 def test_jobs_of_every_readable_kb_and_the_calling_key(live):
     with live.client("writer") as http:
-        job = http.post("/v1/kbs/handbook/documents",
-                        files=[("files", ("memo.txt", b"Desks are cleaned every Tuesday evening.", "text/plain"))])
+        job = http.post("/v1/kbs/handbook/documents", files=[
+            ("files", ("memo.txt", b"Desks are cleaned every Tuesday evening.", "text/plain")),
+            ("files", ("broken.pdf", b"%PDF-1.4\n this is a truncated pdf", "application/pdf"))])
         job_id = job.json()["job"]["id"]
+        report = wait_job(http, "handbook", job_id)["report"]
+        assert [f["source"] for f in report["failures"]] == ["broken.pdf"], "a file name, not the server's path"
         assert job_id in [j["id"] for j in http.get("/v1/jobs").json()["data"]]
         assert http.get(f"/v1/jobs/{job_id}").json()["kb"] == "handbook"
         me = http.get("/v1/me").json()
