@@ -142,3 +142,17 @@ def test_docs_are_served_without_a_cdn(live):
     for asset in assets:
         assert httpx.get(live.url + asset).status_code == 200, asset
     assert "https://" not in page.split("<script>")[-1]  # nor loaded by the page's own script
+
+
+@pytest.mark.unit
+def test_the_upload_label_names_every_format_the_server_accepts():
+    from ragtune.parse import source_type_for
+    from ragtune.server.uploads import accepted_extensions
+
+    script = (Path(__file__).resolve().parents[2] / "src" / "ragtune" / "server" / "static" / "app.js").read_text()
+    label = re.search(r'const FORMATS_EN = "([^"]+)"', script).group(1).split(", ")
+    words = {"pdf": "PDF", "docx": "Word", "pptx": "PowerPoint", "xlsx": "Excel", "csv": "CSV", "html": "HTML",
+             "epub": "EPUB", "md": "Markdown", "txt": "text", "json": "JSON", "code": "code", None: "zip"}
+    families = {source_type_for("x" + ext) for ext in accepted_extensions()}
+    assert families <= words.keys(), f"a new format family needs a word in the upload label: {families - words.keys()}"
+    assert sorted(words[f] for f in families) == sorted(label)
