@@ -173,3 +173,5 @@ class Answer(BaseModel):
     removed_citations: list[RemovedCitation] = Field(default_factory=list)
     model: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
+    #: Tokens of the generation (prompt_tokens, completion_tokens, total_tokens); empty when none ran.
+    usage: dict[str, int] = Field(default_factory=dict)
