@@ -29,12 +29,14 @@ def test_version_0_embeds_the_text_as_before() -> None:
 
 def test_version_1_puts_the_header_parts_the_text_lacks_first() -> None:
     meta = ChunkMeta(document_title="Handbook", heading_path=["Handbook", "Security", "Keys"])
-    assert embedding_text("Rotate keys every 90 days.", meta, 1) == "Handbook > Security > Keys\nRotate keys every 90 days."
+    text = "Rotate keys every 90 days."
+    assert embedding_text(text, meta, 1) == f"Handbook > Security > Keys\n{text}"
     # The first chunk of a section starts with its heading: only the outer parts are added.
     assert embedding_text("Keys\n\nRotate them.", meta, 1) == "Handbook > Security\nKeys\n\nRotate them."
     # A chunk that starts with every part (a SciFact abstract's first chunk starts with its title) is unchanged.
     title_only = ChunkMeta(document_title="Vitamin D and fractures", heading_path=["Vitamin D and fractures"])
-    assert embedding_text("Vitamin D and fractures\n\nWe studied", title_only, 1) == "Vitamin D and fractures\n\nWe studied"
+    first = "Vitamin D and fractures\n\nWe studied"
+    assert embedding_text(first, title_only, 1) == first
     assert embedding_text("Later text.", ChunkMeta(), 1) == "Later text."
 
 

@@ -87,8 +87,9 @@ def test_token_counts_match_the_torch_tokenizer(minilm_export, monkeypatch, cach
 
 @pytest.mark.integration
 def test_export_is_cached_and_redone_when_the_weights_change(tiny_model, cache, monkeypatch):
-    import ragtune.embed.onnx as onnx_module
     from safetensors.torch import load_file, save_file
+
+    import ragtune.embed.onnx as onnx_module
 
     first = export_onnx(tiny_model, checkpoint_hash(str(tiny_model)), cache_dir=cache)
     vectors = load_embedder(str(tiny_model), backend="onnx", precision="fp32").encode_documents(TEXTS)
@@ -96,7 +97,7 @@ def test_export_is_cached_and_redone_when_the_weights_change(tiny_model, cache, 
     def no_export(*args, **kwargs):
         raise AssertionError("exported again although the weights did not change")
 
-    monkeypatch.setattr(onnx_module, "_export", no_export)
+    monkeypatch.setattr(onnx_module, "_export_embedder", no_export)
     assert export_onnx(tiny_model, checkpoint_hash(str(tiny_model)), cache_dir=cache) == first
     monkeypatch.undo()
 
@@ -130,6 +131,6 @@ def test_backend_and_precision_errors_name_the_fix(tmp_path):
 @pytest.mark.parametrize(("mean", "low", "ok"), [(0.994, 0.984, True), (0.937, 0.908, False), (0.995, 0.95, False)])
 def test_int8_is_chosen_only_when_it_follows_fp32(mean, low, ok):
     export = OnnxExport(directory="d", source="s", checkpoint="c", dim=8, max_seq_length=16, do_lower_case=False,
-                        inputs=("input_ids",), pad_id=0, int8_mean_cosine=mean, int8_min_cosine=low,
+                        inputs=("input_ids",), pad_id=0, int8_mean_agreement=mean, int8_min_agreement=low,
                         fp32_max_abs_diff=0.0)
     assert export.int8_ok is ok

@@ -83,7 +83,7 @@ def _onnx_embedder(name: str, backend: str, precision: str, batch_size: int, num
     chosen = precision if precision != "auto" else ("int8" if export.int8_ok else "fp32")
     if precision == "auto" and chosen == "fp32":
         log.info("embedder '%s': int8 vectors differ too much from fp32 (mean cosine %.4f, min %.4f); using fp32",
-                 name, export.int8_mean_cosine, export.int8_min_cosine)
+                 name, export.int8_mean_agreement, export.int8_min_agreement)
     return OnnxEmbedder(name, path, export.checkpoint, precision=chosen, batch_size=batch_size,
                         num_threads=num_threads, export=export)
 
