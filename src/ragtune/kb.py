@@ -325,12 +325,14 @@ class KnowledgeBase:
 
     def reembed(
         self, embedder: str | Embedder | None = None, *, precision: str | None = None, batch_size: int | None = None,
-        on_progress: Callable[[int, int], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None, swap: bool = True,
     ) -> dict[str, Any]:
         """Switch the KB to another embedding model or precision (``embedder`` None: the current model): every
         chunk is re-encoded beside the old vectors, then both are swapped in one transaction (see
         ``LocalStore.reembed``). Interrupted, the KB stays on the old model and a re-run with the same target
         resumes. ``precision`` is fp32, int8 or auto (default: auto for a new model, the KB's for the same one).
+        With ``swap`` False the new vectors are only staged beside the live ones (``LocalStore.staged_vectors``)
+        for a caller to judge first; the same call with ``swap`` True then swaps them without encoding again.
         Returns what was done, with the checkpoint hash."""
         s = self.settings
         if embedder is None or isinstance(embedder, str):
@@ -348,8 +350,10 @@ class KnowledgeBase:
         report = self.store.reembed(
             lambda texts: embedder.encode_documents(texts), name=embedder.name, dim=embedder.dim,
             checkpoint=checkpoint, batch_size=batch_size or max(s.embed_batch_size, 1) * 4,
-            on_progress=on_progress, precision=_precision(embedder),
+            on_progress=on_progress, precision=_precision(embedder), swap=swap,
         )
+        if not swap:
+            return report
         self._embedder = embedder
         update: dict[str, Any] = {"embedder": embedder.name}
         if _precision(embedder) is not None:

@@ -647,7 +647,7 @@ class LocalStore:
 
     def reembed(
         self, encode: EncodeFn, *, name: str, dim: int, checkpoint: str = "", batch_size: int = 256,
-        on_progress: ReembedProgress | None = None, precision: str | None = None,
+        on_progress: ReembedProgress | None = None, precision: str | None = None, swap: bool = True,
     ) -> dict[str, Any]:
         """Switch every chunk to vectors from another embedder without a moment of inconsistency.
 
@@ -657,6 +657,8 @@ class LocalStore:
         a new vector, one transaction swaps the vectors and the recorded embedder; the new dense index is
         then saved with one rename (were that lost, the index is rebuilt from the database on open).
         ``precision`` (fp32, int8) is recorded with the embedder when given; it is part of the target too.
+        With ``swap`` False the new vectors are only staged (see ``staged_vectors``): a later call with the same
+        target swaps them without encoding again, ``cancel_reembed`` drops them.
         """
         if batch_size <= 0:
             raise StoreError("batch_size must be greater than 0.")
@@ -678,6 +680,11 @@ class LocalStore:
                 self._conn.execute("DELETE FROM reembed_vectors WHERE chunk_id NOT IN (SELECT id FROM chunks)")
             reused = self._conn.execute("SELECT count(*) FROM reembed_vectors").fetchone()[0]
             encoded = 0
+            if not swap:
+                encoded = self._reembed_batches(encode, dim, batch_size, on_progress)
+                return {"embedder": name, "dim": dim, "checkpoint": checkpoint, "precision": precision,
+                        "staged": self._staged_count(), "resumed": resumed, "reused_vectors": int(reused),
+                        "encoded_vectors": encoded, "seconds": round(time.perf_counter() - started, 2)}
             while True:
                 encoded += self._reembed_batches(encode, dim, batch_size, on_progress)
                 with self._write():
@@ -699,6 +706,23 @@ class LocalStore:
                 "chunks": swapped, "resumed": resumed,
                 "reused_vectors": int(reused), "encoded_vectors": encoded, "chunk_seq": heads[0],
                 "seconds": round(time.perf_counter() - started, 2)}
+
+    def _staged_count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM reembed_vectors").fetchone()[0])
+
+    def staged_vectors(self) -> tuple[list[int], np.ndarray]:
+        """Chunk ids and the new vectors a re-embed in progress has computed so far (none: empty)."""
+        rows = self._conn.execute("SELECT chunk_id, vector FROM reembed_vectors ORDER BY chunk_id").fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return [int(r[0]) for r in rows], vectors
+
+    def cancel_reembed(self) -> None:
+        """Drop a re-embed in progress (its staged vectors and target); the live vectors were never touched."""
+        with self._write():
+            self._conn.execute("DELETE FROM reembed_vectors")
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (_REEMBED_TARGET,))
 
     def _missing_reembed_count(self) -> int:
         return int(self._conn.execute(
