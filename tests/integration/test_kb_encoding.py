@@ -13,8 +13,6 @@ from ragtune.kb import KnowledgeBase
 from ragtune.store.local import chunk_tokens
 from ragtune.types import Block, BlockType, Chunk, ChunkMeta, Document, embedding_text
 
-pytestmark = pytest.mark.integration
-
 TITLE = "Security handbook"
 
 
@@ -39,6 +37,7 @@ def _build(path: Path, **settings: object) -> dict:
         return kb.stats()
 
 
+@pytest.mark.integration
 def test_a_new_kb_records_int8_and_chunk_context_and_embeds_with_them(tmp_path):
     stats = _build(tmp_path / "kb")
     assert stats["embedder_precision"] == "int8" and stats["chunk_context"] == 1
@@ -54,6 +53,7 @@ def test_a_new_kb_records_int8_and_chunk_context_and_embeds_with_them(tmp_path):
         assert kb.search("how often are API keys rotated", k=1)[0].document_id
 
 
+@pytest.mark.integration
 def test_precision_is_kept_and_a_different_one_is_an_error_naming_reembed(tmp_path):
     _build(tmp_path / "kb", embed_precision="fp32")
     with KnowledgeBase.open(tmp_path / "kb") as kb:
@@ -73,6 +73,7 @@ def test_precision_is_kept_and_a_different_one_is_an_error_naming_reembed(tmp_pa
         assert [h.chunk_id for h in kb.search("lost laptop", k=3)][0] == before[0]
 
 
+@pytest.mark.integration
 def test_a_kb_from_before_the_records_stays_fp32_without_context(tmp_path):
     path = tmp_path / "kb"
     _build(path, embed_precision="fp32", chunk_context=False)
@@ -91,3 +92,26 @@ def test_a_kb_from_before_the_records_stays_fp32_without_context(tmp_path):
         assert np.array_equal(np.frombuffer(vector, dtype=np.float32), kb.embedder.encode_documents([text])[0])
     with pytest.raises(ConfigError, match="chunk_context = false"):
         KnowledgeBase.open(path, chunk_context=True)
+
+
+@pytest.mark.e2e
+def test_cli_reembeds_to_another_precision_and_adapt_needs_enough_chunks(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    path = tmp_path / "kb"
+    _build(path, embed_precision="fp32")
+    runner = CliRunner()
+    nothing = runner.invoke(app, ["kb", "reembed", "--kb", str(path), "--json"])
+    assert nothing.exit_code == 1 and "--precision" in json.loads(nothing.stdout)["error"]
+    done = runner.invoke(app, ["kb", "reembed", "--kb", str(path), "--precision", "int8", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["precision"] == "int8" and report["previous_embedder"] == report["embedder"]
+    stats = json.loads(runner.invoke(app, ["kb", "stats", "--kb", str(path), "--json"]).stdout)
+    assert stats["embedder_precision"] == "int8"
+    small = runner.invoke(app, ["kb", "adapt", "--kb", str(path), "--budget", "0.5", "--json"])
+    assert small.exit_code == 1 and "ingest more documents" in json.loads(small.stdout)["error"]
