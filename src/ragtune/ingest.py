@@ -25,9 +25,10 @@ from ragtune.types import Chunk, Document, embedding_text
 
 log = logging.getLogger(__name__)
 
-# Embedding batches gathered across documents before one commit. The embedder sorts each flush by token
-# length, so the more a flush holds the less its batches pad (SciFact, 256-token chunks: 1,024 per flush pad
-# X % of the tokens, 256 per flush Y %); an interrupted run loses at most one flush (about a minute of work).
+# Embedding batches gathered across documents before one commit. The fp32 embedders sort each flush by token
+# length, so the more a flush holds the less its batches pad: on SciFact (256-token chunks, batches of 64)
+# 1,024 chunks per flush compute 3.8 % padding, 256 per flush 11.3 %, 64 23.6 % (int8 encodes one text at a
+# time and pads nothing). An interrupted run loses at most one flush, about a minute of work.
 FLUSH_BATCHES = 16
 
 
