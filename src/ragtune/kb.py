@@ -55,8 +55,10 @@ def _shared_llm(
 
 
 @functools.lru_cache(maxsize=2)
-def _shared_cross_encoder(model: str, batch_size: int, max_length: int, num_threads: int | None) -> Reranker:
-    return CrossEncoderReranker(model, batch_size=batch_size, max_length=max_length, num_threads=num_threads)
+def _shared_cross_encoder(model: str, batch_size: int, max_length: int, num_threads: int | None,
+                          backend: str = "auto", precision: str = "auto") -> Reranker:
+    return CrossEncoderReranker(model, batch_size=batch_size, max_length=max_length, num_threads=num_threads,
+                                backend=backend, precision=precision)
 
 
 class KnowledgeBase:
@@ -270,7 +272,8 @@ class KnowledgeBase:
                                   "'cross-encoder:PATH' or 'llm'")
             return None
         if kind == "cross-encoder":
-            return _shared_cross_encoder(model, s.rerank_batch_size, s.rerank_max_length, s.num_threads)
+            return _shared_cross_encoder(model, s.rerank_batch_size, s.rerank_max_length, s.num_threads,
+                                         s.rerank_backend, s.rerank_precision)
         return LLMReranker(self.llm, batch_size=min(s.rerank_batch_size, 8))
 
     def retrieve(

@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     )
     rerank_batch_size: int = Field(32, gt=0, description="Pairs per reranker batch.")
     rerank_max_length: int = Field(512, gt=8, description="Cross-encoder input length in tokens (query + passage).")
+    rerank_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="Runtime of the cross-encoder: 'onnx' (exported once into the model cache), 'torch', or "
+        "'auto' = onnx for local model directories."
+    )
+    rerank_precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="Cross-encoder precision on ONNX: 'int8', 'fp32', or 'auto' = int8 only where its scores "
+        "order calibration passages as fp32's do."
+    )
 
     # dense index
     hnsw_m: int = Field(32, gt=1, description="HNSW graph degree.")
