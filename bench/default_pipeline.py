@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, default_scifact_dir, loadavg, machine, write_json  # noqa: E402
 
 from ragtune.evaluate.beir import load_beir  # noqa: E402
+from ragtune.evaluate.ir import DEFAULT_METRICS as METRICS  # noqa: E402
 from ragtune.evaluate.ir import evaluate  # noqa: E402
-from ragtune.evaluate.retrieval import CHUNK_DEPTH, METRICS, corpus_documents  # noqa: E402
+from ragtune.evaluate.retrieval import CHUNK_DEPTH, corpus_documents  # noqa: E402
 from ragtune.kb import KnowledgeBase  # noqa: E402
 from ragtune.retrieve import HybridRetriever  # noqa: E402
 from ragtune.store.bm25 import BM25Index  # noqa: E402
@@ -44,12 +45,12 @@ SPLIT_DIR = RESULTS_DIR / "scifact_split"
 PARTS = ("train", "dev", "heldout")
 
 
-def query_parts() -> dict[str, list[str]]:
-    return {part: (SPLIT_DIR / f"{part}_queries.txt").read_text().split() for part in PARTS}
+def query_parts(split_dir: Path = SPLIT_DIR) -> dict[str, list[str]]:
+    return {part: (split_dir / f"{part}_queries.txt").read_text().split() for part in PARTS}
 
 
 def build(args: argparse.Namespace) -> None:
-    dataset = load_beir(args.beir, "train")
+    dataset = load_beir(args.beir, args.split)
     name = args.beir.resolve().name
     overrides: dict[str, Any] = {"chunk_size": args.chunk_size, "chunk_context": bool(args.chunk_context),
                                  "embed_precision": args.precision, "embed_backend": args.backend}
@@ -163,9 +164,9 @@ def scores(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]], p
 
 
 def sweep(args: argparse.Namespace) -> None:
-    dataset = load_beir(args.beir, "train")
+    dataset = load_beir(args.beir, args.split)
     prefix = f"beir:{args.beir.resolve().name}/"
-    parts = query_parts()
+    parts = query_parts(args.split_dir)
     results: dict[str, Any] = {}
     for kb_path in args.kb:
         started = time.perf_counter()
@@ -212,10 +213,32 @@ def sweep(args: argparse.Namespace) -> None:
                   f"{hybrid[best]['all']['ndcg_cut_10']:.4f}", flush=True)
     out = json.loads(args.out.read_text()) if args.out.is_file() else {}
     out.setdefault("kbs", {}).update(results)
+    out["parity"] = parity(out["kbs"])
     out.update({"what": "SciFact train split (809 queries) cut into train 567 / dev 90 / held-out 152 "
                         "(bench/results/scifact_split); settings chosen on train+dev nDCG@10",
                 "metrics": list(METRICS), "machine": machine(), "loadavg": loadavg()})
     write_json(args.out, out)
+
+
+def parity(kbs: dict[str, Any]) -> list[dict[str, Any]]:
+    """int8 against fp32 for KBs that differ in precision only: nDCG@10 on all 809 queries, dense and hybrid, with
+    the settings before this change and with the int8 KB's chosen ones."""
+    out = []
+    for name, kb in kbs.items():
+        if kb["precision"] != "int8":
+            continue
+        for other_name, other in kbs.items():
+            if other["precision"] == "fp32" and (other["chunk_size"], other["chunk_context"]) == (
+                    kb["chunk_size"], kb["chunk_context"]):
+                row: dict[str, Any] = {"int8": name, "fp32": other_name}
+                for label in ("dense (defaults before this change)", "hybrid (defaults before this change)",
+                              kb["chosen_on_train+dev"]):
+                    if label in kb["rows"] and label in other["rows"]:
+                        a, b = kb["rows"][label]["all"]["ndcg_cut_10"], other["rows"][label]["all"]["ndcg_cut_10"]
+                        row[label] = {"int8": a, "fp32": b, "diff": round(a - b, 4),
+                                      "within_0.005": abs(a - b) <= 0.005}
+                out.append(row)
+    return out
 
 
 def main() -> None:
@@ -229,6 +252,7 @@ def main() -> None:
     b.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto")
     b.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto")
     b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--split", default="train", help="qrels split (the corpus is the same)")
     w = sub.add_parser("sweep")
     w.add_argument("--beir", type=Path, default=default_scifact_dir())
     w.add_argument("--kb", type=Path, action="append", required=True)
@@ -236,6 +260,8 @@ def main() -> None:
     w.add_argument("--document-weight", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
     w.add_argument("--rrf-k", type=int, nargs="+", default=[20, 60])
     w.add_argument("--dense-weight", type=float, nargs="+", default=[0.8, 1.0, 1.25])
+    w.add_argument("--split", default="train", help="qrels split")
+    w.add_argument("--split-dir", type=Path, default=SPLIT_DIR, help="{train,dev,heldout}_queries.txt")
     w.add_argument("--out", type=Path, default=RESULTS_DIR / "default_pipeline.json")
     args = ap.parse_args()
     build(args) if args.command == "build" else sweep(args)

@@ -39,8 +39,9 @@ from _common import RESULTS_DIR, default_scifact_dir, loadavg, machine, percenti
 
 from ragtune.embed.sentence_transformers import resolve_model  # noqa: E402
 from ragtune.evaluate.beir import load_beir  # noqa: E402
+from ragtune.evaluate.ir import DEFAULT_METRICS as METRICS  # noqa: E402
 from ragtune.evaluate.ir import evaluate  # noqa: E402
-from ragtune.evaluate.retrieval import CHUNK_DEPTH, METRICS, corpus_documents  # noqa: E402
+from ragtune.evaluate.retrieval import CHUNK_DEPTH, corpus_documents  # noqa: E402
 from ragtune.kb import KnowledgeBase  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -196,16 +197,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--top-k", type=int, default=100, help="LlamaIndex retrievers' similarity_top_k")
     ap.add_argument("--limit", type=int, default=0, help="first N queries only (a quick check)")
+    ap.add_argument("--split", default="train", help="qrels split")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR / "peer_llamaindex.json")
     args = ap.parse_args()
     if not args.peer_python.exists():
         sys.exit(f"{args.peer_python} not found — build the peer's venv first (see this script's docstring)")
-    dataset = load_beir(args.beir, "train")
+    dataset = load_beir(args.beir, args.split)
     queries = dict(dataset.queries)
     if args.limit:
         queries = dict(list(queries.items())[: args.limit])
     heldout = [q for q in (SPLIT_DIR / "heldout_queries.txt").read_text().split() if q in queries]
-    groups = {"all": list(queries), "heldout": heldout}
+    groups = {"all": list(queries), **({"heldout": heldout} if heldout else {})}
     work = Path(tempfile.mkdtemp(prefix="peer-llamaindex-"))
     try:
         ours = run_ragtune(args.beir, dataset, queries, work / "kb", args.threads)
@@ -234,7 +236,7 @@ def main() -> None:
     for side in ("ragtune", "llamaindex"):
         q = result[side]["quality"]
         print(f"{side:10s} ingest {result[side]['ingest']['wall_s']:7.1f} s  " + "  ".join(
-            f"{m} {q[m]['all']['ndcg_cut_10']:.4f}/{q[m]['heldout']['ndcg_cut_10']:.4f} "
+            f"{m} {q[m]['all']['ndcg_cut_10']:.4f}/{q[m].get('heldout', q[m]['all'])['ndcg_cut_10']:.4f} "
             f"p50 {result[side]['latency_ms'][m]['p50']:.1f} ms" for m in ("sparse", "dense", "hybrid")))
     print(json.dumps(result["ratios"]))
     write_json(args.out, result)
