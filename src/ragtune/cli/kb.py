@@ -1,4 +1,4 @@
-"""The ``ragtune kb`` commands: inspect, verify, delete from and re-embed a knowledge base."""
+"""The ``ragtune kb`` commands: inspect, verify, delete from, re-embed and adapt a knowledge base."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from rich.table import Table
 from ragtune.cli.common import (
     JsonOpt,
     KbOpt,
+    LlmBaseUrlOpt,
+    LlmModelOpt,
+    LlmOpt,
     console,
     emit,
     err_console,
@@ -175,14 +178,20 @@ def kb_verify(
 
 @app.command("reembed")
 def kb_reembed(
-    embedder: Annotated[str, typer.Option("--embedder", help="The new embedding model (name, directory or hub id).")],
+    embedder: Annotated[str | None, typer.Option(
+        "--embedder", help="The new embedding model (name, directory or hub id) [default: the KB's own].")] = None,
     kb: KbOpt = None,
+    precision: Annotated[str | None, typer.Option(
+        help="Vector precision: int8, fp32 or auto [default: auto for a new model, the KB's for its own].")] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Chunks encoded and committed per step [default: 4 × embed_batch_size].")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-embed every chunk with another model and switch the KB to it in one step (safe to interrupt)."""
+    """Re-embed every chunk with another model or precision and switch the KB to it in one step (safe to
+    interrupt)."""
+    if embedder is None and precision is None:
+        fail("give --embedder MODEL and/or --precision int8|fp32 — what should the KB be re-embedded with?", as_json)
     try:
         base = open_kb(kb)
     except RagtuneError as exc:
@@ -190,12 +199,13 @@ def kb_reembed(
     old = base.store.embedder_name
     try:
         with base, progress_bar(as_json) as progress:
-            task = progress.add_task(f"re-embedding with {escape(embedder)}", total=None)
+            task = progress.add_task(f"re-embedding with {escape(embedder or old)}", total=None)
 
             def update(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            report: dict[str, Any] = base.reembed(embedder, batch_size=batch_size, on_progress=update)
+            report: dict[str, Any] = base.reembed(embedder, precision=precision, batch_size=batch_size,
+                                                  on_progress=update)
     except RagtuneError as exc:
         fail(str(exc), as_json)
     except KeyboardInterrupt:
@@ -206,6 +216,55 @@ def kb_reembed(
     if as_json:
         emit(report)
         return
+    precision_note = f", {report['precision']}" if report.get("precision") else ""
     console.print(f"re-embedded {report['chunks']} chunks: {escape(old)} → [bold]{escape(report['embedder'])}[/] "
-                  f"({report['dim']}-d, checkpoint {report['checkpoint'][:12] or 'n/a'}) in {report['seconds']:.1f} s",
-                  highlight=False)
+                  f"({report['dim']}-d{precision_note}, checkpoint {report['checkpoint'][:12] or 'n/a'}) in "
+                  f"{report['seconds']:.1f} s", highlight=False)
+
+
+@app.command("adapt")
+def kb_adapt(
+    kb: KbOpt = None,
+    budget: Annotated[float, typer.Option(help="Minutes to spend: decides how many chunks get questions and how "
+                                               "long training runs.")] = 60.0,
+    per_chunk: Annotated[int, typer.Option(help="Questions the LLM writes per chunk.")] = 2,
+    min_gain: Annotated[float, typer.Option(help="Held-out nDCG@10 the new embedder must add before the KB "
+                                                 "switches to it.")] = 0.005,
+    fresh: Annotated[bool, typer.Option(help="Start another round even if the last one finished.")] = False,
+    llm: LlmOpt = None,
+    llm_model: LlmModelOpt = None,
+    llm_base_url: LlmBaseUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Adapt the KB's embedder to its own documents, no labels needed: questions written for its chunks, hard
+    negatives from its retriever, fine-tuning, and a re-embed only if held-out questions retrieve better.
+    Resumable: run the same command again after an interruption."""
+    from ragtune.train.adapt import AdaptConfig, adapt_knowledge_base
+
+    try:
+        config = AdaptConfig(budget_minutes=budget, per_chunk=per_chunk, min_gain=min_gain)
+        base = open_kb(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    try:
+        with base, progress_bar(as_json) as progress:
+            task = progress.add_task("adapting", total=None)
+
+            def update(stage: str, done: int, total: int) -> None:
+                progress.update(task, description=stage, completed=done, total=total)
+
+            report = adapt_knowledge_base(base, config, fresh=fresh, on_progress=update)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/] — the knowledge base is unchanged; run the same command again to "
+                          "resume")
+        raise typer.Exit(130) from None
+    if as_json:
+        emit(report)
+        return
+    before, after = report["before"]["ndcg_cut_10"], report["after"]["ndcg_cut_10"]
+    verdict = (f"re-embedded with [bold]{escape(report['decision']['embedder'])}[/]"
+               if report["decision"]["reembedded"] else "kept the current embedder (not better enough)")
+    console.print(f"{report['questions']['kept']} questions from {report['questions']['chunks']} chunks; held-out "
+                  f"nDCG@10 {before:.3f} → {after:.3f} ({report['gain']:+.3f}): {verdict}", highlight=False)
