@@ -87,6 +87,7 @@ class _Item:
     document: Document | None = None
     chunks: list[Chunk] = field(default_factory=list)
     tokens: list[list[str]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     unchanged: bool = False
 
@@ -244,6 +245,9 @@ class Ingestor:
         }
         item.chunks = chunker.split(doc)
         item.tokens = [chunk_tokens(c) for c in item.chunks]
+        # Store extensions (the knowledge graph) do their per-chunk work here, beside parsing, not in the commit.
+        for extension in self.store.extensions:
+            item.extras[extension.name] = extension.prepare(item.chunks)
         return item
 
     # ------------------------------------------------------------------ consuming work
@@ -336,7 +340,8 @@ class Ingestor:
                 updates.append(DocumentUpdate(item.record))
                 continue
             n = len(item.chunks) if item in embeddable else 0
-            updates.append(DocumentUpdate(item.record, item.chunks, vectors[offset : offset + n], item.tokens))
+            updates.append(DocumentUpdate(item.record, item.chunks, vectors[offset : offset + n], item.tokens,
+                                          item.extras))
             offset += n
         self.store.apply(updates)
         for item in pending:

@@ -78,6 +78,17 @@ class Settings(BaseSettings):
     rerank_batch_size: int = Field(32, gt=0, description="Pairs per reranker batch.")
     rerank_max_length: int = Field(512, gt=8, description="Cross-encoder input length in tokens (query + passage).")
 
+    # knowledge graph and routing (see README: entities without an LLM, graph retrieval, mode auto)
+    graph: bool = Field(
+        False, description="Build a chunk–entity graph (spaCy for English, jieba for Chinese, no LLM) and keep it in "
+        "step with the documents; needed by --mode graph (a KB with a graph keeps it even when this is off)."
+    )
+    graph_weight: float = Field(1.0, ge=0, description="RRF weight of the graph walk's ranking (modes graph, auto).")
+    decompose: Literal["rules", "llm"] = Field(
+        "rules", description="How mode auto splits a two-part question: by rule ('Did A before B?'), or by asking "
+        "the LLM first and falling back to the rules when its sub-questions are unusable."
+    )
+
     # dense index
     hnsw_m: int = Field(32, gt=1, description="HNSW graph degree.")
     hnsw_ef_construction: int = Field(200, gt=0, description="HNSW build-time candidate list size.")

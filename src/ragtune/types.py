@@ -134,6 +134,9 @@ class Hit(BaseModel):
     score: float
     meta: ChunkMeta
     scores: dict[str, float] = Field(default_factory=dict)
+    #: Graph retrieval: the steps from the question to this chunk ("question: Ada Park", "chunk UID",
+    #: "entity: Lumen"); "retrieved" when the walk started here; empty when no walk found it.
+    path: list[str] = Field(default_factory=list)
 
 
 class Citation(BaseModel):

@@ -1,0 +1,289 @@
+"""Graph retrieval: seed entities from the question, a personalised PageRank walk over chunk–entity edges."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from ragtune.errors import ConfigError
+from ragtune.graph import Entity, KnowledgeGraph, entity_key, load_communities
+from ragtune.store.text import tokenize
+from ragtune.text import HAN_RE
+
+log = logging.getLogger(__name__)
+
+_WORD_RE = re.compile(r"[\w'’-]+")
+# How much a seed found each way is trusted: the question names it, a spelling close to it, a part of it.
+_MATCH_WEIGHTS = {"exact": 1.0, "fuzzy": 0.7, "partial": 0.6}
+
+
+@dataclass(frozen=True)
+class Seed:
+    """An entity the question refers to, how it was matched, the words that matched, and its walk weight."""
+
+    entity: Entity
+    match: str
+    text: str
+    weight: float
+
+
+@dataclass
+class GraphRanking:
+    """Chunks reached by the walk (best first, chunk id and score), the path that led to each, the seeds."""
+
+    ranking: list[tuple[int, float]] = field(default_factory=list)
+    paths: dict[int, list[str]] = field(default_factory=dict)
+    seeds: list[Seed] = field(default_factory=list)
+
+
+class GraphSearcher:
+    """Ranks chunks by a personalised PageRank over the chunk–entity graph, restarted at the question's
+    entities (matched exactly, by a close spelling, or as part of a longer name) and at the chunks the
+    first-stage retrievers ranked highest. The walk stays inside the chunks a filter allows.
+
+    Bounded: the seeds' chunks (at most ``max_entity_chunks`` per entity), the entities in those chunks that are
+    rare enough to link two things (in at most ``bridge_share`` of the chunks; ``max_bridges`` of them), and
+    their chunks — two hops from the question."""
+
+    def __init__(
+        self, graph: KnowledgeGraph, *, damping: float = 0.5, seed_chunks: int = 5, max_entity_chunks: int = 200,
+        bridge_share: float = 0.02, max_bridges: int = 64, bridge_chunks: int = 50, fuzzy_score: float = 88.0,
+        iterations: int = 30,
+    ) -> None:
+        if not 0 < damping < 1:
+            raise ConfigError("damping must be between 0 and 1.")
+        if seed_chunks < 0 or max_entity_chunks <= 0 or max_bridges < 0 or bridge_chunks <= 0:
+            raise ConfigError("seed_chunks and max_bridges must be >= 0, max_entity_chunks and bridge_chunks > 0.")
+        self.graph = graph
+        self.damping = damping
+        self.seed_chunks = seed_chunks
+        self.max_entity_chunks = max_entity_chunks
+        self.bridge_share = bridge_share
+        self.max_bridges = max_bridges
+        self.bridge_chunks = bridge_chunks
+        self.fuzzy_score = fuzzy_score
+        self.iterations = iterations
+        self._names: tuple[tuple[int, int], list[Entity], list[str]] | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ seeds
+
+    def seeds(self, query: str, *, cheap: bool = False) -> list[Seed]:
+        """The graph's entities the question refers to, strongest first (one seed per entity). ``cheap`` looks up
+        the question's word n-grams only (no tagger, no fuzzy match): what the router reads on every question."""
+        mentions = [] if cheap else self.graph.extractor.extract_one(query)
+        found: dict[int, Seed] = {}
+        texts: dict[str, str] = {}  # key -> words of the question
+        for mention in mentions:
+            texts.setdefault(mention.key, mention.name)
+        for ngram in _ngrams(query):
+            for kind in ("name", "concept"):
+                key = entity_key(ngram, kind)
+                if key and (kind == "concept" or _name_like(ngram)):
+                    texts.setdefault(key, ngram)
+        total = max(self.graph.chunk_total(), 1)
+        for key, entity in self.graph.by_keys(texts).items():
+            found[entity.id] = Seed(entity, "exact", texts[key], _idf(entity, total))
+        matched = {s.text.lower() for s in found.values()}
+        for mention in mentions:
+            if mention.kind == "concept" or mention.key in texts and self._has(found, mention.key):
+                continue
+            if any(mention.name.lower() in m or m in mention.name.lower() for m in matched):
+                continue
+            for entity, how in self._close(mention.key):
+                if entity.id not in found:
+                    found[entity.id] = Seed(entity, how, mention.name, _idf(entity, total) * _MATCH_WEIGHTS[how])
+        return sorted(found.values(), key=lambda s: (-s.weight, s.entity.id))
+
+    @staticmethod
+    def _has(found: dict[int, Seed], key: str) -> bool:
+        return any(s.entity.key == key for s in found.values())
+
+    def _close(self, key: str) -> list[tuple[Entity, str]]:
+        """Entities spelled like ``key`` (fuzzy) or whose key starts or ends with it ("wolfgang" ~ Wolfgang Schulz)."""
+        from rapidfuzz import fuzz, process
+
+        entities, keys = self._name_index()
+        out: list[tuple[Entity, str]] = []
+        if len(key) >= 4:
+            for _, _, index in process.extract(key, keys, scorer=fuzz.ratio, limit=3, score_cutoff=self.fuzzy_score):
+                out.append((entities[index], "fuzzy"))
+            if len(key) >= 4 and not HAN_RE.search(key):
+                partial = [e for e in entities if e.key != key and (e.key.startswith(key) or e.key.endswith(key))]
+                out.extend((e, "partial") for e in sorted(partial, key=lambda e: -e.chunks)[:3])
+        return out
+
+    def _name_index(self) -> tuple[list[Entity], list[str]]:
+        version = self.graph.version()
+        with self._lock:
+            if self._names is None or self._names[0] != version:
+                entities = self.graph.names()
+                self._names = (version, entities, [e.key for e in entities])
+            return self._names[1], self._names[2]
+
+    # ------------------------------------------------------------------ the walk
+
+    def rank(
+        self, query: str, k: int, *, allowed: set[int] | None = None, seed_chunks: Sequence[int] = (),
+        seeds: list[Seed] | None = None,
+    ) -> GraphRanking:
+        """Up to ``k`` chunks by walk score. ``seed_chunks``: first-stage results, best first (the walk also
+        restarts there); ``allowed``: the chunk ids a filter lets through (None: all)."""
+        seeds = self.seeds(query) if seeds is None else seeds
+        total = max(self.graph.chunk_total(), 1)
+        hub = max(self.max_entity_chunks, 1)
+        entity_seeds = [s for s in seeds if s.entity.chunks <= hub]
+        # Without an entity to start from, the walk starts from the first-stage results and follows their entities.
+        first = [] if entity_seeds else [c for c in seed_chunks if allowed is None or c in allowed][: self.seed_chunks]
+        if not entity_seeds and not first:
+            return GraphRanking(seeds=seeds)
+
+        # Hop 1: the seeds' chunks. Hop 2: entities there that are rare enough to link, and their chunks.
+        edges: dict[tuple[int, int], float] = {}  # (chunk, entity) -> mention weight
+        for entity_id, chunk_id, weight in self.graph.chunks_of([s.entity.id for s in entity_seeds],
+                                                                 limit=self.max_entity_chunks):
+            if allowed is None or chunk_id in allowed:
+                edges[(chunk_id, entity_id)] = weight
+        hop1 = {c for c, _ in edges} | set(first)
+        bridge_cap = max(math.floor(self.bridge_share * total), 3)
+        seed_ids = {s.entity.id for s in entity_seeds}
+        candidates: dict[int, float] = defaultdict(float)
+        for chunk_id, entity_id, weight in self.graph.entities_of(sorted(hop1)):
+            edges[(chunk_id, entity_id)] = weight
+            if entity_id not in seed_ids:
+                candidates[entity_id] += weight
+        entities = self.graph.by_ids(candidates)
+        bridges = sorted(
+            (e for e in candidates if e in entities and 2 <= entities[e].chunks <= bridge_cap),
+            key=lambda e: (-candidates[e] * _idf(entities[e], total), e),
+        )[: self.max_bridges]
+        for entity_id, chunk_id, weight in self.graph.chunks_of(bridges, limit=self.bridge_chunks):
+            if allowed is None or chunk_id in allowed:
+                edges[(chunk_id, entity_id)] = weight
+        keep = seed_ids | set(bridges)
+        edges = {(c, e): w for (c, e), w in edges.items() if e in keep}
+        entities.update({s.entity.id: s.entity for s in entity_seeds})
+        scores, parents = self._walk(edges, entity_seeds, first, entities, total)
+        ranking = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
+        return GraphRanking(ranking, self._paths([c for c, _ in ranking], parents, entities, seeds), seeds)
+
+    def _walk(
+        self, edges: dict[tuple[int, int], float], seeds: list[Seed], first: list[int], entities: dict[int, Entity],
+        total: int,
+    ) -> tuple[dict[int, float], dict[str, tuple[str, int]]]:
+        """Personalised PageRank on the bipartite subgraph; returns chunk scores and, per node, the neighbour
+        that sent it the most (for paths)."""
+        chunks = sorted({c for c, _ in edges} | set(first))
+        ents = sorted({e for _, e in edges})
+        nodes = [("c", c) for c in chunks] + [("e", e) for e in ents]
+        index = {node: i for i, node in enumerate(nodes)}
+        n = len(nodes)
+        rows, cols, values = [], [], []
+        for (c, e), weight in edges.items():
+            # Rare entities carry more of the walk than common ones, in both directions.
+            w = weight * _idf(entities[e], total) if e in entities else weight
+            rows += [index[("c", c)], index[("e", e)]]
+            cols += [index[("e", e)], index[("c", c)]]
+            values += [w, w]
+        matrix = sp.csr_matrix((values, (rows, cols)), shape=(n, n), dtype=np.float64)
+        out = np.asarray(matrix.sum(axis=1)).ravel()
+        transition = sp.diags(np.divide(1.0, out, out=np.zeros(n), where=out > 0)) @ matrix
+        restart = np.zeros(n)
+        entity_mass = sum(s.weight for s in seeds if ("e", s.entity.id) in index)
+        share = 1.0 if entity_mass else 0.0
+        for s in seeds:
+            if ("e", s.entity.id) in index:
+                restart[index[("e", s.entity.id)]] += share * s.weight / entity_mass
+        if first:
+            ranks = np.array([1.0 / (r + 1) for r in range(len(first))])
+            for c, mass in zip(first, (1 - share) * ranks / ranks.sum(), strict=True):
+                restart[index[("c", c)]] += mass
+        score = restart.copy()
+        transposed = transition.T.tocsr()
+        for _ in range(self.iterations):
+            score = (1 - self.damping) * restart + self.damping * (transposed @ score)
+        # Paths: each node's parent is the neighbour that sent it the most.
+        flow = (sp.diags(score) @ transition).tocsc()
+        best = np.asarray(flow.argmax(axis=0)).ravel()
+        received = np.asarray(flow.max(axis=0).todense()).ravel()
+        parents: dict[str, tuple[str, int]] = {}
+        for j, node in enumerate(nodes):
+            if restart[j] == 0 and received[j] > 0:
+                parents[f"{node[0]}{node[1]}"] = nodes[int(best[j])]
+        return {c: float(score[index[("c", c)]]) for c in chunks}, parents
+
+    def _paths(
+        self, ranked: list[int], parents: dict[str, tuple[str, int]], entities: dict[int, Entity], seeds: list[Seed],
+    ) -> dict[int, list[str]]:
+        """For each ranked chunk, the steps from the question to it: "question: NAME", "chunk UID",
+        "entity: NAME", ... ("retrieved" when the walk started at that chunk)."""
+        seed_ids = {s.entity.id for s in seeds}
+        hops: dict[int, list[tuple[str, int]]] = {}
+        for chunk_id in ranked:
+            steps: list[tuple[str, int]] = []
+            node: tuple[str, int] = ("c", chunk_id)
+            while f"{node[0]}{node[1]}" in parents and len(steps) < 6:
+                node = parents[f"{node[0]}{node[1]}"]
+                if node in steps or node == ("c", chunk_id):
+                    break
+                steps.append(node)
+            hops[chunk_id] = list(reversed(steps))
+        uids = self.graph.chunk_uids([n for steps in hops.values() for kind, n in steps if kind == "c"])
+        paths: dict[int, list[str]] = {}
+        for chunk_id, steps in hops.items():
+            words: list[str] = []
+            for kind, node_id in steps:
+                if kind == "e":
+                    name = entities[node_id].name if node_id in entities else str(node_id)
+                    words.append(f"{'question' if node_id in seed_ids else 'entity'}: {name}")
+                else:
+                    words.append(f"chunk {uids.get(node_id, node_id)}")
+            paths[chunk_id] = words or ["retrieved"]
+        return paths
+
+    # ------------------------------------------------------------------ global questions
+
+    def community_chunks(self, query: str, k: int = 3, *, allowed: set[int] | None = None) -> list[int]:
+        """Representative chunks of the communities whose names and summaries share most terms with the
+        question (for "what are the main ..." questions); empty when no communities were built."""
+        terms = set(tokenize(query))
+        scored = []
+        for community in load_communities(self.graph):
+            words = set(tokenize(" ".join(community.names) + " " + community.summary))
+            overlap = len(terms & words)
+            if overlap:
+                scored.append((overlap * math.log(1 + community.size), community.id, community.chunks))
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        out: list[int] = []
+        for _, _, chunks in scored[:k]:
+            out.extend(c for c in chunks if (allowed is None or c in allowed) and c not in out)
+        return out
+
+
+def _idf(entity: Entity, total: int) -> float:
+    return math.log(1 + total / max(entity.chunks, 1))
+
+
+def _ngrams(text: str, longest: int = 4) -> list[str]:
+    """Word n-grams of a question (Chinese: its jieba words and their pairs), the candidates of exact matches."""
+    words = tokenize(text) if HAN_RE.search(text) else _WORD_RE.findall(text)
+    grams = []
+    for n in range(1, longest + 1):
+        for i in range(len(words) - n + 1):
+            grams.append(("" if HAN_RE.search(words[i]) else " ").join(words[i : i + n]))
+    return grams
+
+
+def _name_like(ngram: str) -> bool:
+    """A question's n-gram may name an entity when it is capitalised, holds a digit or is Chinese; lower-case
+    words match only through noun phrases (so "may" or "will" find no person)."""
+    first = ngram.split()[0] if ngram.split() else ""
+    return bool(HAN_RE.search(ngram) or any(c.isdigit() for c in ngram) or first[:1].isupper())
