@@ -170,6 +170,8 @@ class GraphSearcher:
                 edges[(chunk_id, entity_id)] = weight
         keep = seed_ids | set(bridges)
         edges = {(c, e): w for (c, e), w in edges.items() if e in keep}
+        if not edges and not first:
+            return GraphRanking(seeds=seeds)
         entities.update({s.entity.id: s.entity for s in entity_seeds})
         scores, parents = self._walk(edges, entity_seeds, first, entities, total)
         ranking = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
