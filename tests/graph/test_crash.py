@@ -42,7 +42,8 @@ def test_sigkill_mid_graph_ingest_leaves_a_kb_that_verifies_and_resumes(tmp_path
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i in range(60):
-        people = " ".join(f"Engineer Person{i}x{j} Miller fixed ticket FAC-{i * 100 + j} for Team{j}." for j in range(8))
+        people = " ".join(f"Engineer Person{i}x{j} Miller fixed ticket FAC-{i * 100 + j} for Team{j}."
+                          for j in range(8))
         (corpus / f"doc{i:03d}.md").write_text(f"# Report {i}\n\n{people}\n")
     kb_path = tmp_path / "kb"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAGTUNE_EMBED_BATCH_SIZE": "4"}

@@ -70,7 +70,7 @@ def test_the_walk_reaches_the_second_hop_and_says_how(graph):
     assert order[:2] == [ids["lead"], ids["office"]]
     assert ids["other-office"] not in order and ids["other-lead"] not in order
     assert ranked.paths[ids["lead"]] == ["question: Ada Park"]
-    assert ranked.paths[ids["office"]] == ["question: Ada Park", f"chunk lead-0-0", "entity: Lumen"]
+    assert ranked.paths[ids["office"]] == ["question: Ada Park", "chunk lead-0-0", "entity: Lumen"]
     assert [s.entity.key for s in ranked.seeds] == ["adapark"]
 
 

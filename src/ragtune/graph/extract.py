@@ -293,7 +293,7 @@ def _compound_nouns(doc: Any) -> Iterable[str]:
         if 2 <= len(run) <= 4:
             yield doc[run[0].i : run[-1].i + 1].text.lower()
             # Its two-word parts, so "construction noise" also links to "construction noise complaints".
-            for first, second in zip(run[:-1], run[1:]):
+            for first, second in zip(run[:-1], run[1:], strict=False):
                 if len(run) > 2 and second.pos_ == "NOUN":
                     yield f"{first.text} {second.text}".lower()
         run = []
