@@ -135,7 +135,7 @@ class Hit(BaseModel):
     meta: ChunkMeta
     scores: dict[str, float] = Field(default_factory=dict)
     #: Graph retrieval: the steps from the question to this chunk ("question: Ada Park", "chunk UID",
-    #: "entity: Lumen"); "retrieved" when the walk started here; empty when no walk found it.
+    #: "entity: Lumen"); empty when the graph walk did not find it.
     path: list[str] = Field(default_factory=list)
 
 

@@ -68,7 +68,13 @@ def test_auto_routes_and_explains(kb):
 
     result = kb.retrieve("Did Ada Park lead Project Lumen before the Lumen team worked from the Harbour office?",
                          5, mode="auto")
-    assert result.route.decision == "decompose" and len(result.route.sub_queries) == 2
+    assert result.route.decision == "graph" and "joins 2 questions" in result.route.reason
+    assert result.route.sub_queries == [] and result.route.steps == ["graph"]
+
+    # Weak retrieval is retried once: a two-part question by its parts.
+    result = kb.retrieve("Did the zebra sleep before the giraffe ate the purple mango?", 5, mode="auto")
+    assert result.route.steps == ["hybrid", "decompose"], result.route.to_dict()
+    assert result.route.sub_queries == ["the zebra sleep", "the giraffe ate the purple mango"]
     assert result.queries[1:] == result.route.sub_queries
 
     result = kb.retrieve("What is the boiling point of liquid nitrogen in Kelvin?", 5, mode="auto")

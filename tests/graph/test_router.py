@@ -19,7 +19,8 @@ def _hit(text: str, dense: float | None = None) -> Hit:
 
 def _signals(**changes):
     base = {"language": "en", "multi_hop_pattern": "", "global_pattern": "", "linked_entities": 0,
-            "entity_coverage": 1.0, "best_dense": 0.7, "lexical_support": 0.8, "union_support": 0.8, "hits": 5}
+            "specific_entities": 1, "entity_coverage": 1.0, "best_dense": 0.7, "lexical_support": 0.8,
+            "union_support": 0.8, "hits": 5}
     return {**base, **changes}
 
 
@@ -41,9 +42,9 @@ class TestDecide:
     def test_one_hit_covers_it_hybrid(self):
         assert Router().decide(_signals())[0] == "hybrid"
 
-    def test_two_questions_in_one_decompose(self):
+    def test_two_questions_in_one_graph_first(self):
         decision, reason = Router().decide(_signals(multi_hop_pattern="before"), ["A happened", "B happened"])
-        assert decision == "decompose" and "2 questions" in reason
+        assert decision == "graph" and "joins 2 questions" in reason
 
     def test_a_chain_of_relations_graph(self):
         assert Router().decide(_signals(multi_hop_pattern="led by"))[0] == "graph"
@@ -55,13 +56,17 @@ class TestDecide:
     def test_terms_spread_over_hits_graph(self):
         assert Router().decide(_signals(lexical_support=0.4, union_support=0.9))[0] == "graph"
 
+    def test_nothing_specific_to_walk_from_hybrid(self):
+        decision, reason = Router().decide(_signals(multi_hop_pattern="before", specific_entities=0))
+        assert decision == "hybrid" and "nothing specific" in reason
+
     def test_global_questions_graph(self):
         assert Router().decide(_signals(global_pattern="main themes"))[0] == "graph"
 
     def test_without_a_graph_hybrid_or_decompose(self):
         router = Router(graph_available=False)
         assert router.decide(_signals(multi_hop_pattern="led by"))[0] == "hybrid"
-        assert router.decide(_signals(multi_hop_pattern="before"), ["a b", "c d"])[0] == "decompose"
+        assert router.decide(_signals(global_pattern="overall"))[0] == "hybrid"
         assert router.retry("hybrid", []) is None
         assert router.retry("hybrid", ["a b", "c d"]) == "decompose"
 

@@ -96,6 +96,9 @@ def entity_key(name: str, kind: str = "name") -> str:
         return text if len(text) >= 2 else ""
     text = re.sub(r"[^\w\s]", " ", text)
     text = " ".join(text.split())
+    if kind == "concept":
+        # A noun phrase keeps its designators: "project schedule" is not "schedule".
+        return " ".join(tokenize(text))
     changed = True
     while changed:
         changed = False
@@ -105,8 +108,6 @@ def entity_key(name: str, kind: str = "name") -> str:
         for trail in _TRAILING:
             if text.endswith(trail) and len(text) > len(trail):
                 text, changed = text[: -len(trail)], True
-    if kind == "concept":
-        return " ".join(tokenize(text))
     key = text.replace(" ", "").replace("_", "")
     if len(key) < 2 or key.isdigit() or key in _NOT_NAMES:
         return ""
@@ -262,8 +263,9 @@ def _name_runs(doc: Any, taken: set[int]) -> Iterable[str]:
             run.pop()
         while run and _sentence_initial(run[0]) and run[0].pos_ != "PROPN":
             run.pop(0)
-        # One capitalised word opening a sentence is as often "Awesome" as a name; the recogniser decides those.
-        if run and not (len(run) == 1 and _sentence_initial(run[0])):
+        # Capitalised words name something when the tagger agrees for one of them ("Classic matches", "Day 1"
+        # and a sentence-opening "Awesome" are not names).
+        if run and any(t.pos_ == "PROPN" for t in run) and not (len(run) == 1 and _sentence_initial(run[0])):
             name = _clean(doc[run[0].i : run[-1].i + 1].text)
             if _plausible_name(name):
                 yield name
@@ -309,7 +311,8 @@ def _sentence_initial(token: Any) -> bool:
 
 
 def _clean(name: str) -> str:
-    name = " ".join(name.split()).strip(" \t\"'“”‘’()[]{}<>,.;:!?")
+    # Emoji, quotes and punctuation around a name are not part of it.
+    name = re.sub(r"^[^\w]+|[^\w)]+$", "", " ".join(name.split()))
     name = re.sub(r"^(?:the|a|an)\s+[\"'“‘]?", "", name, flags=re.IGNORECASE).strip(" \"'“”‘’")
     return re.sub(r"['’]s$", "", name)
 

@@ -282,13 +282,16 @@ class KnowledgeGraph:
         """(entity id, chunk id, weight) mention edges of entities, heaviest first per entity (``limit`` each)."""
         out: list[tuple[int, int, float]] = []
         with self.store.read() as conn:
-            for entity_id in dict.fromkeys(entity_ids):
-                sql = "SELECT entity_id, chunk_id, weight FROM graph_mentions WHERE entity_id = ? ORDER BY weight DESC"
-                params: list[Any] = [entity_id]
+            for part in _parts(list(dict.fromkeys(entity_ids))):
+                # One query for all the entities, each cut at its ``limit`` heaviest mentions.
+                sql = ("SELECT entity_id, chunk_id, weight FROM (SELECT entity_id, chunk_id, weight, row_number()"
+                       " OVER (PARTITION BY entity_id ORDER BY weight DESC, chunk_id) AS n FROM graph_mentions"
+                       f" WHERE entity_id IN ({_marks(part)}))")
+                params = list(part)
                 if limit is not None:
-                    sql += " LIMIT ?"
+                    sql += " WHERE n <= ?"
                     params.append(limit)
-                out.extend(conn.execute(sql, params).fetchall())
+                out.extend(conn.execute(sql + " ORDER BY entity_id, n", params).fetchall())
         return out
 
     def entities_of(self, chunk_ids: Sequence[int]) -> list[tuple[int, int, float]]:

@@ -7,7 +7,6 @@ import math
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,25 +45,31 @@ class GraphRanking:
 
 class GraphSearcher:
     """Ranks chunks by a personalised PageRank over the chunk–entity graph, restarted at the question's
-    entities (matched exactly, by a close spelling, or as part of a longer name) and at the chunks the
-    first-stage retrievers ranked highest. The walk stays inside the chunks a filter allows.
+    entities (matched exactly, by a close spelling, or as part of a longer name), rarer ones weighing more.
+    The walk stays inside the chunks a filter allows.
 
-    Bounded: the seeds' chunks (at most ``max_entity_chunks`` per entity), the entities in those chunks that are
-    rare enough to link two things (in at most ``bridge_share`` of the chunks; ``max_bridges`` of them), and
-    their chunks — two hops from the question."""
+    Bounded: it starts from the specific seeds (in at most ``seed_share`` of the chunks, or ``min_specific``),
+    goes to their chunks, to the entities there rare enough to link two things (at most ``bridge_share`` of the
+    chunks; ``max_bridges`` of them), and to those entities' chunks — two hops from the question. Common seeds
+    (up to ``max_entity_chunks`` chunks) only add weight to chunks already reached. At most ``max_results``
+    chunks are ranked: the graph adds a few connected chunks to what dense and BM25 found, not a second list of
+    everything that mentions a person."""
 
     def __init__(
-        self, graph: KnowledgeGraph, *, damping: float = 0.5, seed_chunks: int = 5, max_entity_chunks: int = 200,
-        bridge_share: float = 0.02, max_bridges: int = 64, bridge_chunks: int = 50, fuzzy_score: float = 88.0,
-        iterations: int = 30,
+        self, graph: KnowledgeGraph, *, damping: float = 0.5, seed_share: float = 0.01, min_specific: int = 5,
+        max_entity_chunks: int = 200, bridge_share: float = 0.02, max_bridges: int = 64, bridge_chunks: int = 50,
+        max_results: int = 20, fuzzy_score: float = 88.0, iterations: int = 30,
     ) -> None:
         if not 0 < damping < 1:
             raise ConfigError("damping must be between 0 and 1.")
-        if seed_chunks < 0 or max_entity_chunks <= 0 or max_bridges < 0 or bridge_chunks <= 0:
-            raise ConfigError("seed_chunks and max_bridges must be >= 0, max_entity_chunks and bridge_chunks > 0.")
+        if min(max_entity_chunks, bridge_chunks, max_results, min_specific) <= 0 or max_bridges < 0:
+            raise ConfigError("max_bridges must be >= 0; min_specific, max_entity_chunks, bridge_chunks and "
+                              "max_results must be greater than 0.")
         self.graph = graph
         self.damping = damping
-        self.seed_chunks = seed_chunks
+        self.seed_share = seed_share
+        self.min_specific = min_specific
+        self.max_results = max_results
         self.max_entity_chunks = max_entity_chunks
         self.bridge_share = bridge_share
         self.max_bridges = max_bridges
@@ -131,59 +136,71 @@ class GraphSearcher:
 
     # ------------------------------------------------------------------ the walk
 
-    def rank(
-        self, query: str, k: int, *, allowed: set[int] | None = None, seed_chunks: Sequence[int] = (),
-        seeds: list[Seed] | None = None,
-    ) -> GraphRanking:
-        """Up to ``k`` chunks by walk score. ``seed_chunks``: first-stage results, best first (the walk also
-        restarts there); ``allowed``: the chunk ids a filter lets through (None: all)."""
+    def rank(self, query: str, k: int, *, allowed: set[int] | None = None, seeds: list[Seed] | None = None
+             ) -> GraphRanking:
+        """Up to ``k`` chunks by walk score (at most ``max_results``); ``allowed``: the chunk ids a filter lets
+        through (None: all). Empty when the question names nothing specific: a walk from common entities only
+        (the author of every message, a topic of every chunk) would rank chunks at random."""
         seeds = self.seeds(query) if seeds is None else seeds
         total = max(self.graph.chunk_total(), 1)
-        hub = max(self.max_entity_chunks, 1)
-        entity_seeds = [s for s in seeds if s.entity.chunks <= hub]
-        # Without an entity to start from, the walk starts from the first-stage results and follows their entities.
-        first = [] if entity_seeds else [c for c in seed_chunks if allowed is None or c in allowed][: self.seed_chunks]
-        if not entity_seeds and not first:
+        specific = self.specific(seeds, total)
+        common = [s for s in seeds if s not in specific and s.entity.chunks <= self.max_entity_chunks]
+        if not specific:
             return GraphRanking(seeds=seeds)
 
-        # Hop 1: the seeds' chunks. Hop 2: entities there that are rare enough to link, and their chunks.
+        def visible(chunk_id: int) -> bool:
+            return allowed is None or chunk_id in allowed
+
+        # Hop 1: the specific seeds' chunks. Hop 2: entities there rare enough to link two things, and their chunks.
         edges: dict[tuple[int, int], float] = {}  # (chunk, entity) -> mention weight
-        for entity_id, chunk_id, weight in self.graph.chunks_of([s.entity.id for s in entity_seeds],
+        for entity_id, chunk_id, weight in self.graph.chunks_of([s.entity.id for s in specific],
                                                                  limit=self.max_entity_chunks):
-            if allowed is None or chunk_id in allowed:
+            if visible(chunk_id):
                 edges[(chunk_id, entity_id)] = weight
-        hop1 = {c for c, _ in edges} | set(first)
+        hop1 = sorted({c for c, _ in edges})
+        starts = {s.entity.id for s in specific}
         bridge_cap = max(math.floor(self.bridge_share * total), 3)
-        seed_ids = {s.entity.id for s in entity_seeds}
         candidates: dict[int, float] = defaultdict(float)
-        for chunk_id, entity_id, weight in self.graph.entities_of(sorted(hop1)):
+        for chunk_id, entity_id, weight in self.graph.entities_of(hop1):
             edges[(chunk_id, entity_id)] = weight
-            if entity_id not in seed_ids:
+            if entity_id not in starts:
                 candidates[entity_id] += weight
         entities = self.graph.by_ids(candidates)
         bridges = sorted(
             (e for e in candidates if e in entities and 2 <= entities[e].chunks <= bridge_cap),
             key=lambda e: (-candidates[e] * _idf(entities[e], total), e),
         )[: self.max_bridges]
+        hop2 = set()
         for entity_id, chunk_id, weight in self.graph.chunks_of(bridges, limit=self.bridge_chunks):
-            if allowed is None or chunk_id in allowed:
+            if visible(chunk_id):
                 edges[(chunk_id, entity_id)] = weight
-        keep = seed_ids | set(bridges)
+                hop2.add(chunk_id)
+        # Common seeds are not walked from, but a chunk that also mentions one is the likelier answer.
+        common_ids = {s.entity.id for s in common}
+        for chunk_id, entity_id, weight in self.graph.entities_of(sorted(hop2 - set(hop1))):
+            if entity_id in common_ids:
+                edges[(chunk_id, entity_id)] = weight
+        keep = starts | common_ids | set(bridges)
         edges = {(c, e): w for (c, e), w in edges.items() if e in keep}
-        if not edges and not first:
+        if not edges:
             return GraphRanking(seeds=seeds)
-        entities.update({s.entity.id: s.entity for s in entity_seeds})
-        scores, parents = self._walk(edges, entity_seeds, first, entities, total)
-        ranking = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
+        entities.update({s.entity.id: s.entity for s in seeds})
+        scores, parents = self._walk(edges, [*specific, *common], entities, total)
+        ranking = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[: min(k, self.max_results)]
         return GraphRanking(ranking, self._paths([c for c, _ in ranking], parents, entities, seeds), seeds)
 
+    def specific(self, seeds: list[Seed], total: int | None = None) -> list[Seed]:
+        """The seeds rare enough to start a walk from (in at most ``seed_share`` of the chunks, or ``min_specific``)."""
+        total = max(self.graph.chunk_total(), 1) if total is None else total
+        cap = max(self.min_specific, math.floor(self.seed_share * total))
+        return [s for s in seeds if s.entity.chunks <= cap]
+
     def _walk(
-        self, edges: dict[tuple[int, int], float], seeds: list[Seed], first: list[int], entities: dict[int, Entity],
-        total: int,
+        self, edges: dict[tuple[int, int], float], seeds: list[Seed], entities: dict[int, Entity], total: int,
     ) -> tuple[dict[int, float], dict[str, tuple[str, int]]]:
         """Personalised PageRank on the bipartite subgraph; returns chunk scores and, per node, the neighbour
         that sent it the most (for paths)."""
-        chunks = sorted({c for c, _ in edges} | set(first))
+        chunks = sorted({c for c, _ in edges})
         ents = sorted({e for _, e in edges})
         nodes = [("c", c) for c in chunks] + [("e", e) for e in ents]
         index = {node: i for i, node in enumerate(nodes)}
@@ -199,15 +216,10 @@ class GraphSearcher:
         out = np.asarray(matrix.sum(axis=1)).ravel()
         transition = sp.diags(np.divide(1.0, out, out=np.zeros(n), where=out > 0)) @ matrix
         restart = np.zeros(n)
-        entity_mass = sum(s.weight for s in seeds if ("e", s.entity.id) in index)
-        share = 1.0 if entity_mass else 0.0
         for s in seeds:
             if ("e", s.entity.id) in index:
-                restart[index[("e", s.entity.id)]] += share * s.weight / entity_mass
-        if first:
-            ranks = np.array([1.0 / (r + 1) for r in range(len(first))])
-            for c, mass in zip(first, (1 - share) * ranks / ranks.sum(), strict=True):
-                restart[index[("c", c)]] += mass
+                restart[index[("e", s.entity.id)]] += s.weight
+        restart /= max(restart.sum(), 1e-12)
         score = restart.copy()
         transposed = transition.T.tocsr()
         for _ in range(self.iterations):
@@ -226,7 +238,7 @@ class GraphSearcher:
         self, ranked: list[int], parents: dict[str, tuple[str, int]], entities: dict[int, Entity], seeds: list[Seed],
     ) -> dict[int, list[str]]:
         """For each ranked chunk, the steps from the question to it: "question: NAME", "chunk UID",
-        "entity: NAME", ... ("retrieved" when the walk started at that chunk)."""
+        "entity: NAME", ..."""
         seed_ids = {s.entity.id for s in seeds}
         hops: dict[int, list[tuple[str, int]]] = {}
         for chunk_id in ranked:
@@ -248,7 +260,7 @@ class GraphSearcher:
                     words.append(f"{'question' if node_id in seed_ids else 'entity'}: {name}")
                 else:
                     words.append(f"chunk {uids.get(node_id, node_id)}")
-            paths[chunk_id] = words or ["retrieved"]
+            paths[chunk_id] = words
         return paths
 
     # ------------------------------------------------------------------ global questions

@@ -12,10 +12,10 @@ import numpy as np
 from ragtune.embed import Embedder
 from ragtune.errors import ConfigError
 from ragtune.retrieve.fusion import reciprocal_rank_fusion
-from ragtune.retrieve.graph import GraphSearcher
+from ragtune.retrieve.graph import GraphSearcher, Seed
 from ragtune.retrieve.rerank import Reranker
 from ragtune.retrieve.rewrite import REWRITES, QueryRewriter
-from ragtune.retrieve.router import Route, Router
+from ragtune.retrieve.router import Route, Router, global_question, split_question
 from ragtune.store.local import LocalStore
 from ragtune.timing import elapsed_ms
 from ragtune.types import Hit
@@ -24,8 +24,6 @@ Mode = Literal["hybrid", "dense", "sparse", "graph", "auto"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "sparse", "graph", "auto")
 # Modes that run both dense and BM25 retrieval (graph and auto add to hybrid's rankings).
 _DENSE_AND_SPARSE = ("hybrid", "graph", "auto")
-# First-stage chunks the graph walk also starts from.
-_WALK_FROM = 10
 
 
 @dataclass
@@ -49,7 +47,7 @@ class HybridRetriever:
         sparse_weight: float = 1.0, rrf_k: int = 60, rewriter: QueryRewriter | None = None, rewrite: str = "none",
         rewrite_weight: float = 0.5, hyde_mix: bool = True, reranker: Reranker | None = None,
         rerank_candidates: int = 50, rerank_fusion: float = 0.0, graph: GraphSearcher | None = None,
-        graph_weight: float = 1.0, router: Router | None = None,
+        graph_weight: float = 0.5, router: Router | None = None,
     ) -> None:
         if candidates <= 0:
             raise ConfigError("candidates must be greater than 0.")
@@ -214,17 +212,20 @@ class HybridRetriever:
     def _add_graph(
         self, query: str, lists: list[list[tuple[int, float]]], weights: list[float],
         detail: dict[str, dict[int, tuple[int, float]]], pool: int, filter: dict[str, Any] | str | None,
-        timings: dict[str, float], seeds: Any = None,
+        timings: dict[str, float], seeds: list[Seed] | None = None,
     ) -> dict[int, list[str]]:
-        """Append the graph walk's ranking (started from the question's entities and the best chunks so far)
-        to the rankings to fuse; returns the path that led to each chunk it found."""
+        """Append the graph walk's ranking (started from the question's entities; ``seeds``: already matched)
+        to the rankings to fuse, and for a question about the whole collection the chunks its best-matching
+        communities are summarised from; returns the path that led to each chunk the walk found."""
         assert self.graph is not None
         t = time.perf_counter()
-        first = reciprocal_rank_fusion([[i for i, _ in r] for r in lists], weights=weights, k=self.rrf_k)
-        ranked = self.graph.rank(query, pool, allowed=self.store.allowed_ids(filter),
-                                 seed_chunks=[i for i, _ in first[:_WALK_FROM]], seeds=seeds)
+        allowed = self.store.allowed_ids(filter)
+        ranked = self.graph.rank(query, pool, allowed=allowed, seeds=seeds)
         lists.append(ranked.ranking)
         weights.append(self.graph_weight)
+        if global_question(query):
+            lists.append([(c, 1.0) for c in self.graph.community_chunks(query, allowed=allowed)])
+            weights.append(self.graph_weight)
         detail["graph"] = {cid: (rank, score) for rank, (cid, score) in enumerate(ranked.ranking, 1)}
         timings["graph"] = timings.get("graph", 0.0) + elapsed_ms(t, 3)
         return ranked.paths
@@ -239,28 +240,35 @@ class HybridRetriever:
         t = time.perf_counter()
         seeds = self.graph.seeds(query, cheap=True) if self.graph is not None else []
         signals = self._signals(query, lists, weights, seeds)
-        subs = self.router.sub_queries(query) if signals["multi_hop_pattern"] else []
-        decision, reason = self.router.decide(signals, subs)
-        route = Route(decision, reason=reason, signals=signals, sub_queries=subs, steps=[decision])
+        # The reason names the parts a rule finds; an LLM is asked for sub-questions only when they are searched.
+        decision, reason = self.router.decide(signals, split_question(query) if signals["multi_hop_pattern"] else [])
+        route = Route(decision, reason=reason, signals=signals, steps=[decision])
+        subs: list[str] = []
         timings["route"] = elapsed_ms(t, 3)
         paths: dict[int, list[str]] = {}
         tried = decision
+        after = signals
         while True:
             if tried == "graph":
-                paths = self._add_graph(query, lists, weights, detail, pool, filter, timings)
+                # The n-gram seeds the router matched: no tagger on the question, so auto stays near hybrid's speed.
+                paths = self._add_graph(query, lists, weights, detail, pool, filter, timings, seeds)
             elif tried == "decompose":
                 route.sub_queries = subs
                 sub_timings: dict[str, float] = {}
-                sub_lists, sub_weights, _ = self._rankings([(q, 1.0) for q in subs], "", "hybrid", pool, filter,
-                                                           sub_timings)
+                # Each part counts as a rewrite of the question: the whole question keeps the most weight.
+                parts = [(q, self.rewrite_weight) for q in subs]
+                sub_lists, sub_weights, _ = self._rankings(parts, "", "hybrid", pool, filter, sub_timings)
                 timings["decompose"] = round(sum(sub_timings.values()), 3)
                 lists.extend(sub_lists)
                 weights.extend(sub_weights)
             t = time.perf_counter()
-            after = self._signals(query, lists, weights, seeds) if tried != "hybrid" else signals
+            # Added rankings keep what hybrid found near the top, so only weak results are read again.
+            if tried != "hybrid" and self.router.weak(after):
+                after = self._signals(query, lists, weights, seeds)
             if not self.router.weak(after):
                 break
-            subs = subs or self.router.sub_queries(query)
+            if len(route.steps) < 2:
+                subs = self.router.sub_queries(query)
             retry = self.router.retry(tried, subs) if len(route.steps) < 2 else None
             timings["route"] += elapsed_ms(t, 3)
             if retry is None:
@@ -273,7 +281,7 @@ class HybridRetriever:
         return route, paths
 
     def _signals(
-        self, query: str, lists: list[list[tuple[int, float]]], weights: list[float], seeds: list[Any]
+        self, query: str, lists: list[list[tuple[int, float]]], weights: list[float], seeds: list[Seed]
     ) -> dict[str, Any]:
         fused = reciprocal_rank_fusion([[i for i, _ in r] for r in lists], weights=weights, k=self.rrf_k)
         top = [i for i, _ in fused[:5]]
@@ -288,12 +296,16 @@ class HybridRetriever:
                 hits.append(hit)
         named = {s.entity.id for s in seeds if s.entity.kind != "concept"}
         coverage = 1.0
-        if self.graph is not None and len(named) >= 2:
-            mentioned: dict[int, set[int]] = {}
-            for cid, eid, _ in self.graph.graph.entities_of([c for c in top if c in found]):
-                mentioned.setdefault(cid, set()).add(eid)
-            coverage = max((len(named & m) / len(named) for m in mentioned.values()), default=0.0)
-        return self.router.signals(query, hits, linked_entities=len(named), entity_coverage=coverage)
+        specific = 0
+        if self.graph is not None:
+            specific = len(self.graph.specific(seeds))
+            if len(named) >= 2:
+                mentioned: dict[int, set[int]] = {}
+                for cid, eid, _ in self.graph.graph.entities_of([c for c in top if c in found]):
+                    mentioned.setdefault(cid, set()).add(eid)
+                coverage = max((len(named & m) / len(named) for m in mentioned.values()), default=0.0)
+        return self.router.signals(query, hits, linked_entities=len(named), specific_entities=specific,
+                                   entity_coverage=coverage)
 
     def _rerank(self, reranker: Reranker, query: str, hits: list[Hit]) -> list[Hit]:
         """Rerank the first ``rerank_candidates`` hits; the rest keep their first-stage order after them.
