@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +20,6 @@ from ragtune.store.local import LocalStore
 from ragtune.timing import elapsed_ms
 from ragtune.types import Hit
 
-Mode = Literal["hybrid", "dense", "sparse", "graph", "auto"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "sparse", "graph", "auto")
 # Modes that run both dense and BM25 retrieval (graph and auto add to hybrid's rankings).
 _DENSE_AND_SPARSE = ("hybrid", "graph", "auto")
