@@ -76,6 +76,7 @@ class TestDecide:
         assert router.retry("decompose", ["x y", "z w"]) == "graph"
         assert router.retry("hybrid", []) == "graph"
         assert router.retry("graph", []) is None
+        assert router.retry("hybrid", [], _signals(specific_entities=0)) is None
 
 
 class TestWeak:

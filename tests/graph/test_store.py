@@ -183,9 +183,3 @@ def test_drop_removes_the_graph_and_graph_mode_says_how_to_build_one(kb, docs):
     with pytest.raises(ConfigError, match="graph build"):
         kb.search("Who leads Lumen?", mode="graph")
     assert kb.search("Who leads Lumen?", mode="auto")  # auto works without a graph (hybrid, decompose)
-
-
-@pytest.mark.unit
-def test_the_graph_lives_in_the_local_store_only():
-    with pytest.raises(ConfigError, match="local store"):
-        KnowledgeGraph(object())  # type: ignore[arg-type]

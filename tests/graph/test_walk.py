@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ragtune.errors import ConfigError
 from ragtune.graph import KnowledgeGraph, Mention, build_communities, entity_key
 from ragtune.retrieve.graph import GraphSearcher
 from ragtune.store.local import DocumentRecord, DocumentUpdate, LocalStore
@@ -153,3 +154,8 @@ def test_export_graphml(graph, tmp_path):
     lumen = next(n for n, d in g.nodes(data=True) if d.get("key") == "lumen")
     neighbours = {g.nodes[n]["label"] for n in g.neighbors(lumen)}
     assert {"Ada Park", "Harbour", "lead#0", "office#0"} <= neighbours
+
+
+def test_the_graph_lives_in_the_local_store_only():
+    with pytest.raises(ConfigError, match="local store"):
+        KnowledgeGraph(object())  # type: ignore[arg-type]

@@ -90,4 +90,5 @@ def hit_json(hit: Any) -> dict[str, Any]:
     return {
         "chunk_id": hit.chunk_id, "document_id": hit.document_id, "source": hit.source, "score": hit.score,
         "scores": hit.scores, "text": hit.text, "metadata": hit.meta.model_dump(),
+        **({"path": hit.path} if hit.path else {}),
     }

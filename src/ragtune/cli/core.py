@@ -53,12 +53,14 @@ def ingest(
     chunk_size: Annotated[int | None, typer.Option(help="Chunk size in embedder tokens.")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in tokens.")] = None,
     embedder: EmbedderOpt = None,
+    graph: Annotated[bool | None, typer.Option(
+        "--graph", help="Also build the knowledge graph and keep it in step (the setting graph = true).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
     try:
         base = open_kb(kb, create=True, embedder=embedder, chunker=chunker, chunk_size=chunk_size,
-                     chunk_overlap=chunk_overlap)
+                     chunk_overlap=chunk_overlap, graph=graph)
     except RagtuneError as exc:
         fail(str(exc), as_json)
     try:
@@ -97,7 +99,9 @@ def ingest(
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     kb: KbOpt = None,
-    mode: Annotated[str, typer.Option(help="hybrid, dense or sparse.")] = "hybrid",
+    mode: Annotated[str, typer.Option(
+        help="hybrid, dense, sparse, graph (hybrid fused with a walk of the knowledge graph) or auto (the router "
+        "picks).")] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", help="Number of hits.")] = 5,
     filter: Annotated[
         str | None, typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"source_type": "md"}\'.')
@@ -112,10 +116,16 @@ def search(
                                                                candidates=candidates, rewrite=rewrite, rerank=rerank))
     if as_json:
         emit({"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
+               **({"route": result.route.to_dict()} if result.route else {}),
                "hits": [hit_json(h) for h in result.hits], "timings_ms": result.timings})
         return
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if result.route:
+        route = result.route
+        advice = " · [yellow]advises refusing[/]" if route.refuse else ""
+        console.print(f"[dim]route: {escape(' → '.join(route.steps))} ({escape(route.reason)})[/]{advice}",
+                      highlight=False)
     if len(result.queries) > 1:
         console.print("[dim]also searched: " + escape(" | ".join(result.queries[1:])) + "[/]", highlight=False)
     if not result.hits:
@@ -126,6 +136,8 @@ def search(
         section = f" › {' › '.join(hit.meta.heading_path)}" if hit.meta.heading_path else ""
         console.print(f"[bold]{rank}.[/] [cyan]{escape(where)}[/]{escape(section)}  [dim]score {hit.score:.4f}[/]",
                       highlight=False)
+        if hit.path:
+            console.print(f"   [dim]via {escape(' → '.join(hit.path))}[/]", highlight=False)
         snippet = " ".join(hit.text.split())
         console.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False, markup=False)
 
@@ -137,7 +149,7 @@ def ask(
     llm_model: LlmModelOpt = None,
     llm_base_url: LlmBaseUrlOpt = None,
     llm_adapter: Annotated[str | None, typer.Option(help="LoRA adapter directory (local backend).")] = None,
-    mode: Annotated[str, typer.Option(help="hybrid, dense or sparse retrieval.")] = "hybrid",
+    mode: Annotated[str, typer.Option(help="hybrid, dense, sparse, graph or auto retrieval.")] = "hybrid",
     filter: Annotated[str | None, typer.Option("--filter", help="Metadata filter as JSON.")] = None,
     k: Annotated[int | None, typer.Option("-k", help="Sources given to the model.")] = None,
     as_json: JsonOpt = False,

@@ -211,10 +211,12 @@ def _chinese_mentions(text: str) -> list[tuple[str, str]]:
     _ensure_jieba()
     spans: list[tuple[str, str]] = []
     nouns: list[str] = []
+    frequency = _jieba_frequency()
     for pair in pseg.cut(text):
         word, flag = pair.word, pair.flag
         kind = _JIEBA_KINDS.get(flag)
-        if kind is not None and len(word) >= 2:
+        # jieba tags some everyday words nz (汇报, "report"); a proper noun is rare in its dictionary.
+        if kind is not None and len(word) >= 2 and not (flag == "nz" and frequency(word) > _COMMON_NZ):
             spans.append((word, kind))
         # Runs of common nouns make compound topics (设备 + 维护 + 计划); single nouns are left to BM25.
         if flag in ("n", "vn", "nz") and HAN_RE.search(word):
@@ -232,6 +234,14 @@ def _chinese_mentions(text: str) -> list[tuple[str, str]]:
 
 
 _jieba_ready = threading.Event()
+# Dictionary frequency above which a word jieba tags nz is an everyday word (汇报 1563, 华光 65, 恒信 2).
+_COMMON_NZ = 1000
+
+
+def _jieba_frequency() -> Any:
+    import jieba
+
+    return lambda word: jieba.dt.FREQ.get(word) or 0
 
 
 def _ensure_jieba() -> None:
@@ -272,7 +282,8 @@ def _name_runs(doc: Any, taken: set[int]) -> Iterable[str]:
         run.clear()
 
     for token in doc:
-        lettered = any(c.isalpha() for c in token.text)
+        # A lower-case word is no name even when tagged a proper noun ("the east warehouse"); "iPhone" is.
+        lettered = any(c.isalpha() for c in token.text) and not token.text.islower()
         named = token.i not in taken and lettered and (token.pos_ == "PROPN" or token.text[:1].isupper())
         capital_next = token.i + 1 < len(doc) and doc[token.i + 1].text[:1].isupper()
         joins = bool(run) and token.lower_ in _CONNECTORS and capital_next

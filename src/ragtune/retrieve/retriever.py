@@ -268,7 +268,7 @@ class HybridRetriever:
                 break
             if len(route.steps) < 2:
                 subs = self.router.sub_queries(query)
-            retry = self.router.retry(tried, subs) if len(route.steps) < 2 else None
+            retry = self.router.retry(tried, subs, signals) if len(route.steps) < 2 else None
             timings["route"] += elapsed_ms(t, 3)
             if retry is None:
                 route.refuse = True

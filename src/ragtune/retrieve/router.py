@@ -158,11 +158,13 @@ class Router:
                              f"top three {signals['union_support']:.0%})")
         return "hybrid", "one hit covers the question"
 
-    def retry(self, tried: str, sub_queries: Sequence[str]) -> str | None:
-        """The path to try when ``tried`` left retrieval weak (None: nothing else to try)."""
+    def retry(self, tried: str, sub_queries: Sequence[str], signals: dict[str, Any] | None = None) -> str | None:
+        """The path to try when ``tried`` left retrieval weak (None: nothing else to try). The graph is tried
+        only when the question names something specific in it (``signals``)."""
         if tried != "decompose" and len(sub_queries) >= 2:
             return "decompose"
-        if tried != "graph" and self.graph_available:
+        walkable = signals is None or signals.get("specific_entities", 1) > 0
+        if tried != "graph" and self.graph_available and walkable:
             return "graph"
         return None
 
