@@ -61,7 +61,7 @@ _NOT_NAMES = frozenset({
     "those", "there", "here", "what", "when", "where", "which", "who", "whom", "whose", "why", "how", "monday",
     "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "today", "tomorrow", "yesterday", "tonight",
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november",
-    "december", "mr", "mrs", "ms", "dr", "prof", "sir", "madam", "dear", "time",
+    "december", "mr", "mrs", "ms", "dr", "prof", "sir", "madam", "dear", "time", "am", "pm", "all", "want",
 })
 _MAX_NAME_CHARS = 60
 

