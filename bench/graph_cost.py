@@ -150,21 +150,28 @@ def timed_ingest(dataset: str, path: Path, *, graph: bool) -> dict[str, Any]:
 
 
 def latencies(dataset: str, path: Path, limit: int) -> dict[str, Any]:
+    """Per mode, warm, one process; the modes take turns on each question so that a change of load on this
+    shared machine hits them alike."""
     if dataset == "lihua":
-        questions = [q["question"] for q in lihua_questions()][:limit]
+        questions = [(q["question"], q["type"]) for q in lihua_questions()][:limit]
     else:
         beir = load_beir(default_scifact_dir(), "train")
-        questions = list(beir.queries.values())[:limit]
-    out: dict[str, Any] = {}
+        questions = [(text, "Single") for text in list(beir.queries.values())[:limit]]
+    times: dict[str, list[tuple[float, str]]] = {mode: [] for mode in MODES}
     with KnowledgeBase.open(path) as kb:
         for mode in MODES:
-            kb.retrieve(questions[0], 10, mode=mode)  # models and caches warm
-            times = []
-            for question in questions:
+            kb.retrieve(questions[0][0], 10, mode=mode)  # models and caches warm
+        for question, qtype in questions:
+            for mode in MODES:
                 started = time.perf_counter()
                 kb.retrieve(question, 10, mode=mode)
-                times.append((time.perf_counter() - started) * 1000)
-            out[mode] = {**percentiles(times), "loadavg": loadavg()}
+                times[mode].append(((time.perf_counter() - started) * 1000, qtype))
+    out: dict[str, Any] = {mode: {**percentiles([t for t, _ in rows]),
+                                  "single_hop": percentiles([t for t, q in rows if q == "Single"])}
+                           for mode, rows in times.items()}
+    out["auto_over_hybrid_single_hop_p50"] = round(out["auto"]["single_hop"]["p50"]
+                                                   / out["hybrid"]["single_hop"]["p50"], 3)
+    out["loadavg"] = loadavg()
     return out
 
 
