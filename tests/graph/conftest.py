@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "graph"
-TWOHOP = FIXTURES / "twohop"
+from graph_fixtures import TWOHOP
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
-from conftest import TWOHOP
+from graph_fixtures import TWOHOP
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

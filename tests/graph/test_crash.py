@@ -46,7 +46,7 @@ def test_sigkill_mid_graph_ingest_leaves_a_kb_that_verifies_and_resumes(tmp_path
                           for j in range(8))
         (corpus / f"doc{i:03d}.md").write_text(f"# Report {i}\n\n{people}\n")
     kb_path = tmp_path / "kb"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAGTUNE_EMBED_BATCH_SIZE": "4"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAGTUNE_EMBED_BATCH_SIZE": "1"}
     proc = subprocess.Popen([sys.executable, "-c", INGEST, str(kb_path), str(corpus)], env=env)
     deadline = time.monotonic() + 240
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import FIXTURES
+from graph_fixtures import FIXTURES
 
 from ragtune.errors import ConfigError
 from ragtune.graph import EntityExtractor, entity_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TWOHOP
+from graph_fixtures import TWOHOP
 
 from ragtune.ingest import file_uri
 from ragtune.kb import KnowledgeBase
