@@ -38,6 +38,21 @@ class TestSignals:
         assert not router.signals("What is the Wi-Fi password?", hits)["multi_hop_pattern"]
 
 
+@pytest.mark.parametrize(("question", "multi"), [
+    ("Who audits the supplier that manufactures part FAC-22?", True),
+    ("Which ship carried the container batch ordered by Brava Coffee?", True),
+    ("Did the dinner happen before Wolfgang left?", True),
+    ("What is the time interval between the two meetings?", True),
+    ("生产零件FAC-31的供应商由谁审计？", True),
+    ("张伟提交报告之后发生了什么？", True),
+    ("What is the Wi-Fi password?", False),
+    ("Who is the person that was late?", False),
+    ("年假有多少天？", False),
+])
+def test_multi_hop_patterns(question, multi):
+    assert bool(Router().signals(question, [])["multi_hop_pattern"]) is multi
+
+
 class TestDecide:
     def test_one_hit_covers_it_hybrid(self):
         assert Router().decide(_signals())[0] == "hybrid"

@@ -85,6 +85,7 @@ class KnowledgeGraph:
                               "graph retrieval, or search with mode hybrid")
         self.store = store
         self.extractor = extractor or EntityExtractor()
+        self._total: tuple[tuple[int, int], int] | None = None
 
     # ------------------------------------------------------------------ store extension
 
@@ -219,8 +220,12 @@ class KnowledgeGraph:
         return f"{count}:{top}:{mentions}"
 
     def chunk_total(self) -> int:
+        """Chunks in the graph (read again only after a write, by any process: every question needs it)."""
         with self.store.read() as conn:
-            return int(conn.execute("SELECT count(*) FROM graph_chunks").fetchone()[0])
+            version = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+            if self._total is None or self._total[0] != version:
+                self._total = (version, int(conn.execute("SELECT count(*) FROM graph_chunks").fetchone()[0]))
+            return self._total[1]
 
     def entities(self, top: int = 20, *, kind: str | None = None) -> list[dict[str, Any]]:
         """The most mentioned entities with their aliases (other spellings merged into them)."""

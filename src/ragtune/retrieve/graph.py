@@ -6,11 +6,11 @@ import logging
 import math
 import re
 import threading
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
 from ragtune.errors import ConfigError
 from ragtune.graph import Entity, KnowledgeGraph, entity_key, load_communities
@@ -20,6 +20,7 @@ from ragtune.text import HAN_RE
 log = logging.getLogger(__name__)
 
 _WORD_RE = re.compile(r"[\w'’-]+")
+_POSSESSIVE_RE = re.compile(r"['’]s$")
 # How much a seed found each way is trusted: the question names it, a spelling close to it, a part of it.
 _MATCH_WEIGHTS = {"exact": 1.0, "fuzzy": 0.7, "partial": 0.6}
 
@@ -89,11 +90,8 @@ class GraphSearcher:
         texts: dict[str, str] = {}  # key -> words of the question
         for mention in mentions:
             texts.setdefault(mention.key, mention.name)
-        for ngram in _ngrams(query):
-            for kind in ("name", "concept"):
-                key = entity_key(ngram, kind)
-                if key and (kind == "concept" or _name_like(ngram)):
-                    texts.setdefault(key, ngram)
+        for key, ngram in _ngram_keys(query).items():
+            texts.setdefault(key, ngram)
         total = max(self.graph.chunk_total(), 1)
         for key, entity in self.graph.by_keys(texts).items():
             found[entity.id] = Seed(entity, "exact", texts[key], _idf(entity, total))
@@ -141,7 +139,11 @@ class GraphSearcher:
         """Up to ``k`` chunks by walk score (at most ``max_results``); ``allowed``: the chunk ids a filter lets
         through (None: all). Empty when the question names nothing specific: a walk from common entities only
         (the author of every message, a topic of every chunk) would rank chunks at random."""
-        seeds = self.seeds(query) if seeds is None else seeds
+        # One read transaction for the walk's queries: a consistent snapshot, and one BEGIN instead of seven.
+        with self.graph.store.read():
+            return self._rank(query, k, allowed, self.seeds(query) if seeds is None else seeds)
+
+    def _rank(self, query: str, k: int, allowed: set[int] | None, seeds: list[Seed]) -> GraphRanking:
         total = max(self.graph.chunk_total(), 1)
         specific = self.specific(seeds, total)
         common = [s for s in seeds if s not in specific and s.entity.chunks <= self.max_entity_chunks]
@@ -205,33 +207,36 @@ class GraphSearcher:
         nodes = [("c", c) for c in chunks] + [("e", e) for e in ents]
         index = {node: i for i, node in enumerate(nodes)}
         n = len(nodes)
-        rows, cols, values = [], [], []
-        for (c, e), weight in edges.items():
-            # Rare entities carry more of the walk than common ones, in both directions.
-            w = weight * _idf(entities[e], total) if e in entities else weight
-            rows += [index[("c", c)], index[("e", e)]]
-            cols += [index[("e", e)], index[("c", c)]]
-            values += [w, w]
-        matrix = sp.csr_matrix((values, (rows, cols)), shape=(n, n), dtype=np.float64)
-        out = np.asarray(matrix.sum(axis=1)).ravel()
-        transition = sp.diags(np.divide(1.0, out, out=np.zeros(n), where=out > 0)) @ matrix
+        # Edge arrays in both directions; plain numpy (bincount) beats building scipy matrices at this size.
+        pairs = [(index[("c", c)], index[("e", e)],
+                  weight * _idf(entities[e], total) if e in entities else weight)  # rare entities carry more
+                 for (c, e), weight in edges.items()]
+        a, b, w = (np.array(column, dtype=np.float64) for column in zip(*pairs, strict=True))
+        src = np.concatenate([a, b]).astype(np.int64)
+        dst = np.concatenate([b, a]).astype(np.int64)
+        weight = np.concatenate([w, w])
+        out = np.bincount(src, weights=weight, minlength=n)
+        step = weight / out[src]
         restart = np.zeros(n)
         for s in seeds:
             if ("e", s.entity.id) in index:
                 restart[index[("e", s.entity.id)]] += s.weight
         restart /= max(restart.sum(), 1e-12)
         score = restart.copy()
-        transposed = transition.T.tocsr()
         for _ in range(self.iterations):
-            score = (1 - self.damping) * restart + self.damping * (transposed @ score)
+            score = (1 - self.damping) * restart + self.damping * np.bincount(dst, weights=step * score[src],
+                                                                              minlength=n)
         # Paths: each node's parent is the neighbour that sent it the most.
-        flow = (sp.diags(score) @ transition).tocsc()
-        best = np.asarray(flow.argmax(axis=0)).ravel()
-        received = np.asarray(flow.max(axis=0).todense()).ravel()
+        sent = step * score[src]
+        order = np.lexsort((-sent, dst))  # by receiving node, the largest sender first
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = dst[order][1:] != dst[order][:-1]
         parents: dict[str, tuple[str, int]] = {}
-        for j, node in enumerate(nodes):
-            if restart[j] == 0 and received[j] > 0:
-                parents[f"{node[0]}{node[1]}"] = nodes[int(best[j])]
+        for edge in order[first]:
+            j = int(dst[edge])
+            if restart[j] == 0 and sent[edge] > 0:
+                node = nodes[j]
+                parents[f"{node[0]}{node[1]}"] = nodes[int(src[edge])]
         return {c: float(score[index[("c", c)]]) for c in chunks}, parents
 
     def _paths(
@@ -286,18 +291,35 @@ def _idf(entity: Entity, total: int) -> float:
     return math.log(1 + total / max(entity.chunks, 1))
 
 
-def _ngrams(text: str, longest: int = 4) -> list[str]:
-    """Word n-grams of a question (Chinese: its jieba words and their pairs), the candidates of exact matches."""
-    words = tokenize(text) if HAN_RE.search(text) else _WORD_RE.findall(text)
-    grams = []
+def _ngram_keys(text: str, longest: int = 4) -> dict[str, str]:
+    """The keys the question's word n-grams would have as entities, with the words: as a name when the n-gram
+    starts with a capital or a digit (lower-case words are no names: "may" finds no person), and as a noun phrase.
+    Computed from each word once, as ``entity_key`` would (the router reads this on every question)."""
+    keys: dict[str, str] = {}
+    if HAN_RE.search(text):
+        # Chinese: jieba's words and their runs.
+        words = tokenize(text)
+        for n in range(1, longest + 1):
+            for i in range(len(words) - n + 1):
+                gram = ("" if HAN_RE.search(words[i]) else " ").join(words[i : i + n])
+                for kind in ("name", "concept"):
+                    key = entity_key(gram, kind)
+                    if key:
+                        keys.setdefault(key, gram)
+        return keys
+    words = _WORD_RE.findall(unicodedata.normalize("NFKC", text))
+    forms = []
+    for word in words:
+        bare = _POSSESSIVE_RE.sub("", word.casefold())
+        forms.append((re.sub(r"[\W_]", "", bare), " ".join(tokenize(bare)), word[:1].isupper() or word[:1].isdigit()))
     for n in range(1, longest + 1):
         for i in range(len(words) - n + 1):
-            grams.append(("" if HAN_RE.search(words[i]) else " ").join(words[i : i + n]))
-    return grams
-
-
-def _name_like(ngram: str) -> bool:
-    """A question's n-gram may name an entity when it is capitalised, holds a digit or is Chinese; lower-case
-    words match only through noun phrases (so "may" or "will" find no person)."""
-    first = ngram.split()[0] if ngram.split() else ""
-    return bool(HAN_RE.search(ngram) or any(c.isdigit() for c in ngram) or first[:1].isupper())
+            span = forms[i : i + n]
+            gram = " ".join(words[i : i + n])
+            name = "".join(f[0] for f in span)
+            if span[0][2] and len(name) >= 2 and not name.isdigit():
+                keys.setdefault(name, gram)
+            concept = " ".join(f[1] for f in span if f[1])
+            if concept:
+                keys.setdefault(concept, gram)
+    return keys

@@ -22,11 +22,16 @@ _MULTI_EN = re.compile(
     r"\b(before|after|prior to|earlier than|later than|between .+ and|both|as well as|first .+ then|"
     r"(?:of|for|with|by) the \w+ (?:of|led by|run by|owned by|managed by|headed by|that|who|which)|"
     r"(?:the \w+ )?(?:led|run|owned|managed|founded|headed|chaired) by|how long|time interval|in total|"
-    r"who (?:knows|knew)|which .+ (?:does|did|do) the \w+ of)\b",
+    r"who (?:knows|knew)|which .+ (?:does|did|do) the \w+ of|"
+    # A thing named by what it did or what was done to it: "the supplier that manufactures part X",
+    # "the engineer who fixed incident Y", "the batch ordered by Z".
+    r"the \w+ (?:that|who|which) (?!is\b|are\b|was\b|were\b)\w+\b.*?\b(?-i:[A-Z0-9])\w*|the (?:\w+ ){1,2}\w+ed by)\b",
     re.IGNORECASE,
 )
 _MULTI_ZH = re.compile(
-    r"之前|之后|以前|以后|先.+再|并且|两者|之间|分别|负责的.+的|领导的.+的|所在的.+的|的.+的.+(哪|什么|谁)"
+    r"之前|之后|以前|以后|先.+再|并且|两者|之间|分别|负责的.+的|领导的.+的|所在的.+的|的.+的.+(哪|什么|谁)|"
+    # A thing named by a clause, asked about: 生产零件X的供应商由谁审计, 订购的集装箱批次由哪艘船运输.
+    r"的.{1,6}(?:由谁|由哪|是谁|在哪)"
 )
 # Questions about a whole collection ("main themes", "overall") are answered from community summaries.
 _GLOBAL_EN = re.compile(r"\b(main (?:themes?|topics?|ideas?)|overall|in general|summari[sz]e|overview|"
@@ -106,10 +111,11 @@ class Router:
         largest share of the named ones that one of the top hits mentions."""
         language = detect_language(query) or "en"
         terms = set(tokenize(query))
-        top = list(hits[:5])
-        covers = [len(terms & set(tokenize(h.text))) / len(terms) if terms else 0.0 for h in top]
-        union = set().union(*(set(tokenize(h.text)) for h in top[:3])) if top else set()
-        dense = [h.scores["dense"] for h in top if "dense" in h.scores]
+        # The best three hits: what the answer pipeline puts in front of the model.
+        top = [set(tokenize(h.text)) for h in hits[:3]]
+        covers = [len(terms & words) / len(terms) if terms else 0.0 for words in top]
+        union = set().union(*top) if top else set()
+        dense = [h.scores["dense"] for h in hits[:3] if "dense" in h.scores]
         multi = (_MULTI_ZH if language == "zh" else _MULTI_EN).search(query)
         glob = (_GLOBAL_ZH if language == "zh" else _GLOBAL_EN).search(query)
         best = max(covers, default=0.0)

@@ -379,8 +379,12 @@ class LocalStore:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """The connection inside one read transaction (a consistent snapshot) for an extension's queries."""
+        """The connection inside one read transaction (a consistent snapshot) for an extension's queries; nested
+        reads share the outer one."""
         with self._lock:
+            if self._conn.in_transaction:
+                yield self._conn
+                return
             self._conn.execute("BEGIN")
             try:
                 yield self._conn
