@@ -159,3 +159,14 @@ def test_export_graphml(graph, tmp_path):
 def test_the_graph_lives_in_the_local_store_only():
     with pytest.raises(ConfigError, match="local store"):
         KnowledgeGraph(object())  # type: ignore[arg-type]
+
+
+def test_spread_over_documents_puts_each_documents_best_chunk_first():
+    from ragtune.retrieve.retriever import spread_over_documents
+    from ragtune.types import ChunkMeta, Hit
+
+    def hit(doc: str, n: int) -> Hit:
+        return Hit(chunk_id=f"{doc}-{n}", document_id=doc, source=doc, text="", score=0.0, meta=ChunkMeta())
+
+    order = [hit("a", 0), hit("a", 1), hit("b", 0), hit("a", 2), hit("c", 0), hit("b", 1)]
+    assert [h.chunk_id for h in spread_over_documents(order)] == ["a-0", "b-0", "c-0", "a-1", "a-2", "b-1"]
