@@ -68,6 +68,11 @@ class TestEntityExtractor:
         assert kinds["bread deliveri servic"] == "concept"
         assert kinds["brunodiaz"] in ("person", "name")
 
+    def test_the_recogniser_types_names_when_asked(self):
+        (mentions,) = EntityExtractor(ner=True).extract(["Bruno Diaz flew from Lisbon to meet Northwind Labs."])
+        kinds = {m.key: m.kind for m in mentions}
+        assert kinds["brunodiaz"] == "person" and kinds["lisbon"] == "place"
+
     def test_codes_inside_chinese_text(self, extractor):
         (mentions,) = extractor.extract(["零件FAC-31由华光金属公司生产，批次CX-7731已发货。"], ["zh"])
         assert {"fac31", "cx7731"} <= {m.key for m in mentions}
