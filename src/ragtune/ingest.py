@@ -94,6 +94,7 @@ class _Item:
     document: Document | None = None
     chunks: list[Chunk] = field(default_factory=list)
     tokens: list[list[str]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     unchanged: bool = False
 
@@ -255,6 +256,9 @@ class Ingestor:
         for chunk in item.chunks:
             chunk.meta.document_title = doc.title
         item.tokens = [chunk_tokens(c, self.context) for c in item.chunks]
+        # Store extensions (the knowledge graph) do their per-chunk work here, beside parsing, not in the commit.
+        for extension in self.store.extensions:
+            item.extras[extension.name] = extension.prepare(item.chunks)
         return item
 
     # ------------------------------------------------------------------ consuming work
@@ -352,7 +356,8 @@ class Ingestor:
                 updates.append(DocumentUpdate(item.record))
                 continue
             n = len(item.chunks) if item in embeddable else 0
-            updates.append(DocumentUpdate(item.record, item.chunks, vectors[offset : offset + n], item.tokens))
+            updates.append(DocumentUpdate(item.record, item.chunks, vectors[offset : offset + n], item.tokens,
+                                          item.extras))
             offset += n
         self.store.apply(updates)
         report.stages["store"] += time.perf_counter() - t

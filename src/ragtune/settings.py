@@ -105,6 +105,24 @@ class Settings(BaseSettings):
         "order calibration passages as fp32's do."
     )
 
+    # knowledge graph and routing (see README: entities without an LLM, graph retrieval, mode auto)
+    graph: bool = Field(
+        False, description="Build a chunk–entity graph (spaCy for English, jieba for Chinese, no LLM) and keep it in "
+        "step with the documents; needed by --mode graph (a KB with a graph keeps it even when this is off)."
+    )
+    graph_weight: float = Field(
+        0.5, ge=0, description="RRF weight of the graph walk's ranking (modes graph, auto); at 1 it cost single-hop "
+        "recall on LiHua-World, at 0.5 the two-hop fixture still finds every second hop (see README)."
+    )
+    graph_ner: bool = Field(
+        False, description="Also run spaCy's named-entity recogniser on English text (typed names: person, org, "
+        "place); 2.5x the extraction time. Changing it calls for 'ragtune graph build --rebuild'."
+    )
+    decompose: Literal["rules", "llm"] = Field(
+        "rules", description="How mode auto splits a two-part question: by rule ('Did A before B?'), or by asking "
+        "the LLM first and falling back to the rules when its sub-questions are unusable."
+    )
+
     # dense index
     hnsw_m: int = Field(32, gt=1, description="HNSW graph degree.")
     hnsw_ef_construction: int = Field(200, gt=0, description="HNSW build-time candidate list size.")

@@ -161,6 +161,9 @@ class Hit(BaseModel):
     score: float
     meta: ChunkMeta
     scores: dict[str, float] = Field(default_factory=dict)
+    #: Graph retrieval: the steps from the question to this chunk ("question: Ada Park", "chunk UID",
+    #: "entity: Lumen"); empty when the graph walk did not find it.
+    path: list[str] = Field(default_factory=list)
 
 
 class Citation(BaseModel):

@@ -174,5 +174,5 @@ def hit_json(hit: Any, number: int = 0, mode: str = "hybrid") -> dict[str, Any]:
 
     return source_json(hit, number) | {
         "source": hit.source, "text": hit.text, "scores": hit.scores, "score_kind": score_kind(hit, mode),
-        "metadata": hit.meta.model_dump(),
+        "metadata": hit.meta.model_dump(), **({"path": hit.path} if hit.path else {}),
     }

@@ -30,7 +30,9 @@ from ragtune.cli.common import (
 )
 from ragtune.errors import RagtuneError
 
-ModeOpt = Annotated[str, typer.Option(help="Retrieval: hybrid (dense and BM25 fused), dense or sparse (BM25).")]
+ModeOpt = Annotated[str, typer.Option(
+    help="Retrieval: hybrid (dense and BM25 fused), dense, sparse (BM25), graph (hybrid fused with a walk of the "
+    "knowledge graph) or auto (the router picks).")]
 FilterOpt = Annotated[str | None, typer.Option(
     "--filter", help='Metadata filter as JSON, e.g. \'{"source_type": "md"}\'. [default: none]')]
 
@@ -61,12 +63,14 @@ def ingest(
     chunk_overlap: Annotated[int | None, typer.Option(
         help="Tokens shared by neighbouring chunks. [default: the chunk_overlap setting: 32]")] = None,
     embedder: EmbedderOpt = None,
+    graph: Annotated[bool | None, typer.Option(
+        "--graph", help="Also build the knowledge graph and keep it in step (the setting graph = true).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
     try:
         base = open_kb(kb, create=True, embedder=embedder, chunker=chunker, chunk_size=chunk_size,
-                     chunk_overlap=chunk_overlap)
+                     chunk_overlap=chunk_overlap, graph=graph)
     except RagtuneError as exc:
         fail(str(exc), as_json)
     try:
@@ -147,11 +151,17 @@ def search(
         return
     if as_json:
         emit({"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
+               **({"route": result.route.to_dict()} if result.route else {}),
                "hits": [hit_json(h, rank, mode) for rank, h in enumerate(result.hits, 1)],
                "timings_ms": result.timings})
         return
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if result.route:
+        route = result.route
+        advice = " · [yellow]advises refusing[/]" if route.refuse else ""
+        console.print(f"[dim]route: {escape(' → '.join(route.steps))} ({escape(route.reason)})[/]{advice}",
+                      highlight=False)
     if len(result.queries) > 1:
         console.print("[dim]also searched: " + escape(" | ".join(result.queries[1:])) + "[/]", highlight=False)
     if not result.hits:
@@ -165,6 +175,8 @@ def search(
         kinds.append(kind)
         console.print(f"[bold]{rank}.[/] [cyan]{escape(where)}[/]{escape(section)}  [dim]{_scores(hit, kind)}[/]",
                       highlight=False)
+        if hit.path:
+            console.print(f"   [dim]via {escape(' → '.join(hit.path))}[/]", highlight=False)
         snippet = " ".join(hit.text.split())
         console.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False, markup=False)
     legend = {kind: SCORE_KINDS[kind] for kind in dict.fromkeys(kinds)}

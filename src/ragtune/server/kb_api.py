@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Path, Query, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from ragtune.errors import FilterError, RagtuneError, StoreError
+from ragtune.errors import ConfigError, FilterError, RagtuneError, StoreError
 from ragtune.rag.answer_json import score_kind
 from ragtune.server.auth import authorize
 from ragtune.server.errors import ApiError
@@ -36,7 +36,9 @@ class CreateKb(BaseModel):
 class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=4000)
     k: int = Field(5, ge=1, le=100)
-    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    mode: Literal["hybrid", "dense", "sparse", "graph", "auto"] = Field(
+        "hybrid", description="graph: hybrid fused with a walk of the KB's knowledge graph; auto: the router picks "
+        "(its decision is in the response's route).")
     filter: dict[str, Any] | None = Field(None, examples=[{"source_type": "md", "page_number": {"$gte": 2}}])
 
 
@@ -167,15 +169,18 @@ def search(name: KbName, body: SearchRequest, state: State, key: Key) -> dict[st
     kb = state.kbs.get(name)
     try:
         spec = validate_filter(body.filter)
-        hits = kb.search(body.query, body.k, mode=body.mode, filter=spec)
+        result = kb.retrieve(body.query, body.k, mode=body.mode, filter=spec)
     except FilterError as exc:
         raise ApiError(400, str(exc), code="invalid_filter") from None
     except StoreError as exc:
         raise ApiError(409, str(exc), code="store_error") from None
+    except ConfigError as exc:  # mode graph on a KB without a graph
+        raise ApiError(400, str(exc), code="invalid_mode") from None
     return {"query": body.query, "mode": body.mode,
+            **({"route": result.route.to_dict()} if result.route else {}),
             "hits": [source_json(name, kb, h, i, set()) | {"text": h.text, "score_kind": score_kind(h, body.mode),
                                                           "metadata": h.meta.model_dump(exclude={"source"})}
-                     for i, h in enumerate(hits, 1)]}
+                     | ({"path": h.path} if h.path else {}) for i, h in enumerate(result.hits, 1)]}
 
 
 @router.get("/kbs/{name}/jobs", summary="Recent ingestion jobs of a knowledge base")

@@ -63,7 +63,9 @@ class ChatRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31)
     filter: dict[str, Any] | None = Field(None, description="Metadata filter (kb: models), see the filter language.")
     k: int | None = Field(None, ge=1, le=20, description="Sources given to the model (kb: models).")
-    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    mode: Literal["hybrid", "dense", "sparse", "graph", "auto"] = Field(
+        "hybrid", description="Retrieval (kb: models): graph fuses a walk of the KB's knowledge graph; auto lets the "
+        "router pick.")
 
 
 class EmbeddingRequest(BaseModel):

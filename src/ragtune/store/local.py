@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -127,11 +127,37 @@ class DocumentUpdate:
     chunks: list[Chunk] = field(default_factory=list)
     vectors: np.ndarray | None = None
     tokens: list[list[str]] | None = None  # BM25 tokens per chunk; computed here when not given
+    # What each store extension computed from the chunks before the write (by extension name), so the
+    # transaction itself stays short; an extension computes its part inside apply() when it is missing.
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def chunk_tokens(self) -> list[list[str]]:
         if self.tokens is None:
             self.tokens = [chunk_tokens(c) for c in self.chunks]
         return self.tokens
+
+
+class StoreExtension(Protocol):
+    """Tables derived from the chunks (a knowledge graph, say) that must stay in step with them: the store calls
+    ``write`` inside the same transaction as every change of chunks, and ``verify`` from :meth:`LocalStore.verify`.
+    Chunk ids are the store's integer ids; a chunk handed to a duplicate keeps its id."""
+
+    name: str
+
+    def create(self, conn: sqlite3.Connection) -> None:
+        """Create the extension's tables (inside a write transaction; must be idempotent)."""
+
+    def prepare(self, chunks: list[Chunk]) -> Any:
+        """What ``write`` needs from new chunks, computed before the transaction (stored in ``extras``)."""
+
+    def write(
+        self, conn: sqlite3.Connection, added: list[tuple[list[int], DocumentUpdate]], removed: list[int]
+    ) -> None:
+        """Record added chunks (their new ids, with the update that carries them) and forget removed ids."""
+
+    def verify(self, conn: sqlite3.Connection) -> list[str]:
+        """Problems found (empty when in step with the chunks)."""
+        return []
 
 
 class LocalStore:
@@ -181,6 +207,7 @@ class LocalStore:
         self._sparse, self._sparse_seen = self._load_sparse()
         self._dirty = False
         self._last_allowed: tuple[tuple[str, int, int], set[int]] | None = None
+        self.extensions: list[StoreExtension] = []
         self.refresh()
 
     # ------------------------------------------------------------------ setup
@@ -336,6 +363,40 @@ class LocalStore:
             finally:
                 self._conn.close()
 
+    # ------------------------------------------------------------------ extensions
+
+    def add_extension(self, extension: StoreExtension) -> None:
+        """Keep ``extension``'s tables in step with every write from now on (its tables are created first)."""
+        with self._lock:
+            if any(e.name == extension.name for e in self.extensions):
+                return
+            with self._write():
+                extension.create(self._conn)
+            self.extensions.append(extension)
+
+    def extension(self, name: str) -> StoreExtension | None:
+        return next((e for e in self.extensions if e.name == name), None)
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one read transaction (a consistent snapshot) for an extension's queries; nested
+        reads share the outer one."""
+        with self._lock:
+            if self._conn.in_transaction:
+                yield self._conn
+                return
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction, for an extension's own writes (a graph build, say)."""
+        with self._write():
+            yield self._conn
+
     # ------------------------------------------------------------------ writes
 
     @contextmanager
@@ -375,6 +436,8 @@ class LocalStore:
                 rec.chunk_count = len(update.chunks)
                 self._upsert_record(rec)
                 added.append((self._insert_chunks(rec, update), update))
+            for extension in self.extensions:
+                extension.write(self._conn, added, removed)
             after = self._heads()
         self._sync_indexes(before, after, removed, added)
 
@@ -390,6 +453,8 @@ class LocalStore:
                 removed.extend(self._drop_chunks(doc_id))
                 self._conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
                 count += 1
+            for extension in self.extensions:
+                extension.write(self._conn, [], removed)
             after = self._heads()
         self._sync_indexes(before, after, removed, [])
         return count
@@ -633,6 +698,8 @@ class LocalStore:
             integrity = self._conn.execute("PRAGMA quick_check").fetchone()[0]
             if integrity != "ok":
                 problems.append(f"SQLite quick_check: {integrity}")
+            for extension in self.extensions:
+                problems.extend(extension.verify(self._conn))
         return {"ok": not problems, "problems": problems, "chunks": len(ids), **{
             k: v for k, v in self.stats().items() if k in ("documents", "failed", "duplicates")}}
 
