@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, git_state, loadavg, machine, write_json  # noqa: E402
 
 from ragtune.evaluate import evaluate_rag  # noqa: E402
-from ragtune.evaluate.samples import strip_citations  # noqa: E402
 from ragtune.kb import KnowledgeBase  # noqa: E402
+from ragtune.rag.claims import strip_markers  # noqa: E402
 
 LIHUA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lihua-world"
 METRICS = ["context_recall@5", "context_recall@10", "context_recall", "context_precision", "answer_correctness",
@@ -57,7 +57,7 @@ def reference_in_response(items: list[dict[str, Any]]) -> dict[str, float]:
     for item in items:
         if item["answerable"] is False:
             continue
-        hit = item["reference"].casefold() in strip_citations(item["response"]).casefold()
+        hit = item["reference"].casefold() in strip_markers(item["response"]).casefold()
         out.setdefault(item["type"], []).append(hit and not item["refused"])
         out.setdefault("all", []).append(hit and not item["refused"])
     return {k: round(sum(v) / len(v), 4) for k, v in sorted(out.items())}

@@ -21,8 +21,8 @@ from ragtune.evaluate.rag import (
     stemmed_rouge_tokens,
     summarize,
 )
-from ragtune.evaluate.samples import RagSample, answerability, is_refusal, strip_citations, was_refused
-from ragtune.rag.claims import ClaimCheck
+from ragtune.evaluate.samples import RagSample, answerability, is_refusal, was_refused
+from ragtune.rag.claims import ClaimCheck, strip_markers
 
 pytestmark = pytest.mark.unit
 
@@ -99,13 +99,24 @@ class TestFaithfulness:
         row = {"user_input": "q", "retrieved_contexts": [], "response": "The refund window is 45 days long."}
         assert score([row], ["faithfulness"])[0]["faithfulness"].value == 0.0
 
-    def test_a_fragment_is_judged_with_its_question(self) -> None:
-        row = {"user_input": "What is the refund window for enterprise customers?",
-               "retrieved_contexts": ["What is the refund window for enterprise customers? It is 45 days."],
-               "response": "45 days"}
+    def test_a_bare_yes_is_judged_as_the_questions_proposition(self) -> None:
+        question = "Do enterprise customers have a refund window of 45 days?"
+        row = {"user_input": question, "retrieved_contexts": [REFUND], "response": "Yes."}
         result = score([row], ["faithfulness"])[0]["faithfulness"]
-        assert result.explanation["claims"][0]["claim"].startswith("What is the refund window")
-        assert result.value == 1.0
+        assert result.explanation["claims"][0]["claim"] == f"{question} Yes."
+
+    def test_fragments_reach_the_judge_with_the_question(self) -> None:
+        seen: list[str | None] = []
+
+        class Recording(WordJudge):
+            def check(self, claims, contexts, *, question=None, language=None):
+                seen.append(question)
+                return super().check(claims, contexts, question=question, language=language)
+
+        samples = load_samples([{"user_input": "What is the refund window?", "retrieved_contexts": [REFUND],
+                                 "response": "45 days"}])
+        score_samples(samples, ["faithfulness"], judge=Recording())
+        assert seen == ["What is the refund window?"]
 
 
 class TestAnswerRelevancy:
@@ -364,11 +375,11 @@ class TestLoading:
         missing.write_text('{"response": "r"}\n')
         with pytest.raises(ConfigError, match=r"row 1: user_input"):
             load_samples(missing)
-        with pytest.raises(ConfigError, match="no such file"):
+        with pytest.raises(ConfigError, match="no such eval data file"):
             load_samples(tmp_path / "nope.jsonl")
 
-    def test_strip_citations(self) -> None:
-        assert strip_citations("Fact one [1]. Fact two [2, 3].") == "Fact one. Fact two."
+    def test_strip_markers(self) -> None:
+        assert strip_markers("Fact one [1]. Fact two [2, 3].") == "Fact one. Fact two."
 
 
 class TestCompare:

@@ -23,9 +23,10 @@ from typing import Any
 
 from ragtune.errors import ConfigError
 from ragtune.evaluate.lm import rouge_tokens
-from ragtune.evaluate.samples import file_sha256, is_refusal, strip_citations
+from ragtune.evaluate.samples import file_sha256, is_refusal
+from ragtune.jsonl import write_jsonl
 from ragtune.rag.citations import support, terms
-from ragtune.rag.claims import ClaimJudge, default_judge
+from ragtune.rag.claims import ClaimJudge, default_judge, strip_markers
 from ragtune.text import HAN_RE, detect_language, sentences
 from ragtune.train.synthetic import (
     SYNTH_PROMPT,
@@ -223,7 +224,7 @@ def _spread(queries: Sequence[SyntheticQuery], seed: int) -> list[SyntheticQuery
 def _reference(query: SyntheticQuery, reply: str | Exception, judge: ClaimJudge) -> tuple[str, str]:
     """The LLM's short answer when the chunk supports it, else the chunk's sentence that best answers."""
     if not isinstance(reply, Exception):
-        answer = _ANSWER_LABEL.sub("", strip_citations(reply.strip().splitlines()[0] if reply.strip() else ""))
+        answer = _ANSWER_LABEL.sub("", strip_markers(reply.strip().splitlines()[0] if reply.strip() else ""))
         answer = answer.strip().strip("\"'“”「」").strip()
         words = rouge_tokens(answer)
         looping = len(words) >= 6 and len(set(words)) < 0.5 * len(words)
@@ -326,7 +327,7 @@ def feedback_rows(kb: Any) -> list[dict[str, Any]]:
                        origin="feedback-refusal")
         elif record.rating == "up":
             cited = [c for c in record.cited if 1 <= c.get("number", 0) <= len(record.contexts)]
-            row.update(reference=strip_citations(record.answer), answerable=True, origin="feedback-up",
+            row.update(reference=strip_markers(record.answer), answerable=True, origin="feedback-up",
                        reference_contexts=[record.contexts[c["number"] - 1] for c in cited],
                        reference_context_ids=[c["chunk_id"] for c in cited])
             if not cited:
@@ -344,10 +345,7 @@ def write_eval_set(rows: Sequence[dict[str, Any]], out: str | Path, *, report: E
     """Write the rows as JSONL and, beside them, ``<name>.meta.json`` with the file's SHA-256 (what ``eval rag``
     records, so runs on the same frozen set can be compared), the counts and how it was made."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(out, rows)
     meta: dict[str, Any] = {"file": out.name, "sha256": file_sha256(out), "rows": len(rows),
                             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "report": report.to_dict()}
     if kb is not None:

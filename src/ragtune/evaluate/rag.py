@@ -29,12 +29,11 @@ from ragtune.evaluate.samples import (
     file_sha256,
     load_samples,
     sample_id,
-    strip_citations,
     was_refused,
 )
 from ragtune.evaluate.stats import paired_bootstrap
 from ragtune.rag.citations import split_cited_sentences, terms
-from ragtune.rag.claims import ClaimCheck, ClaimJudge, default_judge, split_claims
+from ragtune.rag.claims import ClaimCheck, ClaimJudge, default_judge, split_claims, strip_markers
 from ragtune.text import HAN, detect_language
 from ragtune.timing import elapsed_ms
 
@@ -66,8 +65,10 @@ CORRECTNESS_WEIGHTS = (0.75, 0.25)
 #: NonLLMContextRecall/Precision: a retrieved and a reference context match when their Levenshtein
 #: similarity passes 0.5 (RAGAS's threshold; recall needs more than it, precision at least it).
 STRING_MATCH_THRESHOLD = 0.5
-#: A response of this few content terms ("5:30 PM", "Yes") is a fragment, judged together with its question.
-_FRAGMENT_TERMS = 3
+#: A bare yes or no states nothing by itself; it is judged as the question's proposition (RAGAS's statement
+#: generator sees the question too). Other fragments ("5:30 PM") go to the judge with the question as context.
+_YES_NO = re.compile(r"^\W*(?:yes|no|yeah|nope|correct|right|true|false|是|否|对|不对|是的|不是|没有|有)\W*$",
+                     re.IGNORECASE)
 
 
 @dataclass
@@ -152,11 +153,11 @@ class _Row:
         self._checks: dict[tuple[tuple[str, ...], tuple[str, ...]], list[ClaimCheck]] = {}
 
     def claims(self, text: str) -> list[str]:
-        """The claims of a response or reference. A lone fragment ("5:30 PM", "Yes") states nothing by itself,
-        so it is judged together with the question, as RAGAS's statement generator sees the question."""
+        """The claims of a response or reference (the judge's own splitting); a bare yes/no becomes the
+        question followed by it, the proposition it affirms or denies."""
         if text not in self._claims:
-            found = [c for c in split_claims(strip_citations(text), self.language) if c.strip()]
-            if len(found) == 1 and len(terms(found[0])) <= _FRAGMENT_TERMS:
+            found = [c for c in split_claims(strip_markers(text), self.language) if c.strip()]
+            if len(found) == 1 and _YES_NO.match(found[0]):
                 found = [f"{self.question} {found[0]}"]
             self._claims[text] = found
         return self._claims[text]
@@ -170,7 +171,9 @@ class _Row:
                 self._checks[key] = [ClaimCheck(claim=c, supported=False, score=0.0, source=None,
                                                 reason="there is no context to support it") for c in claims]
             else:
-                self._checks[key] = list(self.judge.check(list(claims), list(contexts), question=self.question,
+                # The question is context for fragments ("5:30 PM"); a claim that already holds it is checked alone.
+                question = None if any(c.startswith(self.question) for c in claims) else self.question
+                self._checks[key] = list(self.judge.check(list(claims), list(contexts), question=question,
                                                           language=self.language))
         return self._checks[key]
 
@@ -209,7 +212,7 @@ def answer_relevancy(row: _Row) -> Score:
         return Score(1.0 if right else 0.0, {"rule": "refusal of an unanswerable question: the right response"
                                              if right else "refusal (noncommittal) of a question with an answer"})
     embeddings = _need_embeddings(row, "answer_relevancy")
-    response = strip_citations(row.sample.response)
+    response = strip_markers(row.sample.response)
     generate = getattr(row.judge, "questions_for", None)
     if generate is not None:
         questions, noncommittal = generate(response, language=row.language)
@@ -339,7 +342,7 @@ def answer_correctness(row: _Row) -> Score:
         return Score(0.0, {"rule": "refusal of a question with an answer"})
     if not (sample.reference and sample.reference.strip()):
         return _excluded("no reference answer")
-    response = strip_citations(sample.response)
+    response = strip_markers(sample.response)
     response_checks = row.check(row.claims(sample.response), [f"{row.question}\n{sample.reference}"])
     reference_checks = row.check(row.claims(sample.reference), [f"{row.question}\n{response}"])
     precision = _share(response_checks)
@@ -367,7 +370,7 @@ def semantic_similarity(row: _Row) -> Score:
     if row.answerable is False:
         return _excluded("unanswerable question: see answer_correctness and refusal_accuracy")
     embeddings = _need_embeddings(row, "semantic_similarity")
-    return Score(embeddings.similarity(strip_citations(sample.response), sample.reference), {})
+    return Score(embeddings.similarity(strip_markers(sample.response), sample.reference), {})
 
 
 def _citation_checks(row: _Row) -> tuple[list[dict[str, Any]], int, int, int]:
@@ -535,7 +538,7 @@ def _embeddings_for(samples: Sequence[RagSample], metrics: Sequence[str], embedd
     passages: set[str] = set()
     generate = getattr(judge, "questions_for", None)
     for sample in samples:
-        response = strip_citations(sample.response)
+        response = strip_markers(sample.response)
         if "answer_relevancy" in metrics:
             queries.add(sample.user_input)
             passages.add(response)

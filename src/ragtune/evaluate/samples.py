@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ragtune.errors import ConfigError
-from ragtune.rag.citations import CITATION_RE
+from ragtune.jsonl import read_jsonl
+from ragtune.rag.claims import strip_markers
 from ragtune.rag.prompts import is_model_refusal
 
 # How references and answers say that the knowledge base lacks the answer, beyond the model refusals that
@@ -77,20 +78,15 @@ class RagSample(BaseModel):
         return (self.model_extra or {}).get(name)
 
 
-def strip_citations(text: str) -> str:
-    """The text without its [n] citation markers, spaces tidied."""
-    return re.sub(r"\s+([.,;:!?。，；：！？])", r"\1", " ".join(CITATION_RE.sub("", text).split()))
-
-
 def is_refusal(text: str) -> bool:
     """True when a response declines to answer: empty, a model refusal, or a 'no information' phrase."""
-    plain = strip_citations(text)
+    plain = strip_markers(text)
     return not any(ch.isalnum() for ch in plain) or is_model_refusal(plain) or bool(_NO_ANSWER.search(plain))
 
 
 def is_unanswerable_reference(reference: str) -> bool:
     """True when a reference answer says the knowledge base lacks the answer ("Insufficient information")."""
-    return bool(_NO_ANSWER.search(strip_citations(reference)))
+    return bool(_NO_ANSWER.search(strip_markers(reference)))
 
 
 def answerability(sample: RagSample) -> bool | None:
@@ -124,30 +120,17 @@ def load_samples(data: str | Path | Iterable[RagSample | Mapping[str, Any]]) -> 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a .jsonl file (one a line) or a .json file (a list, or ``{"samples": [...]}``)."""
+    if path.suffix.lower() != ".json":
+        return [row for _, row in read_jsonl(path, what="eval data", missing="give a JSONL file with one row per line")]
     if not path.is_file():
         raise ConfigError(f"{path}: no such file — give a JSONL file with one row per line")
-    text = path.read_text(encoding="utf-8")
-    rows: list[Any]
-    if path.suffix.lower() == ".json":
-        try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        rows = loaded.get("samples", []) if isinstance(loaded, dict) else loaded
-        if not isinstance(rows, list):
-            raise ConfigError(f"{path}: expected a list of rows or {{\"samples\": [...]}}")
-    else:
-        rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ConfigError(f"{path} row {i + 1}: expected a JSON object with 'user_input'")
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    rows = loaded.get("samples", []) if isinstance(loaded, dict) else loaded
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ConfigError(f"{path}: expected a list of row objects or {{\"samples\": [...]}}")
     return rows
 
 
