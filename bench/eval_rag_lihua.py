@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,9 @@ from ragtune.evaluate import evaluate_rag  # noqa: E402
 from ragtune.kb import KnowledgeBase  # noqa: E402
 from ragtune.rag.claims import strip_markers  # noqa: E402
 
-LIHUA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lihua-world"
+# Beside the repository as on the development machine; RAGTUNE_LIHUA points elsewhere.
+LIHUA = Path(os.environ.get("RAGTUNE_LIHUA")
+             or Path(__file__).resolve().parents[2] / "shared" / "data" / "lihua-world")
 METRICS = ["context_recall@5", "context_recall@10", "context_recall", "context_precision", "answer_correctness",
            "faithfulness", "answer_relevancy", "citation_precision", "citation_recall", "refusal_accuracy",
            "false_refusal_rate"]
