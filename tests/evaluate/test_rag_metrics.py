@@ -335,6 +335,16 @@ class TestEvaluateRag:
         assert len(result["config"]["data_sha256"]) == 64 and result["config"]["judge"] == "words"
         assert result["items"][0]["explanation"]["faithfulness"]["claims"][0]["supported"] is True
 
+    def test_two_runs_are_identical(self) -> None:
+        from pathlib import Path
+
+        labelled = Path(__file__).resolve().parents[1] / "fixtures" / "judge_labels.jsonl"
+        rows = [json.loads(line) for line in labelled.read_text(encoding="utf-8").splitlines()]
+        metrics = ["faithfulness", "citation_precision", "citation_recall", "answer_relevancy"]
+        first = evaluate_rag(rows, metrics=metrics, embedder=TableEmbedder({"x": [1.0, 0.0]}))
+        second = evaluate_rag(rows, metrics=metrics, embedder=TableEmbedder({"x": [1.0, 0.0]}))
+        assert first["items"] == second["items"] and first["metrics"] == second["metrics"]
+
     def test_an_asked_for_metric_no_row_can_count_is_an_error(self) -> None:
         rows = [{"user_input": "q", "response": "It is 45 days long.", "retrieved_contexts": [REFUND]}]
         with pytest.raises(ConfigError, match="refusal_accuracy"):
