@@ -103,8 +103,7 @@ def default_metrics(samples: Sequence[RagSample]) -> list[str]:
     labels = [answerability(s) for s in samples]
     if any(s.reference for s in samples) or False in labels:
         names.append("answer_correctness")
-    if any(split_cited_sentences(s.response) and any(c.numbers for c in split_cited_sentences(s.response))
-           for s in samples):
+    if any(sentence.numbers for s in samples for sentence in split_cited_sentences(s.response)):
         names += ["citation_precision", "citation_recall"]
     if False in labels:
         names.append("refusal_accuracy")
@@ -479,6 +478,7 @@ _SCORERS: dict[str, Callable[[_Row], Score]] = {
     "exact_match": exact_match,
     "rouge_score": rouge_score,
 }
+_ITEM_KEYS = frozenset({"id", "excluded", "explanation"})
 _NEEDS_EMBEDDINGS = {"answer_relevancy", "answer_correctness", "semantic_similarity"}
 
 
@@ -581,9 +581,9 @@ def _means(rows: Sequence[Mapping[str, Score]], metrics: Sequence[str]) -> tuple
 def item_json(index: int, sample: RagSample, scores: Mapping[str, Score]) -> dict[str, Any]:
     """One row of the output: the inputs, a number per metric, what was excluded and why, the explanations."""
     item: dict[str, Any] = {"id": sample_id(sample, index)}
-    for key in ("type",):
-        if sample.extra(key) is not None:
-            item[key] = sample.extra(key)
+    # The row's own fields (type, origin, ...), but not what an earlier run wrote (when its items are re-scored).
+    item.update({key: value for key, value in (sample.model_extra or {}).items()
+                 if key not in _ITEM_KEYS and key not in METRICS and not _AT_K.fullmatch(key)})
     item.update(user_input=sample.user_input, response=sample.response, reference=sample.reference,
                 refused=was_refused(sample), answerable=answerability(sample))
     item.update({name: score.value for name, score in scores.items()})
