@@ -77,6 +77,35 @@ class TestLLMJudge:
         assert LLMJudge(CachedLLM(ScriptedLLM("nonsense"))).questions_for("45 days.") == ([], False)
 
 
+class Unit:
+    """Every text the same direction, except those given (so the similarities are exact)."""
+
+    name = "unit"
+
+    def __init__(self, table: dict[str, list[float]]) -> None:
+        self.table = table
+
+    def encode_queries(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        return np.array([self.table.get(t, [1.0, 0.0]) for t in texts], dtype=np.float32)
+
+    encode_documents = encode_queries
+
+
+@pytest.mark.unit
+def test_answer_relevancy_the_ragas_way_with_an_llm_judge() -> None:
+    rows = [{"user_input": "What is the refund window?", "response": "45 days [1].", "retrieved_contexts": CONTEXTS}]
+    asked = ScriptedLLM('{"questions": ["How long is the refund window?", "What is it?"], "noncommittal": false}')
+    embedder = Unit({"What is it?": [0.6, 0.8]})
+    result = evaluate_rag(rows, metrics=["answer_relevancy"], judge=LLMJudge(CachedLLM(asked)), embedder=embedder)
+    assert result["items"][0]["answer_relevancy"] == pytest.approx((1.0 + 0.6) / 2)
+    assert result["items"][0]["explanation"]["answer_relevancy"]["questions"][1] == "What is it?"
+    evasive = LLMJudge(CachedLLM(ScriptedLLM('{"questions": ["What?"], "noncommittal": true}')))
+    assert evaluate_rag(rows, metrics=["answer_relevancy"], judge=evasive, embedder=embedder)["items"][0][
+        "answer_relevancy"] == 0.0
+
+
 class RecordingJudgeServer(BaseHTTPRequestHandler):
     """An OpenAI-compatible endpoint answering every chat with a supported verdict for each numbered statement
     (streamed, as the cached client asks); records the request bodies."""

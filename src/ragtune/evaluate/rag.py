@@ -536,17 +536,22 @@ def score_samples(
 def _embeddings_for(samples: Sequence[RagSample], metrics: Sequence[str], embedder: Any, judge: Any) -> Embeddings:
     queries: set[str] = set()
     passages: set[str] = set()
-    generate = getattr(judge, "questions_for", None)
+    asked: list[tuple[str, str]] = []  # (response, language) an LLM judge writes questions for
     for sample in samples:
         response = strip_markers(sample.response)
         if "answer_relevancy" in metrics:
             queries.add(sample.user_input)
             passages.add(response)
-            if generate is not None and not was_refused(sample):
-                lang = detect_language(sample.response) or detect_language(sample.user_input) or "en"
-                queries.update(generate(response, language=lang)[0])
+            if hasattr(judge, "questions_for") and not was_refused(sample):
+                asked.append((response, detect_language(sample.response) or detect_language(sample.user_input)
+                              or "en"))
         if {"answer_correctness", "semantic_similarity"} & set(metrics) and sample.reference:
             passages.update((response, sample.reference))
+    if asked:
+        # The judge's questions are embedded with the rest; its replies are cached, so scoring asks nothing again.
+        with ThreadPoolExecutor(max_workers=int(getattr(judge, "concurrency", 1))) as pool:
+            for questions, _ in pool.map(lambda a: judge.questions_for(a[0], language=a[1]), asked):
+                queries.update(questions)
     return Embeddings(embedder, queries, passages)
 
 
