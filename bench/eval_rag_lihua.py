@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "eval_rag_lihua.json")
     parser.add_argument("--full", type=Path, default=Path("/tmp/evals/eval_rag_lihua_full.json"),
                         help="where the full result (every item with its explanation) and the HTML report go")
+    parser.add_argument("--same-as", type=Path, default=None,
+                        help="a full result of an earlier run (another process): check the items are identical")
     args = parser.parse_args()
 
     import torch
@@ -117,8 +119,8 @@ def main() -> None:
         stats = kb.stats()
     args.full.parent.mkdir(parents=True, exist_ok=True)
     args.full.write_text(json.dumps(first, ensure_ascii=False, indent=1))
-    same = [{k: v for k, v in a.items() if k != "timings_ms"} == {k: v for k, v in b.items() if k != "timings_ms"}
-            for a, b in zip(first["items"], second["items"], strict=True)]
+    same = [a == b for a, b in zip(first["items"], second["items"], strict=True)]
+    earlier = json.loads(args.same_as.read_text()) if args.same_as else None
     result = {
         "dataset": "LiHua-World dev", "questions": len(rows),
         "types": {t: sum(r["type"] == t for r in rows) for t in ("Single", "Multi", "Null")},
@@ -128,7 +130,9 @@ def main() -> None:
         "reference_in_response": reference_in_response(first["items"]),
         "latency_ms": first.get("latency_ms", {}),
         "determinism": {"identical_items": sum(same), "items": len(same),
-                        "identical_metrics": first["metrics"] == second["metrics"]},
+                        "identical_metrics": first["metrics"] == second["metrics"],
+                        **({"earlier_run": str(args.same_as),
+                            "identical_to_earlier_run": earlier["items"] == first["items"]} if earlier else {})},
         "nan_null_or_out_of_range": bad_numbers(first["items"] + second["items"], METRICS),
         "refused": sum(i["refused"] for i in first["items"]),
         "timings_s": {"ingest": round(ingest_s, 1), "first_run": round(first_s, 1), "second_run": round(second_s, 1),
