@@ -59,6 +59,7 @@ def test_checksums(check, valid, invalid):
     ("+44 20 7946 0958 is the office", "phone", "+44 20 7946 0958"),
     ("ship to 221B Baker Street, London please", "address", "221B Baker Street, London"),
     ("收货地址：北京市朝阳区建国路88号3栋1201室", "address", "北京市朝阳区建国路88号3栋1201室"),
+    ("我住在上海市浦东新区世纪大道100号，欢迎来玩。", "address", "上海市浦东新区世纪大道100号"),
 ])
 def test_finds_each_kind(text, kind, found):
     matches = find_pii(text)

@@ -484,6 +484,8 @@ _ZH_ADDRESS_RE = re.compile(
     rf"\d{{1,5}}(?:号|號)(?:院)?(?:\d{{1,4}}(?:号楼|栋|幢|座|单元|层|楼|室|号)|{_H}{{1,4}}(?:大厦|中心|小区|公寓))*"
 )
 
+_ZH_LEAD_RE = re.compile(r".*(?:住在|位于|地址是|地址为|地址|寄到|寄往|送到|送往|搬到|搬去|来自|去|在|是|到|于|至|往)")
+
 
 def _addresses(text: str) -> list[PiiMatch]:
     out = [PiiMatch("address", m.start(), m.end(), m.group().rstrip(",. "), "en_street")
@@ -491,7 +493,12 @@ def _addresses(text: str) -> list[PiiMatch]:
     out = [PiiMatch(m.kind, m.start, m.start + len(m.text), m.text, m.detail) for m in out]
     out += [PiiMatch("address", m.start(), m.end(), m.group(), "uk_postcode") for m in _UK_POSTCODE_RE.finditer(text)
             if _uk_postcode_plausible(text, m.start())]
-    out += [PiiMatch("address", m.start(), m.end(), m.group(), "zh_street") for m in _ZH_ADDRESS_RE.finditer(text)]
+    for m in _ZH_ADDRESS_RE.finditer(text):
+        # The Han run before a city or road name often holds the words that lead into it ("我住在", "地址是").
+        lead = _ZH_LEAD_RE.match(m.group())
+        start = m.start() + (lead.end() if lead else 0)
+        if _ZH_ADDRESS_RE.fullmatch(text, start, m.end()):
+            out.append(PiiMatch("address", start, m.end(), text[start : m.end()], "zh_street"))
     return out
 
 
