@@ -103,6 +103,11 @@ class ChunkMeta(BaseModel):
     signature: str | None = None
     docstring: str | None = None
     parent_symbol: str | None = None
+    #: Trust (guard/): the document's access groups (None: the knowledge base's ``acl_default``), why the
+    #: injection scanner flagged the chunk (None: not flagged), and the kinds of personal data found in it.
+    acl: list[str] | None = None
+    injection: str | None = None
+    pii: list[str] | None = None
 
 
 class Chunk(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,11 @@ RerankOpt = Annotated[
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="local, openai or llamacpp.")]
 LlmModelOpt = Annotated[str | None, typer.Option(help="Model name, directory or .gguf path.")]
 LlmBaseUrlOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")]
+AsGroupsOpt = Annotated[
+    str | None,
+    typer.Option("--as-groups", help="Act as a viewer with these access groups (comma-separated): only documents "
+                 "they may read are searched, cited or shown [default: unrestricted]."),
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a recipe field: --set lora.r=32 --set data.path=train.jsonl (repeatable)."),
@@ -44,6 +50,14 @@ SetOpt = Annotated[
 def kb_path(kb: Path | None) -> Path:
     """The knowledge base a command works on: --kb, else $RAGTUNE_KB or ./ragtune_kb."""
     return kb if kb is not None else default_kb_path()
+
+
+def cli_actor() -> str:
+    """Who the audit log names for a command: ``cli:<OS user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def fail(message: str, as_json: bool, code: int = 1) -> NoReturn:

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from ragtune.cli.common import (
+    AsGroupsOpt,
     EmbedderOpt,
     JsonOpt,
     KbOpt,
@@ -17,6 +18,7 @@ from ragtune.cli.common import (
     LlmOpt,
     RerankOpt,
     RewriteOpt,
+    cli_actor,
     console,
     emit,
     err_console,
@@ -53,6 +55,9 @@ def ingest(
     chunk_size: Annotated[int | None, typer.Option(help="Chunk size in embedder tokens.")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in tokens.")] = None,
     embedder: EmbedderOpt = None,
+    acl: Annotated[str | None, typer.Option(
+        "--acl", help="Access groups of these documents, comma-separated (e.g. hr,legal) [default: the acl_rules "
+        "setting, else kept as they are; documents without groups follow acl_default].")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
@@ -69,7 +74,7 @@ def ingest(
                 progress.update(task, completed=p.files_done, total=p.files_total,
                                 description=f"ingesting {Path(p.current).name[:40]}" if p.current else "ingesting")
 
-            report = base.ingest(paths, sync=sync, on_progress=update)
+            report = base.ingest(paths, sync=sync, on_progress=update, acl=acl)
     except KeyboardInterrupt:
         base.close()
         err_console.print("[yellow]interrupted[/] — documents committed so far are kept; run the same command "
@@ -105,11 +110,13 @@ def search(
     candidates: Annotated[int | None, typer.Option(help="Hits per retriever before fusion.")] = None,
     rewrite: RewriteOpt = None,
     rerank: RerankOpt = None,
+    as_groups: AsGroupsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a knowledge base."""
-    result = with_kb(kb, as_json, lambda base: base.retrieve(query, k, mode=mode, filter=filter,
-                                                               candidates=candidates, rewrite=rewrite, rerank=rerank))
+    result = with_kb(kb, as_json, lambda base: base.retrieve(
+        query, k, mode=mode, filter=filter, candidates=candidates, rewrite=rewrite, rerank=rerank, groups=as_groups,
+        actor=cli_actor()))
     if as_json:
         emit({"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
                "hits": [hit_json(h) for h in result.hits], "timings_ms": result.timings})
@@ -140,6 +147,7 @@ def ask(
     mode: Annotated[str, typer.Option(help="hybrid, dense or sparse retrieval.")] = "hybrid",
     filter: Annotated[str | None, typer.Option("--filter", help="Metadata filter as JSON.")] = None,
     k: Annotated[int | None, typer.Option("-k", help="Sources given to the model.")] = None,
+    as_groups: AsGroupsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from the knowledge base with numbered, verified sources."""
@@ -150,7 +158,8 @@ def ask(
     answer = None
     try:
         with base:
-            for event in base.ask_stream(question, mode=mode, filter=filter, k=k):
+            for event in base.ask_stream(question, mode=mode, filter=filter, k=k, groups=as_groups,
+                                         actor=cli_actor()):
                 if event.type == "token" and not as_json:
                     console.print(event.text, end="", highlight=False, markup=False)
                 elif event.type == "answer":

@@ -20,6 +20,9 @@ def keys_create(
     kb: Annotated[str, typer.Option("--kb", help="Knowledge base name the key is for ('*': all).")],
     role: Annotated[str, typer.Option("--role", help="reader, writer or admin.")] = "reader",
     name: Annotated[str, typer.Option("--name", help="A note saying who the key is for.")] = "",
+    groups: Annotated[str | None, typer.Option(
+        "--groups", help="Access groups, comma-separated: the key sees only documents of these groups "
+        "[default: every document of its knowledge base].")] = None,
     kb_root: KbRootOpt = None,
     server_db: ServerDbOpt = None,
     as_json: JsonOpt = False,
@@ -29,14 +32,16 @@ def keys_create(
 
     try:
         store = KeyStore(resolve_server_db(kb_root, server_db))
-        secret, record = store.create(kb, role, name)
+        secret, record = store.create(kb, role, name, groups=groups)
         store.close()
     except RagtuneError as exc:
         fail(str(exc), as_json)
     if as_json:
-        emit({"key": secret, "id": record.id, "kb": record.kb, "role": record.role})
+        emit({"key": secret, "id": record.id, "kb": record.kb, "role": record.role, "groups": record.groups})
         return
-    console.print(f"key {record.id} ({record.role} on {escape(record.kb)}) — store it now, it is not shown again:")
+    scope = f", groups {','.join(record.groups)}" if record.groups is not None else ""
+    console.print(f"key {record.id} ({record.role} on {escape(record.kb)}{escape(scope)}) — store it now, it is not "
+                  "shown again:")
     print(secret)
 
 
@@ -49,12 +54,13 @@ def keys_list(kb_root: KbRootOpt = None, server_db: ServerDbOpt = None, as_json:
     keys = store.list()
     store.close()
     if as_json:
-        emit([{"id": k.id, "kb": k.kb, "role": k.role, "name": k.name, "created_at": k.created_at,
-                "revoked": k.revoked_at is not None} for k in keys])
+        emit([{"id": k.id, "kb": k.kb, "role": k.role, "name": k.name, "groups": k.groups,
+                "created_at": k.created_at, "revoked": k.revoked_at is not None} for k in keys])
         return
-    table = Table("id", "kb", "role", "name", "revoked")
+    table = Table("id", "kb", "role", "groups", "name", "revoked")
     for k in keys:
-        table.add_row(k.id, k.kb, k.role, k.name, "yes" if k.revoked_at else "")
+        table.add_row(k.id, k.kb, k.role, ",".join(k.groups) if k.groups is not None else "(all)", k.name,
+                      "yes" if k.revoked_at else "")
     console.print(table)
 
 

@@ -21,6 +21,7 @@ from datetime import date
 from typing import Any, Literal
 
 from ragtune.text import HAN
+from ragtune.types import Document
 
 __all__ = [
     "PII_KINDS",
@@ -30,6 +31,7 @@ __all__ = [
     "has_pii",
     "pii_kinds",
     "redact",
+    "redact_document",
     "redact_value",
 ]
 
@@ -106,6 +108,14 @@ def redact_value(value: Any, kinds: Iterable[str] | None = None) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact_value(item, kinds) for item in value]
     return value
+
+
+def redact_document(document: Document, kinds: Iterable[str] | None = None) -> Document:
+    """A parsed document with personal data redacted in every block (offsets recomputed) and in its title."""
+    blocks = [block.model_copy(update={"text": redact(block.text, kinds)}) for block in document.blocks]
+    fields = document.model_dump(exclude={"blocks", "text", "source", "source_type"})
+    fields["title"] = redact(document.title, kinds) if document.title else document.title
+    return Document.assemble(blocks, source=document.source, source_type=document.source_type, **fields)
 
 
 def _label(match: PiiMatch) -> str:

@@ -143,12 +143,11 @@ def _kb_chat(body: ChatRequest, state: ServerState, key: Any, name: str) -> Any:
     history = [m for m in messages[:-1] if m["role"] != "system"]
     options: dict[str, Any] = {"history": history, "mode": body.mode, "filter": spec, "k": body.k,
                                "temperature": body.temperature or 0.0}
-    pipeline = kb.pipeline()
-    if body.max_tokens:
-        pipeline.max_new_tokens = min(body.max_tokens, pipeline.max_new_tokens)
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
-    events = pipeline.ask_stream(messages[-1]["content"], **options)
+    # The key's access groups bound retrieval; the answer is in the audit log before it is returned.
+    events = kb.ask_stream(messages[-1]["content"], groups=key.groups, actor=key.actor,
+                           max_new_tokens=body.max_tokens, **options)
     if not body.stream:
         answer = None
         try:
