@@ -13,11 +13,12 @@ from ragtune.embed import Embedder, checkpoint_hash, load_embedder
 from ragtune.errors import ConfigError, EmbedderMismatchError, StoreError
 from ragtune.guard.acl import AccessPolicy, Groups, parse_groups, viewer_groups
 from ragtune.guard.audit import AuditLog
+from ragtune.guard.injection import followed_injection
 from ragtune.ingest import Ingestor, IngestReport, Progress
 from ragtune.llm.base import LLM
 from ragtune.llm.cached import CachedLLM, LLMCache
 from ragtune.rag.pipeline import AnswerEvent, RagPipeline
-from ragtune.rag.prompts import PromptTemplates
+from ragtune.rag.prompts import REFUSAL, PromptTemplates
 from ragtune.retrieve import (
     CrossEncoderReranker,
     HybridRetriever,
@@ -354,14 +355,30 @@ class KnowledgeBase:
             pipeline.max_new_tokens = min(max_new_tokens, pipeline.max_new_tokens)
         for event in pipeline.ask_stream(question, **options):
             if event.type == "answer" and event.answer is not None:
-                answer = event.answer
+                answer = event.answer = self._guard_answer(event.answer)
                 self._audit_record(
                     actor or default_actor(), "answer", question=question, groups=viewer, retrieved=retrieved,
                     shown=[h.document_id for h in answer.sources], refused=answer.refused,
                     detail={"answer_id": answer.id, "cited": sorted({c.document_id for c in answer.citations}),
-                            **({"filter": options["filter"]} if options.get("filter") else {})},
+                            **({"filter": options["filter"]} if options.get("filter") else {}),
+                            **({"guard": answer.guard} if answer.guard else {})},
                 )
             yield event
+
+    def _guard_answer(self, answer: Answer) -> Answer:
+        """Refuse an answer that obeyed an instruction planted in a source (a dictated reply, a link that carries
+        data, a persona) instead of answering the question; off with ``injection = "off"``."""
+        if answer.refused or self.settings.injection == "off":
+            return answer
+        reason = followed_injection(answer.answer, [h.text for h in answer.sources], answer.question,
+                                    flagged=[h.meta.injection is not None for h in answer.sources])
+        if reason is None:
+            return answer
+        log.warning("refused answer %s: %s", answer.id, reason)
+        return answer.model_copy(update={
+            "answer": REFUSAL.get(answer.language, REFUSAL["en"]), "grounded": False, "refused": True,
+            "citations": [], "guard": reason,
+        })
 
     def feedback_rows(
         self, *, groups: GroupsArg = None, actor: str | None = None, redact: bool = True

@@ -151,7 +151,8 @@ class Settings(BaseSettings):
         "shown by 'kb docs', fenced as data in prompts), 'exclude' also keeps them out of retrieval."
     )
     injection_threshold: float = Field(
-        0.5, gt=0, lt=1, description="Classifier probability above which a chunk counts as an injection attempt."
+        0.8, gt=0, lt=1, description="Classifier probability above which a chunk counts as an injection attempt "
+        "on its own (0.5 is enough together with a weaker rule)."
     )
     audit: bool = Field(True, description="Record every search, answer and export in the KB's audit log.")
     audit_retention_days: float = Field(

@@ -178,3 +178,5 @@ class Answer(BaseModel):
     removed_citations: list[RemovedCitation] = Field(default_factory=list)
     model: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
+    #: Why ragtune's guard refused an answer the model wrote (e.g. it followed an instruction planted in a source).
+    guard: str | None = None

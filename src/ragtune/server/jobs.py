@@ -229,7 +229,8 @@ class JobQueue:
         report: IngestReport | None = None
         try:
             kb = self._open_kb(job.kb)
-            report = kb.ingest([Path(p) for p in job.files], on_progress=progress, acl=job.acl)
+            groups = {"acl": job.acl} if job.acl is not None else {}
+            report = kb.ingest([Path(p) for p in job.files], on_progress=progress, **groups)
         except _Stopping:
             log.info("job %s interrupted by shutdown; it resumes on the next start", job.id)
             return
