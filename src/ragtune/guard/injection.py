@@ -248,7 +248,10 @@ def _grams(text: str) -> set[tuple[str, ...]]:
     return out
 
 
-_STOP = frozenset(["the", "a", "an", "of", "to", "and", "or", "in", "on", "for", "with", "is", "are", "be", "this", "that", "it", "you", "your", "any", "all"])
+_STOP = frozenset((
+    "the", "a", "an", "of", "to", "and", "or", "in", "on", "for", "with", "is", "are", "be", "this", "that", "it",
+    "you", "your", "any", "all",
+))
 
 
 def followed_injection(answer: str, sources: Sequence[str], question: str = "",
