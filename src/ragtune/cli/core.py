@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,7 +101,7 @@ def ingest(
 
 
 def search(
-    query: Annotated[str, typer.Argument(help="What to look for.")],
+    query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
     kb: KbOpt = None,
     mode: Annotated[str, typer.Option(help="hybrid, dense or sparse.")] = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", help="Number of hits.")] = 5,
@@ -111,16 +112,41 @@ def search(
     rewrite: RewriteOpt = None,
     rerank: RerankOpt = None,
     as_groups: AsGroupsOpt = None,
+    queries: Annotated[Path | None, typer.Option(
+        "--queries", help="A file of queries, one per line, searched one after another in this process (with "
+        "--json: one JSON object per line).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a knowledge base."""
-    result = with_kb(kb, as_json, lambda base: base.retrieve(
-        query, k, mode=mode, filter=filter, candidates=candidates, rewrite=rewrite, rerank=rerank, groups=as_groups,
-        actor=cli_actor()))
+    if (query is None) == (queries is None):
+        fail("give a query, or --queries FILE (not both)", as_json)
+    if queries is not None:
+        try:
+            texts = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as exc:
+            fail(f"{queries}: cannot read it ({exc.strerror or exc}) — check the path", as_json)
+    else:
+        texts = [query or ""]
+
+    def run(base: Any) -> list[Any]:
+        return [base.retrieve(text, k, mode=mode, filter=filter, candidates=candidates, rewrite=rewrite,
+                              rerank=rerank, groups=as_groups, actor=cli_actor()) for text in texts]
+
+    for text, result in zip(texts, with_kb(kb, as_json, run), strict=True):
+        _show_search(text, mode, result, as_json, batch=queries is not None)
+
+
+def _show_search(query: str, mode: str, result: Any, as_json: bool, *, batch: bool) -> None:
     if as_json:
-        emit({"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
-               "hits": [hit_json(h) for h in result.hits], "timings_ms": result.timings})
+        data = {"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
+                "hits": [hit_json(h) for h in result.hits], "timings_ms": result.timings}
+        if batch:
+            print(json.dumps(data, ensure_ascii=False, default=str))
+        else:
+            emit(data)
         return
+    if batch:
+        console.rule(escape(query), style="dim")
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if len(result.queries) > 1:
