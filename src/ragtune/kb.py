@@ -30,6 +30,14 @@ from ragtune.retrieve import (
 )
 from ragtune.settings import Settings, load_settings
 from ragtune.store.local import DB_FILE, DocumentRecord, LocalStore
+from ragtune.structured import (
+    StructuredAnswer,
+    StructuredOutputError,
+    check_schema,
+    field_sources,
+    generate_structured,
+    structured_messages,
+)
 from ragtune.types import Answer, Document, Hit
 
 log = logging.getLogger(__name__)
@@ -364,6 +372,56 @@ class KnowledgeBase:
                             **({"guard": answer.guard} if answer.guard else {})},
                 )
             yield event
+
+    def ask_structured(
+        self, question: str, schema: dict[str, Any], *, groups: GroupsArg = None, actor: str | None = None,
+        retries: int = 2, mode: str = "hybrid", filter: dict[str, Any] | str | None = None, k: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> StructuredAnswer:
+        """Answer with JSON that ``schema`` validates, drawn from the sources ``groups`` may read, each field tied
+        to the sources that state it (see ``ragtune.structured``). An invalid reply is retried with its validation
+        error up to ``retries`` times. Recorded in the audit log.
+
+        Raises:
+            StructuredOutputError: no valid reply within the retries.
+        """
+        from ragtune.rag.context import dedupe, pack
+
+        check_schema(schema)
+        if not question.strip():
+            raise ConfigError("the question is empty — ask something")
+        viewer = viewer_groups(groups)
+        s = self.settings
+        limit = k or max(s.context_hits, 3)
+        result = self.retriever(groups=viewer).search(question, max(limit * 4, 20), mode=mode, filter=filter)
+        hits = dedupe(result.hits)[:limit]
+        retrieved = [h.document_id for h in result.hits]
+        detail: dict[str, Any] = {"structured": True, **({"filter": filter} if filter else {})}
+        if not hits:
+            self._audit_record(actor or default_actor(), "answer", question=question, groups=viewer,
+                               retrieved=retrieved, refused=True, detail=detail)
+            return StructuredAnswer(data=None, refused=True)
+        llm = self.llm
+        budget = min(s.context_tokens, max(llm.context_window - 1024, 256))
+        sources = pack(hits, budget, llm.count_tokens, max_sources=limit)
+        tokens = max(max_new_tokens or s.max_new_tokens, 256)
+
+        def generate(messages: list[dict[str, str]]) -> str:
+            return llm.chat(messages, max_tokens=tokens, temperature=0.0)
+
+        shown = [h.document_id for h in sources]
+        try:
+            data, attempts, errors = generate_structured(generate, structured_messages(question, schema, sources),
+                                                         schema, retries=retries)
+        except StructuredOutputError as exc:
+            self._audit_record(actor or default_actor(), "answer", question=question, groups=viewer,
+                               retrieved=retrieved, shown=shown, refused=True,
+                               detail={**detail, "valid": False, "attempts": exc.attempts})
+            raise
+        self._audit_record(actor or default_actor(), "answer", question=question, groups=viewer, retrieved=retrieved,
+                           shown=shown, refused=False, detail={**detail, "valid": True, "attempts": attempts})
+        return StructuredAnswer(data=data, sources=list(sources), field_sources=field_sources(data, sources),
+                                attempts=attempts, errors=errors)
 
     def _guard_answer(self, answer: Answer) -> Answer:
         """Refuse an answer that obeyed an instruction planted in a source (a dictated reply, a link that carries

@@ -136,6 +136,35 @@ def search(
         _show_search(text, mode, result, as_json, batch=queries is not None)
 
 
+def _ask_structured(base: Any, question: str, schema_path: Path, *, retries: int, mode: str, filter: str | None,
+                    k: int | None, groups: str | None, as_json: bool) -> None:
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        base.close()
+        fail(f"{schema_path}: not a readable JSON Schema ({exc}) — give a JSON file", as_json)
+    try:
+        with base:
+            answer = base.ask_structured(question, schema, groups=groups, actor=cli_actor(), retries=retries,
+                                         mode=mode, filter=filter, k=k)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    payload = {"data": answer.data, "refused": answer.refused, "field_sources": answer.field_sources,
+               "attempts": answer.attempts, "errors": answer.errors,
+               "sources": [hit_json(h) for h in answer.sources]}
+    if as_json:
+        emit(payload)
+        return
+    if answer.refused:
+        console.print("not found: no source in the knowledge base matches this question")
+        return
+    console.print_json(json.dumps(answer.data, ensure_ascii=False))
+    for number, hit in enumerate(answer.sources, 1):
+        fields = [p for p, numbers in answer.field_sources.items() if number in numbers]
+        console.print(f"[bold][{number}][/] [cyan]{escape(hit.source)}[/] [dim]{escape(', '.join(fields))}[/]",
+                      highlight=False)
+
+
 def _show_search(query: str, mode: str, result: Any, as_json: bool, *, batch: bool) -> None:
     if as_json:
         data = {"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
@@ -174,6 +203,11 @@ def ask(
     filter: Annotated[str | None, typer.Option("--filter", help="Metadata filter as JSON.")] = None,
     k: Annotated[int | None, typer.Option("-k", help="Sources given to the model.")] = None,
     as_groups: AsGroupsOpt = None,
+    schema: Annotated[Path | None, typer.Option(
+        "--schema", help="Answer with JSON that this JSON Schema file validates (each field with its sources).")]
+    = None,
+    retries: Annotated[int, typer.Option(help="With --schema: times an invalid reply is sent back with its error.")]
+    = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from the knowledge base with numbered, verified sources."""
@@ -181,6 +215,10 @@ def ask(
         base = open_kb(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url, llm_adapter=llm_adapter)
     except RagtuneError as exc:
         fail(str(exc), as_json)
+    if schema is not None:
+        _ask_structured(base, question, schema, retries=retries, mode=mode, filter=filter, k=k, groups=as_groups,
+                        as_json=as_json)
+        return
     answer = None
     try:
         with base:
