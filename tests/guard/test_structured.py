@@ -109,7 +109,8 @@ def test_structured_answers_from_a_knowledge_base(tmp_path, embedder):
         schema = {"type": "object", "properties": {"weeks_birth_parents": {"type": "integer"},
                                                    "weeks_other_parents": {"type": "integer"}},
                   "required": ["weeks_birth_parents", "weeks_other_parents"]}
-        kb.llm = ScriptedLLM('{"weeks_birth_parents": "twenty"}', '{"weeks_birth_parents": 20, "weeks_other_parents": 12}')
+        valid = '{"weeks_birth_parents": 20, "weeks_other_parents": 12}'
+        kb.llm = ScriptedLLM('{"weeks_birth_parents": "twenty"}', valid)
         answer = kb.ask_structured("How many weeks of parental leave?", schema, groups="hr", actor="test:hr")
         assert answer.data == {"weeks_birth_parents": 20, "weeks_other_parents": 12} and answer.attempts == 2
         assert answer.sources[0].source.endswith("parental-leave.md")
