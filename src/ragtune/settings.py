@@ -158,6 +158,35 @@ class Settings(BaseSettings):
     max_archive_ratio: float = Field(200.0, gt=1, description="Highest compression ratio a large member may have.")
     max_archive_members: int = Field(20_000, gt=0, description="Most members such a file may hold.")
 
+    # trust (guard/; see docs/trust.md)
+    acl_default: list[str] = Field(
+        default_factory=lambda: ["all"], description="Access groups of documents that have none of their own "
+        "('*': everyone). Read at query time: changing it needs no re-ingest."
+    )
+    acl_rules: dict[str, list[str]] = Field(
+        default_factory=dict, description="Access groups by path pattern, e.g. [acl_rules] \"hr/*\" = [\"hr\"]; "
+        "a pattern matches the end of a file's path, the last matching rule wins, --acl overrides them."
+    )
+    pii: Literal["off", "flag", "redact"] = Field(
+        "off", description="Personal data at ingest: 'flag' marks chunks that hold some (e-mail, phone, IBAN, card, "
+        "ID numbers, addresses), 'redact' replaces it with [EMAIL], [PHONE], ... before chunking."
+    )
+    injection: Literal["off", "flag", "exclude"] = Field(
+        "flag", description="Scan chunks at ingest for instructions aimed at the model: 'flag' marks them (kept, "
+        "shown by 'kb docs', fenced as data in prompts), 'exclude' also keeps them out of retrieval."
+    )
+    injection_threshold: float = Field(
+        0.8, gt=0, lt=1, description="Classifier probability above which a chunk counts as an injection attempt "
+        "on its own (0.5 is enough together with a weaker rule)."
+    )
+    audit: bool = Field(True, description="Record every search, answer and export in the KB's audit log.")
+    audit_retention_days: float = Field(
+        365, ge=0, description="Days audit entries are kept (0: forever); older ones are removed when the log opens."
+    )
+    audit_redact_questions: bool = Field(
+        False, description="Store questions in the audit log with personal data replaced by [EMAIL], [PHONE], ..."
+    )
+
     # serving (ragtune serve; see docs/server.md)
     server_host: str = Field("127.0.0.1", description="Address `ragtune serve` listens on.")
     server_port: int = Field(8080, gt=0, lt=65536, description="Port `ragtune serve` listens on.")

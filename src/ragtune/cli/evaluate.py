@@ -105,31 +105,35 @@ def eval_retrieval(
 @app.command("rag")
 def eval_rag(
     data: Annotated[Path | None, typer.Option(help="JSONL (or JSON) rows with RAGAS's field names to score: "
-                                              "user_input, retrieved_contexts, response, reference, ...")] = None,
+                                              "user_input, retrieved_contexts, response, reference, ... "
+                                              "(optional)")] = None,
     questions: Annotated[Path | None, typer.Option(help="JSONL questions (an eval set) the KB answers with its own "
-                                                   "pipeline before scoring; needs --kb.")] = None,
+                                                   "pipeline before scoring; needs --kb. (optional)")] = None,
     kb: KbOpt = None,
     metric: Annotated[list[str] | None, typer.Option(
         "--metric", help="faithfulness, answer_relevancy, context_precision, context_recall (also @K), "
         "answer_correctness, semantic_similarity, citation_precision, citation_recall, refusal_accuracy, "
-        "false_refusal_rate, exact_match, rouge_score (repeatable; default: those the rows have inputs for).")] = None,
+        "false_refusal_rate, exact_match, rouge_score (repeatable). [default: those the rows have inputs for]")] = None,
     judge: Annotated[str, typer.Option(help="Claim judge: 'default' (no LLM), or an LLM backend: openai, local, "
                                        "llamacpp.")] = "default",
-    judge_model: Annotated[str | None, typer.Option(help="The judge's model (served name, directory or .gguf).")]
+    judge_model: Annotated[str | None, typer.Option(
+        help="The judge's model (served name, directory or .gguf). (optional)")]
     = None,
-    judge_base_url: Annotated[str | None, typer.Option(help="The judge's OpenAI-compatible server URL.")] = None,
+    judge_base_url: Annotated[str | None, typer.Option(
+        help="The judge's OpenAI-compatible server URL. (optional)")] = None,
     embedder: EmbedderOpt = None,
     by: Annotated[str | None, typer.Option(help="Also report the metrics per value of this row field "
-                                           "(e.g. type).")] = None,
+                                           "(e.g. type). (optional)")] = None,
     compare: Annotated[Path | None, typer.Option(help="A previous --json result: paired difference per metric "
-                                                 "with a bootstrap 95% CI.")] = None,
-    report: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report here.")] = None,
-    save: Annotated[Path | None, typer.Option(help="Also write the JSON result here (for a later --compare).")]
+                                                 "with a bootstrap 95% CI. (optional)")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report here. (optional)")] = None,
+    save: Annotated[Path | None, typer.Option(
+        help="Also write the JSON result here (for a later --compare). (optional)")]
     = None,
     cache: Annotated[Path | None, typer.Option(help="Where answers and judge replies are cached so a run resumes "
-                                               "(default: KB/cache/eval, else ~/.cache/ragtune/eval).")] = None,
+                                               "[default: KB/cache/eval, else ~/.cache/ragtune/eval]")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Answer and judge everything afresh.")] = False,
-    limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N rows. [default: all]")] = None,
     llm: LlmOpt = None,
     llm_model: LlmModelOpt = None,
     llm_base_url: LlmBaseUrlOpt = None,

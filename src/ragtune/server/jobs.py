@@ -40,6 +40,8 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL
 )"""
+# Added later, in place on older databases: the access groups the job's documents get (JSON; NULL: none given).
+_ACL_COLUMN = "acl"
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Job:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    acl: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -73,7 +76,8 @@ class Job:
 class Ingests(Protocol):
     """What the worker needs of a knowledge base."""
 
-    def ingest(self, paths: list[Path], *, on_progress: Callable[[Progress], None] | None = None) -> IngestReport: ...
+    def ingest(self, paths: list[Path], *, on_progress: Callable[[Progress], None] | None = None,
+               acl: list[str] | None = None) -> IngestReport: ...
 
 
 class _Stopping(Exception):
@@ -102,16 +106,20 @@ class JobQueue:
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(_SCHEMA)
+        if _ACL_COLUMN not in {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}:
+            self._conn.execute(f"ALTER TABLE jobs ADD COLUMN {_ACL_COLUMN} TEXT")
 
     # ------------------------------------------------------------------ API
 
-    def submit(self, kb: str, paths: list[Path]) -> Job:
+    def submit(self, kb: str, paths: list[Path], *, acl: list[str] | None = None) -> Job:
+        """Queue the ingestion of ``paths``; ``acl``: the access groups their documents get."""
         job = Job(uuid.uuid4().hex[:16], kb, "queued", [str(p) for p in paths], files_total=len(paths),
-                  created_at=time.time())
+                  created_at=time.time(), acl=acl)
         with self._lock:
             self._conn.execute(
-                "INSERT INTO jobs (id, kb, status, paths, files_total, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (job.id, kb, job.status, json.dumps(job.files), job.files_total, job.created_at),
+                "INSERT INTO jobs (id, kb, status, paths, files_total, created_at, acl) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job.id, kb, job.status, json.dumps(job.files), job.files_total, job.created_at,
+                 json.dumps(acl) if acl is not None else None),
             )
         self._wake.set()
         return job
@@ -221,7 +229,8 @@ class JobQueue:
         report: IngestReport | None = None
         try:
             kb = self._open_kb(job.kb)
-            report = kb.ingest([Path(p) for p in job.files], on_progress=progress)
+            groups = {"acl": job.acl} if job.acl is not None else {}
+            report = kb.ingest([Path(p) for p in job.files], on_progress=progress, **groups)
         except _Stopping:
             log.info("job %s interrupted by shutdown; it resumes on the next start", job.id)
             return
@@ -262,5 +271,5 @@ def _job(row: sqlite3.Row) -> Job:
         files_total=row["files_total"], files_done=row["files_done"], chunks=row["chunks"], current=row["current"],
         errors=json.loads(row["errors"]), report=json.loads(row["report"]) if row["report"] else None,
         error=row["error"], attempts=row["attempts"], created_at=row["created_at"], started_at=row["started_at"],
-        finished_at=row["finished_at"],
+        finished_at=row["finished_at"], acl=json.loads(row["acl"]) if row["acl"] is not None else None,
     )
