@@ -50,10 +50,11 @@ def _signed(value: float) -> str:
 
 
 def decide(gate: GateSection, comparison: Mapping[str, Any], system: Mapping[str, Mapping[str, float]],
-           *, confidence: float = 0.95) -> Verdict:
+           *, confidence: float = 0.95, waived: Mapping[str, str] | None = None) -> Verdict:
     """The verdict for one challenger. ``comparison``: ``compare_runs``' per-metric paired differences
     (challenger − champion); ``system``: the system metrics of both (``{"latency_p95": {"champion": ..,
-    "challenger": ..}}``)."""
+    "challenger": ..}}``); ``waived``: guards that do not apply to this pair, with the reason (reported, not
+    gated)."""
     metrics = comparison.get("metrics", {})
     reasons: list[str] = []
     name = gate.target
@@ -77,6 +78,9 @@ def decide(gate: GateSection, comparison: Mapping[str, Any], system: Mapping[str
             reasons.append(f"{name} {_signed(found['difference'])} ({interval}, n={found['n']}): not reliably "
                            f"{'lower' if lower else 'higher'} than the champion's")
     checks = [_guard(metric, tolerance, metrics, system) for metric, tolerance in gate.guards.items()]
+    for check in checks:
+        if waived and check.metric in waived:
+            check.ok, check.note = True, f"waived: {waived[check.metric]}"
     for check in checks:
         if not check.ok:
             what = (f"rose by {check.change:.1%} (tolerance {check.tolerance:.0%})" if check.unit == "share"

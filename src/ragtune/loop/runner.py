@@ -226,10 +226,12 @@ def _run_stage(kb: Any, ws: Workspace, recipe: LoopRecipe, run: dict[str, Any], 
             advance("decide")
         elif phase == "decide":
             measured = read_json(directory / "measurement.json")
+            waived = stage.waived_guards(ws.version(stage.name, record["champion"])["serving"],
+                                         ws.version(stage.name, record["challenger"])["serving"])
             verdict = decide(recipe.stage(stage.name).gate, measured["comparison"], {
                 metric: {"champion": measured["champion"]["system"].get(metric),
                          "challenger": measured["challenger"]["system"].get(metric)}
-                for metric in ("latency_p95", "peak_rss")}, confidence=recipe.measure.confidence)
+                for metric in ("latency_p95", "peak_rss")}, confidence=recipe.measure.confidence, waived=waived)
             record["verdict"] = verdict.to_dict()
             advance("promote" if verdict.promote else "reject")
         elif phase == "promote":
