@@ -103,8 +103,8 @@ def clean_rows(
     kinds: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], HygieneReport]:
     """The rows fit to train on, in order, and the report. A row whose ``question`` is an eval question is dropped
-    (checked on the text as users wrote it); then personal data is redacted; then a row whose normalised ``key``
-    (e.g. question and target) repeats an earlier one is dropped."""
+    (checked on the text as users wrote it); then personal data is redacted; then a row whose ``key`` (e.g.
+    question and target, one per line; each line normalised like a question) repeats an earlier one is dropped."""
     report = HygieneReport(rows_in=len(rows))
     redactor = Redactor(kinds)
     kept: list[dict[str, Any]] = []
@@ -121,7 +121,7 @@ def clean_rows(
             before = sum(redactor.counts.values())
             row = redactor.value(row)
             report.pii_rows += sum(redactor.counts.values()) > before
-        identity = normalise_question(key(row))
+        identity = "\n".join(normalise_question(part) for part in key(row).split("\n"))
         if identity in seen:
             report.duplicates += 1
             continue

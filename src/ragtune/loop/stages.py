@@ -389,7 +389,7 @@ class DemonstrationsStageRunner(Stage):
     datasets = (Dataset("demonstrations", lambda r: str(r["question"]), lambda r: str(r["question"])),)
 
     def serving(self, kb: Any, workspace: Workspace) -> dict[str, Any]:
-        return {"demonstrations": kb.settings.demonstrations}
+        return {"demonstrations": kb.settings.demonstrations, "demonstrations_k": kb.settings.demonstrations_k}
 
     def rows(self, run: StageRun, records: Sequence[FeedbackRecord]) -> dict[str, list[dict[str, Any]]]:
         return {"demonstrations": [d.to_dict() for d in datasets.demonstrations(records)]}
@@ -403,8 +403,8 @@ class DemonstrationsStageRunner(Stage):
         merged = datasets.merge_demonstrations(old, new)
         path = version_dir / "demonstrations.jsonl"
         write_demonstrations(path, merged)
-        return {"demonstrations": str(path.resolve())}, {"new": len(new), "inherited": len(old),
-                                                         "total": len(merged)}
+        value = {"demonstrations": str(path.resolve()), "demonstrations_k": run.recipe.demonstrations.k}
+        return value, {"new": len(new), "inherited": len(old), "total": len(merged)}
 
 
 STAGE_RUNNERS: dict[str, Stage] = {runner.name: runner for runner in (
