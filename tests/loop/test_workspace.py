@@ -57,9 +57,7 @@ def test_versions_and_runs_are_numbered(tmp_path) -> None:
 
 def test_one_loop_command_at_a_time(tmp_path) -> None:
     ws = Workspace(tmp_path)
-    with ws.lock():
-        with pytest.raises(StoreError, match="another 'ragtune loop' command"):
-            with Workspace(tmp_path).lock():
-                pass
+    with ws.lock(), pytest.raises(StoreError, match="another 'ragtune loop' command"), Workspace(tmp_path).lock():
+        pass
     with ws.lock():  # released
         pass
