@@ -102,14 +102,18 @@ def clean_rows(
     key: Callable[[dict[str, Any]], str], guard: LeakageGuard | None, redact_pii: bool = True,
     kinds: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], HygieneReport]:
-    """The rows fit to train on, in order, and the report. A row whose ``question`` is an eval question is dropped
-    (checked on the text as users wrote it); then personal data is redacted; then a row whose ``key`` (e.g.
-    question and target, one per line; each line normalised like a question) repeats an earlier one is dropped."""
+    """The rows fit to train on, in order, and the report. Personal data is redacted first (the eval set is
+    redacted alike, so the same question still matches); then a row whose ``question`` is an eval question is
+    dropped; then a row whose ``key`` (e.g. question and target, one per line; each line normalised like a
+    question) repeats an earlier one."""
     report = HygieneReport(rows_in=len(rows))
-    redactor = Redactor(kinds)
+    counts: Counter[str] = Counter()
     kept: list[dict[str, Any]] = []
     seen: set[str] = set()
     for row in rows:
+        redactor = Redactor(kinds)  # one per row: only what is kept is counted
+        if redact_pii:
+            row = redactor.value(row)
         verdict = guard.check(question(row)) if guard is not None else None
         if verdict == "exact":
             report.leaked_exact += 1
@@ -117,16 +121,14 @@ def clean_rows(
         if verdict == "near":
             report.leaked_near += 1
             continue
-        if redact_pii:
-            before = sum(redactor.counts.values())
-            row = redactor.value(row)
-            report.pii_rows += sum(redactor.counts.values()) > before
         identity = "\n".join(normalise_question(part) for part in key(row).split("\n"))
         if identity in seen:
             report.duplicates += 1
             continue
         seen.add(identity)
         kept.append(row)
+        counts.update(redactor.counts)
+        report.pii_rows += bool(redactor.counts)
     report.rows_out = len(kept)
-    report.pii = dict(sorted(redactor.counts.items()))
+    report.pii = dict(sorted(counts.items()))
     return kept, report

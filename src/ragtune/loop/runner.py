@@ -60,6 +60,9 @@ def init_loop(kb: Any, recipe_path: str | Path | None = None, *, force: bool = F
                 else "# the defaults (see recipes/loop.toml)\n")
         recipe = load_loop_recipe(recipe_path)
         rows, report, held = _eval_rows(kb, recipe, progress)
+        redactor = Redactor(recipe.data.pii_kinds or None)
+        if recipe.data.pii:
+            rows = [redactor.value(row) for row in rows]
         if not rows:
             raise ConfigError(f"{kb.path}: nothing to evaluate with — no rated answers to hold out and no synthetic "
                               "questions; rate some answers (👍/👎) first, or set evalset.synthetic in the recipe")
@@ -70,7 +73,8 @@ def init_loop(kb: Any, recipe_path: str | Path | None = None, *, force: bool = F
                    "answerable": sum(r.get("answerable") is not False for r in rows),
                    "unanswerable": sum(r.get("answerable") is False for r in rows),
                    "from_feedback": report.from_feedback, "synthetic": report.synthetic,
-                   "notes": report.notes, "held_answer_ids": sorted(held)}
+                   "pii_redacted": dict(sorted(redactor.counts.items())), "notes": report.notes,
+                   "held_answer_ids": sorted(held)}
         atomic_write_json(ws.evalset_path.with_name("evalset.meta.json"), {**evalset, "created_at": now()})
         state = ws.state() if force else {}
         state.update(created_at=now(), evalset=evalset)
