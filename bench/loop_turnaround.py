@@ -95,7 +95,8 @@ def main() -> None:
     run = step("run", lambda: loop_cli(kb_path, "run"))
     wall = state["run"]["seconds"]
     stages = {name: {"outcome": phase.get("outcome"), "why": phase.get("verdict", {}).get("reasons"),
-                     "rows": phase.get("rows"), "hygiene": phase.get("hygiene"), "seconds_by_phase": phase.get("seconds"),
+                     "rows": phase.get("rows"), "hygiene": phase.get("hygiene"),
+                     "seconds_by_phase": phase.get("seconds"),
                      "seconds": round(sum((phase.get("seconds") or {}).values()), 1)}
               for name, phase in run["phases"].items()}
     write_json(args.out, {
