@@ -6,13 +6,14 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from ragtune.errors import ConfigError, StoreError
+from ragtune.guard.pii import redact_value
 from ragtune.store.local import DB_FILE
 from ragtune.types import Answer
 
@@ -42,7 +43,10 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS feedback_answer ON feedback (answer_id)",
 )
 # Columns added after the first release, with their definitions: added in place to older knowledge bases.
-_ADDED_COLUMNS = {"answers": {"cited": "TEXT NOT NULL DEFAULT '[]'"}}
+# ``documents``: the document ids of the answer's sources (NULL for answers recorded before it existed).
+_ADDED_COLUMNS = {"answers": {"cited": "TEXT NOT NULL DEFAULT '[]'", "documents": "TEXT"}}
+#: Decides whether an exported record may be shown, from its sources' document ids (None: not recorded).
+Visible = Callable[[list[str] | None], bool]
 
 
 @dataclass
@@ -59,6 +63,10 @@ class FeedbackRecord:
     corrected_answer: str | None = None
     comment: str | None = None
     created_at: str = ""
+    #: The document ids of ``contexts`` (None for answers recorded before ragtune kept them).
+    documents: list[str] | None = None
+    #: The rating's row id: increasing, so a reader can take only the ratings given after one it has seen.
+    id: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The exported JSONL line: optional fields appear only when given."""
@@ -109,12 +117,13 @@ class FeedbackStore:
         contexts = [hit.text for hit in answer.sources]
         cited = [{"number": c.number, "chunk_id": c.chunk_id} for c in answer.citations
                  if 1 <= c.number <= len(contexts)]
+        documents = [hit.document_id for hit in answer.sources]
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO answers (id, question, answer, refused, model, contexts, created_at, cited)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO answers (id, question, answer, refused, model, contexts, created_at, cited,"
+                " documents) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (answer.id, answer.question, answer.answer, int(answer.refused), answer.model,
-                 json.dumps(contexts, ensure_ascii=False), time.time(), json.dumps(cited)),
+                 json.dumps(contexts, ensure_ascii=False), time.time(), json.dumps(cited), json.dumps(documents)),
             )
 
     def has_answer(self, answer_id: str) -> bool:
@@ -137,18 +146,21 @@ class FeedbackStore:
             )
         return int(cursor.lastrowid or 0)
 
-    def records(self) -> Iterator[FeedbackRecord]:
-        """Every rating with its answer, oldest first."""
+    def records(self, *, after: int = 0) -> Iterator[FeedbackRecord]:
+        """Every rating with its answer, oldest first (``after``: only ratings with a larger id)."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT f.answer_id, a.question, a.answer, f.rating, a.contexts, a.cited, f.corrected_answer,"
-                " f.comment, f.created_at FROM feedback f JOIN answers a ON a.id = f.answer_id ORDER BY f.id"
+                " f.comment, f.created_at, a.documents, f.id FROM feedback f JOIN answers a ON a.id = f.answer_id"
+                " WHERE f.id > ? ORDER BY f.id", (after,)
             ).fetchall()
-        for answer_id, question, answer, rating, contexts, cited, corrected, comment, created in rows:
+        for (answer_id, question, answer, rating, contexts, cited, corrected, comment, created, documents,
+             feedback_id) in rows:
             yield FeedbackRecord(
                 answer_id=answer_id, question=question, answer=answer, rating=rating, contexts=json.loads(contexts),
                 cited=json.loads(cited), corrected_answer=corrected, comment=comment,
                 created_at=datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds"),
+                documents=json.loads(documents) if documents is not None else None, id=int(feedback_id),
             )
 
     def counts(self) -> dict[str, int]:
@@ -157,21 +169,39 @@ class FeedbackStore:
         return {rating: int(rows.get(rating, 0)) for rating in RATINGS}
 
 
-def export_feedback(kb_dir: str | Path, out: str | Path) -> int:
-    """Write every rating of the knowledge base at ``kb_dir`` as JSONL to ``out``; returns the number of lines."""
+def feedback_rows(
+    kb_dir: str | Path, *, visible: Visible | None = None, redact: bool = True
+) -> Iterator[tuple[FeedbackRecord, dict[str, Any]]]:
+    """Each rating as its exported JSON line, oldest first: only records ``visible`` allows (from their sources'
+    document ids), with personal data redacted unless ``redact`` is False."""
+    with FeedbackStore(kb_dir) as store:
+        records = list(store.records())
+    for record in records:
+        if visible is not None and not visible(record.documents):
+            continue
+        line = record.to_json()
+        yield record, (redact_value(line) if redact else line)
+
+
+def export_feedback(
+    kb_dir: str | Path, out: str | Path, *, visible: Visible | None = None, redact: bool = True
+) -> int:
+    """Write the ratings of the knowledge base at ``kb_dir`` as JSONL to ``out`` (personal data redacted unless
+    ``redact`` is False; only records ``visible`` allows); returns the number of lines."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with FeedbackStore(kb_dir) as store, out.open("w", encoding="utf-8") as f:
-        for record in store.records():
-            f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+    with out.open("w", encoding="utf-8") as f:
+        for _, line in feedback_rows(kb_dir, visible=visible, redact=redact):
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
             count += 1
     return count
 
 
-def feedback_pairs(kb_dir: str | Path) -> list[dict[str, Any]]:
+def feedback_pairs(kb_dir: str | Path, *, redact: bool = True) -> list[dict[str, Any]]:
     """Retrieval training pairs from 👍 answers: the question with each source the answer cited (text and chunk
-    id, so mined negatives never include it). An answer's latest rating counts; one rated 👎 last gives none."""
+    id, so mined negatives never include it), personal data redacted unless ``redact`` is False. An answer's
+    latest rating counts; one rated 👎 last gives none."""
     latest: dict[str, FeedbackRecord] = {}
     with FeedbackStore(kb_dir) as store:
         for record in store.records():
@@ -186,6 +216,9 @@ def feedback_pairs(kb_dir: str | Path) -> list[dict[str, Any]]:
             if key in seen:
                 continue
             seen.add(key)
-            pairs.append({"query": record.question, "positive": record.contexts[source["number"] - 1],
-                          "chunk_id": source["chunk_id"], "query_id": record.answer_id, "source": "feedback"})
+            pair = {"query": record.question, "positive": record.contexts[source["number"] - 1],
+                    "chunk_id": source["chunk_id"], "query_id": record.answer_id, "source": "feedback"}
+            if redact:
+                pair.update(query=redact_value(pair["query"]), positive=redact_value(pair["positive"]))
+            pairs.append(pair)
     return pairs

@@ -18,6 +18,9 @@ from ragtune.errors import ConfigError
 
 CONFIG_FILE = "ragtune.toml"
 DEFAULT_KB = "ragtune_kb"
+#: The settings ``ragtune loop`` promotes (reranker, LLM adapter, demonstrations, refusal threshold), inside the KB
+#: folder: above the KB's ragtune.toml, below RAGTUNE_* and flags. Written only by atomic renames.
+CHAMPION_FILE = Path("loop") / "serving.toml"
 #: The LLM backends (llm/factory.py builds them).
 LLMBackend = Literal["local", "openai", "llamacpp"]
 
@@ -156,6 +159,11 @@ class Settings(BaseSettings):
     )
     system_prompt_en: str | None = Field(None, description="Replaces the English system prompt ({refusal} is filled).")
     system_prompt_zh: str | None = Field(None, description="Replaces the Chinese system prompt ({refusal} is filled).")
+    demonstrations: str | None = Field(
+        None, description="JSONL of rated answers shown to the model as worked examples before a question like "
+        "theirs (written and promoted by 'ragtune loop'; see docs/loop.md)."
+    )
+    demonstrations_k: int = Field(2, ge=1, le=8, description="Worked examples given with a question at most.")
 
     # ingestion
     max_file_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Files larger than this are refused.")
@@ -175,6 +183,35 @@ class Settings(BaseSettings):
                                          "inflate to.")
     max_archive_ratio: float = Field(200.0, gt=1, description="Highest compression ratio a large member may have.")
     max_archive_members: int = Field(20_000, gt=0, description="Most members such a file may hold.")
+
+    # trust (guard/; see docs/trust.md)
+    acl_default: list[str] = Field(
+        default_factory=lambda: ["all"], description="Access groups of documents that have none of their own "
+        "('*': everyone). Read at query time: changing it needs no re-ingest."
+    )
+    acl_rules: dict[str, list[str]] = Field(
+        default_factory=dict, description="Access groups by path pattern, e.g. [acl_rules] \"hr/*\" = [\"hr\"]; "
+        "a pattern matches the end of a file's path, the last matching rule wins, --acl overrides them."
+    )
+    pii: Literal["off", "flag", "redact"] = Field(
+        "off", description="Personal data at ingest: 'flag' marks chunks that hold some (e-mail, phone, IBAN, card, "
+        "ID numbers, addresses), 'redact' replaces it with [EMAIL], [PHONE], ... before chunking."
+    )
+    injection: Literal["off", "flag", "exclude"] = Field(
+        "flag", description="Scan chunks at ingest for instructions aimed at the model: 'flag' marks them (kept, "
+        "shown by 'kb docs', fenced as data in prompts), 'exclude' also keeps them out of retrieval."
+    )
+    injection_threshold: float = Field(
+        0.8, gt=0, lt=1, description="Classifier probability above which a chunk counts as an injection attempt "
+        "on its own (0.5 is enough together with a weaker rule)."
+    )
+    audit: bool = Field(True, description="Record every search, answer and export in the KB's audit log.")
+    audit_retention_days: float = Field(
+        365, ge=0, description="Days audit entries are kept (0: forever); older ones are removed when the log opens."
+    )
+    audit_redact_questions: bool = Field(
+        False, description="Store questions in the audit log with personal data replaced by [EMAIL], [PHONE], ..."
+    )
 
     # serving (ragtune serve; see docs/server.md)
     server_host: str = Field("127.0.0.1", description="Address `ragtune serve` listens on.")
@@ -231,14 +268,15 @@ _toml_files = _TomlFiles()
 
 
 def load_settings(kb_dir: Path | None = None, **overrides: Any) -> Settings:
-    """Resolve settings for a knowledge base: ./ragtune.toml < KB/ragtune.toml < RAGTUNE_* < overrides.
+    """Resolve settings for a knowledge base: ./ragtune.toml < KB/ragtune.toml < KB/loop/serving.toml (what
+    ``ragtune loop`` promoted) < RAGTUNE_* < overrides.
 
     Overrides that are None are ignored, so CLI flags left unset fall through to the lower layers.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     paths = [Path.cwd() / CONFIG_FILE]
     if kb_dir is not None:
-        paths.append(Path(kb_dir) / CONFIG_FILE)
+        paths += [Path(kb_dir) / CONFIG_FILE, Path(kb_dir) / CHAMPION_FILE]
     _toml_files.paths = paths
     try:
         return Settings(**given)

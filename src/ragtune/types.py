@@ -105,6 +105,11 @@ class ChunkMeta(BaseModel):
     signature: str | None = None
     docstring: str | None = None
     parent_symbol: str | None = None
+    #: Trust (guard/): the document's access groups (None: the knowledge base's ``acl_default``), why the
+    #: injection scanner flagged the chunk (None: not flagged), and the kinds of personal data found in it.
+    acl: list[str] | None = None
+    injection: str | None = None
+    pii: list[str] | None = None
 
 
 class Chunk(BaseModel):
@@ -205,3 +210,5 @@ class Answer(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     #: Tokens of the generation (prompt_tokens, completion_tokens, total_tokens); empty when none ran.
     usage: dict[str, int] = Field(default_factory=dict)
+    #: Why ragtune's guard refused an answer the model wrote (e.g. it followed an instruction planted in a source).
+    guard: str | None = None

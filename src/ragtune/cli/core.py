@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from ragtune.cli.common import (
+    AsGroupsOpt,
     EmbedderOpt,
     JsonOpt,
     KbOpt,
@@ -19,6 +21,7 @@ from ragtune.cli.common import (
     RerankOpt,
     RewriteOpt,
     busy,
+    cli_actor,
     console,
     emit,
     empty_kb_hint,
@@ -65,6 +68,9 @@ def ingest(
     embedder: EmbedderOpt = None,
     graph: Annotated[bool | None, typer.Option(
         "--graph", help="Also build the knowledge graph and keep it in step (the setting graph = true).")] = None,
+    acl: Annotated[str | None, typer.Option(
+        "--acl", help="Access groups of these documents, comma-separated (e.g. hr,legal) [default: the acl_rules "
+        "setting, else kept as they are; documents without groups follow acl_default].")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
@@ -81,7 +87,7 @@ def ingest(
                 progress.update(task, completed=p.files_done, total=p.files_total,
                                 description=f"ingesting {Path(p.current).name[:40]}" if p.current else "ingesting")
 
-            report = base.ingest(paths, sync=sync, on_progress=update)
+            report = base.ingest(paths, sync=sync, on_progress=update, acl=acl)
     except KeyboardInterrupt:
         base.close()
         err_console.print("[yellow]interrupted[/] — documents committed so far are kept; run the same command "
@@ -119,7 +125,7 @@ def _name_files(label: str, files: list[str], why: str, shown: int = 10) -> None
 
 
 def search(
-    query: Annotated[str, typer.Argument(help="What to look for.")],
+    query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
     kb: KbOpt = None,
     mode: ModeOpt = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", help="Number of hits.")] = 5,
@@ -128,33 +134,89 @@ def search(
         help="Hits per retriever before fusion. [default: the candidates setting: 100]")] = None,
     rewrite: RewriteOpt = None,
     rerank: RerankOpt = None,
+    as_groups: AsGroupsOpt = None,
+    queries: Annotated[Path | None, typer.Option(
+        "--queries", help="A file of queries, one per line, searched one after another in this process (with "
+        "--json: one JSON object per line). (optional)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a knowledge base."""
-    from ragtune.rag.answer_json import SCORE_KINDS, score_kind
-
+    if (query is None) == (queries is None):
+        fail("give a query, or --queries FILE (not both)", as_json)
+    if queries is not None:
+        try:
+            texts = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as exc:
+            fail(f"{queries}: cannot read it ({exc.strerror or exc}) — check the path", as_json)
+    else:
+        texts = [query or ""]
     try:
         with open_kb(kb) as base:
             hint = empty_kb_hint(base.stats())
+            results = []
             if hint is None:
                 with busy("loading the embedding model…" if mode != "sparse" else "searching…", as_json):
-                    result = base.retrieve(query, k, mode=mode, filter=filter, candidates=candidates,
-                                           rewrite=rewrite, rerank=rerank)
+                    results = [base.retrieve(text, k, mode=mode, filter=filter, candidates=candidates,
+                                             rewrite=rewrite, rerank=rerank, groups=as_groups, actor=cli_actor())
+                               for text in texts]
     except RagtuneError as exc:
         fail(str(exc), as_json)
     if hint is not None:
         if as_json:
-            emit({"query": query, "mode": mode, "queries": [query], "notes": [hint], "hits": [], "timings_ms": {}})
+            emit({"query": texts[0], "mode": mode, "queries": texts[:1], "notes": [hint], "hits": [],
+                  "timings_ms": {}})
         else:
             console.print("no results")
             err_console.print(f"[yellow]note:[/] {escape(hint)}", highlight=False)
         return
+    for text, result in zip(texts, results, strict=True):
+        _show_search(text, mode, result, as_json, batch=queries is not None)
+
+
+def _ask_structured(base: Any, question: str, schema_path: Path, *, retries: int, mode: str, filter: str | None,
+                    k: int | None, groups: str | None, as_json: bool) -> None:
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        base.close()
+        fail(f"{schema_path}: not a readable JSON Schema ({exc}) — give a JSON file", as_json)
+    try:
+        with base:
+            answer = base.ask_structured(question, schema, groups=groups, actor=cli_actor(), retries=retries,
+                                         mode=mode, filter=filter, k=k)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    payload = {"data": answer.data, "refused": answer.refused, "field_sources": answer.field_sources,
+               "attempts": answer.attempts, "errors": answer.errors,
+               "sources": [hit_json(h, n) for n, h in enumerate(answer.sources, 1)]}
     if as_json:
-        emit({"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
-               **({"route": result.route.to_dict()} if result.route else {}),
-               "hits": [hit_json(h, rank, mode) for rank, h in enumerate(result.hits, 1)],
-               "timings_ms": result.timings})
+        emit(payload)
         return
+    if answer.refused:
+        console.print("not found: no source in the knowledge base matches this question")
+        return
+    console.print_json(json.dumps(answer.data, ensure_ascii=False))
+    for number, hit in enumerate(answer.sources, 1):
+        fields = [p for p, numbers in answer.field_sources.items() if number in numbers]
+        console.print(f"[bold][{number}][/] [cyan]{escape(hit.source)}[/] [dim]{escape(', '.join(fields))}[/]",
+                      highlight=False)
+
+
+def _show_search(query: str, mode: str, result: Any, as_json: bool, *, batch: bool) -> None:
+    from ragtune.rag.answer_json import SCORE_KINDS, score_kind
+
+    if as_json:
+        data = {"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
+                **({"route": result.route.to_dict()} if result.route else {}),
+                "hits": [hit_json(h, rank, mode) for rank, h in enumerate(result.hits, 1)],
+                "timings_ms": result.timings}
+        if batch:
+            print(json.dumps(data, ensure_ascii=False, default=str))
+        else:
+            emit(data)
+        return
+    if batch:
+        console.rule(escape(query), style="dim")
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if result.route:
@@ -210,6 +272,12 @@ def ask(
     filter: FilterOpt = None,
     k: Annotated[int | None, typer.Option("-k", "--top-k", help="Sources given to the model. [default: the "
                                           "context_hits setting: 3]")] = None,
+    as_groups: AsGroupsOpt = None,
+    schema: Annotated[Path | None, typer.Option(
+        "--schema", help="Answer with JSON that this JSON Schema file validates (each field with its sources). "
+        "[default: none]")] = None,
+    retries: Annotated[int, typer.Option(help="With --schema: times an invalid reply is sent back with its error.")]
+    = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from the knowledge base with numbered, verified sources."""
@@ -219,6 +287,10 @@ def ask(
         base = open_kb(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url, llm_adapter=llm_adapter)
     except RagtuneError as exc:
         fail(str(exc), as_json)
+    if schema is not None:
+        _ask_structured(base, question, schema, retries=retries, mode=mode, filter=filter, k=k, groups=as_groups,
+                        as_json=as_json)
+        return
     answer = None
     with base:
         hint = empty_kb_hint(base.stats())
@@ -231,7 +303,8 @@ def ask(
                     _ = base.embedder
                 if status is not None:
                     status.update("loading the language model…")
-                events = base.ask_stream(question, mode=mode, filter=filter, k=k)
+                events = base.ask_stream(question, mode=mode, filter=filter, k=k, groups=as_groups,
+                                         actor=cli_actor())
                 if status is not None:
                     status.update("searching and writing the answer…")
                 first = next(events)

@@ -46,11 +46,14 @@ class GenerationParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    #: Constrain the reply to this JSON schema (OpenAI-compatible servers; other backends refuse it).
+    json_schema: Mapping[str, Any] | None = None
 
     @classmethod
-    def from_kwargs(cls, params: Mapping[str, Any]) -> GenerationParams:
-        """Check ``params`` (the ``**params`` of chat/stream); unknown names are errors, not silently ignored."""
-        known = ("max_tokens", "temperature", "top_p", "stop", "seed")
+    def from_kwargs(cls, params: Mapping[str, Any], *, json_replies: bool = False) -> GenerationParams:
+        """Check ``params`` (the ``**params`` of chat/stream); unknown names are errors, not silently ignored.
+        ``json_replies``: the backend can constrain replies to ``json_schema`` (others refuse one)."""
+        known = ("max_tokens", "temperature", "top_p", "stop", "seed", "json_schema")
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise ConfigError(f"unknown generation parameter(s) {', '.join(unknown)} — use {', '.join(known)}")
@@ -74,7 +77,13 @@ class GenerationParams:
         seed = params.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError(f"seed must be an integer or None, got {seed!r}.")
-        return cls(int(max_tokens), float(temperature), float(top_p), tuple(stop), seed)
+        json_schema = params.get("json_schema")
+        if json_schema is not None and not isinstance(json_schema, Mapping):
+            raise ConfigError(f"json_schema must be a JSON schema (a dict), got {json_schema!r}.")
+        if json_schema is not None and not json_replies:
+            raise ConfigError("this LLM backend cannot constrain replies to a JSON schema — use an OpenAI-compatible "
+                              "server (vLLM, SGLang, llama.cpp server, Ollama), or leave json_schema out.")
+        return cls(int(max_tokens), float(temperature), float(top_p), tuple(stop), seed, json_schema)
 
 
 def validate_messages(messages: Any) -> list[Message]:

@@ -3,7 +3,9 @@ mode auto lets the router choose the path."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +13,7 @@ import numpy as np
 
 from ragtune.embed import Embedder
 from ragtune.errors import ConfigError
+from ragtune.guard.acl import AccessPolicy
 from ragtune.retrieve.fusion import document_fusion, reciprocal_rank_fusion
 from ragtune.retrieve.graph import GraphSearcher, Seed
 from ragtune.retrieve.rerank import Reranker
@@ -19,6 +22,8 @@ from ragtune.retrieve.router import Route, Router, global_question, split_questi
 from ragtune.store.local import LocalStore
 from ragtune.timing import elapsed_ms
 from ragtune.types import Hit
+
+log = logging.getLogger(__name__)
 
 MODES: tuple[str, ...] = ("hybrid", "dense", "sparse", "graph", "auto")
 # Modes that run both dense and BM25 retrieval (graph and auto add to hybrid's rankings).
@@ -41,7 +46,12 @@ class SearchResult:
 
 class HybridRetriever:
     """The retrieval pipeline: optional query rewrite, dense and BM25 search for every query, weighted RRF,
-    then an optional reranker over the best candidates."""
+    then an optional reranker over the best candidates.
+
+    A retriever acts for one viewer: ``groups`` (None: unrestricted) under ``access``, the knowledge base's
+    access rules. Their clause is joined to every filter before any retriever runs, so each mode, rewrite and
+    reranker sees only chunks the viewer may read, and every hit is checked again after it is fetched.
+    ``observer`` is told each search's result (the audit log records what was retrieved)."""
 
     def __init__(
         self, store: LocalStore, embedder: Embedder, *, candidates: int = 100, dense_weight: float = 1.0,
@@ -49,6 +59,8 @@ class HybridRetriever:
         rewrite_weight: float = 0.5, hyde_mix: bool = True, reranker: Reranker | None = None,
         rerank_candidates: int = 50, rerank_fusion: float = 0.0, document_weight: float = 0.0,
         graph: GraphSearcher | None = None, graph_weight: float = 0.5, router: Router | None = None,
+        access: AccessPolicy | None = None, groups: Iterable[str] | None = None,
+        observer: Callable[[SearchResult], None] | None = None,
     ) -> None:
         if candidates <= 0:
             raise ConfigError("candidates must be greater than 0.")
@@ -84,6 +96,9 @@ class HybridRetriever:
         self.graph = graph
         self.graph_weight = graph_weight
         self.router = router or Router(graph_available=graph is not None)
+        self.access = access or AccessPolicy()
+        self.groups = frozenset(groups) if groups is not None else None
+        self.observer = observer
 
     def search(
         self, query: str, k: int = 10, *, mode: str = "hybrid", filter: dict[str, Any] | str | None = None,
@@ -110,6 +125,7 @@ class HybridRetriever:
         if rerank and reranker is None:
             raise ConfigError("reranking was asked for but no reranker is configured — set rerank, e.g. "
                               "'cross-encoder:PATH' or 'llm'")
+        filter = self.access.restrict(filter, self.groups)
         timings: dict[str, float] = {}
         notes: list[str] = []
         queries, passage = self._rewrite(query, rewrite, mode, timings, notes)
@@ -144,6 +160,10 @@ class HybridRetriever:
             hit = records.get(chunk_id)
             if hit is None:  # deleted between search and fetch
                 continue
+            if not self.access.allows_meta(hit.meta.model_dump(), self.groups):
+                # The store's filter already excluded it; a chunk re-grouped between search and fetch lands here.
+                log.warning("dropped chunk %s: not readable by groups %s", hit.chunk_id, sorted(self.groups or ()))
+                continue
             hit.score = float(score)
             hit.path = paths.get(chunk_id, [])
             for name, ranks in detail.items():
@@ -159,8 +179,11 @@ class HybridRetriever:
             hits = self._rerank(reranker, query, hits)[:k]
             timings["rerank"] = elapsed_ms(t, 3)
         timings["total"] = round(sum(timings.values()), 3)
-        return SearchResult(hits[:k], timings, [q for q, _ in queries] + (route.sub_queries if route else []), notes,
-                            route)
+        result = SearchResult(hits[:k], timings, [q for q, _ in queries] + (route.sub_queries if route else []),
+                              notes, route)
+        if self.observer is not None:
+            self.observer(result)
+        return result
 
     def _rewrite(
         self, query: str, rewrite: str, mode: str, timings: dict[str, float], notes: list[str]

@@ -1,4 +1,5 @@
-"""Background ingestion jobs: persisted in SQLite, run one at a time by a worker thread, resumed after a restart."""
+"""Background jobs — ingestion, and other kinds such as loop runs — persisted in SQLite, run one at a time per queue
+by a worker thread, resumed after a restart."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +41,10 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL
 )"""
+# Added later, in place on older databases: the access groups the job's documents get (JSON; NULL: none given),
+# and what kind of job it is ('ingest', 'loop', ...; NULL: an ingestion job of an older server).
+_ACL_COLUMN = "acl"
+_KIND_COLUMN = "kind"
 
 
 @dataclass
@@ -61,6 +66,8 @@ class Job:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    acl: list[str] | None = None
+    kind: str = "ingest"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -73,7 +80,12 @@ class Job:
 class Ingests(Protocol):
     """What the worker needs of a knowledge base."""
 
-    def ingest(self, paths: list[Path], *, on_progress: Callable[[Progress], None] | None = None) -> IngestReport: ...
+    def ingest(self, paths: list[Path], *, on_progress: Callable[[Progress], None] | None = None,
+               acl: list[str] | None = None) -> IngestReport: ...
+
+
+#: Runs a job of another kind than ingestion: (job, progress(step, done, total)) -> the job's report.
+JobRunner = Callable[[Job, Callable[[str, int, int], None]], dict[str, Any]]
 
 
 class _Stopping(Exception):
@@ -90,10 +102,15 @@ class JobQueue:
     def __init__(
         self, db_path: str | Path, open_kb: Callable[[str], Ingests],
         on_finished: Callable[[Job, IngestReport | None], None] | None = None, *, nice: int = 10,
+        runners: dict[str, JobRunner] | None = None,
     ) -> None:
+        """``runners``: this queue runs only jobs of these kinds, each with its runner (default: ingestion with
+        ``open_kb``). Several queues on one database split the jobs by kind, each with its own worker."""
         self._open_kb = open_kb
         self._on_finished = on_finished
         self._nice = nice
+        self._runners = runners or {}
+        self._kinds = tuple(self._runners) or ("ingest",)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -102,16 +119,25 @@ class JobQueue:
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
+        for column in (_ACL_COLUMN, _KIND_COLUMN):
+            if column not in columns:
+                self._conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
 
     # ------------------------------------------------------------------ API
 
-    def submit(self, kb: str, paths: list[Path]) -> Job:
-        job = Job(uuid.uuid4().hex[:16], kb, "queued", [str(p) for p in paths], files_total=len(paths),
-                  created_at=time.time())
+    def submit(self, kb: str, paths: Sequence[str | Path], *, acl: list[str] | None = None, kind: str = "ingest"
+               ) -> Job:
+        """Queue the ingestion of ``paths`` (``acl``: the access groups their documents get), or with another
+        ``kind`` a job of that kind (``paths`` then hold its arguments, e.g. the stages of a loop run)."""
+        job = Job(uuid.uuid4().hex[:16], kb, "queued", [str(p) for p in paths],
+                  files_total=len(paths) if kind == "ingest" else 0, created_at=time.time(), acl=acl, kind=kind)
         with self._lock:
             self._conn.execute(
-                "INSERT INTO jobs (id, kb, status, paths, files_total, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (job.id, kb, job.status, json.dumps(job.files), job.files_total, job.created_at),
+                "INSERT INTO jobs (id, kb, status, paths, files_total, created_at, acl, kind)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, kb, job.status, json.dumps(job.files), job.files_total, job.created_at,
+                 json.dumps(acl) if acl is not None else None, kind),
             )
         self._wake.set()
         return job
@@ -122,15 +148,21 @@ class JobQueue:
         return _job(row) if row else None
 
     def list(self, kb: str | None = None, limit: int = 50) -> list[Job]:
-        sql = "SELECT * FROM jobs" + (" WHERE kb = ?" if kb else "") + " ORDER BY created_at DESC LIMIT ?"
+        """Recent jobs of this queue's kinds, newest first (``kb``: of that knowledge base only)."""
+        marks = ",".join("?" * len(self._kinds))
+        sql = (f"SELECT * FROM jobs WHERE coalesce(kind, 'ingest') IN ({marks})" + (" AND kb = ?" if kb else "")
+               + " ORDER BY created_at DESC LIMIT ?")
         with self._lock:
-            rows = self._conn.execute(sql, (kb, limit) if kb else (limit,)).fetchall()
+            rows = self._conn.execute(sql, (*self._kinds, *((kb,) if kb else ()), limit)).fetchall()
         return [_job(r) for r in rows]
 
     def pending(self) -> int:
+        """Jobs of this queue's kinds waiting or running."""
+        marks = ",".join("?" * len(self._kinds))
         with self._lock:
             return int(self._conn.execute(
-                "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0])
+                f"SELECT count(*) FROM jobs WHERE status IN ('queued', 'running') AND coalesce(kind, 'ingest') IN"
+                f" ({marks})", self._kinds).fetchone()[0])
 
     def forget_kb(self, kb: str) -> None:
         """Fail the queued jobs of a deleted knowledge base."""
@@ -144,17 +176,20 @@ class JobQueue:
 
     def start(self) -> None:
         """Re-queue jobs a previous run left running, then start the worker."""
+        marks = ",".join("?" * len(self._kinds))
+        mine = f" AND coalesce(kind, 'ingest') IN ({marks})"
         with self._lock:
             self._conn.execute(
                 "UPDATE jobs SET status = 'failed', finished_at = ?, error = 'the server stopped during this job '"
                 " || attempts || ' times — check the files and upload them again' "
-                "WHERE status = 'running' AND attempts >= ?", (time.time(), MAX_ATTEMPTS),
+                "WHERE status = 'running' AND attempts >= ?" + mine, (time.time(), MAX_ATTEMPTS, *self._kinds),
             )
-            resumed = self._conn.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'").rowcount
+            resumed = self._conn.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'" + mine,
+                                         self._kinds).rowcount
         if resumed:
             log.info("resuming %d ingestion job(s) interrupted by a restart", resumed)
         self._stop.clear()
-        self._thread = threading.Thread(target=self._work, name="ragtune-ingest-jobs", daemon=True)
+        self._thread = threading.Thread(target=self._work, name=f"ragtune-{'-'.join(self._kinds)}-jobs", daemon=True)
         self._thread.start()
         self._wake.set()
 
@@ -194,8 +229,10 @@ class JobQueue:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                marks = ",".join("?" * len(self._kinds))
                 row = self._conn.execute(
-                    "SELECT * FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT 1").fetchone()
+                    "SELECT * FROM jobs WHERE status = 'queued' AND coalesce(kind, 'ingest') IN"
+                    f" ({marks}) ORDER BY created_at LIMIT 1", self._kinds).fetchone()
                 if row is not None:
                     self._conn.execute(
                         "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
@@ -206,6 +243,9 @@ class JobQueue:
         return _job(row) if row else None
 
     def _run(self, job: Job) -> None:
+        if job.kind != "ingest":
+            self._run_other(job)
+            return
         last = 0.0
 
         def progress(p: Progress) -> None:
@@ -221,7 +261,8 @@ class JobQueue:
         report: IngestReport | None = None
         try:
             kb = self._open_kb(job.kb)
-            report = kb.ingest([Path(p) for p in job.files], on_progress=progress)
+            groups = {"acl": job.acl} if job.acl is not None else {}
+            report = kb.ingest([Path(p) for p in job.files], on_progress=progress, **groups)
         except _Stopping:
             log.info("job %s interrupted by shutdown; it resumes on the next start", job.id)
             return
@@ -232,6 +273,32 @@ class JobQueue:
         all_failed = bool(job.files) and len(report.failed) >= len(job.files)
         self._finish(job, "failed" if all_failed else "done", report,
                      error="no file could be ingested — see errors" if all_failed else None)
+
+    def _run_other(self, job: Job) -> None:
+        """A job of another kind: its runner reports steps as progress and returns the job's report."""
+        last = 0.0
+
+        def progress(step: str, done: int, total: int) -> None:
+            nonlocal last
+            if self._stop.is_set():
+                raise _Stopping
+            now = time.monotonic()
+            if now - last >= _PROGRESS_EVERY_S or done == total:
+                last = now
+                self._update(job.id, files_done=done, files_total=total, current=step[:200])
+
+        try:
+            report = self._runners[job.kind](job, progress)
+        except _Stopping:
+            log.info("job %s interrupted by shutdown; it resumes on the next start", job.id)
+            return
+        except Exception as exc:
+            log.exception("%s job %s failed", job.kind, job.id)
+            self._update(job.id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time(),
+                         current="")
+            return
+        self._update(job.id, status="done", report=json.dumps(report, ensure_ascii=False, default=str),
+                     finished_at=time.time(), current="")
 
     def _update(self, job_id: str, **values: Any) -> None:
         columns = ", ".join(f"{name} = ?" for name in values)
@@ -262,5 +329,6 @@ def _job(row: sqlite3.Row) -> Job:
         files_total=row["files_total"], files_done=row["files_done"], chunks=row["chunks"], current=row["current"],
         errors=json.loads(row["errors"]), report=json.loads(row["report"]) if row["report"] else None,
         error=row["error"], attempts=row["attempts"], created_at=row["created_at"], started_at=row["started_at"],
-        finished_at=row["finished_at"],
+        finished_at=row["finished_at"], acl=json.loads(row["acl"]) if row["acl"] is not None else None,
+        kind=row["kind"] or "ingest",
     )

@@ -94,9 +94,12 @@ _COLUMNS.update(
     source="d.uri", document_id="c.document_id", chunk_index="c.chunk_index", source_type="c.source_type",
     page_number="c.page_number", language="c.language",
 )
-_LIST_FIELDS = frozenset({"tags", "heading_path"})
+_LIST_FIELDS = frozenset({"tags", "heading_path", "acl", "pii"})
 # Stored in columns or derived from the documents table, so not repeated in the meta JSON.
 _META_EXCLUDE = {"source", "document_id", "chunk_index", "source_type", "page_number", "language"}
+# Chunk metadata a document holds for all its chunks (kept in its catalog metadata too): set by update_meta,
+# and carried over when a duplicate inherits a deleted document's chunks.
+DOCUMENT_META_FIELDS = ("acl",)
 
 
 @dataclass
@@ -486,6 +489,11 @@ class LocalStore:
             # The content lives on under an identical file: hand the chunks over instead of re-embedding.
             heir_id = heir[0]
             self._conn.execute("UPDATE chunks SET document_id = ? WHERE document_id = ?", (heir_id, doc_id))
+            heir_meta = json.loads(self._conn.execute(
+                "SELECT metadata FROM documents WHERE id = ?", (heir_id,)).fetchone()[0] or "{}")
+            for key in DOCUMENT_META_FIELDS:  # the chunks now answer to the heir's access rules
+                self._conn.execute("UPDATE chunks SET meta = json_set(meta, ?, json(?)) WHERE document_id = ?",
+                                   (f"$.{key}", json.dumps(heir_meta.get(key)), heir_id))
             self._conn.execute(
                 "UPDATE documents SET status = 'ok', duplicate_of = NULL, chunk_count = ?, version = version + 1,"
                 " updated_at = ? WHERE id = ?", (count[0], time.time(), heir_id),
@@ -547,6 +555,26 @@ class LocalStore:
             )
             ids.append(int(cursor.lastrowid or 0))
         return ids
+
+    def update_meta(self, document_id: str, values: dict[str, Any]) -> bool:
+        """Set document-level chunk metadata (``DOCUMENT_META_FIELDS``, e.g. access groups) on every chunk of a
+        document and in its catalog metadata, in one transaction; False when there is no such document. The
+        vectors and text indexes are untouched; filters see the new values at once."""
+        unknown = set(values) - set(DOCUMENT_META_FIELDS)
+        if unknown:
+            raise StoreError(f"update_meta: {', '.join(sorted(unknown))} cannot be set per document — "
+                             f"settable: {', '.join(DOCUMENT_META_FIELDS)}")
+        with self._write():
+            row = self._conn.execute("SELECT metadata FROM documents WHERE id = ?", (document_id,)).fetchone()
+            if row is None:
+                return False
+            metadata = {**json.loads(row[0] or "{}"), **values}
+            self._conn.execute("UPDATE documents SET metadata = ?, updated_at = ? WHERE id = ?",
+                               (json.dumps(metadata, ensure_ascii=False), time.time(), document_id))
+            for key, value in values.items():
+                self._conn.execute("UPDATE chunks SET meta = json_set(meta, ?, json(?)) WHERE document_id = ?",
+                                   (f"$.{key}", json.dumps(value, ensure_ascii=False), document_id))
+        return True
 
     # ------------------------------------------------------------------ reads
 
