@@ -404,7 +404,7 @@ class KnowledgeBase:
         llm = self.llm
         budget = min(s.context_tokens, max(llm.context_window - 1024, 256))
         sources = pack(hits, budget, llm.count_tokens, max_sources=limit)
-        tokens = max(max_new_tokens or s.max_new_tokens, 256)
+        tokens = max_new_tokens or max(s.max_new_tokens, 160)
 
         def generate(messages: list[dict[str, str]]) -> str:
             return llm.chat(messages, max_tokens=tokens, temperature=0.0)

@@ -41,7 +41,7 @@ class TestLogic:
             extract_json("The warranty is three years.")
 
     def test_skeleton_and_errors(self):
-        assert skeleton(SCHEMA) == {"product": "...", "years": 0, "features": ["..."]}
+        assert skeleton(SCHEMA) == {"product": "<string>", "years": "<integer>", "features": ["<string>"]}
         assert validation_errors({"product": "X", "years": "3"}, SCHEMA) == ["/years: '3' is not of type 'integer'"]
         assert validation_errors({"product": "X", "years": 3}, SCHEMA) == []
 
@@ -116,7 +116,7 @@ def test_structured_answers_from_a_knowledge_base(tmp_path, embedder):
         assert answer.sources[0].source.endswith("parental-leave.md")
         assert answer.field_sources["/weeks_birth_parents"] == [1]
         prompt = kb.llm.calls[0][1]["content"]
-        assert '<source n="1">' in prompt and "Shape of the answer" in prompt
+        assert '<source n="1">' in prompt and '{"weeks_birth_parents": "<integer>"' in prompt
         kb.llm = ScriptedLLM('{"weeks_birth_parents": 1, "weeks_other_parents": 1}')
         hidden = kb.ask_structured("How many weeks of parental leave?", schema, groups="all", actor="test:all")
         assert all("hr/" not in h.source for h in hidden.sources)
