@@ -35,8 +35,10 @@ from ragtune.structured import (
     StructuredOutputError,
     check_schema,
     field_sources,
+    generate_fields,
     generate_structured,
     structured_messages,
+    validation_errors,
 )
 from ragtune.types import Answer, Document, Hit
 
@@ -380,7 +382,8 @@ class KnowledgeBase:
     ) -> StructuredAnswer:
         """Answer with JSON that ``schema`` validates, drawn from the sources ``groups`` may read, each field tied
         to the sources that state it (see ``ragtune.structured``). An invalid reply is retried with its validation
-        error up to ``retries`` times. Recorded in the audit log.
+        error up to ``retries`` times; then (with retries allowed, for a flat schema) each field is asked for on
+        its own and the object assembled. Recorded in the audit log.
 
         Raises:
             StructuredOutputError: no valid reply within the retries.
@@ -410,18 +413,27 @@ class KnowledgeBase:
             return llm.chat(messages, max_tokens=tokens, temperature=0.0)
 
         shown = [h.document_id for h in sources]
+        strategy = "json"
         try:
             data, attempts, errors = generate_structured(generate, structured_messages(question, schema, sources),
                                                          schema, retries=retries)
         except StructuredOutputError as exc:
-            self._audit_record(actor or default_actor(), "answer", question=question, groups=viewer,
-                               retrieved=retrieved, shown=shown, refused=True,
-                               detail={**detail, "valid": False, "attempts": exc.attempts})
-            raise
+            # A model too small to write the JSON may still answer one field at a time (flat schemas only).
+            def short(messages: list[dict[str, str]]) -> str:
+                return llm.chat(messages, max_tokens=32, temperature=0.0)
+
+            data = generate_fields(short, question, schema, sources) if retries else None
+            if data is None or validation_errors(data, schema):
+                self._audit_record(actor or default_actor(), "answer", question=question, groups=viewer,
+                                   retrieved=retrieved, shown=shown, refused=True,
+                                   detail={**detail, "valid": False, "attempts": exc.attempts})
+                raise
+            attempts, errors, strategy = exc.attempts + 1, exc.errors, "fields"
         self._audit_record(actor or default_actor(), "answer", question=question, groups=viewer, retrieved=retrieved,
-                           shown=shown, refused=False, detail={**detail, "valid": True, "attempts": attempts})
+                           shown=shown, refused=False,
+                           detail={**detail, "valid": True, "attempts": attempts, "strategy": strategy})
         return StructuredAnswer(data=data, sources=list(sources), field_sources=field_sources(data, sources),
-                                attempts=attempts, errors=errors)
+                                attempts=attempts, errors=errors, strategy=strategy)
 
     def _guard_answer(self, answer: Answer) -> Answer:
         """Refuse an answer that obeyed an instruction planted in a source (a dictated reply, a link that carries
