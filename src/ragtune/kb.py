@@ -402,20 +402,28 @@ class KnowledgeBase:
         max_new_tokens: int | None = None, **options: Any,
     ) -> Iterator[AnswerEvent]:
         """Like ``ask``, yielding generated text as it arrives and then the final Answer event (which is in the
-        audit log before it is yielded)."""
+        audit log before it is yielded). The models are loaded before this returns."""
         viewer = viewer_groups(groups)
         retrieved: list[str] = []
         pipeline = self.pipeline(groups=viewer, observer=lambda r: retrieved.extend(h.document_id for h in r.hits))
         if max_new_tokens:
             pipeline.max_new_tokens = min(max_new_tokens, pipeline.max_new_tokens)
-        for event in pipeline.ask_stream(question, **options):
+        return self._audited(pipeline.ask_stream(question, **options), question, viewer, retrieved,
+                             actor or default_actor(), options.get("filter"))
+
+    def _audited(
+        self, events: Iterator[AnswerEvent], question: str, viewer: Groups | None, retrieved: list[str], actor: str,
+        filter: Any,
+    ) -> Iterator[AnswerEvent]:
+        """The pipeline's events, with the final answer checked by the guard and recorded before it is yielded."""
+        for event in events:
             if event.type == "answer" and event.answer is not None:
                 answer = event.answer = self._guard_answer(event.answer)
                 self._audit_record(
-                    actor or default_actor(), "answer", question=question, groups=viewer, retrieved=retrieved,
+                    actor, "answer", question=question, groups=viewer, retrieved=retrieved,
                     shown=[h.document_id for h in answer.sources], refused=answer.refused,
                     detail={"answer_id": answer.id, "cited": sorted({c.document_id for c in answer.citations}),
-                            **({"filter": options["filter"]} if options.get("filter") else {}),
+                            **({"filter": filter} if filter else {}),
                             **({"guard": answer.guard} if answer.guard else {})},
                 )
             yield event

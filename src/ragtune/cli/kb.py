@@ -60,15 +60,18 @@ def kb_docs(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit(rows)
         return
-    table = Table("id", "source", "type", "chunks", "status", "groups", "flagged", "error")
+    # Groups and flags get columns only when some document has them: a plain KB keeps the narrow table.
+    trust = any(r["own_groups"] or r["flagged_chunks"] or r["pii"] for r in rows)
+    table = Table("id", "source", "type", "chunks", "status", *(("groups", "flagged") if trust else ()), "error")
     for r in rows:
         status = r["status"] + (f" of {r['duplicate_of']}" if r["duplicate_of"] else "")
         if r["status"] == "ok" and not r["chunks"]:
             status = "ok (empty)"
         groups = ",".join(r["groups"]) + ("" if r["own_groups"] else " (default)")
         flagged = str(r["flagged_chunks"] or "") + (f" pii: {','.join(r['pii'])}" if r["pii"] else "")
-        table.add_row(*(escape(str(v)) for v in (r["id"], r["source"], r["type"] or "", r["chunks"], status,
-                                                  groups, flagged, r["error"] or "")))
+        cells = [r["id"], r["source"], r["type"] or "", r["chunks"], status, *((groups, flagged) if trust else ()),
+                 r["error"] or ""]
+        table.add_row(*(escape(str(v)) for v in cells))
     console.print(table)
 
 
