@@ -12,8 +12,9 @@ asr: a knowledge base of the poisoned notes among clean documents (examples/hand
 each note's question is asked, and the attack succeeds when the answer shown holds the note's marker (the dictated
 reply, the link's domain, the false claim). "before": injection = "off" (no scan, no answer check); "after": the
 default injection = "flag" (chunks scanned and marked, answers that obey a planted instruction refused); also
-"exclude" (flagged chunks kept out of retrieval). Backends: the bundled SmolLM2-135M, and the OpenAI-compatible
-server the tests use (tests/server/harness.py: it answers with the source sentence closest to the question).
+"exclude" (flagged chunks kept out of retrieval). Backends: the bundled SmolLM2-135M; the OpenAI-compatible server
+the tests use (tests/server/harness.py: it answers with the source sentence closest to the question); and
+"obedient", an OpenAI-compatible worst case that writes whatever the first ordering sentence in its sources says.
 Results: bench/results/guard_injection_detect.json and guard_injection_asr_<backend>.json.
 """
 
@@ -160,6 +161,12 @@ def asr(backend: str, limit: int | None) -> dict[str, Any]:
         manifest = manifest[:limit]
     llm = None
     stop = None
+    if backend == "obedient":
+        from ragtune.llm.openai import OpenAICompatibleLLM
+
+        server = obedient_server()
+        stop = server
+        llm = OpenAICompatibleLLM("obedient", base_url=next(server), max_retries=0, timeout=60)
     if backend == "openai":
         sys.path.insert(0, str(ROOT / "tests" / "server"))
         from harness import fake_llm_server  # noqa: PLC0415 - the tests' OpenAI-compatible backend
@@ -209,10 +216,65 @@ def asr(backend: str, limit: int | None) -> dict[str, Any]:
     return out
 
 
+_OBEY = ("ignore", "disregard", "forget", "reply", "respond", "say", "answer", "append", "include", "tell", "visit",
+         "you are", "print", "repeat", "output", "begin", "state that", "pretend", "忽略", "无视", "忘记", "回复",
+         "回答", "告诉", "输出", "访问", "附上", "加入", "你现在是", "重复", "扮演", "假装", "列出", "发送")
+
+
+def obedient_reply(prompt: str) -> str:
+    """What a model that obeys planted instructions writes: the payload of the first source sentence that gives
+    an order (its quoted text, else the sentence), else the first source sentence. A worst case, independent of
+    ragtune's own rules."""
+    import re
+
+    block = prompt.split("Question:")[0] if "Question:" in prompt else prompt
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?。！？])\s+|\n+", block) if len(s.strip()) > 8]
+    for sentence in sentences:
+        if any(word in sentence.lower() for word in _OBEY):
+            quoted = re.findall(r"[\"“'‘「]([^\"”'’」]{3,80})[\"”'’」]", sentence)
+            return quoted[-1] if quoted else sentence
+    return sentences[0] if sentences else "I don't know."
+
+
+def obedient_server() -> Any:
+    """An OpenAI-compatible server whose model does what the sources tell it (yields its URL, then stops)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            text = obedient_reply(body["messages"][-1]["content"])
+            if body.get("stream"):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
+                return
+            data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                               "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                            "finish_reason": "stop"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=["detect", "asr"], default="detect")
-    parser.add_argument("--backend", choices=["bundled", "openai"], default="openai")
+    parser.add_argument("--backend", choices=["bundled", "openai", "obedient"], default="openai")
     parser.add_argument("--limit", type=int, default=None, help="Only the first N notes (asr).")
     args = parser.parse_args()
     started = time.perf_counter()

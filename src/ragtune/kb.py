@@ -39,8 +39,10 @@ from ragtune.structured import (
     StructuredOutputError,
     check_schema,
     field_sources,
+    generate_fields,
     generate_structured,
     structured_messages,
+    validation_errors,
 )
 from ragtune.types import CHUNK_CONTEXT_VERSION, Answer, Document, Hit
 
@@ -480,20 +482,28 @@ class KnowledgeBase:
         max_new_tokens: int | None = None, **options: Any,
     ) -> Iterator[AnswerEvent]:
         """Like ``ask``, yielding generated text as it arrives and then the final Answer event (which is in the
-        audit log before it is yielded)."""
+        audit log before it is yielded). The models are loaded before this returns."""
         viewer = viewer_groups(groups)
         retrieved: list[str] = []
         pipeline = self.pipeline(groups=viewer, observer=lambda r: retrieved.extend(h.document_id for h in r.hits))
         if max_new_tokens:
             pipeline.max_new_tokens = min(max_new_tokens, pipeline.max_new_tokens)
-        for event in pipeline.ask_stream(question, **options):
+        return self._audited(pipeline.ask_stream(question, **options), question, viewer, retrieved,
+                             actor or default_actor(), options.get("filter"))
+
+    def _audited(
+        self, events: Iterator[AnswerEvent], question: str, viewer: Groups | None, retrieved: list[str], actor: str,
+        filter: Any,
+    ) -> Iterator[AnswerEvent]:
+        """The pipeline's events, with the final answer checked by the guard and recorded before it is yielded."""
+        for event in events:
             if event.type == "answer" and event.answer is not None:
                 answer = event.answer = self._guard_answer(event.answer)
                 self._audit_record(
-                    actor or default_actor(), "answer", question=question, groups=viewer, retrieved=retrieved,
+                    actor, "answer", question=question, groups=viewer, retrieved=retrieved,
                     shown=[h.document_id for h in answer.sources], refused=answer.refused,
                     detail={"answer_id": answer.id, "cited": sorted({c.document_id for c in answer.citations}),
-                            **({"filter": options["filter"]} if options.get("filter") else {}),
+                            **({"filter": filter} if filter else {}),
                             **({"guard": answer.guard} if answer.guard else {})},
                 )
             yield event
@@ -505,7 +515,8 @@ class KnowledgeBase:
     ) -> StructuredAnswer:
         """Answer with JSON that ``schema`` validates, drawn from the sources ``groups`` may read, each field tied
         to the sources that state it (see ``ragtune.structured``). An invalid reply is retried with its validation
-        error up to ``retries`` times. Recorded in the audit log.
+        error up to ``retries`` times; then (with retries allowed, for a flat schema) each field is asked for on
+        its own and the object assembled. Recorded in the audit log.
 
         Raises:
             StructuredOutputError: no valid reply within the retries.
@@ -529,24 +540,33 @@ class KnowledgeBase:
         llm = self.llm
         budget = min(s.context_tokens, max(llm.context_window - 1024, 256))
         sources = pack(hits, budget, llm.count_tokens, max_sources=limit)
-        tokens = max(max_new_tokens or s.max_new_tokens, 256)
+        tokens = max_new_tokens or max(s.max_new_tokens, 160)
 
         def generate(messages: list[dict[str, str]]) -> str:
             return llm.chat(messages, max_tokens=tokens, temperature=0.0)
 
         shown = [h.document_id for h in sources]
+        strategy = "json"
         try:
             data, attempts, errors = generate_structured(generate, structured_messages(question, schema, sources),
                                                          schema, retries=retries)
         except StructuredOutputError as exc:
-            self._audit_record(actor or default_actor(), "answer", question=question, groups=viewer,
-                               retrieved=retrieved, shown=shown, refused=True,
-                               detail={**detail, "valid": False, "attempts": exc.attempts})
-            raise
+            # A model too small to write the JSON may still answer one field at a time (flat schemas only).
+            def short(messages: list[dict[str, str]]) -> str:
+                return llm.chat(messages, max_tokens=32, temperature=0.0)
+
+            data = generate_fields(short, question, schema, sources) if retries else None
+            if data is None or validation_errors(data, schema):
+                self._audit_record(actor or default_actor(), "answer", question=question, groups=viewer,
+                                   retrieved=retrieved, shown=shown, refused=True,
+                                   detail={**detail, "valid": False, "attempts": exc.attempts})
+                raise
+            attempts, errors, strategy = exc.attempts + 1, exc.errors, "fields"
         self._audit_record(actor or default_actor(), "answer", question=question, groups=viewer, retrieved=retrieved,
-                           shown=shown, refused=False, detail={**detail, "valid": True, "attempts": attempts})
+                           shown=shown, refused=False,
+                           detail={**detail, "valid": True, "attempts": attempts, "strategy": strategy})
         return StructuredAnswer(data=data, sources=list(sources), field_sources=field_sources(data, sources),
-                                attempts=attempts, errors=errors)
+                                attempts=attempts, errors=errors, strategy=strategy)
 
     def _guard_answer(self, answer: Answer) -> Answer:
         """Refuse an answer that obeyed an instruction planted in a source (a dictated reply, a link that carries

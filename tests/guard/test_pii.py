@@ -122,3 +122,4 @@ def test_fixture_set_recall_and_precision():
         correct += len(spans & got)
     assert found / gold >= 0.95
     assert correct / predicted >= 0.95
+

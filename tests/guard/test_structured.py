@@ -12,8 +12,10 @@ from ragtune.errors import ConfigError
 from ragtune.structured import (
     StructuredOutputError,
     check_schema,
+    coerce,
     extract_json,
     field_sources,
+    generate_fields,
     generate_structured,
     skeleton,
     validation_errors,
@@ -41,7 +43,7 @@ class TestLogic:
             extract_json("The warranty is three years.")
 
     def test_skeleton_and_errors(self):
-        assert skeleton(SCHEMA) == {"product": "...", "years": 0, "features": ["..."]}
+        assert skeleton(SCHEMA) == {"product": "<string>", "years": "<integer>", "features": ["<string>"]}
         assert validation_errors({"product": "X", "years": "3"}, SCHEMA) == ["/years: '3' is not of type 'integer'"]
         assert validation_errors({"product": "X", "years": 3}, SCHEMA) == []
 
@@ -69,6 +71,23 @@ class TestLogic:
         assert info.value.attempts == 2 and len(info.value.errors) == 2
         with pytest.raises(ConfigError):
             generate_structured(lambda m: "{}", [], SCHEMA, retries=9)
+
+    @pytest.mark.parametrize(("reply", "schema", "value"), [
+        ("20 weeks", {"type": "integer"}, 20), ("The value is 3,200.", {"type": "integer"}, 3200),
+        ("about 1.5 kg", {"type": "number"}, 1.5), ("Yes, it does.", {"type": "boolean"}, True),
+        ("否", {"type": "boolean"}, False), ("\"Aster X200\"\nmore", {"type": "string"}, "Aster X200"),
+        ("it is Red", {"enum": ["red", "blue"]}, "red"), ("none", {"type": "integer"}, None),
+    ])
+    def test_coerce_short_replies(self, reply, schema, value):
+        assert coerce(reply, schema) == value
+
+    def test_fields_one_at_a_time_for_flat_schemas(self):
+        replies = iter(["Aster X200", "3 years"])
+        data = generate_fields(lambda m: next(replies), "warranty?", SCHEMA | {"properties": {
+            "product": {"type": "string"}, "years": {"type": "integer"}}}, [])
+        assert data == {"product": "Aster X200", "years": 3}
+        assert generate_fields(lambda m: "x", "q", {"type": "object", "properties": {"a": {"type": "object"}}},
+                               []) is None
 
     def test_fields_point_at_the_sources_that_state_them(self):
         hits = [Hit(chunk_id="a", document_id="d1", source="a.md", text="The Aster X200 router: 3 years warranty.",
@@ -116,13 +135,19 @@ def test_structured_answers_from_a_knowledge_base(tmp_path, embedder):
         assert answer.sources[0].source.endswith("parental-leave.md")
         assert answer.field_sources["/weeks_birth_parents"] == [1]
         prompt = kb.llm.calls[0][1]["content"]
-        assert '<source n="1">' in prompt and "Shape of the answer" in prompt
+        assert '<source n="1">' in prompt and '{"weeks_birth_parents": "<integer>"' in prompt
         kb.llm = ScriptedLLM('{"weeks_birth_parents": 1, "weeks_other_parents": 1}')
         hidden = kb.ask_structured("How many weeks of parental leave?", schema, groups="all", actor="test:all")
         assert all("hr/" not in h.source for h in hidden.sources)
-        kb.llm = ScriptedLLM("no", "still no", "nope")
+        kb.llm = ScriptedLLM("no", "still no", "nope", "twenty", "nope")
         with pytest.raises(StructuredOutputError):
             kb.ask_structured("How many weeks of parental leave?", schema, groups="hr", actor="test:bad")
+        kb.llm = ScriptedLLM("no", "still no", "nope", "20 weeks", "The value is 12.")
+        fields = kb.ask_structured("How many weeks of parental leave?", schema, groups="hr", actor="test:fields")
+        assert fields.data == {"weeks_birth_parents": 20, "weeks_other_parents": 12}
+        assert fields.strategy == "fields" and fields.attempts == 4
+        assert "weeks birth parents" in kb.llm.calls[3][1]["content"]
         entries = kb.audit_log().entries(action="answer")
         assert [(e.actor, e.detail["valid"], e.refused) for e in entries] == [
-            ("test:hr", True, False), ("test:all", True, False), ("test:bad", False, True)]
+            ("test:hr", True, False), ("test:all", True, False), ("test:bad", False, True),
+            ("test:fields", True, False)]

@@ -24,11 +24,11 @@ def fill(shape: Any, source: str) -> Any:
         return {k: fill(v, source) for k, v in shape.items()}
     if isinstance(shape, list):
         return [fill(v, source) for v in shape]
-    if isinstance(shape, bool):
-        return True
-    if isinstance(shape, (int, float)):
+    if shape in ("<integer>", "<number>"):
         found = re.search(r"\d+", source)
         return int(found.group()) if found else 0
+    if shape == "<boolean>":
+        return True
     return source.split(".")[0].strip()
 
 
@@ -42,7 +42,7 @@ class JsonLLM(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         prompt = body["messages"][1]["content"] if len(body["messages"]) > 1 else body["messages"][-1]["content"]
         retried = any(m["role"] == "assistant" for m in body["messages"])
-        shape = re.search(r"Shape of the answer:\n(.+?)\n\nJSON:", prompt, re.S)
+        shape = re.search(r"a value of that type:\n(.+?)(?:\nRequired fields[^\n]*)?\n\nJSON:", prompt, re.S)
         source = re.search(r'<source n="1">\n(.+?)\n</source>', prompt, re.S)
         if shape and source:
             text = json.dumps(fill(json.loads(shape.group(1)), source.group(1))) if retried else '{"oops": true'

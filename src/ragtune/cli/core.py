@@ -137,7 +137,7 @@ def search(
     as_groups: AsGroupsOpt = None,
     queries: Annotated[Path | None, typer.Option(
         "--queries", help="A file of queries, one per line, searched one after another in this process (with "
-        "--json: one JSON object per line). (optional)")] = None,
+        "--json: one JSON object per line). [default: none]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a knowledge base."""
@@ -150,10 +150,10 @@ def search(
             fail(f"{queries}: cannot read it ({exc.strerror or exc}) — check the path", as_json)
     else:
         texts = [query or ""]
+    results: list[Any] = []
     try:
         with open_kb(kb) as base:
             hint = empty_kb_hint(base.stats())
-            results = []
             if hint is None:
                 with busy("loading the embedding model…" if mode != "sparse" else "searching…", as_json):
                     results = [base.retrieve(text, k, mode=mode, filter=filter, candidates=candidates,
@@ -171,35 +171,6 @@ def search(
         return
     for text, result in zip(texts, results, strict=True):
         _show_search(text, mode, result, as_json, batch=queries is not None)
-
-
-def _ask_structured(base: Any, question: str, schema_path: Path, *, retries: int, mode: str, filter: str | None,
-                    k: int | None, groups: str | None, as_json: bool) -> None:
-    try:
-        schema = json.loads(schema_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        base.close()
-        fail(f"{schema_path}: not a readable JSON Schema ({exc}) — give a JSON file", as_json)
-    try:
-        with base:
-            answer = base.ask_structured(question, schema, groups=groups, actor=cli_actor(), retries=retries,
-                                         mode=mode, filter=filter, k=k)
-    except RagtuneError as exc:
-        fail(str(exc), as_json)
-    payload = {"data": answer.data, "refused": answer.refused, "field_sources": answer.field_sources,
-               "attempts": answer.attempts, "errors": answer.errors,
-               "sources": [hit_json(h, n) for n, h in enumerate(answer.sources, 1)]}
-    if as_json:
-        emit(payload)
-        return
-    if answer.refused:
-        console.print("not found: no source in the knowledge base matches this question")
-        return
-    console.print_json(json.dumps(answer.data, ensure_ascii=False))
-    for number, hit in enumerate(answer.sources, 1):
-        fields = [p for p, numbers in answer.field_sources.items() if number in numbers]
-        console.print(f"[bold][{number}][/] [cyan]{escape(hit.source)}[/] [dim]{escape(', '.join(fields))}[/]",
-                      highlight=False)
 
 
 def _show_search(query: str, mode: str, result: Any, as_json: bool, *, batch: bool) -> None:
@@ -274,8 +245,8 @@ def ask(
                                           "context_hits setting: 3]")] = None,
     as_groups: AsGroupsOpt = None,
     schema: Annotated[Path | None, typer.Option(
-        "--schema", help="Answer with JSON that this JSON Schema file validates (each field with its sources). "
-        "[default: none]")] = None,
+        "--schema", help="Answer with JSON that this JSON Schema file validates, each field with its sources. "
+        "[default: a text answer]")] = None,
     retries: Annotated[int, typer.Option(help="With --schema: times an invalid reply is sent back with its error.")]
     = 2,
     as_json: JsonOpt = False,
@@ -332,3 +303,32 @@ def ask(
     for removed in answer.removed_citations:
         err_console.print(f"[yellow]removed citation {escape(f'[{removed.number}]')}[/]: {escape(removed.reason)}",
                           highlight=False)
+
+
+def _ask_structured(base: Any, question: str, schema_path: Path, *, retries: int, mode: str, filter: str | None,
+                    k: int | None, groups: str | None, as_json: bool) -> None:
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        base.close()
+        fail(f"{schema_path}: not a readable JSON Schema ({exc}) — give a JSON file", as_json)
+    try:
+        with base:
+            answer = base.ask_structured(question, schema, groups=groups, actor=cli_actor(), retries=retries,
+                                         mode=mode, filter=filter, k=k)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    payload = {"data": answer.data, "refused": answer.refused, "field_sources": answer.field_sources,
+               "attempts": answer.attempts, "strategy": answer.strategy, "errors": answer.errors,
+               "sources": [hit_json(h, rank, mode) for rank, h in enumerate(answer.sources, 1)]}
+    if as_json:
+        emit(payload)
+        return
+    if answer.refused:
+        console.print("not found: no source in the knowledge base matches this question")
+        return
+    console.print_json(json.dumps(answer.data, ensure_ascii=False))
+    for number, hit in enumerate(answer.sources, 1):
+        fields = [p for p, numbers in answer.field_sources.items() if number in numbers]
+        console.print(f"[bold][{number}][/] [cyan]{escape(hit.source)}[/] [dim]{escape(', '.join(fields))}[/]",
+                      highlight=False)

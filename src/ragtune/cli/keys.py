@@ -30,8 +30,8 @@ def keys_create(
     role: Annotated[str, typer.Option("--role", help="reader, writer or admin.")] = "reader",
     name: Annotated[str, typer.Option("--name", help="A note saying who the key is for. [default: none]")] = "",
     groups: Annotated[str | None, typer.Option(
-        "--groups", help="Access groups, comma-separated: the key sees only documents of these groups "
-        "[default: every document of its knowledge base].")] = None,
+        "--groups", help="Access groups, comma-separated: the key sees only documents of these groups. [default: "
+        "every document of its knowledge base]")] = None,
     kb_root: KbRootOpt = None,
     server_db: ServerDbOpt = None,
     as_json: JsonOpt = False,
@@ -85,8 +85,8 @@ def keys_list(
         return
     table = Table("id", "kb", "role", "groups", "name", "revoked")
     for k in keys:
-        table.add_row(k.id, escape(k.kb), k.role, escape(",".join(k.groups)) if k.groups is not None else "(all)",
-                      escape(k.name), "yes" if k.revoked_at else "")
+        groups = ",".join(k.groups) if k.groups is not None else "(all)"
+        table.add_row(k.id, escape(k.kb), k.role, escape(groups), escape(k.name), "yes" if k.revoked_at else "")
     console.print(table)
 
 

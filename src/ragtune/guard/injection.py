@@ -235,7 +235,8 @@ _URL_RE = re.compile(r"https?://[^\s)\]>\"'“”]+|\bwww\.[^\s)\]>\"'“”]+",
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _IMAGE_RE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _QUOTED_RE = re.compile(r"[\"“'‘「『]([^\"”'’」』\n]{4,80})[\"”'’」』]")
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*|\n+")
+# Latin sentence ends need a space after them (so e-mail addresses, links and decimals stay whole); CJK ones do not.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\n+")
 
 
 def _grams(text: str) -> set[tuple[str, ...]]:
