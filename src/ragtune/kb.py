@@ -258,17 +258,20 @@ class KnowledgeBase:
             context_tokens=s.context_tokens, refusal_threshold=s.refusal_threshold,
             min_citation_support=s.min_citation_support,
             templates=PromptTemplates.default(s.system_prompt_en, s.system_prompt_zh),
+            answer_mode=s.answer_mode, answer_stream=s.answer_stream, repetition_penalty=s.repetition_penalty,
+            no_repeat_ngram_size=s.no_repeat_ngram_size,
         )
 
     def ask(self, question: str, **options: Any) -> Answer:
         """Answer from the knowledge base with numbered, verified citations, or say it does not know.
 
-        Options: ``history`` (prior turns as chat messages), ``mode``, ``filter``, ``k``, ``temperature``.
+        Options: ``history`` (prior turns as chat messages), ``mode``, ``filter``, ``k``, ``temperature``,
+        ``answer_mode`` ('auto', 'generative' or 'extractive'; default: the setting).
         """
         return self.pipeline().ask(question, **options)
 
     def ask_stream(self, question: str, **options: Any) -> Iterator[AnswerEvent]:
-        """Like ``ask``, yielding generated text as it arrives and then the final Answer event."""
+        """Like ``ask``, yielding verified text as it passes and then the final Answer event."""
         return self.pipeline().ask_stream(question, **options)
 
     def delete(self, document_id: str) -> bool:

@@ -122,6 +122,8 @@ class OpenAICompatibleLLM:
             body["stop"] = list(settings.stop)
         if settings.seed is not None:
             body["seed"] = settings.seed
+        if settings.repetition_penalty != 1.0:
+            body["repetition_penalty"] = settings.repetition_penalty
         return body
 
     def _send(self, request: Any) -> httpx.Response:
