@@ -44,8 +44,8 @@ class GenerationParams:
     ``repetition_penalty`` (> 1 discourages repeating tokens already generated) and ``no_repeat_ngram_size``
     (never generate the same n tokens twice) keep small models from looping. In-process backends apply both
     to the generated tokens only, so copying a phrase from the prompt's sources is never penalised; llama.cpp
-    applies its own repeat penalty; OpenAI-compatible servers get ``repetition_penalty`` (vLLM, SGLang and
-    llama.cpp's server accept it) and no n-gram blocking.
+    applies its own repeat penalty (and no n-gram blocking); OpenAI-compatible servers are sent both when set
+    (vLLM, SGLang and llama.cpp's server read ``repetition_penalty``; OpenAI's own API knows neither).
     """
 
     max_tokens: int = 256

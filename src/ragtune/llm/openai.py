@@ -122,8 +122,11 @@ class OpenAICompatibleLLM:
             body["stop"] = list(settings.stop)
         if settings.seed is not None:
             body["seed"] = settings.seed
+        # Not part of OpenAI's API: sent only when set (vLLM, SGLang and llama.cpp's server read repetition_penalty).
         if settings.repetition_penalty != 1.0:
             body["repetition_penalty"] = settings.repetition_penalty
+        if settings.no_repeat_ngram_size:
+            body["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
         return body
 
     def _send(self, request: Any) -> httpx.Response:

@@ -86,7 +86,7 @@ class AnswerVerifier:
         self._pending: list[_Kept] = []
         self._released: list[_Kept] = []
         self._seen: list[str] = []
-        self._answered_at = 0
+        self._failed_in_a_row = 0
 
     # ------------------------------------------------------------------ streaming
 
@@ -117,11 +117,12 @@ class AnswerVerifier:
             self._done += 1
             kept = self._check(sentence)
             if kept is None:
+                self._failed_in_a_row += 1
                 continue
+            self._failed_in_a_row = 0
             self._pending.append(kept)
             if not self.result.answered and self._answers(kept):
                 self.result.answered = True
-                self._answered_at = self._done
             if self.result.answered:
                 released += self._release()
         return released
@@ -199,11 +200,9 @@ class AnswerVerifier:
 
     @property
     def done(self) -> bool:
-        """Whether more generated text cannot change the answer: a sentence after the answering one was judged,
-        or three sentences failed before any answered."""
-        if self.result.answered:
-            return self._done > self._answered_at
-        return len(self.result.removed_claims) >= 3
+        """Whether more generated text is not worth waiting for: the model has answered and then written two
+        sentences in a row that failed, or three failed before any answered."""
+        return self._failed_in_a_row >= (2 if self.result.answered else 3)
 
     def _answers(self, kept: _Kept) -> bool:
         """Whether this sentence answers the question: it fills the slot and, with the passages that back it,

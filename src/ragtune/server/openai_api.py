@@ -24,7 +24,7 @@ from ragtune.server.auth import authorize
 from ragtune.server.errors import ApiError
 from ragtune.server.state import Key, ServerState, State
 from ragtune.store.filters import validate_filter
-from ragtune.types import Answer, Hit
+from ragtune.types import Answer, Hit, SourceDocument
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
@@ -63,6 +63,8 @@ class ChatRequest(BaseModel):
     filter: dict[str, Any] | None = Field(None, description="Metadata filter (kb: models), see the filter language.")
     k: int | None = Field(None, ge=1, le=20, description="Sources given to the model (kb: models).")
     mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    answer_mode: Literal["auto", "generative", "extractive"] | None = Field(
+        None, description="How kb: models answer (default: the knowledge base's answer_mode setting).")
 
 
 class EmbeddingRequest(BaseModel):
@@ -71,14 +73,20 @@ class EmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
 
 
-def source_json(kb_name: str, kb: KnowledgeBase, hit: Hit, number: int, cited: set[int]) -> dict[str, Any]:
-    """A source as clients see it: the document's display name (never the server's path), page and snippet."""
+def source_json(
+    kb_name: str, kb: KnowledgeBase, hit: Hit, number: int, cited: set[int], document: SourceDocument | None = None,
+) -> dict[str, Any]:
+    """A numbered source as clients see it: the document's display name (never the server's path), its page,
+    the sections of it the answer was given, and its best snippet (the quoted passage when cited)."""
     name = _display_name(kb, hit.source)
+    snippet = document.snippet if document is not None and document.snippet else hit.text
     return {
         "number": number, "document_id": hit.document_id, "chunk_id": hit.chunk_id, "name": name,
         "page_number": hit.meta.page_number, "section_title": hit.meta.section_title,
-        "heading_path": hit.meta.heading_path, "snippet": hit.text[:SNIPPET_CHARS], "score": round(hit.score, 6),
+        "heading_path": hit.meta.heading_path, "snippet": snippet[:SNIPPET_CHARS], "score": round(hit.score, 6),
         "cited": number in cited, "url": f"/v1/kbs/{kb_name}/documents/{hit.document_id}",
+        "sections": document.sections if document is not None else [],
+        "chunk_ids": document.chunk_ids if document is not None else [hit.chunk_id],
     }
 
 
@@ -94,14 +102,18 @@ def _display_name(kb: KnowledgeBase, uri: str) -> str:
 
 def answer_extras(kb_name: str, kb: KnowledgeBase, answer: Answer) -> dict[str, Any]:
     cited = {c.number for c in answer.citations}
+    documents = answer.documents if len(answer.documents) == len(answer.sources) else [None] * len(answer.sources)
     return {
         "answer_id": answer.id,
         "answer": answer.answer,
         "refused": answer.refused,
         "grounded": answer.grounded,
-        "sources": [source_json(kb_name, kb, h, i, cited) for i, h in enumerate(answer.sources, 1)],
+        "mode": answer.mode,
+        "sources": [source_json(kb_name, kb, h, i, cited, d)
+                    for i, (h, d) in enumerate(zip(answer.sources, documents, strict=True), 1)],
         "citations": [c.model_dump(exclude={"source"}) | {"name": _display_name(kb, c.source)}
                       for c in answer.citations],
+        "removed_claims": [r.model_dump() for r in answer.removed_claims],
     }
 
 
@@ -119,9 +131,11 @@ def list_models(state: State, key: Key) -> dict[str, Any]:
 @router.post(
     "/chat/completions",
     summary="Chat: kb:NAME answers from a knowledge base with sources; other models pass through",
-    description="For `kb:NAME` models the response carries ragtune extras: `sources` (numbered documents, page, "
-    "snippet, whether cited), `citations`, `answer_id` (for POST /v1/feedback), `refused`. When streaming, they "
-    "come in the last chunk (the one with `finish_reason`), whose `answer` field holds the verified answer text.",
+    description="For `kb:NAME` models the response carries ragtune extras: `sources` (numbered documents with "
+    "their sections, page and best snippet, whether cited), `citations`, `mode` (generative, extractive or "
+    "refusal), `removed_claims` (sentences verification dropped, with the reason), `answer_id` (for POST "
+    "/v1/feedback), `refused`. Streamed `delta.content` carries only verified text: joined, it is exactly the "
+    "answer, refusals included. The extras come in the last chunk (the one with `finish_reason`).",
 )
 def chat_completions(body: ChatRequest, state: State, key: Key) -> Any:
     if body.model.startswith(KB_PREFIX):
@@ -142,7 +156,7 @@ def _kb_chat(body: ChatRequest, state: ServerState, key: Any, name: str) -> Any:
         raise ApiError(400, str(exc), code="invalid_filter") from None
     history = [m for m in messages[:-1] if m["role"] != "system"]
     options: dict[str, Any] = {"history": history, "mode": body.mode, "filter": spec, "k": body.k,
-                               "temperature": body.temperature or 0.0}
+                               "temperature": body.temperature or 0.0, "answer_mode": body.answer_mode}
     pipeline = kb.pipeline()
     if body.max_tokens:
         pipeline.max_new_tokens = min(body.max_tokens, pipeline.max_new_tokens)

@@ -12,6 +12,7 @@ const STRINGS = {
     thanks: "Thanks for the feedback", queued: "queued", running: "running", done: "done", failed: "failed",
     noKb: "No knowledge base yet", needKey: "Enter an API key first", uploaded: "Uploaded; ingesting in the background",
     chunks: "chunks", refused: "Not found in the knowledge base", noFiles: "Choose files first", thinking: "…",
+    quoted: "Quoted from the sources",
   },
   zh: {
     skip: "跳到提问", language: "语言", apiKey: "API 密钥", saveKey: "使用密钥",
@@ -23,6 +24,7 @@ const STRINGS = {
     thanks: "感谢反馈", queued: "排队中", running: "进行中", done: "完成", failed: "失败",
     noKb: "还没有知识库", needKey: "请先输入 API 密钥", uploaded: "已上传，正在后台导入",
     chunks: "个片段", refused: "知识库中没有找到答案", noFiles: "请先选择文件", thinking: "…",
+    quoted: "摘自资料原文",
   },
 };
 
@@ -134,7 +136,8 @@ function showSource(source) {
   $("source-title").textContent = `[${source.number}] ${source.name}`;
   const parts = [];
   if (source.page_number) parts.push(`${t("page")} ${source.page_number}`);
-  if (source.section_title) parts.push(source.section_title);
+  if (source.sections && source.sections.length) parts.push(source.sections.join("; "));
+  else if (source.section_title) parts.push(source.section_title);
   $("source-meta").textContent = parts.join(" · ");
   $("source-snippet").textContent = source.snippet;
   $("source-dialog").showModal();
@@ -153,6 +156,11 @@ function renderSources(li, sources) {
     link.href = `#source-${source.number}`;
     link.className = "source-link";
     link.textContent = source.name + (source.page_number ? ` (${t("page")} ${source.page_number})` : "");
+    if (source.sections && source.sections.length) {
+      const sections = document.createElement("span"); sections.className = "meta";
+      sections.textContent = ` — ${source.sections.join("; ")}`;
+      item.append(link, sections); list.append(item); continue;
+    }
     link.addEventListener("click", (event) => { event.preventDefault(); showSource(source); });
     item.append(link);
     list.append(item);
@@ -246,6 +254,10 @@ async function ask(event) {
       text.textContent = final.answer;
       li.dataset.answerId = final.answer_id;
       if (final.refused) li.classList.add("refused");
+      if (final.mode === "extractive") {
+        const badge = document.createElement("div"); badge.className = "mode meta"; badge.textContent = t("quoted");
+        li.insertBefore(badge, text);
+      }
       renderSources(li, final.sources.filter((s) => s.cited || final.refused));
       renderFeedback(li, kb, final.answer_id);
       history.push({ role: "user", content: question }, { role: "assistant", content: final.answer });
