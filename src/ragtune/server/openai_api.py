@@ -78,7 +78,7 @@ def source_json(
 ) -> dict[str, Any]:
     """A numbered source as clients see it: the document's display name (never the server's path), its page,
     the sections of it the answer was given, and its best snippet (the quoted passage when cited)."""
-    name = _display_name(kb, hit.source)
+    name = display_name(kb, hit.source)
     snippet = document.snippet if document is not None and document.snippet else hit.text
     return {
         "number": number, "document_id": hit.document_id, "chunk_id": hit.chunk_id, "name": name,
@@ -90,7 +90,7 @@ def source_json(
     }
 
 
-def _display_name(kb: KnowledgeBase, uri: str) -> str:
+def display_name(kb: KnowledgeBase, uri: str) -> str:
     path = Path(uri)
     for base in (kb.path / "files", kb.path):
         try:
@@ -111,7 +111,7 @@ def answer_extras(kb_name: str, kb: KnowledgeBase, answer: Answer) -> dict[str, 
         "mode": answer.mode,
         "sources": [source_json(kb_name, kb, h, i, cited, d)
                     for i, (h, d) in enumerate(zip(answer.sources, documents, strict=True), 1)],
-        "citations": [c.model_dump(exclude={"source"}) | {"name": _display_name(kb, c.source)}
+        "citations": [c.model_dump(exclude={"source"}) | {"name": display_name(kb, c.source)}
                       for c in answer.citations],
         "removed_claims": [r.model_dump() for r in answer.removed_claims],
     }
