@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import hit
 
-from ragtune.rag.extract import extract_answer, passages
+from ragtune.rag.extract import closest_passage, extract_answer, passages
 from ragtune.rag.question import analyse_question
 from ragtune.rag.sources import Source
 
@@ -73,3 +73,12 @@ def test_passages_keep_table_headers_headings_and_chunk_ids():
     assert [p.text for p in found] == ["Tier: Gold, Response: 4 hours", "Escalations go to Priya Nair."]
     assert {"tier", "support", "respons"} <= found[0].context and found[0].chunk_id == "tiers.md#1"
     assert "escal" in found[1].context and found[1].chunk_id == "tiers.md#2"
+
+
+def test_the_closest_passage_is_the_snippet_a_reader_sees(doc_source):
+    source = doc_source("benefits.md")
+    assert closest_passage(source, analyse_question("How much is the gym stipend?")) == (
+        "The gym stipend is 40 EUR per month, paid with the salary.")
+    # Headings are never the snippet, even when they match best.
+    assert closest_passage(doc_source("projects.md"), analyse_question("Project Nimbus patents?")).startswith(
+        "Project Nimbus builds")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import hit
 
-from ragtune.rag.sources import best_snippet, group_sources, is_heading_only, passage_with_headings
+from ragtune.rag.sources import group_sources, is_heading_only, passage_with_headings
 
 pytestmark = pytest.mark.unit
 
@@ -36,8 +36,3 @@ def test_the_judge_reads_each_passage_under_its_headings():
 def test_title_only_chunks_are_recognised():
     assert is_heading_only(hit("p.md", "Projects", heading_path=("Projects",)))
     assert not is_heading_only(hit("p.md", "Projects\n\nNimbus has 12 engineers.", heading_path=("Projects",)))
-
-
-def test_the_best_snippet_is_the_sentence_closest_to_the_question():
-    text = "Parental leave is 18 weeks. The gym stipend is 40 EUR per month."
-    assert best_snippet(text, "How much is the gym stipend?") == "The gym stipend is 40 EUR per month."

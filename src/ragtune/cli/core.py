@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -140,19 +141,30 @@ def ask(
     mode: Annotated[str, typer.Option(help="hybrid, dense or sparse retrieval.")] = "hybrid",
     filter: Annotated[str | None, typer.Option("--filter", help="Metadata filter as JSON.")] = None,
     k: Annotated[int | None, typer.Option("-k", help="Sources given to the model.")] = None,
+    answer_mode: Annotated[str | None, typer.Option(
+        "--answer-mode", help="auto, generative or extractive [default: the answer_mode setting, auto].")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer a question from the knowledge base with numbered, verified sources."""
+    """Answer a question from the knowledge base with numbered, verified sources.
+
+    In a terminal, verified sentences appear as they pass; piped, only the final answer is written.
+    """
     try:
         base = open_kb(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url, llm_adapter=llm_adapter)
     except RagtuneError as exc:
         fail(str(exc), as_json)
     answer = None
+    live = console.is_terminal and not as_json
+    streamed = False
     try:
-        with base:
-            for event in base.ask_stream(question, mode=mode, filter=filter, k=k):
-                if event.type == "token" and not as_json:
+        with base, console.status("searching…", spinner="dots") if live else nullcontext() as status:
+            for event in base.ask_stream(question, mode=mode, filter=filter, k=k, answer_mode=answer_mode):
+                if event.type == "token" and live:
+                    if status is not None and not streamed:
+                        status.stop()
+                    # Token events carry verified text only: what is shown is never taken back.
                     console.print(event.text, end="", highlight=False, markup=False)
+                    streamed = True
                 elif event.type == "answer":
                     answer = event.answer
     except RagtuneError as exc:
@@ -161,23 +173,49 @@ def ask(
     if as_json:
         emit({
             "id": answer.id, "answer": answer.answer, "grounded": answer.grounded, "refused": answer.refused,
-            "language": answer.language, "query": answer.query, "model": answer.model,
+            "mode": answer.mode, "language": answer.language, "query": answer.query, "model": answer.model,
             "citations": [c.model_dump() for c in answer.citations],
             "sources": [hit_json(h) for h in answer.sources],
+            "documents": [d.model_dump() for d in answer.documents],
+            "removed_claims": [r.model_dump() for r in answer.removed_claims],
             "removed_citations": [r.model_dump() for r in answer.removed_citations],
             "timings_ms": answer.timings,
         })
         return
-    console.print()
-    # The streamed text is the model's raw output; show the verified answer when verification changed it.
-    console.rule("answer" if answer.grounded else "not found", style="dim")
-    console.print(answer.answer, highlight=False, markup=False)
-    cited = {c.number for c in answer.citations}
-    for number, hit in enumerate(answer.sources, 1):
-        where = hit.source + (f" p.{hit.meta.page_number}" if hit.meta.page_number else "")
-        mark = "" if number in cited or answer.refused else " [dim](not cited)[/]"
-        label = f"[{number}]" if not answer.refused else "·"
-        console.print(f"[bold]{escape(label)}[/] [cyan]{escape(where)}[/]{mark}", highlight=False)
-    for removed in answer.removed_citations:
-        err_console.print(f"[yellow]removed citation {escape(f'[{removed.number}]')}[/]: {escape(removed.reason)}",
+    if streamed:
+        console.print()
+    else:
+        console.print(answer.answer, highlight=False, markup=False)
+    _print_documents(answer)
+    for removed in answer.removed_claims:
+        err_console.print(f"[yellow]removed[/] {escape(removed.claim)} [dim]— {escape(removed.reason)}[/]",
                           highlight=False)
+
+
+def _print_documents(answer: Any) -> None:
+    """The numbered sources, one per document with its sections; a refusal lists the closest documents with
+    their best snippet. Paths under the current directory are shown relative to it."""
+    if not answer.documents:
+        return
+    console.print()
+    if answer.refused:
+        console.print("[dim]closest documents:[/]")
+    elif answer.mode == "extractive":
+        console.print("[dim]quoted from:[/]")
+    for document in answer.documents:
+        pages = f" p.{','.join(map(str, document.pages))}" if document.pages else ""
+        label = "·" if answer.refused else f"[{document.number}]"
+        mark = "" if document.cited or answer.refused else " [dim](not cited)[/]"
+        console.print(f"[bold]{escape(label)}[/] [cyan]{escape(_relative(document.source) + pages)}[/]{mark}",
+                      highlight=False)
+        if document.sections:
+            console.print(f"    [dim]{escape('; '.join(document.sections))}[/]", highlight=False)
+        if answer.refused and document.snippet:
+            console.print(f"    {escape(document.snippet)}", highlight=False)
+
+
+def _relative(source: str) -> str:
+    try:
+        return Path(source).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return source

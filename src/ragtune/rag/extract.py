@@ -12,7 +12,7 @@ from ragtune.rag.question import Focus
 from ragtune.rag.sources import Source, passage_with_headings
 from ragtune.text import CJK_WIDE_RE, HAN_RE, split_sentences
 
-__all__ = ["Extract", "Passage", "extract_answer", "passages"]
+__all__ = ["Extract", "Passage", "closest_passage", "extract_answer", "passages"]
 
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$")
@@ -103,6 +103,14 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
             if best is None or score > best.score:
                 best = Extract(quote(passage.text, passage.number), passage, score)
     return best
+
+
+def closest_passage(source: Source, focus: Focus) -> str:
+    """The passage of a source closest to the question (its first one on a tie): the snippet a reader sees."""
+    found = passages(source)
+    if not found:
+        return ""
+    return max(found, key=lambda p: (focus.coverage(p.terms, p.context), -p.position)).text
 
 
 def quote(text: str, number: int) -> str:

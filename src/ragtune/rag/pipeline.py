@@ -16,10 +16,10 @@ from ragtune.llm.bundled import BUNDLED_SMOLLM2
 from ragtune.llm.cached import CachedLLM
 from ragtune.rag.claims import ClaimJudge, LexicalJudge, terms_of
 from ragtune.rag.context import dedupe, pack
-from ragtune.rag.extract import extract_answer
+from ragtune.rag.extract import closest_passage, extract_answer
 from ragtune.rag.prompts import REFUSAL, PromptTemplates, answer_messages, is_model_refusal
 from ragtune.rag.question import Focus, analyse_question, is_follow_up
-from ragtune.rag.sources import Source, best_snippet, group_sources, is_heading_only, passage_with_headings
+from ragtune.rag.sources import Source, group_sources, is_heading_only, passage_with_headings, shorten
 from ragtune.rag.verify import AnswerVerifier
 from ragtune.retrieve.retriever import HybridRetriever
 from ragtune.retrieve.rewrite import QueryRewriter
@@ -166,7 +166,7 @@ class RagPipeline:
                                 "query": condensed.query, "model": self.llm.name}
         focus = analyse_question(question, context=condensed.anchor)
         if not hits or self._outside_kb(focus, hits[:limit], language):
-            yield from self._refuse(base, hits, condensed.query, timings, started)
+            yield from self._refuse(base, hits, focus, timings, started)
             return
 
         t = time.perf_counter()
@@ -212,7 +212,7 @@ class RagPipeline:
                     removed_claims=removed, timings=timings, mode="extractive",
                 ))
                 return
-        yield from self._refuse(base, hits, condensed.query, timings, started, removed=removed)
+        yield from self._refuse(base, hits, focus, timings, started, removed=removed)
 
     def writes(self, language: str) -> bool:
         """Whether the model is trusted to write answers in ``language``."""
@@ -260,7 +260,7 @@ class RagPipeline:
         return True
 
     def _refuse(
-        self, base: dict[str, Any], hits: Sequence[Hit], query: str, timings: dict[str, float], started: float, *,
+        self, base: dict[str, Any], hits: Sequence[Hit], focus: Focus, timings: dict[str, float], started: float, *,
         removed: Sequence[RemovedClaim] = (),
     ) -> Iterator[AnswerEvent]:
         """The refusal in the question's language, listing the closest distinct documents with their best snippet."""
@@ -268,7 +268,7 @@ class RagPipeline:
         closest = group_sources(hits, max_sources=REFUSAL_DOCUMENTS)
         yield AnswerEvent("token", text)
         timings["total"] = elapsed_ms(started)
-        documents = [s.document(snippet=best_snippet(s.hit.text, query)) for s in closest]
+        documents = [s.document(snippet=shorten(closest_passage(s, focus))) for s in closest]
         yield AnswerEvent("answer", answer=Answer(
             **base, answer=text, grounded=False, refused=True, sources=[s.hit for s in closest], documents=documents,
             removed_claims=list(removed), timings=timings, mode="refusal",
@@ -277,7 +277,7 @@ class RagPipeline:
     @staticmethod
     def _documents(sources: Sequence[Source], citations: Sequence[Citation], focus: Focus) -> list[SourceDocument]:
         quotes = {c.number: c.quote for c in citations}
-        return [s.document(snippet=quotes.get(s.number) or best_snippet(s.hit.text, focus.question),
+        return [s.document(snippet=shorten(quotes.get(s.number) or closest_passage(s, focus)),
                            cited=s.number in quotes) for s in sources]
 
     # ------------------------------------------------------------------ follow-ups

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragtune.store.text import tokenize
-from ragtune.text import split_sentences
 from ragtune.types import Hit, SourceDocument, embedding_text
 
 SECTION_SEPARATOR = " › "
@@ -92,16 +91,6 @@ def is_heading_only(hit: Hit) -> bool:
     """A passage that holds nothing but its own heading (a title chunk): it cannot support an answer."""
     path = {t for p in hit.meta.heading_path for t in tokenize(p)} | set(tokenize(hit.meta.section_title or ""))
     return not set(tokenize(hit.text)) - path
-
-
-def best_snippet(text: str, query: str, limit: int = 240) -> str:
-    """The sentence of ``text`` sharing most terms with ``query`` (the first one on a tie), shortened."""
-    wanted = set(tokenize(query))
-    spans = split_sentences(text, line_breaks=True)
-    if not spans:
-        return shorten(text, limit)
-    scored = [(len(wanted & set(tokenize(text[s:e]))), -i, text[s:e]) for i, (s, e) in enumerate(spans)]
-    return shorten(max(scored)[2], limit)
 
 
 def shorten(text: str, limit: int = 240) -> str:
