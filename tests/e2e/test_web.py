@@ -49,11 +49,13 @@ def test_upload_ask_stream_source_and_feedback_in_the_browser(tmp_path, embedder
                 expect(page.locator("#documents li")).to_have_count(2)
                 page.screenshot(path=shots / "web_upload.png")
 
-                # Count how often the answer's text changes: streamed answers change many times.
-                page.evaluate("""() => { window.__updates = 0; new MutationObserver((ms) => {
+                # Record every text the answer shows: only verified text is streamed, so each is a prefix of
+                # the final answer (never a draft that is taken back).
+                page.evaluate("""() => { window.__texts = []; new MutationObserver((ms) => {
                     for (const m of ms) {
                         const el = m.target.nodeType === 1 ? m.target : m.target.parentElement;
-                        if (el && el.closest('.answer-text')) window.__updates++;
+                        const box = el && el.closest('.answer-text');
+                        if (box) window.__texts.push(box.textContent);
                     }
                 }).observe(document.getElementById('messages'),
                            {subtree: true, childList: true, characterData: true}); }""")
@@ -62,7 +64,9 @@ def test_upload_ask_stream_source_and_feedback_in_the_browser(tmp_path, embedder
                 source = page.locator("a.source-link").first
                 expect(source).to_be_visible(timeout=60_000)
                 expect(page.locator(".answer-text").first).to_contain_text("45")
-                assert page.evaluate("window.__updates") > 3
+                final = page.locator(".answer-text").first.text_content()
+                shown = [t for t in page.evaluate("window.__texts") if t not in ("", "…")]
+                assert shown and all(final.startswith(t) for t in shown), shown
                 expect(source).to_contain_text("refunds.md")
                 page.screenshot(path=shots / "web_answer.png")
 
@@ -89,5 +93,40 @@ def test_upload_ask_stream_source_and_feedback_in_the_browser(tmp_path, embedder
                 answer_id = records[0].answer_id
                 assert [r.rating for r in records] == ["up"] and "45" in records[0].answer
             assert answer_id
-    assert sorted(p.name for p in shots.glob("web_*.png")) == [
-        "web_answer.png", "web_feedback.png", "web_source.png", "web_upload.png", "web_zh.png"]
+    assert {"web_answer.png", "web_feedback.png", "web_source.png", "web_upload.png", "web_zh.png"} <= {
+        p.name for p in shots.glob("web_*.png")}
+
+
+def test_an_extractive_answer_and_grouped_sources_in_the_browser(tmp_path, embedder):
+    """A knowledge base set to quote its sources: the page marks the answer as quoted and lists each document
+    once, with its sections."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from ragtune.kb import KnowledgeBase
+
+    shots = Path(os.environ.get("RAGTUNE_SCREENSHOTS") or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    root = tmp_path / "kbs"
+    with KnowledgeBase.open(root / "handbook", create=True, embedder=embedder) as kb:
+        assert kb.ingest(EXAMPLES / "handbook").ok
+    (root / "handbook" / "ragtune.toml").write_text('answer_mode = "extractive"\n')
+    for llm_url in fake_llm_server():
+        for server in running_server(root, embedder, llm_url):
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+                page = browser.new_page(viewport={"width": 1280, "height": 860}, locale="en-US")
+                page.goto(server.url + "/")
+                page.get_by_label("API key").fill(server.keys["admin"])
+                page.get_by_role("button", name="Use key").click()
+                expect(page.get_by_label("Pick a knowledge base")).to_have_value("handbook")
+                page.get_by_label("Your question").fill("What is the refund window for enterprise plans?")
+                page.get_by_role("button", name="Ask").click()
+                expect(page.locator(".answer-text").first).to_have_text(
+                    "“Enterprise customers have a refund window of 45 days from the invoice date.” [1]",
+                    timeout=60_000)
+                expect(page.locator(".mode").first).to_have_text("Quoted from the sources")
+                item = page.locator(".sources li").first
+                expect(item.locator("a.source-link")).to_contain_text("refunds.md")
+                expect(item).to_contain_text("Refund policy › Enterprise plans")
+                page.screenshot(path=shots / "web_extractive.png")
+                browser.close()

@@ -156,13 +156,13 @@ function renderSources(li, sources) {
     link.href = `#source-${source.number}`;
     link.className = "source-link";
     link.textContent = source.name + (source.page_number ? ` (${t("page")} ${source.page_number})` : "");
+    link.addEventListener("click", (event) => { event.preventDefault(); showSource(source); });
+    item.append(link);
     if (source.sections && source.sections.length) {
       const sections = document.createElement("span"); sections.className = "meta";
       sections.textContent = ` — ${source.sections.join("; ")}`;
-      item.append(link, sections); list.append(item); continue;
+      item.append(sections);
     }
-    link.addEventListener("click", (event) => { event.preventDefault(); showSource(source); });
-    item.append(link);
     list.append(item);
   }
   li.append(heading, list);
