@@ -49,7 +49,9 @@ _INSTRUCTION = re.compile(
 # Words about the answer itself ("according to the source", "the document states") carry no claim.
 _META = frozenset(tokenize(
     "according source sources document documents context passage states stated mentions mentioned says answer "
-    "question information provided given text based note 根据 资料 文档 来源 提到 表示 答案 问题 信息 内容 显示 指出"
+    "question information provided given text based note said say says told tell tells wrote write writes "
+    "replied reply replies explained noted think thinks thought asked asks "
+    "根据 资料 文档 来源 提到 表示 答案 问题 信息 内容 显示 指出 说"
 ))
 # Function words the BM25 analyzer keeps but that state nothing a source must back ("has", "must", "为").
 _FUNCTION = frozenset(tokenize(
@@ -196,9 +198,13 @@ def _terms(text: str) -> frozenset[str]:
                      if not any(ch.isdigit() for ch in t) and not _numeral(t))
 
 
+# Names written together in chat logs and code ("AdamSmith", "LiHua") are read as their parts.
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
 @functools.lru_cache(maxsize=8192)
 def _cached_terms(text: str) -> tuple[str, ...]:
-    return tuple(tokenize(text))
+    return tuple(tokenize(_CAMEL.sub(" ", text)))
 
 
 _ZH_NUMERAL = re.compile("^[零〇一二三四五六七八九两十百千万亿半]+[天日年月周次人名个位元倍项条]?$")
@@ -255,6 +261,24 @@ def _frames(text: str, context_terms: frozenset[str]) -> list[_Frame]:
     return frames
 
 
+# "AdamSmith: Hi Li Hua! …", "**Note:** …": a short label that says who speaks or what a line is about.
+_LINE_LABEL = re.compile(r"^\s*\**([A-Z\u4e00-\u9fff][\w .'’-]{0,40}?)\**\s*[:：]\s+(?=\S)")
+
+
+def _sentences(text: str) -> list[tuple[str, frozenset[str]]]:
+    """The sentences of a context, each with the terms of the label of its line. In a chat log or transcript
+    (lines that open with a speaker's name) every line is read on its own, framed by its speaker."""
+    lines = text.splitlines()
+    labelled = [_LINE_LABEL.match(line) for line in lines]
+    if sum(m is not None for m in labelled) < 2:
+        return [(text[s:e], frozenset()) for s, e in split_sentences(text, semicolons=True)]
+    found: list[tuple[str, frozenset[str]]] = []
+    for line, label in zip(lines, labelled, strict=True):
+        terms = _terms(label.group(1)) if label else frozenset()
+        found += [(line[s:e], terms) for s, e in split_sentences(line, semicolons=True)]
+    return found
+
+
 @functools.lru_cache(maxsize=2048)
 def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
     units: list[_Unit] = []
@@ -275,8 +299,7 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
                           for f in row.frames]
         table_rows = []
 
-    for start, end in split_sentences(text, semicolons=True):
-        sentence = text[start:end]
+    for sentence, label in _sentences(text):
         heading = _HEADING.match(sentence)
         if heading:
             close_table()
@@ -286,8 +309,9 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
             lead_in = frozenset()
             section_free = frozenset()
             continue
-        # Headings above, and the number-free sentences of the section so far, frame what follows them.
-        shared = frozenset().union(*headings.values(), section_free)
+        # Headings above, the number-free sentences of the section so far, and the speaker of a chat line frame
+        # what follows them.
+        shared = frozenset().union(*headings.values(), section_free, label)
         if _TABLE_ROW.match(sentence) or sentence.lstrip().startswith("|"):
             if _TABLE_RULE.match(sentence):
                 continue
