@@ -158,6 +158,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     items, docs = questions(args.set, args.limit)
     kb = open_kb(args.set, docs)
+    if args.setting:
+        from ragtune.settings import parse_overrides
+
+        kb.settings = kb.settings.model_copy(update=parse_overrides(args.setting))
     has_modes = "answer_mode" in Settings.model_fields
     server = None
     if args.llm == "served":
@@ -228,6 +232,8 @@ def main() -> None:
     parser.add_argument("--llm", choices=("local", "served"), default="local")
     parser.add_argument("--label", default="after", help="'before' when running main's pipeline")
     parser.add_argument("--limit", type=int, default=None, help="a stratified subset of this many questions")
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting (repeatable), e.g. no_repeat_ngram_size=0; give the run a --label")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -238,7 +244,7 @@ def main() -> None:
                        "p50 total ms"])
     out = args.out or RESULTS_DIR / f"answer_accuracy_{args.set}_{args.label}_{args.llm}.json"
     write_json(out, {
-        "set": args.set, "label": args.label, "llm": args.llm, "limit": args.limit,
+        "set": args.set, "label": args.label, "llm": args.llm, "limit": args.limit, "settings": args.setting,
         "match": "normalised containment (see bench/answer_accuracy.py docstring)", "results": results,
         "wall_s": round(time.perf_counter() - started, 1), "loadavg": loadavg(), "machine": machine(),
     })

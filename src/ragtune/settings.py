@@ -122,11 +122,12 @@ class Settings(BaseSettings):
         "verified answer at the end; neither ever shows text verification rejects."
     )
     repetition_penalty: float | None = Field(
-        None, gt=0, description="Penalty on repeating generated tokens (1 = off; default 1.15 for in-process "
-        "models, off for servers)."
+        None, gt=0, description="Penalty on repeating generated tokens (1 = off, the default; sent to servers only "
+        "when set)."
     )
     no_repeat_ngram_size: int | None = Field(
-        None, ge=0, description="Never generate the same n tokens twice (0 = off; default 4 for in-process models)."
+        None, ge=0, description="Never generate the same n tokens twice (0 = off; default 8 for in-process models, "
+        "off for servers)."
     )
     system_prompt_en: str | None = Field(None, description="Replaces the English system prompt ({refusal} is filled).")
     system_prompt_zh: str | None = Field(None, description="Replaces the Chinese system prompt ({refusal} is filled).")

@@ -41,10 +41,11 @@ LEXICAL_GATE = 0.5
 # Languages a model writes well enough to answer in; models not listed are trusted with any language. The bundled
 # 135M model writes English only: in 'auto' mode its Chinese questions go straight to the extractive path.
 GENERATION_LANGUAGES: dict[str, frozenset[str]] = {BUNDLED_SMOLLM2: frozenset({"en"})}
-# Decoding controls for models run in this process (penalties count generated tokens only, so copying a source
-# is never penalised): small models loop without them.
-REPETITION_PENALTY = 1.15
-NO_REPEAT_NGRAM = 4
+# Decoding controls for models run in this process (over generated tokens only, so copying a source is never
+# penalised): small models loop without them. A repetition penalty also hurts the legitimate repeats of an answer
+# (a Chinese character, "the"), so it is off; blocking repeated 8-token runs stops loops without that cost.
+REPETITION_PENALTY = 1.0
+NO_REPEAT_NGRAM = 8
 ANSWER_MODES = ("auto", "generative", "extractive")
 STREAM_MODES = ("sentences", "buffer")
 # Documents a refusal lists as the closest the knowledge base has.
