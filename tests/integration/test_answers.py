@@ -154,8 +154,12 @@ def test_a_follow_up_is_condensed_before_retrieval_and_never_echoed(policies):
     assert "What is the hotel limit in Paris?" in llm.calls[0][1]["content"]
 
 
-def test_a_failed_condensation_falls_back_to_the_earlier_question(policies):
-    policies.llm = ScriptedLLM("Sure! Here is a summary of the policy.", "I don't know.")
+@pytest.mark.parametrize("rewrite", [
+    "Sure! Here is a summary of the policy.",
+    'City: London, Hotel limit per night: 250 EUR" [2]',  # an answer, not a question (what SmolLM2 writes)
+])
+def test_a_failed_condensation_falls_back_to_the_earlier_question(policies, rewrite):
+    policies.llm = ScriptedLLM(rewrite, "I don't know.")
     history = [{"role": "user", "content": "北京出差每晚住宿上限是多少？"},
                {"role": "assistant", "content": "“城市：北京，每晚住宿上限：600元”[1]"},
                {"role": "user", "content": "What is the hotel limit in Paris?"},

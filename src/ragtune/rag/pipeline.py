@@ -4,6 +4,7 @@ sentence → answer, or quote the sources (extractive), or refuse."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -14,10 +15,11 @@ from ragtune.errors import ConfigError
 from ragtune.llm.base import LLM
 from ragtune.llm.bundled import BUNDLED_SMOLLM2
 from ragtune.llm.cached import CachedLLM
-from ragtune.rag.claims import ClaimJudge, LexicalJudge, terms_of
+from ragtune.rag.claims import CITATION_RE, ClaimJudge, LexicalJudge, terms_of
 from ragtune.rag.context import dedupe, pack
 from ragtune.rag.extract import closest_passage, extract_answer
 from ragtune.rag.prompts import REFUSAL, PromptTemplates, answer_messages, is_model_refusal
+from ragtune.rag.quantities import quantities
 from ragtune.rag.question import Focus, analyse_question, is_follow_up
 from ragtune.rag.sources import Source, group_sources, is_heading_only, passage_with_headings, shorten
 from ragtune.rag.verify import AnswerVerifier
@@ -50,6 +52,9 @@ ANSWER_MODES = ("auto", "generative", "extractive")
 STREAM_MODES = ("sentences", "buffer")
 # Documents a refusal lists as the closest the knowledge base has.
 REFUSAL_DOCUMENTS = 3
+# A rewritten follow-up must read as a question: a question mark or a question word.
+_QUESTION = re.compile(r"[?？]|\b(?:what|which|who|whom|whose|when|where|why|how|is|are|do|does|can)\b|"
+                       "什么|哪|谁|几|多少|多久|怎么|如何|吗|呢", re.IGNORECASE)
 
 
 @dataclass
@@ -306,9 +311,14 @@ class RagPipeline:
 
     @staticmethod
     def _condensed_well(candidate: str, question: str, anchor: str) -> bool:
-        """A usable rewrite: a question of sane length that keeps the follow-up's own terms and is not an answer
-        or an echo of the earlier question."""
+        """A usable rewrite: a question of sane length that keeps the follow-up's own terms, and is neither an
+        answer (citation markers, amounts the conversation's questions never stated) nor the earlier question."""
         if not candidate or is_model_refusal(candidate) or len(candidate) > 2 * (len(question) + len(anchor)) + 40:
+            return False
+        if not _QUESTION.search(candidate) or CITATION_RE.search(candidate):
+            return False
+        asked = {q.value for q in quantities(f"{question} {anchor}")}
+        if any(q.value not in asked for q in quantities(candidate)):
             return False
         own = terms_of(question) - terms_of(anchor)
         words = terms_of(candidate)
