@@ -82,3 +82,10 @@ def test_the_closest_passage_is_the_snippet_a_reader_sees(doc_source):
     # Headings are never the snippet, even when they match best.
     assert closest_passage(doc_source("projects.md"), analyse_question("Project Nimbus patents?")).startswith(
         "Project Nimbus builds")
+
+
+def test_a_chat_lines_later_sentence_is_quoted_with_its_speaker():
+    chat = ("Time: 20260105_14:00\nLiHua: Hey Adam! When's a good time for me to come by?\n"
+            "AdamSmith: Hi Li Hua! You can come by anytime after 5 PM today.")
+    extract = _extract("After what time can Li Hua come by, according to Adam Smith?", Source(1, [hit("c.txt", chat)]))
+    assert extract is not None and extract.text == "“AdamSmith: You can come by anytime after 5 PM today.” [1]"

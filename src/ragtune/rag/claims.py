@@ -15,8 +15,8 @@ from ragtune.store.text import tokenize
 from ragtune.text import HAN_RE, detect_language, split_sentences
 
 __all__ = [
-    "ClaimCheck", "ClaimJudge", "LexicalJudge", "default_judge", "names_in", "split_claims", "strip_markers",
-    "terms_of",
+    "ClaimCheck", "ClaimJudge", "LexicalJudge", "default_judge", "labelled_sentences", "names_in", "split_claims",
+    "strip_markers", "terms_of",
 ]
 
 # [1]  [1, 3]  [1-3]  [^2]  【1】  ［1］  [Source 2]  [来源 1]
@@ -265,18 +265,25 @@ def _frames(text: str, context_terms: frozenset[str]) -> list[_Frame]:
 _LINE_LABEL = re.compile(r"^\s*\**([A-Z\u4e00-\u9fff][\w .'’-]{0,40}?)\**\s*[:：]\s+(?=\S)")
 
 
-def _sentences(text: str) -> list[tuple[str, frozenset[str]]]:
-    """The sentences of a context, each with the terms of the label of its line. In a chat log or transcript
-    (lines that open with a speaker's name) every line is read on its own, framed by its speaker."""
+def labelled_sentences(text: str, *, semicolons: bool = False) -> list[tuple[str, str]]:
+    """The sentences of a text, each with the label of its line ('' when none). In a chat log or transcript
+    (lines that open with a speaker's name: 'AdamSmith: Hi! …') every line is read on its own, and each of its
+    sentences belongs to its speaker."""
     lines = text.splitlines()
     labelled = [_LINE_LABEL.match(line) for line in lines]
     if sum(m is not None for m in labelled) < 2:
-        return [(text[s:e], frozenset()) for s, e in split_sentences(text, semicolons=True)]
-    found: list[tuple[str, frozenset[str]]] = []
+        return [(text[s:e], "") for s, e in split_sentences(text, semicolons=semicolons)]
+    found: list[tuple[str, str]] = []
     for line, label in zip(lines, labelled, strict=True):
-        terms = _terms(label.group(1)) if label else frozenset()
-        found += [(line[s:e], terms) for s, e in split_sentences(line, semicolons=True)]
+        speaker = label.group(1).strip() if label else ""
+        found += [(line[s:e], speaker) for s, e in split_sentences(line, semicolons=semicolons)]
     return found
+
+
+def _sentences(text: str) -> list[tuple[str, frozenset[str]]]:
+    """The sentences of a context, each with the terms of its line's label."""
+    return [(sentence, _terms(label) if label else frozenset())
+            for sentence, label in labelled_sentences(text, semicolons=True)]
 
 
 @functools.lru_cache(maxsize=2048)

@@ -7,10 +7,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragtune.rag.claims import terms_of
+from ragtune.rag.claims import labelled_sentences, terms_of
 from ragtune.rag.question import Focus
 from ragtune.rag.sources import Source, passage_with_headings
-from ragtune.text import CJK_WIDE_RE, HAN_RE, split_sentences
+from ragtune.text import CJK_WIDE_RE, HAN_RE
 
 __all__ = ["Extract", "Passage", "closest_passage", "extract_answer", "passages"]
 
@@ -52,15 +52,21 @@ def passages(source: Source) -> list[Passage]:
         header: list[str] = []
         lead_in: frozenset[str] = frozenset()
         previous = ""
-        for start, end in split_sentences(text):
-            sentence = " ".join(text[start:end].split())
+        sentences = labelled_sentences(text)
+        # Everyone who speaks in a conversation is part of what each of its lines is about.
+        speakers = frozenset().union(*(terms_of(label) for _, label in sentences if label))
+        for raw, speaker in sentences:
+            sentence = " ".join(raw.split())
+            if speaker and not sentence.startswith(speaker):
+                # A chat line's later sentence is quoted with its speaker: "AdamSmith: You can come by after 5 PM."
+                sentence = f"{speaker}: {sentence}"
             if _HEADING.match(sentence):
                 level = len(sentence) - len(sentence.lstrip("#"))
                 headings = {lvl: t for lvl, t in headings.items() if lvl < level}
                 headings[level] = terms_of(sentence)
                 header, lead_in, previous = [], frozenset(), ""
                 continue
-            context = frozenset().union(*headings.values(), lead_in)
+            context = frozenset().union(*headings.values(), lead_in, speakers)
             if sentence.startswith("|"):
                 if _TABLE_RULE.match(sentence):
                     continue
