@@ -49,7 +49,8 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files of a type no parser reads (not stored)
+    empty: list[str] = field(default_factory=list)  # stored, but without text to index (0 chunks)
     failed: list[tuple[str, str]] = field(default_factory=list)
     chunks: int = 0
     seconds: float = 0.0
@@ -60,10 +61,11 @@ class IngestReport:
 
     def to_dict(self) -> dict[str, Any]:
         counts = {name: len(getattr(self, name)) for name in
-                  ("added", "updated", "unchanged", "duplicates", "deleted", "skipped", "failed")}
+                  ("added", "updated", "unchanged", "duplicates", "deleted", "skipped", "empty", "failed")}
         return {
             **counts, "chunks": self.chunks, "seconds": round(self.seconds, 3), "ok": self.ok,
             "failures": [{"source": s, "error": e} for s, e in self.failed],
+            "skipped_files": list(self.skipped), "empty_files": list(self.empty),
         }
 
 
@@ -344,6 +346,8 @@ class Ingestor:
                 report.failed.append((item.uri, item.error))
             elif item.record.status == "duplicate":
                 report.duplicates.append(item.uri)
+            elif not item.chunks:
+                report.empty.append(item.uri)
             elif item.is_new:
                 report.added.append(item.uri)
             else:

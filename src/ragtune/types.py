@@ -198,6 +198,8 @@ class Answer(BaseModel):
     removed_citations: list[RemovedCitation] = Field(default_factory=list)
     model: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
+    #: Tokens of the generation (prompt_tokens, completion_tokens, total_tokens); empty when none ran.
+    usage: dict[str, int] = Field(default_factory=dict)
     #: How the answer was made: "generative" (the model's verified sentences), "extractive" (sentences quoted
     #: from the sources) or "refusal".
     mode: str = "generative"

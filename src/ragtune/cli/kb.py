@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -52,27 +53,104 @@ def kb_docs(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("id", "source", "type", "chunks", "status", "error")
     for r in rows:
         status = r["status"] + (f" of {r['duplicate_of']}" if r["duplicate_of"] else "")
+        if r["status"] == "ok" and not r["chunks"]:
+            status = "ok (empty)"
         table.add_row(*(escape(str(v)) for v in (r["id"], r["source"], r["type"] or "", r["chunks"], status,
                                                   r["error"] or "")))
     console.print(table)
 
 
+DocArg = Annotated[str, typer.Argument(help="A document: its id (see 'ragtune kb docs') or its file's path.")]
+
+
 @app.command("rm")
 def kb_rm(
-    document_ids: Annotated[list[str], typer.Argument(help="Document ids (see 'ragtune kb docs').")],
+    documents: Annotated[list[str], typer.Argument(
+        help="Documents to delete: ids (see 'ragtune kb docs') or the paths of their files.")],
     kb: KbOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Delete documents and their chunks."""
-    results = with_kb(kb, as_json, lambda base: {doc_id: base.delete(doc_id) for doc_id in document_ids})
-    missing = [d for d, ok in results.items() if not ok]
+    """Delete documents and their chunks (the files themselves are left alone)."""
+
+    def delete(base: Any) -> dict[str, str | None]:
+        found = {ref: find_document(base, ref) for ref in documents}
+        return {ref: record.id if record is not None and base.delete(record.id) else None
+                for ref, record in found.items()}
+
+    results = with_kb(kb, as_json, delete)
+    missing = [ref for ref, doc_id in results.items() if doc_id is None]
     if as_json:
-        emit({"deleted": [d for d, ok in results.items() if ok], "not_found": missing})
+        emit({"deleted": [doc_id for doc_id in results.values() if doc_id], "not_found": missing})
     else:
-        for doc_id, ok in results.items():
-            console.print(f"deleted {escape(doc_id)}" if ok
-                          else f"[yellow]no document {escape(doc_id)}[/] — see 'ragtune kb docs'")
+        for ref, doc_id in results.items():
+            console.print(f"deleted {escape(doc_id)}" + (f" ({escape(ref)})" if ref != doc_id else "") if doc_id
+                          else f"[yellow]no document {escape(ref)}[/] — see 'ragtune kb docs'", highlight=False)
     if missing:
         raise typer.Exit(1)
+
+
+@app.command("show")
+def kb_show(
+    document: DocArg,
+    kb: KbOpt = None,
+    width: Annotated[int, typer.Option(help="Characters of each chunk shown (0 = all).")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """A document's chunks as stored, with their metadata: how a file was split."""
+
+    def load(base: Any) -> tuple[Any, list[Any]]:
+        record = find_document(base, document)
+        if record is None:
+            fail(f"no document {document!r} in {base.path} — see 'ragtune kb docs' for ids and paths", as_json)
+        return record, base.store.document_chunks(record.id)
+
+    record, chunks = with_kb(kb, as_json, load)
+    if as_json:
+        emit({"document": {"id": record.id, "source": record.uri, "type": record.source_type,
+                           "status": record.status, "error": record.error, "duplicate_of": record.duplicate_of,
+                           "chunks": record.chunk_count, "version": record.version, "size": record.size,
+                           "title": record.title, "metadata": record.metadata},
+              "chunks": [{"chunk_id": h.chunk_id, "index": h.meta.chunk_index, "chars": len(h.text), "text": h.text,
+                          "metadata": _set_fields(h.meta)} for h in chunks]})
+        return
+    facts = [record.source_type or "?", f"{record.chunk_count} chunks", record.status]
+    if record.metadata.get("chunker"):
+        facts.append(f"chunker {record.metadata['chunker']}")
+    facts += [f"version {record.version}", f"id {record.id}"]
+    console.print(f"[bold]{escape(record.uri)}[/]  [dim]{escape(' · '.join(facts))}[/]", highlight=False)
+    if record.error:
+        err_console.print(f"[red]error[/] {escape(record.error)}", highlight=False)
+    if record.duplicate_of:
+        console.print(f"duplicate of {escape(record.duplicate_of)}: its chunks are stored once, under that document")
+    elif not chunks and record.status == "ok":
+        console.print("no chunks: the file has no text to search (blank, or a scan without OCR)")
+    for hit in chunks:
+        meta = _set_fields(hit.meta)
+        path, section = meta.pop("heading_path", []), meta.pop("section_title", "")
+        where = " › ".join(path) or section
+        details = [f"{len(hit.text)} chars"] + [f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                                                for k, v in meta.items() if k != "chunk_index"]
+        console.rule(f"chunk {hit.meta.chunk_index + 1}/{len(chunks)}" + (f" · {where}" if where else ""),
+                     style="dim", align="left")
+        console.print(f"[dim]{escape(' · '.join(details))}[/]", highlight=False)
+        text = hit.text if not width or len(hit.text) <= width else hit.text[:width] + "…"
+        console.print(text, highlight=False, markup=False)
+
+
+def find_document(base: Any, ref: str) -> Any:
+    """The document ``ref`` names: an id, the path of its file, or its URI as 'ragtune kb docs' lists it."""
+    from ragtune.ingest import document_id, file_uri
+
+    for doc_id in (ref, document_id(file_uri(Path(ref))), document_id(ref)):
+        record = base.store.document(doc_id)
+        if record is not None:
+            return record
+    return None
+
+
+def _set_fields(meta: Any) -> dict[str, Any]:
+    """The chunk metadata that says something: fields set to other than their defaults (not the repeated source)."""
+    return meta.model_dump(exclude_defaults=True, exclude={"source", "source_type", "document_id"}) | {
+        "chunk_index": meta.chunk_index}
 
 
 @app.command("verify")

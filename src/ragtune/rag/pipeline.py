@@ -183,12 +183,15 @@ class RagPipeline:
         if answer_mode == "generative" or (answer_mode == "auto" and self.writes(language)):
             verifier = AnswerVerifier(focus, sources, self.judge, language=language)
             buffered: list[str] = []
-            for text in self._generate(condensed.prompt, sources, language, temperature, verifier, timings):
+            usage: dict[str, int] = {}
+            generated = self._generate(condensed.prompt, sources, language, temperature, verifier, timings, usage)
+            for text in generated:
                 if self.answer_stream == "sentences":
                     yield AnswerEvent("token", text)
                 else:
                     buffered.append(text)
             verified = verifier.result
+            base["usage"] = usage
             if verified.answered:
                 if buffered:
                     yield AnswerEvent("token", "".join(buffered))
@@ -226,9 +229,9 @@ class RagPipeline:
 
     def _generate(
         self, question: str, sources: list[Source], language: str, temperature: float, verifier: AnswerVerifier,
-        timings: dict[str, float],
+        timings: dict[str, float], usage: dict[str, int],
     ) -> Iterator[str]:
-        """Generate an answer, yielding what the verifier releases as it goes."""
+        """Generate an answer, yielding what the verifier releases as it goes (``usage`` is filled in)."""
         messages = answer_messages(question, [s.hit for s in sources], language, self.templates)
         started = time.perf_counter()
         pieces: list[str] = []
@@ -245,6 +248,7 @@ class RagPipeline:
                 break  # the rest cannot change the answer: stop the model instead of waiting for it
         raw = "".join(pieces)
         timings["generate"] = elapsed_ms(started)
+        usage.update(token_usage(self.llm, messages, raw))
         if is_model_refusal(raw):
             # "I don't know" is not a claim to check: the extractive path or a refusal follows.
             verifier.close(truncated=True)
@@ -332,3 +336,10 @@ def _extract_citation(source: Source, passage: str, chunk_id: str) -> Citation:
         page_number=part.meta.page_number, section_title=part.meta.section_title, snippet=passage,
         support=1.0, quote=passage, sections=source.sections,
     )
+
+
+def token_usage(llm: LLM, messages: Sequence[dict[str, str]], reply: str) -> dict[str, int]:
+    """OpenAI's ``usage`` of one generation, counted with the model's own tokenizer (where it has one)."""
+    prompt = sum(llm.count_tokens(m["content"]) for m in messages)
+    completion = llm.count_tokens(reply) if reply else 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
