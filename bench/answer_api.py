@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -82,16 +83,16 @@ def main() -> None:
             print(f"{'same' if streamed == whole else 'DIFF'} {extra.get('mode'):10} {item['q'][:50]} | {whole[:70]}",
                   flush=True)
 
-        from ragtune.kb import KnowledgeBase
-
-        kb = KnowledgeBase.open(root / "fixtures")
+        # The retrieved chunks' texts, read from the knowledge base's database (its source of truth).
+        database = sqlite3.connect(root / "fixtures" / "ragtune.db")
         history: list[dict[str, str]] = []
         turns = []
         for turn in suite["conversation"]:
             messages = [*history, {"role": "user", "content": turn["q"]}]
             streamed, whole, extra = ask(client, messages)
             chunk_ids = [c for s in extra.get("sources", []) for c in s.get("chunk_ids", [s["chunk_id"]])]
-            texts = [c.text for c in kb.store.get(chunk_ids)]
+            marks = ",".join("?" * len(chunk_ids))
+            texts = [row[0] for row in database.execute(f"SELECT text FROM chunks WHERE uid IN ({marks})", chunk_ids)]
             right_chunk = any(states(t, f) for t in texts for f in turn["facts"])
             answered = any(states(whole, f) for f in turn["facts"]) and not extra.get("refused")
             turns.append({"q": turn["q"], "follow_up": turn["follow_up"], "right_chunk": right_chunk,
@@ -100,7 +101,7 @@ def main() -> None:
             print(f"{'chunk' if right_chunk else 'MISS '} {'right' if answered else 'WRONG'} {turn['q'][:40]} | "
                   f"{whole[:70]}", flush=True)
             history += [{"role": "user", "content": turn["q"]}, {"role": "assistant", "content": whole}]
-        kb.close()
+        database.close()
     finally:
         process.terminate()
         process.wait(30)

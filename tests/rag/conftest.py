@@ -7,18 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from answer_helpers import hit
 
 from ragtune.rag.sources import Source
-from ragtune.types import ChunkMeta, Hit
 
 ANSWERS = Path(__file__).resolve().parents[1] / "fixtures" / "answers"
-
-
-def hit(name: str, text: str, *, chunk: int = 0, heading_path: tuple[str, ...] = (), document: str | None = None
-        ) -> Hit:
-    return Hit(chunk_id=f"{name}#{chunk}", document_id=document or name, source=f"/docs/{name}", text=text,
-               score=1.0 - chunk / 100, meta=ChunkMeta(chunk_index=chunk, heading_path=list(heading_path),
-                                                       section_title=heading_path[-1] if heading_path else None))
 
 
 @pytest.fixture(scope="session")

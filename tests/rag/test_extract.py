@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import hit
+from answer_helpers import hit
 
 from ragtune.rag.extract import closest_passage, extract_answer, passages
 from ragtune.rag.question import analyse_question

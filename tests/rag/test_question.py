@@ -47,9 +47,14 @@ def test_a_slot_is_filled_by_a_value_the_question_does_not_state():
     assert not analyse_question("How long is parental leave?").filled_by("Parental leave is generous.")
 
 
-def test_a_follow_up_borrows_the_earlier_questions_terms_at_half_weight():
+def test_a_follow_up_borrows_the_earlier_questions_terms_where_they_help():
     focus = analyse_question("And in Berlin?", context="What is the hotel limit in Paris?")
-    assert focus.weights["berlin"] == 1.0 and focus.weights["hotel"] == 0.5 and focus.slot == NUMBER
+    assert focus.weights == {"berlin": 1.0} and focus.borrowed["hotel"] == 0.25 and focus.slot == NUMBER
+    assert focus.coverage({"berlin", "hotel", "limit"}) == 1.0
+    assert focus.coverage({"berlin"}) == 1.0  # a follow-up may change the subject: borrowed terms never count against
+    assert focus.coverage({"hotel", "limit", "pari"}) < 0.5  # the earlier question alone answers nothing new
+    again = analyse_question("What about it?", context="What is the hotel limit in Paris?")
+    assert set(again.weights) == {"hotel", "limit", "pari"}
 
 
 @pytest.mark.parametrize(

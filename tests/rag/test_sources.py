@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import hit
+from answer_helpers import hit
 
 from ragtune.rag.sources import group_sources, is_heading_only, passage_with_headings
 

@@ -176,7 +176,7 @@ _SYNONYM_GROUPS = (
     "end finish close", "staff employee worker personnel", "require mandatory obligatory", "allow permit",
     "approve authorise authorize", "large big", "yearly annual annually", "every each", "phone mobile",
     "company firm employer organisation organization", "上限 最多 最高", "费用 价格 收费 价钱", "员工 职工 雇员",
-    "审批 批准 核准", "提交 递交", "预订 预定", "每天 每日", "每月 每个月",
+    "审批 批准 核准", "提交 递交", "预订 预定 订 订购", "每天 每日", "每月 每个月",
 )
 _SYNONYMS = {t: tokenize(group.split()[0])[0] for group in _SYNONYM_GROUPS for word in group.split()
              for t in tokenize(word)}

@@ -65,6 +65,9 @@ class Focus:
     #: answer must be about one of them, or state an amount in one of ``head_units``.
     heads: frozenset[str] = field(default_factory=frozenset)
     head_units: frozenset[str] = field(default_factory=frozenset)
+    #: A follow-up's borrowed terms (from the earlier question): they add to a passage's coverage where it holds
+    #: them and never count against one that does not (a follow-up may change the subject).
+    borrowed: dict[str, float] = field(default_factory=dict)
 
     @property
     def terms(self) -> frozenset[str]:
@@ -73,12 +76,16 @@ class Focus:
     def coverage(self, present: Iterable[str], around: Iterable[str] = (), *, around_credit: float = 0.7) -> float:
         """Weighted share of the focus terms in ``present`` (1.0 for a question without content terms); terms
         only in ``around`` (the headings, table header or lead-in a passage stands under) count ``around_credit``."""
+        have, near = set(present), set(around)
+
+        def credit(terms: dict[str, float]) -> float:
+            return sum(w if t in have else around_credit * w if t in near else 0.0 for t, w in terms.items())
+
         total = sum(self.weights.values())
         if not total:
             return 1.0
-        have, near = set(present), set(around)
-        return sum(w if t in have else around_credit * w if t in near else 0.0
-                   for t, w in self.weights.items()) / total
+        extra = credit(self.borrowed)
+        return (credit(self.weights) + extra) / (total + extra)
 
     def keeps_names(self, present: Iterable[str]) -> bool:
         return self.names <= set(present)
@@ -110,9 +117,9 @@ class Focus:
         return bool(new) or any(q.value not in self.asked_values for q in stated)
 
 
-def analyse_question(question: str, *, context: str = "", context_weight: float = 0.5) -> Focus:
-    """The focus of ``question``; ``context`` (the conversation's earlier question, for a follow-up) adds its
-    terms at ``context_weight`` and lends its kind of answer when the follow-up names none."""
+def analyse_question(question: str, *, context: str = "", context_weight: float = 0.25) -> Focus:
+    """The focus of ``question``; ``context`` (the conversation's earlier question, for a follow-up) lends its
+    terms at ``context_weight`` (see ``Focus.borrowed``) and its kind of answer when the follow-up names none."""
     chinese = bool(HAN_RE.search(question))
     stripped = (_WH_ZH if chinese else _WH_EN).sub(" ", question)
     weights = {t: 1.0 for t in terms_of(stripped)}
@@ -123,14 +130,18 @@ def analyse_question(question: str, *, context: str = "", context_weight: float 
     for t in unit_words:
         weights.pop(t, None)
     slot = _slot(question, chinese)
+    borrowed: dict[str, float] = {}
     if context:
-        for t in terms_of((_WH_ZH if HAN_RE.search(context) else _WH_EN).sub(" ", context)):
-            weights.setdefault(t, context_weight)
+        earlier = terms_of((_WH_ZH if HAN_RE.search(context) else _WH_EN).sub(" ", context))
+        if weights:
+            borrowed = {t: context_weight for t in earlier if t not in weights}
+        else:
+            weights = {t: 1.0 for t in earlier}  # "What about it?" asks the earlier question again
         if slot == OPEN:
             slot = _slot(context, bool(HAN_RE.search(context)))
     heads, units = _heads(question, chinese)
     return Focus(question, weights, names_in(question) - unit_words, slot,
-                 frozenset(q.value for q in quantities(question)), heads, units)
+                 frozenset(q.value for q in quantities(question)), heads, units, borrowed)
 
 
 # The words after 'how many', 'which', 'what' up to the verb name what is asked for; Chinese names it after 哪个.
