@@ -133,3 +133,22 @@ def test_chinese_answers_are_verified_with_chinese_claims(doc_source):
     assert good.removed_claims[0].claim == "补贴在每月十号随工资发放。"
     wrong = _verify("北京出差每晚住宿上限是多少？", "北京出差每晚住宿上限为650元 [1]。", sources, language="zh")
     assert not wrong.answered and "650元" in wrong.removed_claims[0].reason
+
+
+def test_another_sections_heading_does_not_make_a_sentence_answer():
+    from answer_helpers import hit
+
+    from ragtune.rag.sources import Source
+
+    source = Source(1, [
+        hit("expenses.md", "| City | Hotel limit per night |\n| --- | --- |\n| Paris | 250 EUR |", chunk=1,
+            heading_path=("Expense policy", "Hotels")),
+        hit("expenses.md", "Expense reports must be submitted within 30 days after the end of a trip.", chunk=2,
+            heading_path=("Expense policy", "Submitting expense reports")),
+    ])
+    focus = analyse_question("How long do I have to submit them?", context="What is the hotel limit in Paris?")
+    wrong = verify_answer("The hotel limit in Paris is 250 EUR [1].", focus, [source], JUDGE)
+    assert not wrong.answered
+    right = verify_answer("Expense reports must be submitted within 30 days after the end of a trip [1].", focus,
+                          [source], JUDGE)
+    assert right.answered

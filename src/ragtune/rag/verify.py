@@ -11,7 +11,7 @@ from ragtune.rag.citations import CitedSentence, join_sentences, split_cited_sen
 from ragtune.rag.claims import ClaimJudge, split_claims, terms_of
 from ragtune.rag.quantities import compatible, quantities
 from ragtune.rag.question import Focus
-from ragtune.rag.sources import Source, shorten
+from ragtune.rag.sources import Source, section, shorten
 from ragtune.text import split_sentences
 from ragtune.types import Citation, Hit, RemovedCitation, RemovedClaim
 
@@ -209,7 +209,8 @@ class AnswerVerifier:
         holds the question's names and most of its focus."""
         present = set(terms_of(kept.text))
         for n, evidence in kept.evidence.items():
-            present |= terms_of(evidence) | terms_of(" ".join(self.sources[n - 1].sections))
+            # The headings of the passage that backs it, not of every passage of its document.
+            present |= terms_of(evidence) | terms_of(section(_part_holding(self.sources[n - 1], evidence)))
         return self.focus.answered_by(kept.text, present)
 
     def _release(self) -> str:
