@@ -152,3 +152,12 @@ def test_another_sections_heading_does_not_make_a_sentence_answer():
     right = verify_answer("Expense reports must be submitted within 30 days after the end of a trip [1].", focus,
                           [source], JUDGE)
     assert right.answered
+
+
+def test_a_yes_or_no_answer_keeps_its_particle_when_the_rest_is_supported(doc_source):
+    sources = [doc_source("office.md")]
+    question = "Can the quiet rooms be booked?"
+    answer = _verify(question, "No, quiet rooms are on floor 4 and cannot be booked [1].", sources)
+    assert answer.answered and answer.text == "No, quiet rooms are on floor 4 and cannot be booked [1]."
+    bare = _verify(question, "No.", sources)
+    assert not bare.answered and bare.removed_claims[0].reason == "a bare yes or no the sources cannot confirm"

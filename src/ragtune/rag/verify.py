@@ -8,17 +8,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ragtune.rag.citations import CitedSentence, join_sentences, split_cited_sentences, with_markers
-from ragtune.rag.claims import ClaimJudge, split_claims, terms_of
+from ragtune.rag.claims import ClaimJudge, split_claims, strip_markers, terms_of
 from ragtune.rag.quantities import compatible, quantities
-from ragtune.rag.question import Focus
+from ragtune.rag.question import YES_NO, Focus
 from ragtune.rag.sources import Source, section, shorten
-from ragtune.text import split_sentences
+from ragtune.text import HAN_RE, split_sentences
 from ragtune.types import Citation, Hit, RemovedCitation, RemovedClaim
 
 __all__ = ["AnswerVerifier", "VerifiedAnswer", "is_loop", "verify_answer"]
 
 # The same 1–16 characters four times in a row: "1.1.1.1.", "the the the the".
 _LOOP = re.compile(r"(.{1,16}?)\1{3,}", re.DOTALL)
+# The particle that opens an answer to a yes/no question: "Yes, …", "No. …", "是的，…", "不是。…".
+_YES_NO = re.compile(r"^\s*(?:(?:yes|no)\b[,.!:;]?|(?:是的|是|对|不是|没有|不)[，,。：:！!])\s*", re.IGNORECASE)
 # A sentence that stops on an article, preposition, conjunction or copula was cut off, not finished
 # ("The app used for this is [1].", "electric cars charge on").
 _DANGLING = re.compile(
@@ -128,8 +130,14 @@ class AnswerVerifier:
         return released
 
     def _check(self, sentence: CitedSentence) -> _Kept | None:
-        claims = split_claims(sentence.text, self.language)
         removed = self.result.removed_claims
+        # "Yes, X." to a yes/no question: the particle is the answer, X the claim that must be supported.
+        particle = _YES_NO.match(sentence.text) if self.focus.slot == YES_NO else None
+        text = sentence.text[particle.end():] if particle else sentence.text
+        if particle and not terms_of(strip_markers(text)):
+            removed.append(RemovedClaim(claim=sentence.plain, reason="a bare yes or no the sources cannot confirm"))
+            return None
+        claims = split_claims(text, self.language)
         if not claims:
             if terms_of(sentence.plain):
                 removed.append(RemovedClaim(claim=sentence.plain, reason="repeats the prompt, not an answer"))
@@ -175,6 +183,9 @@ class AnswerVerifier:
             kept.added.add(n)
             kept.scores[n], kept.evidence[n] = check.score, check.evidence
         kept.text = with_markers(claim, "".join(f"[{n}]" for n in kept.numbers))
+        if particle:
+            kept.text = f"{particle.group(0).strip()} {kept.text}" if not HAN_RE.match(kept.text) else \
+                f"{particle.group(0).strip()}{kept.text}"
         return kept
 
     def _ambiguous_value(self, claim: str) -> str:
