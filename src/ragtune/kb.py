@@ -443,6 +443,8 @@ class KnowledgeBase:
             self.retriever(groups=groups, observer=observer), self.answer_llm(templates), context_hits=s.context_hits,
             max_new_tokens=s.max_new_tokens, context_tokens=s.context_tokens, refusal_threshold=s.refusal_threshold,
             min_citation_support=s.min_citation_support, templates=templates,
+            answer_mode=s.answer_mode, answer_stream=s.answer_stream, repetition_penalty=s.repetition_penalty,
+            no_repeat_ngram_size=s.no_repeat_ngram_size,
         )
 
     def answer_llm(self, templates: PromptTemplates | None = None) -> LLM:
@@ -467,8 +469,9 @@ class KnowledgeBase:
         """Answer from the knowledge base with numbered, verified citations, or say it does not know.
 
         Options: ``history`` (prior turns as chat messages), ``mode``, ``filter``, ``k``, ``temperature``,
-        ``max_new_tokens``. ``groups``: only documents these access groups may read (None: all). Recorded in the
-        audit log under ``actor`` (default ``python:<user>``).
+        ``max_new_tokens``, ``answer_mode`` ('auto', 'generative' or 'extractive'; default: the setting).
+        ``groups``: only documents these access groups may read (None: all). Recorded in the audit log under
+        ``actor`` (default ``python:<user>``).
         """
         answer = None
         for event in self.ask_stream(question, groups=groups, actor=actor, **options):

@@ -155,7 +155,25 @@ class Settings(BaseSettings):
         "per embedder)."
     )
     min_citation_support: float = Field(
-        0.5, ge=0, le=1, description="Share of a cited sentence's terms its source must contain."
+        0.6, gt=0, le=1, description="Support score (0–1) the claim judge must give a sentence of the answer for it "
+        "to be kept (weighted share of its terms in one passage; numbers, names and units must be stated there)."
+    )
+    answer_mode: Literal["auto", "generative", "extractive"] = Field(
+        "auto", description="'generative': the model's answer, every sentence verified; 'extractive': the best "
+        "supporting passage quoted, no model call; 'auto': generative, quoting the sources when nothing the model "
+        "wrote survives verification (and for languages the model does not write)."
+    )
+    answer_stream: Literal["sentences", "buffer"] = Field(
+        "sentences", description="Streaming: 'sentences' sends each sentence once verified, 'buffer' sends the "
+        "verified answer at the end; neither ever shows text verification rejects."
+    )
+    repetition_penalty: float | None = Field(
+        None, gt=0, description="Penalty on repeating generated tokens (1 = off, the default; sent to servers only "
+        "when set)."
+    )
+    no_repeat_ngram_size: int | None = Field(
+        None, ge=0, description="Never generate the same n tokens twice (0 = off; default 8 for in-process models, "
+        "off for servers)."
     )
     system_prompt_en: str | None = Field(None, description="Replaces the English system prompt ({refusal} is filled).")
     system_prompt_zh: str | None = Field(None, description="Replaces the Chinese system prompt ({refusal} is filled).")

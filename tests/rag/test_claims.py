@@ -179,3 +179,23 @@ def test_split_claims_drops_markers_labels_and_prompt_echoes(answer, claims):
 )
 def test_quantities_read_digits_words_and_chinese_numerals(text, found):
     assert [(q.value, q.unit) for q in quantities(text)] == found
+
+
+CHAT = """Time: 20260105_14:00
+LiHua: Hey Adam! When's a good time for me to come by? Thanks!
+AdamSmith: Hi Li Hua! You can come by anytime after 5 PM today. Just let me know when you're on your way.
+LiHua: Awesome! I'll be there around 5:30 PM then."""
+
+
+@pytest.mark.parametrize(
+    ("claim", "supported"),
+    [
+        ("Adam Smith said Li Hua could come by anytime after 5 PM.", True),  # the speaker frames the line
+        ("Li Hua said he would be there around 5:30 PM.", True),
+        ("Li Hua said he would be there around 6:30 PM.", False),
+        ("Wolfgang Schulz said Li Hua could come by anytime after 5 PM.", False),
+    ],
+)
+def test_chat_lines_are_framed_by_their_speaker(judge, claim, supported):
+    (check,) = judge.check([claim], [CHAT])
+    assert check.supported is supported, check.reason

@@ -249,9 +249,15 @@ def ask(
         "[default: a text answer]")] = None,
     retries: Annotated[int, typer.Option(help="With --schema: times an invalid reply is sent back with its error.")]
     = 2,
+    answer_mode: Annotated[str | None, typer.Option(
+        "--answer-mode", help="auto (the model's answer, else a quote of the sources), generative or extractive. "
+        "[default: the answer_mode setting: auto]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer a question from the knowledge base with numbered, verified sources."""
+    """Answer a question from the knowledge base with numbered, verified sources.
+
+    In a terminal, verified sentences appear as they pass; piped, only the final answer is written.
+    """
     from ragtune.rag.answer_json import answer_json
 
     try:
@@ -263,6 +269,10 @@ def ask(
                         as_json=as_json)
         return
     answer = None
+    # Token events carry verified text only, so a terminal can show them as they come and never take one back;
+    # piped output gets the final answer once.
+    live = console.is_terminal and not as_json
+    streamed = False
     with base:
         hint = empty_kb_hint(base.stats())
         if hint is not None:
@@ -275,13 +285,14 @@ def ask(
                 if status is not None:
                     status.update("loading the language model…")
                 events = base.ask_stream(question, mode=mode, filter=filter, k=k, groups=as_groups,
-                                         actor=cli_actor())
+                                         actor=cli_actor(), answer_mode=answer_mode)
                 if status is not None:
-                    status.update("searching and writing the answer…")
+                    status.update("searching and checking the answer…")
                 first = next(events)
             for event in itertools.chain([first], events):
-                if event.type == "token" and not as_json:
+                if event.type == "token" and live:
                     console.print(event.text, end="", highlight=False, markup=False)
+                    streamed = True
                 elif event.type == "answer":
                     answer = event.answer
         except RagtuneError as exc:
@@ -290,18 +301,13 @@ def ask(
     if as_json:
         emit(answer_json(answer))
         return
-    console.print()
-    # The streamed text is the model's raw output; show the verified answer when verification changed it.
-    console.rule("answer" if answer.grounded else "not found", style="dim")
-    console.print(answer.answer, highlight=False, markup=False)
-    cited = {c.number for c in answer.citations}
-    for number, hit in enumerate(answer.sources, 1):
-        where = hit.source + (f" p.{hit.meta.page_number}" if hit.meta.page_number else "")
-        mark = "" if number in cited or answer.refused else " [dim](not cited)[/]"
-        label = f"[{number}]" if not answer.refused else "·"
-        console.print(f"[bold]{escape(label)}[/] [cyan]{escape(where)}[/]{mark}", highlight=False)
-    for removed in answer.removed_citations:
-        err_console.print(f"[yellow]removed citation {escape(f'[{removed.number}]')}[/]: {escape(removed.reason)}",
+    if streamed:
+        console.print()
+    else:
+        console.print(answer.answer, highlight=False, markup=False)
+    _print_documents(answer)
+    for removed in answer.removed_claims:
+        err_console.print(f"[yellow]removed[/] {escape(removed.claim)} [dim]— {escape(removed.reason)}[/]",
                           highlight=False)
 
 
@@ -332,3 +338,30 @@ def _ask_structured(base: Any, question: str, schema_path: Path, *, retries: int
         fields = [p for p, numbers in answer.field_sources.items() if number in numbers]
         console.print(f"[bold][{number}][/] [cyan]{escape(hit.source)}[/] [dim]{escape(', '.join(fields))}[/]",
                       highlight=False)
+def _print_documents(answer: Any) -> None:
+    """The numbered sources, one per document with its sections; a refusal lists the closest documents with
+    their closest passage. Paths under the current directory are shown relative to it."""
+    if not answer.documents:
+        return
+    console.print()
+    if answer.refused:
+        console.print("[dim]closest documents:[/]")
+    elif answer.mode == "extractive":
+        console.print("[dim]quoted from:[/]")
+    for document in answer.documents:
+        pages = f" p.{','.join(map(str, document.pages))}" if document.pages else ""
+        label = "·" if answer.refused else f"[{document.number}]"
+        mark = "" if document.cited or answer.refused else " [dim](not cited)[/]"
+        console.print(f"[bold]{escape(label)}[/] [cyan]{escape(_relative(document.source) + pages)}[/]{mark}",
+                      highlight=False)
+        if document.sections:
+            console.print(f"    [dim]{escape('; '.join(document.sections))}[/]", highlight=False)
+        if answer.refused and document.snippet:
+            console.print(f"    {escape(document.snippet)}", highlight=False)
+
+
+def _relative(source: str) -> str:
+    try:
+        return Path(source).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return source

@@ -127,6 +127,11 @@ class OpenAICompatibleLLM:
         if settings.json_schema is not None:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "reply", "schema": dict(settings.json_schema)}}
+        # Not part of OpenAI's API: sent only when set (vLLM, SGLang and llama.cpp's server read repetition_penalty).
+        if settings.repetition_penalty != 1.0:
+            body["repetition_penalty"] = settings.repetition_penalty
+        if settings.no_repeat_ngram_size:
+            body["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
         return body
 
     def _send(self, request: Any) -> httpx.Response:

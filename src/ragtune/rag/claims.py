@@ -14,7 +14,10 @@ from ragtune.rag.quantities import Quantity, compatible, quantities
 from ragtune.store.text import tokenize
 from ragtune.text import HAN_RE, detect_language, split_sentences
 
-__all__ = ["ClaimCheck", "ClaimJudge", "LexicalJudge", "default_judge", "split_claims", "strip_markers"]
+__all__ = [
+    "ClaimCheck", "ClaimJudge", "LexicalJudge", "default_judge", "labelled_sentences", "names_in", "split_claims",
+    "strip_markers", "terms_of",
+]
 
 # [1]  [1, 3]  [1-3]  [^2]  【1】  ［1］  [Source 2]  [来源 1]
 CITATION_RE = re.compile(
@@ -32,7 +35,11 @@ _ECHO_LINE = re.compile(
 # A line that starts with a marker lists a source ("[1] Escalations go to …"); answers cite at sentence ends.
 _LISTED_SOURCE = re.compile(r"^\s*[\[【［]\d+[\]】］]\s*\S")
 # Labels a model puts before its answer; the answer after them stays.
-_ANSWER_LABEL = re.compile(r"^\s*(?:answer|a|assistant|response|答案|答|回答)\s*[:：]\s*", re.IGNORECASE)
+_ANSWER_LABEL = re.compile(
+    r"^\s*(?:(?:answer|a|assistant|response|答案|答|回答)\s*[:：]|(?:the\s+)?answer(?:\s+to\s+(?:this|the|your)"
+    r"\s+question)?\s+is\s*:|答案是\s*[:：]?)\s*", re.IGNORECASE)
+# A question echoed at the start of a line ("Question: … ? The answer …"): up to its question mark.
+_ECHOED_QUESTION = re.compile(r"^\s*(?:question|q|问题|问)\s*[:：][^?？\n]*[?？]?\s*", re.IGNORECASE)
 # Sentences of ragtune's own instructions (and common paraphrases) that small models repeat.
 _INSTRUCTION = re.compile(
     r"using only the sources|cite the source|source number like|if the sources do not answer|answer the question"
@@ -42,13 +49,15 @@ _INSTRUCTION = re.compile(
 # Words about the answer itself ("according to the source", "the document states") carry no claim.
 _META = frozenset(tokenize(
     "according source sources document documents context passage states stated mentions mentioned says answer "
-    "question information provided given text based note 根据 资料 文档 来源 提到 表示 答案 问题 信息 内容 显示 指出"
+    "question information provided given text based note said say says told tell tells wrote write writes "
+    "replied reply replies explained noted think thinks thought asked asks "
+    "根据 资料 文档 来源 提到 表示 答案 问题 信息 内容 显示 指出 说"
 ))
 # Function words the BM25 analyzer keeps but that state nothing a source must back ("has", "must", "为").
 _FUNCTION = frozenset(tokenize(
     "has have had having do does did can could should would may might shall must will also only just very its his "
     "her our your we you he she i me my us them those what which who whom whose when where how why than from up "
-    "about each any some other so too here been being am were was are get gets got all please "
+    "about each any some other so too here been being am were was are get gets got all please need needs "
 )) | frozenset({"为", "需", "须", "请", "将", "已", "可", "应", "则", "即", "该", "此", "均", "需要", "必须", "应当",
                 "应该"})
 _NEGATION = re.compile(
@@ -80,6 +89,7 @@ def split_claims(text: str, language: str | None = None) -> list[str]:
     claims: list[str] = []
     seen: set[str] = set()
     for line in text.splitlines():
+        line = _ECHOED_QUESTION.sub("", line)
         if _ECHO_LINE.match(line) or _LISTED_SOURCE.match(line):
             continue
         line = _ANSWER_LABEL.sub("", line)
@@ -111,6 +121,7 @@ class ClaimCheck:
     score: float
     source: int | None  # 0-based index of the best supporting context
     reason: str = ""  # '' when supported, else why (e.g. "180 EUR is stated for Berlin, not Paris")
+    evidence: str = ""  # the passage of the best context that the verdict rests on
 
 
 class ClaimJudge(Protocol):
@@ -162,13 +173,23 @@ class _Analysis:
 # each group is matched as its first word.
 _SYNONYM_GROUPS = (
     "cost price fee charge", "limit maximum max cap ceiling", "window period", "lead led head", "start begin open",
-    "end finish close", "staff employee worker personnel", "require need mandatory obligatory", "allow permit",
+    "end finish close", "staff employee worker personnel", "require mandatory obligatory", "allow permit",
     "approve authorise authorize", "large big", "yearly annual annually", "every each", "phone mobile",
     "company firm employer organisation organization", "上限 最多 最高", "费用 价格 收费 价钱", "员工 职工 雇员",
-    "审批 批准 核准", "提交 递交", "预订 预定", "每天 每日", "每月 每个月",
+    "审批 批准 核准", "提交 递交", "预订 预定 订 订购", "每天 每日", "每月 每个月",
 )
 _SYNONYMS = {t: tokenize(group.split()[0])[0] for group in _SYNONYM_GROUPS for word in group.split()
              for t in tokenize(word)}
+
+
+def terms_of(text: str) -> frozenset[str]:
+    """The terms the judge compares (BM25 analysis, synonyms merged, without numbers, function and meta words)."""
+    return _terms(text) - _META - _FUNCTION
+
+
+def names_in(text: str) -> frozenset[str]:
+    """Terms of the names in a text: capitalised words inside a sentence, acronyms, codes, quoted words."""
+    return _names(text)
 
 
 def _terms(text: str) -> frozenset[str]:
@@ -177,9 +198,13 @@ def _terms(text: str) -> frozenset[str]:
                      if not any(ch.isdigit() for ch in t) and not _numeral(t))
 
 
+# Names written together in chat logs and code ("AdamSmith", "LiHua") are read as their parts.
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
 @functools.lru_cache(maxsize=8192)
 def _cached_terms(text: str) -> tuple[str, ...]:
-    return tuple(tokenize(text))
+    return tuple(tokenize(_CAMEL.sub(" ", text)))
 
 
 _ZH_NUMERAL = re.compile("^[零〇一二三四五六七八九两十百千万亿半]+[天日年月周次人名个位元倍项条]?$")
@@ -236,6 +261,31 @@ def _frames(text: str, context_terms: frozenset[str]) -> list[_Frame]:
     return frames
 
 
+# "AdamSmith: Hi Li Hua! …", "**Note:** …": a short label that says who speaks or what a line is about.
+_LINE_LABEL = re.compile(r"^\s*\**([A-Z\u4e00-\u9fff][\w .'’-]{0,40}?)\**\s*[:：]\s+(?=\S)")
+
+
+def labelled_sentences(text: str, *, semicolons: bool = False) -> list[tuple[str, str]]:
+    """The sentences of a text, each with the label of its line ('' when none). In a chat log or transcript
+    (lines that open with a speaker's name: 'AdamSmith: Hi! …') every line is read on its own, and each of its
+    sentences belongs to its speaker."""
+    lines = text.splitlines()
+    labelled = [_LINE_LABEL.match(line) for line in lines]
+    if sum(m is not None for m in labelled) < 2:
+        return [(text[s:e], "") for s, e in split_sentences(text, semicolons=semicolons)]
+    found: list[tuple[str, str]] = []
+    for line, label in zip(lines, labelled, strict=True):
+        speaker = label.group(1).strip() if label else ""
+        found += [(line[s:e], speaker) for s, e in split_sentences(line, semicolons=semicolons)]
+    return found
+
+
+def _sentences(text: str) -> list[tuple[str, frozenset[str]]]:
+    """The sentences of a context, each with the terms of its line's label."""
+    return [(sentence, _terms(label) if label else frozenset())
+            for sentence, label in labelled_sentences(text, semicolons=True)]
+
+
 @functools.lru_cache(maxsize=2048)
 def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
     units: list[_Unit] = []
@@ -256,8 +306,7 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
                           for f in row.frames]
         table_rows = []
 
-    for start, end in split_sentences(text, semicolons=True):
-        sentence = text[start:end]
+    for sentence, label in _sentences(text):
         heading = _HEADING.match(sentence)
         if heading:
             close_table()
@@ -267,8 +316,9 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
             lead_in = frozenset()
             section_free = frozenset()
             continue
-        # Headings above, and the number-free sentences of the section so far, frame what follows them.
-        shared = frozenset().union(*headings.values(), section_free)
+        # Headings above, the number-free sentences of the section so far, and the speaker of a chat line frame
+        # what follows them.
+        shared = frozenset().union(*headings.values(), section_free, label)
         if _TABLE_ROW.match(sentence) or sentence.lstrip().startswith("|"):
             if _TABLE_RULE.match(sentence):
                 continue
@@ -374,7 +424,7 @@ class LexicalJudge:
         if not claim.terms and not claim.frames:
             return ClaimCheck(text, True, 1.0, None, "")
         # 1. The passage that holds most of the claim.
-        coverage, best_unit, window_terms = self._best_window(claim, analysis)
+        coverage, best_unit, window_terms, evidence = self._best_window(claim, analysis)
         score, reasons = coverage, []
         source: int | None = best_unit.context
         # 2. Names must be in that passage (or in what a number of the claim is bound to).
@@ -382,14 +432,14 @@ class LexicalJudge:
         # 3. Every number must be stated about the same subject.
         number_scores = []
         for frame in claim.frames:
-            fit, context, reason, frame_bound = self._number(frame, claim, analysis)
+            fit, context, reason, frame_bound, stated_in = self._number(frame, claim, analysis)
             number_scores.append(fit)
             if reason:
                 reasons.append(reason)
             else:
                 # The passage that states the claim's number is the one that supports it.
                 bound_terms |= frame_bound
-                source = context
+                source, evidence = context, stated_in
         missing_names = [claim.names[t] for t in claim.names if t not in bound_terms]
         if missing_names:
             known = [name for t, name in claim.names.items() if t not in bound_terms and t in analysis.terms]
@@ -407,30 +457,33 @@ class LexicalJudge:
             reasons.append(f"the sources do not say this (missing: {', '.join(missing[:4])})" if missing
                            else "the sources do not say this")
         if reasons:
-            return ClaimCheck(text, False, round(min(score, self.threshold) * 0.5, 4), source, "; ".join(reasons))
-        return ClaimCheck(text, True, round(max(score, self.threshold), 4), source, "")
+            return ClaimCheck(text, False, round(min(score, self.threshold) * 0.5, 4), source, "; ".join(reasons),
+                              evidence)
+        return ClaimCheck(text, True, round(max(score, self.threshold), 4), source, "", evidence)
 
-    def _best_window(self, claim: _Claim, analysis: _Analysis) -> tuple[float, _Unit, frozenset[str]]:
+    def _best_window(self, claim: _Claim, analysis: _Analysis) -> tuple[float, _Unit, frozenset[str], str]:
+        """The passage holding most of the claim: (coverage, its last sentence, its terms, its text)."""
         total = sum(claim.weights.values()) or 1.0
-        best: tuple[float, _Unit, frozenset[str]] = (-1.0, analysis.units[0], frozenset())
+        best: tuple[float, _Unit, frozenset[str], str] = (-1.0, analysis.units[0], frozenset(), "")
         previous: _Unit | None = None
         for unit in analysis.units:
-            windows = [unit.terms | unit.headings]
+            windows = [(unit.terms | unit.headings, unit.text)]
             if previous is not None and previous.context == unit.context:
                 # A claim may join two adjacent sentences ("X is the director. She approves refunds.").
-                windows.append(previous.terms | unit.terms | unit.headings)
-            for i, terms in enumerate(windows):
+                windows.append((previous.terms | unit.terms | unit.headings, f"{previous.text} {unit.text}"))
+            for i, (terms, text) in enumerate(windows):
                 covered = sum(w for t, w in claim.weights.items() if t in terms) / total
                 covered *= 0.95 if i else 1.0
                 if covered > best[0]:
-                    best = (covered, unit, terms)
+                    best = (covered, unit, terms, text)
             previous = unit
         coverage = best[0] if claim.weights else 1.0
-        return coverage, best[1], best[2]
+        return coverage, best[1], best[2], best[3]
 
     def _number(self, frame: _Frame, claim: _Claim, analysis: _Analysis
-                ) -> tuple[float, int | None, str, frozenset[str]]:
-        """How well the best statement of this number fits the claim: (fit, context, reason, bound terms)."""
+                ) -> tuple[float, int | None, str, frozenset[str], str]:
+        """How well the best statement of this number fits the claim: (fit, context, reason, the terms bound to
+        it there, the sentence that states it)."""
         wanted = {t: w for t, w in claim.weights.items() if t in frame.bound} or claim.weights
         total = sum(wanted.values()) or 1.0
         stated = f"{frame.quantity.surface.strip()}"
@@ -440,7 +493,7 @@ class LexicalJudge:
 
         same = [(u, f) for u in analysis.units for f in u.frames if compatible(f.quantity, frame.quantity)]
         if not same:
-            return 0.0, None, f"{stated} is not stated in the sources", frozenset()
+            return 0.0, None, f"{stated} is not stated in the sources", frozenset(), ""
         candidates = []
         misbound: list[tuple[_Frame, list[str]]] = []
         for unit, f in same:
@@ -471,20 +524,20 @@ class LexicalJudge:
             subject = [claim.surface[t] for t in rival.distinct if t in claim.terms] or \
                 [claim.surface[t] for t in claim.subject]
             return 0.0, None, (f"the sources state {rival.quantity.surface.strip()} for {_quote(subject) or 'this'}, "
-                               f"not {stated}"), frozenset()
+                               f"not {stated}"), frozenset(), ""
         if not candidates and off_subject:
             f = max(off_subject, key=lambda c: c[0])[2]
             missing = [claim.surface[t] for t in claim.subject if t not in f.sentence]
-            return 0.0, None, f"{stated} is stated for {_about(f, wanted)}, not {_quote(missing)}", frozenset()
+            return 0.0, None, f"{stated} is stated for {_about(f, wanted)}, not {_quote(missing)}", frozenset(), ""
         if not candidates:
             f, wrong = max(misbound, key=lambda m: fit(m[0]))
             return 0.0, None, (f"{stated} is stated for {_about(f, wanted)}, "
-                               f"not {_quote([claim.surface[t] for t in wrong])}"), frozenset()
+                               f"not {_quote([claim.surface[t] for t in wrong])}"), frozenset(), ""
         best_fit, unit, best = max(candidates, key=lambda c: c[0])
         if best_fit < self.number_threshold:
             return best_fit, unit.context, (f"{stated} is stated in another context "
-                                            f"({_shorten(best.own_text)!r})"), frozenset()
-        return best_fit, unit.context, "", best.bound
+                                            f"({_shorten(best.own_text)!r})"), frozenset(), ""
+        return best_fit, unit.context, "", best.bound, unit.text
 
 
 # Where an English subject ends: auxiliaries, modals, copulas and common verbs of policy text.

@@ -70,7 +70,7 @@ _NOT_COUNTED = re.compile(r"\s*(?:of|another|by|and|or|to|in|on|more|less|who|th
                           re.IGNORECASE)
 
 _DATE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
-_TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")
+_TIME = re.compile(r"(?<![\d:])(\d{1,2}):(\d{2})(?![\d:])")
 # Digits glued to Chinese characters still count ('为650元'); glued to Latin letters they are codes ('v2', 'A4').
 _DIGITS = re.compile(r"(?<![A-Za-z0-9_.])\d+(?:,\d{3})+(?:\.\d+)?(?![\d,])|(?<![A-Za-z0-9_.])\d+(?:\.\d+)?(?!\d)")
 

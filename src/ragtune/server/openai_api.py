@@ -98,6 +98,8 @@ class ChatRequest(BaseModel):
     response_format: ResponseFormat | None = Field(
         None, description="JSON output that a schema validates (OpenAI's shape); invalid replies are retried.")
     retries: int = Field(2, ge=0, le=5, description="With response_format: times an invalid reply is sent back.")
+    answer_mode: Literal["auto", "generative", "extractive"] | None = Field(
+        None, description="How kb: models answer (default: the knowledge base's answer_mode setting).")
 
 
 class EmbeddingRequest(BaseModel):
@@ -143,10 +145,12 @@ def list_models(state: State, key: Key) -> dict[str, Any]:
 @router.post(
     "/chat/completions",
     summary="Chat: kb:NAME answers from a knowledge base with sources; the pass-through model answers directly",
-    description="For `kb:NAME` models the response carries ragtune extras: `sources` (numbered documents, page, "
-    "snippet, whether cited), `citations`, `answer_id` (for POST /v1/feedback), `refused`. When streaming, they "
-    "come in the last chunk (the one with `finish_reason`), whose `answer` field holds the verified answer text. "
-    "Any other model name than those GET /v1/models lists is a 404.",
+    description="For `kb:NAME` models the response carries ragtune extras: `sources` (numbered documents with "
+    "their sections, page and best snippet, whether cited), `citations`, `mode` (generative, extractive or "
+    "refusal), `removed_claims` (sentences verification dropped, with the reason), `answer_id` (for POST "
+    "/v1/feedback), `refused`. Streamed `delta.content` carries only verified text: joined, it is exactly the "
+    "answer, refusals included. The extras come in the last chunk (the one with `finish_reason`). Any other "
+    "model name than those GET /v1/models lists is a 404.",
 )
 def chat_completions(body: ChatRequest, state: State, key: Key) -> Any:
     if body.model.startswith(KB_PREFIX):
@@ -170,7 +174,7 @@ def _kb_chat(body: ChatRequest, state: ServerState, key: Any, name: str) -> Any:
         raise ApiError(400, str(exc), code="invalid_filter") from None
     history = [m for m in messages[:-1] if m["role"] != "system"]
     options: dict[str, Any] = {"history": history, "mode": body.mode, "filter": spec, "k": body.k,
-                               "temperature": body.temperature or 0.0}
+                               "temperature": body.temperature or 0.0, "answer_mode": body.answer_mode}
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     schema = body.response_format.schema_or_none() if body.response_format else None
