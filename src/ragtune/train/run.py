@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ class _GuardedTraining:
             if not self._ragtune_time_at_log:
                 self._ragtune_time_at_log = getattr(self, "_ragtune_started", now)
             elapsed = now - self._ragtune_time_at_log
-            if elapsed > 0:
+            if elapsed > 0 and self._ragtune_tokens > self._ragtune_tokens_at_log:
                 logs["tokens_per_second"] = round((self._ragtune_tokens - self._ragtune_tokens_at_log) / elapsed, 1)
             self._ragtune_tokens_at_log, self._ragtune_time_at_log = self._ragtune_tokens, now
             if not math.isfinite(logs["loss"]):
@@ -153,6 +154,8 @@ class _GuardedTraining:
 
 
 def _count_tokens(inputs: dict[str, Any]) -> int:
+    if not isinstance(inputs, Mapping):  # online RL trainers get raw rows here; they count their own tokens
+        return 0
     for key in ("attention_mask", "prompt_attention_mask", "completion_attention_mask"):
         if key in inputs and hasattr(inputs[key], "sum"):
             return int(inputs[key].sum())
@@ -161,6 +164,8 @@ def _count_tokens(inputs: dict[str, Any]) -> int:
 
 
 def _decode_first(tokenizer: Any, inputs: dict[str, Any]) -> str:
+    if not isinstance(inputs, Mapping):
+        return ""
     for key in ("input_ids", "prompt_input_ids", "completion_input_ids", "chosen_input_ids"):
         ids = inputs.get(key)
         if ids is not None and tokenizer is not None and hasattr(tokenizer, "decode"):
