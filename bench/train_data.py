@@ -11,11 +11,11 @@ fixed answer format the fine-tune should learn.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
 
+from ragtune.jsonl import write_jsonl
 from ragtune.train.data import feedback_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,11 +116,6 @@ def split_by_fact(examples: list[dict[str, object]], held_out_facts: set[int]) -
     for example in examples:
         (held if example["fact"] in held_out_facts else train).append(example)
     return train, held
-
-
-def write_jsonl(path: Path, rows: list[dict[str, object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def write_recipe_data(directory: Path = ROOT / "recipes" / "data") -> None:

@@ -53,7 +53,8 @@ MARGIN = 0.95
 
 
 def prepare(args: argparse.Namespace) -> None:
-    from ragtune.train.negatives import mine_hard_negatives, write_jsonl
+    from ragtune.jsonl import write_jsonl
+    from ragtune.train.negatives import mine_hard_negatives
     from ragtune.train.reranker import beir_pairs
 
     dataset, name, split = scifact_train_split(args.beir, args.out)
@@ -75,8 +76,9 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def generate(args: argparse.Namespace) -> None:
+    from ragtune.jsonl import write_jsonl
     from ragtune.kb import KnowledgeBase
-    from ragtune.train.negatives import generate_negatives, read_pairs, write_jsonl
+    from ragtune.train.negatives import generate_negatives, read_pairs
 
     pairs = read_pairs(args.out / "pairs.jsonl")[: args.limit or None]
     started = time.perf_counter()
@@ -90,8 +92,9 @@ def generate(args: argparse.Namespace) -> None:
 
 
 def synth(args: argparse.Namespace) -> None:
+    from ragtune.jsonl import write_jsonl
     from ragtune.kb import KnowledgeBase
-    from ragtune.train.negatives import mine_hard_negatives, read_pairs, write_jsonl
+    from ragtune.train.negatives import mine_hard_negatives, read_pairs
     from ragtune.train.synthetic import synth_queries
 
     queries = args.out / "synthetic_queries.jsonl"
@@ -132,8 +135,10 @@ def train(args: argparse.Namespace) -> None:
                  *([f"train.num_threads={args.threads}"] if args.threads else []), *args.set]
     recipe = load_embedder_recipe(Path(__file__).resolve().parents[1] / "recipes" / "embedder.toml", overrides)
     run = train_embedder(recipe)
-    print(f"{args.name or args.variant}: dev nDCG@10 {run['heldout_before'].get('heldout_cosine_ndcg@10')} -> "
-          f"{run['heldout_after'].get('heldout_cosine_ndcg@10')} in {run['train_seconds']} s, {run['steps']} steps")
+    metrics = run["metrics"]
+    print(f"{args.name or args.variant}: dev nDCG@10 {metrics['heldout_before'].get('heldout_cosine_ndcg@10')} -> "
+          f"{metrics['heldout_after'].get('heldout_cosine_ndcg@10')} in {metrics['train_seconds']} s, "
+          f"{metrics['global_step']} steps")
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -159,7 +164,8 @@ def evaluate(args: argparse.Namespace) -> None:
     result = {"variant": name, "model": str(model) if model else "all-MiniLM-L6-v2", "reembed": reembed,
               "heldout_queries": len(heldout), "loadavg": loadavg(), "report": report}
     if model is not None:
-        result["run"] = {k: v for k, v in json.loads((model / "run.json").read_text()).items() if k != "history"}
+        run = json.loads((model / "run.json").read_text())
+        result["run"] = {k: v for k, v in run.items() if k not in ("history", "log_history")}
     path = args.out / f"eval_{name}.json"
     path.write_text(json.dumps(result, indent=2))
     for label, mode in report["modes"].items():
@@ -172,10 +178,13 @@ def report(args: argparse.Namespace) -> None:
     for path in sorted(args.out.glob("eval_*.json")):
         result = json.loads(path.read_text())
         results[result["variant"]] = result
+        # Runs recorded before run.json took the shape every trainer shares kept these keys at the top.
         run = result.get("run", {})
+        run = {**run, **run.get("metrics", {})}
         for label, mode in result["report"]["modes"].items():
             rows.append([result["variant"], label, mode["metrics"]["ndcg_cut_10"], mode["metrics"]["recall_100"],
-                         run.get("heldout_after", {}).get("heldout_cosine_ndcg@10", ""), run.get("steps", ""),
+                         run.get("heldout_after", {}).get("heldout_cosine_ndcg@10", ""),
+                         run.get("global_step", run.get("steps", "")),
                          run.get("train_seconds", "")])
     print_table(rows, ["variant", "retrieval", "nDCG@10", "R@100", "dev nDCG@10", "steps", "train s"])
     synthetic = args.out / "synthetic_report.json"

@@ -37,7 +37,8 @@ from _common import (  # noqa: E402
 
 
 def prepare(args: argparse.Namespace) -> None:
-    from ragtune.train.negatives import mine_hard_negatives, write_jsonl
+    from ragtune.jsonl import write_jsonl
+    from ragtune.train.negatives import mine_hard_negatives
     from ragtune.train.reranker import beir_pairs, dev_samples
 
     dataset, name, split = scifact_train_split(args.beir, args.out)
@@ -96,29 +97,32 @@ def ict_pairs(dataset, name: str, n: int, seed: int = 0) -> list:
 
 def train(args: argparse.Namespace) -> None:
     from ragtune.train.negatives import Triplet
-    from ragtune.train.reranker import RerankerRecipe, train_reranker
+    from ragtune.train.reranker import load_reranker_recipe, train_reranker
 
     files = [args.out / "triplets.jsonl"] + ([args.out / "ict_triplets.jsonl"] if args.ict else [])
     triplets = [Triplet(**json.loads(line)) for f in files for line in f.read_text().splitlines() if line]
     dev = json.loads((args.out / "dev.json").read_text())
     runs = []
     for lr in args.lr:
-        recipe = RerankerRecipe(base_model=args.base_model, epochs=args.epochs, learning_rate=lr,
-                                negatives=args.negatives, max_length=args.max_length, batch_size=args.batch_size,
-                                evals_per_epoch=2, patience=3, num_threads=args.threads)
+        recipe = load_reranker_recipe(None, [
+            f"model.base_model={args.base_model}", f"model.max_length={args.max_length}",
+            f"data.negatives={args.negatives}", f"train.epochs={args.epochs}", f"train.learning_rate={lr}",
+            f"train.batch_size={args.batch_size}", "train.evals_per_epoch=2", "train.patience=3",
+            *([f"train.num_threads={args.threads}"] if args.threads else [])])
         run = train_reranker(triplets, args.out / f"lr{lr:g}", recipe, dev=dev)
         runs.append(run)
-        print(f"lr {lr:g}: dev nDCG@10 {run['dev_before'].get('dev_ndcg@10')} -> {run['dev_after'].get('dev_ndcg@10')}"
-              f" in {run['train_seconds']} s")
-    best = max(runs, key=lambda r: r["dev_after"].get("dev_ndcg@10", 0.0))
-    best_dir = args.out / f"lr{best['recipe']['learning_rate']:g}"
+        metrics = run["metrics"]
+        print(f"lr {lr:g}: dev nDCG@10 {metrics['dev_before'].get('dev_ndcg@10')} -> "
+              f"{metrics['dev_after'].get('dev_ndcg@10')} in {metrics['train_seconds']} s")
+    best = max(runs, key=lambda r: r["metrics"]["dev_after"].get("dev_ndcg@10", 0.0))
+    best_dir = args.out / f"lr{best['recipe']['train']['learning_rate']:g}"
     if args.export:
         _export(best_dir, args.export)
     result = {
         "what": "cross-encoder reranker trained on SciFact train (70 %), early-stopped on dev (10 %)",
         "machine": machine(), "loadavg": loadavg(), "triplets": len(triplets), "dev_queries": len(dev),
-        "best": str(best_dir), "runs": [{k: r[k] for k in ("recipe", "pairs", "steps", "train_seconds", "dev_before",
-                                                           "dev_after", "best_checkpoint", "versions")} for r in runs],
+        "best": str(best_dir), "runs": [{"recipe": r["recipe"], "data": r["data"], **r["metrics"],
+                                         "versions": r["versions"]} for r in runs],
     }
     write_json(args.results, result)
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
@@ -164,7 +168,7 @@ def assemble(args: argparse.Namespace) -> None:
             pieces.setdefault(name, {})[int(n)] = tensor
     state = {k: torch.cat([v[i] for i in sorted(v)]).float() for k, v in pieces.items()}
     run = json.loads((args.parts / "run.json").read_text())
-    model = CrossEncoder(resolve_model(args.base_model), num_labels=1, max_length=run["recipe"]["max_length"],
+    model = CrossEncoder(resolve_model(args.base_model), num_labels=1, max_length=run["recipe"]["model"]["max_length"],
                          model_kwargs={"dtype": torch.float32})
     missing, unexpected = model.model.load_state_dict(state, strict=False)
     if missing or unexpected:

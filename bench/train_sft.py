@@ -23,7 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, loadavg, machine, peak_rss_mib, write_json  # noqa: E402
-from train_data import CITATION_AT_END, cited_examples, split_by_fact, write_jsonl  # noqa: E402
+from train_data import CITATION_AT_END, cited_examples, split_by_fact  # noqa: E402
+
+from ragtune.jsonl import write_jsonl  # noqa: E402
 
 HELD_OUT_FACTS = {12, 13, 14}  # onboarding facts: their sources and answers appear only in held-out prompts
 

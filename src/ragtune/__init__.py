@@ -1,8 +1,9 @@
 """ragtune: private-knowledge RAG and fine-tuning, offline on one CPU. Start with ``ragtune.KnowledgeBase``."""
 
+import importlib.metadata
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("ragtune")
 __all__ = ["KnowledgeBase"]
 
 

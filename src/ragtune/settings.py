@@ -18,6 +18,8 @@ from ragtune.errors import ConfigError
 
 CONFIG_FILE = "ragtune.toml"
 DEFAULT_KB = "ragtune_kb"
+#: The LLM backends (llm/factory.py builds them).
+LLMBackend = Literal["local", "openai", "llamacpp"]
 
 
 class Settings(BaseSettings):
@@ -89,7 +91,7 @@ class Settings(BaseSettings):
     )
 
     # answering
-    llm: Literal["local", "openai", "llamacpp"] = Field("local", description="LLM backend.")
+    llm: LLMBackend = Field("local", description="LLM backend.")
     llm_model: str | None = Field(
         None, description="Model: bundled SmolLM2-135M-Instruct by default; an HF dir / hub id, a served model "
         "name (openai) or a .gguf path (llamacpp)."
@@ -217,7 +219,6 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """``key=value`` strings (values in TOML syntax: 0.5, true, "text"; bare words are strings) as setting
     overrides. An unknown key is an error naming the closest setting."""
     import difflib
-    import tomllib
 
     overrides: dict[str, Any] = {}
     for item in items or []:
@@ -229,8 +230,15 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             close = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
             hint = f" — did you mean '{close[0]}'?" if close else " — see 'ragtune.toml' settings in the README"
             raise ConfigError(f"--set {item!r}: unknown setting '{key}'{hint}")
-        try:
-            overrides[key] = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            overrides[key] = raw.strip()
+        overrides[key] = parse_value(raw)
     return overrides
+
+
+def parse_value(raw: str) -> Any:
+    """A ``--set`` value: TOML (32, 2e-4, true, ["q_proj"], "text"); anything else is taken as a bare string."""
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw.strip()

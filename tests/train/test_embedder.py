@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtune.errors import ConfigError
+from ragtune.jsonl import write_jsonl
 from ragtune.train.embedder import (
     EmbedderRecipe,
     load_embedder_recipe,
@@ -17,7 +18,7 @@ from ragtune.train.embedder import (
     load_heldout,
     split_examples,
 )
-from ragtune.train.negatives import read_triplets, write_jsonl
+from ragtune.train.negatives import read_triplets
 from ragtune.train.recipe import RecipeError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,8 +145,9 @@ def test_cli_training_run_improves_held_out_retrieval_and_eval_uses_the_run(tmp_
     ])
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout)
-    assert run["kind"] == "embedder" and run["steps"] > 0 and run["heldout_queries"] == 3
-    assert "heldout_cosine_ndcg@10" in run["heldout_before"] and run["best_checkpoint"]
+    metrics = run["metrics"]
+    assert run["kind"] == "embedder" and metrics["global_step"] > 0 and run["data"]["heldout_queries"] == 3
+    assert "heldout_cosine_ndcg@10" in metrics["heldout_before"] and metrics["best_checkpoint"]
     assert (out / "run.json").is_file() and (out / "model.safetensors").is_file()
     assert list((out / "checkpoints" / "runs").rglob("events.out.tfevents*")), "TensorBoard logs are written"
 

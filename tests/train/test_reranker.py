@@ -12,8 +12,9 @@ import pytest
 
 from ragtune.errors import ConfigError
 from ragtune.ingest import document_id
+from ragtune.jsonl import write_jsonl
 from ragtune.kb import KnowledgeBase
-from ragtune.train.negatives import TrainingPair, mine_hard_negatives, read_pairs, write_jsonl
+from ragtune.train.negatives import TrainingPair, mine_hard_negatives, read_pairs
 from ragtune.types import Block, BlockType, Document
 
 FIXTURE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "rerank.json").read_text())
@@ -78,7 +79,7 @@ class TestMining:
         with pytest.raises(ConfigError, match=r"pairs.jsonl:2"):
             read_pairs(path)
         path.write_text('{"query": "q", "positive": "p"}\nnot json\n')
-        with pytest.raises(ConfigError, match=r"pairs.jsonl:2: not valid JSON"):
+        with pytest.raises(ConfigError, match=r"pairs.jsonl line 2: not valid JSON"):
             read_pairs(path)
         with pytest.raises(ConfigError, match="no such pairs file"):
             read_pairs(tmp_path / "missing.jsonl")
@@ -99,14 +100,15 @@ def _heldout_scores(score) -> tuple[float, int]:
 
 @pytest.fixture(scope="module")
 def trained(kb: KnowledgeBase, tmp_path_factory) -> Path:
-    from ragtune.train.reranker import RerankerRecipe, train_reranker
+    from ragtune.train.reranker import load_reranker_recipe, train_reranker
 
     triplets = mine_hard_negatives(kb, [_pair(q, p) for q, p in FIXTURE["train"]], n_negatives=3,
                                    rank_window=(1, 10))
     out = tmp_path_factory.mktemp("reranker") / "model"
-    recipe = RerankerRecipe(epochs=5, learning_rate=2e-4, batch_size=16, negatives=3, max_length=64)
+    recipe = load_reranker_recipe(None, ["train.epochs=5", "train.learning_rate=2e-4", "train.batch_size=16",
+                                          "data.negatives=3", "model.max_length=64"])
     run = train_reranker(triplets, out, recipe)
-    assert run["steps"] > 0 and (out / "run.json").is_file()
+    assert run["metrics"]["global_step"] > 0 and (out / "run.json").is_file()
     return out
 
 
@@ -154,11 +156,11 @@ class TestTraining:
         assert len(reranker._cache) == 3
 
     def test_a_rerun_with_another_recipe_refuses_to_mix_checkpoints(self, kb: KnowledgeBase, trained: Path) -> None:
-        from ragtune.train.reranker import RerankerRecipe, train_reranker
+        from ragtune.train.reranker import load_reranker_recipe, train_reranker
 
         triplets = mine_hard_negatives(kb, [_pair(*FIXTURE["train"][0])], n_negatives=1, rank_window=(1, 5))
         with pytest.raises(ConfigError, match="another recipe"):
-            train_reranker(triplets, trained, RerankerRecipe(epochs=1, max_length=64))
+            train_reranker(triplets, trained, load_reranker_recipe(None, ["train.epochs=1", "model.max_length=64"]))
 
 
 @pytest.mark.e2e
@@ -174,7 +176,8 @@ def test_cli_trains_from_a_pairs_file_and_search_uses_it(kb: KnowledgeBase, tmp_
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     run = json.loads(done.stdout[done.stdout.index("{"):])
-    assert run["kind"] == "reranker" and run["dev_queries"] > 0 and "dev_ndcg@10" in run["dev_after"]
+    assert run["kind"] == "reranker" and run["data"]["dev_queries"] > 0
+    assert "dev_ndcg@10" in run["metrics"]["dev_after"]
     assert (out / "triplets.jsonl").is_file() and (out / "config.json").is_file()
     found = subprocess.run([*ragtune, "search", "expense receipts", *env_kb, "--rerank", f"cross-encoder:{out}",
                             "--json"], capture_output=True, text=True, timeout=300)

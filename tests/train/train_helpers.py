@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ragtune import jsonl
+
 QA = [
     ("What is the refund window?", "Refunds are accepted within 30 days [1]."),
     ("Who approves travel?", "Your manager approves travel before booking [1]."),
@@ -19,7 +21,7 @@ QA = [
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    jsonl.write_jsonl(path, rows)
     return path
 
 

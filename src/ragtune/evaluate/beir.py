@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragtune.errors import ConfigError
+from ragtune.jsonl import read_jsonl
 
 _LAYOUT_HINT = "a BEIR dataset folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv"
 
@@ -42,9 +42,9 @@ def load_beir(directory: Path, split: str = "test") -> BeirDataset:
     qrels = _read_qrels(qrels_path)
     corpus = {
         doc_id: {"title": str(row.get("title") or ""), "text": str(row.get("text") or "")}
-        for doc_id, row in _read_jsonl(directory / "corpus.jsonl")
+        for doc_id, row in _rows_by_id(directory / "corpus.jsonl")
     }
-    all_queries = {query_id: str(row.get("text") or "") for query_id, row in _read_jsonl(directory / "queries.jsonl")}
+    all_queries = {query_id: str(row.get("text") or "") for query_id, row in _rows_by_id(directory / "queries.jsonl")}
     missing = [query_id for query_id in qrels if query_id not in all_queries]
     if missing:
         raise ConfigError(
@@ -60,18 +60,11 @@ def _splits(directory: Path) -> str:
     return ", ".join(names) if names else "none (no qrels/*.tsv files)"
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or "_id" not in row:
-                raise ConfigError(f"{path} line {number}: expected a JSON object with an '_id' field")
-            yield str(row["_id"]), row
+def _rows_by_id(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    for number, row in read_jsonl(path):
+        if "_id" not in row:
+            raise ConfigError(f"{path} line {number}: expected a JSON object with an '_id' field")
+        yield str(row["_id"]), row
 
 
 def _read_qrels(path: Path) -> dict[str, dict[str, int]]:

@@ -12,12 +12,11 @@ import numpy as np
 
 from ragtune.errors import ConfigError
 from ragtune.evaluate.beir import BeirDataset, load_beir
-from ragtune.evaluate.ir import evaluate
+from ragtune.evaluate.ir import DEFAULT_METRICS, evaluate
 from ragtune.kb import KnowledgeBase
 from ragtune.retrieve import MODES, REWRITES, parse_rerank_spec
 from ragtune.types import Block, BlockType, Document
 
-METRICS = ("ndcg_cut_10", "recall_10", "recall_100", "recip_rank_10")
 # Chunks fetched per query before they are folded into documents, so Recall@100 counts 100 documents.
 CHUNK_DEPTH = 200
 
@@ -128,7 +127,7 @@ def evaluate_beir(
                     on_progress(f"{config.label} queries", n + 1, len(queries))
             results[config.label] = {
                 "mode": config.mode, "rewrite": config.rewrite, "rerank": config.rerank,
-                "metrics": {k: round(v, 4) for k, v in evaluate(run, qrels, METRICS).items()},
+                "metrics": {k: round(v, 4) for k, v in evaluate(run, qrels, DEFAULT_METRICS).items()},
                 "latency_ms": _percentiles(latencies),
                 "stages_ms": {stage: _percentiles(ms) for stage, ms in stages.items()},
                 "fallbacks": notes,

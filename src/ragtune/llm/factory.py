@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from ragtune.errors import ConfigError
 from ragtune.llm.base import LLM
@@ -10,8 +10,9 @@ from ragtune.llm.bundled import BUNDLED_SMOLLM2
 from ragtune.llm.llamacpp import LlamaCppLLM
 from ragtune.llm.local import LocalLLM
 from ragtune.llm.openai import DEFAULT_BASE_URL, OpenAICompatibleLLM
+from ragtune.settings import LLMBackend
 
-BACKENDS = ("local", "openai", "llamacpp")
+BACKENDS: tuple[str, ...] = get_args(LLMBackend)
 
 
 def load_llm(

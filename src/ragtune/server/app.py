@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ragtune import __version__
 from ragtune.embed import Embedder
 from ragtune.errors import ConfigError
 from ragtune.ingest import IngestReport
@@ -33,7 +34,6 @@ from ragtune.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-VERSION = "0.1.0"
 
 
 def server_db_path(settings: Settings, kb_root: Path | None) -> Path:
@@ -93,7 +93,7 @@ def create_app(
                 keys.close()
 
     app = FastAPI(
-        title="ragtune", version=VERSION, lifespan=lifespan,
+        title="ragtune", version=__version__, lifespan=lifespan,
         description="OpenAI-compatible RAG API with sources, knowledge-base management and feedback. "
         "Authenticate with 'Authorization: Bearer <key>' (keys from 'ragtune keys create').",
     )

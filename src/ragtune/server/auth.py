@@ -6,7 +6,6 @@ import math
 import threading
 import time
 
-from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ragtune.server.errors import ApiError
@@ -78,8 +77,3 @@ def authorize(key: ApiKey, kb: str | None, role: str) -> None:
                        f"key with that role", "permission_error", "insufficient_role")
     raise ApiError(403, f"this API key is for the knowledge base '{key.kb}', not '{kb}' — use a key created with "
                    f"--kb {kb}", "permission_error", "wrong_kb")
-
-
-def current_key(request: Request) -> ApiKey:
-    key: ApiKey = request.state.api_key
-    return key

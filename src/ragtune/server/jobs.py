@@ -19,7 +19,6 @@ from ragtune.ingest import IngestReport, Progress
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "done", "failed")
 # A job the server was stopped in this many times is given up: it may be what brings the server down.
 MAX_ATTEMPTS = 3
 _PROGRESS_EVERY_S = 0.3

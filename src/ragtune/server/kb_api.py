@@ -13,7 +13,7 @@ from ragtune.errors import FilterError, RagtuneError, StoreError
 from ragtune.server.auth import authorize
 from ragtune.server.errors import ApiError
 from ragtune.server.knowledge_bases import NAME_PATTERN
-from ragtune.server.openai_api import _display_name, source_json
+from ragtune.server.openai_api import display_name, source_json
 from ragtune.server.state import Key, State
 from ragtune.server.uploads import UploadError, accepted_extensions
 from ragtune.store.filters import validate_filter
@@ -88,7 +88,7 @@ def list_documents(name: KbName, state: State, key: Key) -> dict[str, Any]:
     authorize(key, name, "reader")
     kb = state.kbs.get(name)
     return {"data": [
-        {"id": d.id, "name": _display_name(kb, d.uri), "source_type": d.source_type, "status": d.status,
+        {"id": d.id, "name": display_name(kb, d.uri), "source_type": d.source_type, "status": d.status,
          "error": d.error, "chunks": d.chunk_count, "size": d.size, "version": d.version, "title": d.title,
          "updated_at": d.updated_at}
         for d in kb.documents()
@@ -143,7 +143,7 @@ def get_document(name: KbName, document_id: DocId, state: State, key: Key) -> di
     d = kb.store.document(document_id)
     if d is None:
         raise ApiError(404, f"no document {document_id!r} in {name!r}", code="document_not_found")
-    return {"id": d.id, "name": _display_name(kb, d.uri), "source_type": d.source_type, "status": d.status,
+    return {"id": d.id, "name": display_name(kb, d.uri), "source_type": d.source_type, "status": d.status,
             "error": d.error, "chunks": d.chunk_count, "size": d.size, "version": d.version, "title": d.title,
             "metadata": d.metadata, "updated_at": d.updated_at}
 

@@ -73,7 +73,7 @@ class EmbeddingRequest(BaseModel):
 
 def source_json(kb_name: str, kb: KnowledgeBase, hit: Hit, number: int, cited: set[int]) -> dict[str, Any]:
     """A source as clients see it: the document's display name (never the server's path), page and snippet."""
-    name = _display_name(kb, hit.source)
+    name = display_name(kb, hit.source)
     return {
         "number": number, "document_id": hit.document_id, "chunk_id": hit.chunk_id, "name": name,
         "page_number": hit.meta.page_number, "section_title": hit.meta.section_title,
@@ -82,7 +82,7 @@ def source_json(kb_name: str, kb: KnowledgeBase, hit: Hit, number: int, cited: s
     }
 
 
-def _display_name(kb: KnowledgeBase, uri: str) -> str:
+def display_name(kb: KnowledgeBase, uri: str) -> str:
     path = Path(uri)
     for base in (kb.path / "files", kb.path):
         try:
@@ -100,7 +100,7 @@ def answer_extras(kb_name: str, kb: KnowledgeBase, answer: Answer) -> dict[str, 
         "refused": answer.refused,
         "grounded": answer.grounded,
         "sources": [source_json(kb_name, kb, h, i, cited) for i, h in enumerate(answer.sources, 1)],
-        "citations": [c.model_dump(exclude={"source"}) | {"name": _display_name(kb, c.source)}
+        "citations": [c.model_dump(exclude={"source"}) | {"name": display_name(kb, c.source)}
                       for c in answer.citations],
     }
 

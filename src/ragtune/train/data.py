@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import ConfigError
+from ragtune.jsonl import read_jsonl
 from ragtune.llm.local import GENERATION_MARKER, chat_template, render_chat
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         if not isinstance(rows, list):
             raise DataError(f"{file}: a .json data file must hold a list of objects — or use .jsonl")
     else:
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{file} line {number}: not valid JSON ({exc.msg})") from exc
+        rows = [row for _, row in read_jsonl(file, error=DataError)]
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             raise DataError(f"{file} row {number}: expected a JSON object, got {type(row).__name__}")

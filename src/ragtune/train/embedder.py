@@ -9,10 +9,9 @@ sentence-transformers directory: ``--embedder DIR`` and ``ragtune kb reembed --e
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import logging
 import random
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -21,15 +20,22 @@ from pydantic import Field
 
 from ragtune.errors import ConfigError
 from ragtune.train.negatives import Triplet, read_pairs, read_triplets
-from ragtune.train.recipe import RecipeError, _Section, read_recipe_data, validate_recipe
-from ragtune.train.run import RUN_FILE, resumable_checkpoints, step_plan, versions
+from ragtune.train.recipe import RecipeError, RecipeSection, read_recipe_data, validate_recipe
+from ragtune.train.run import (
+    ENCODER_ADVICE,
+    guarded,
+    resumable_checkpoints,
+    step_plan,
+    train_encoder,
+    write_run_record,
+)
 
 log = logging.getLogger(__name__)
 
 EVALUATOR_NAME = "heldout"
 
 
-class EmbedderModelSection(_Section):
+class EmbedderModelSection(RecipeSection):
     """The model to start from."""
 
     base_model: str = Field(default="all-MiniLM-L6-v2", description="The bundled MiniLM, a sentence-transformers "
@@ -37,7 +43,7 @@ class EmbedderModelSection(_Section):
     max_seq_length: int = Field(default=256, gt=8, description="Tokens per text; longer passages are truncated.")
 
 
-class EmbedderDataSection(_Section):
+class EmbedderDataSection(RecipeSection):
     """Where the examples come from and how many hard negatives each query brings."""
 
     triplets: list[str] = Field(default_factory=list, description="JSONL files of {query, positive, negatives} "
@@ -53,7 +59,7 @@ class EmbedderDataSection(_Section):
     max_examples: int = Field(default=0, ge=0, description="Use only the first N queries (0 = all); for trials.")
 
 
-class EmbedderLossSection(_Section):
+class EmbedderLossSection(RecipeSection):
     """The contrastive loss."""
 
     kind: Literal["mnrl", "cached_mnrl", "triplet"] = Field(
@@ -65,7 +71,7 @@ class EmbedderLossSection(_Section):
                                        "sizes (MatryoshkaLoss), e.g. [384, 256, 128, 64]; [] = off.")
 
 
-class EmbedderTrainSection(_Section):
+class EmbedderTrainSection(RecipeSection):
     """Optimisation, evaluation and checkpointing."""
 
     epochs: float = Field(default=1.0, gt=0, description="Passes over the training rows.")
@@ -81,14 +87,14 @@ class EmbedderTrainSection(_Section):
     num_threads: int | None = Field(default=None, gt=0, description="CPU threads for torch (None: torch's default).")
 
 
-class EmbedderOutputSection(_Section):
+class EmbedderOutputSection(RecipeSection):
     """Where the run goes."""
 
     dir: str = Field(default="", description="Run directory; unset = the next free runs/emb-NNN.")
     report_to: list[str] = Field(default_factory=lambda: ["tensorboard"], description="Metric loggers (or []).")
 
 
-class EmbedderRecipe(_Section):
+class EmbedderRecipe(RecipeSection):
     """A complete embedder training recipe: one TOML file, every field optional with the defaults above."""
 
     model: EmbedderModelSection = Field(default_factory=EmbedderModelSection)
@@ -264,6 +270,7 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
         torch.set_num_threads(train.num_threads)
     set_seed(train.seed)
     cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
     out = run_directory(recipe)
     out.mkdir(parents=True, exist_ok=True)
     base = resolve_model(recipe.model.base_model)
@@ -310,44 +317,41 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
         logging_steps=train.logging_steps,
         report_to=recipe.output.report_to or "none",
         use_cpu=not cuda,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        bf16=bf16,
         dataloader_num_workers=0,
     )
     callbacks: list[Any] = (
         [EarlyStoppingCallback(early_stopping_patience=train.patience)] if evaluator and train.patience else []
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset,
-                                         loss=_loss(model, recipe), evaluator=evaluator, callbacks=callbacks)
+    trainer = guarded(SentenceTransformerTrainer, ENCODER_ADVICE)(
+        model=model, args=args, train_dataset=train_dataset, loss=_loss(model, recipe), evaluator=evaluator,
+        callbacks=callbacks,
+    )
     checkpoints = resumable_checkpoints(out / "checkpoints", {**recipe.model_dump(), "rows": rows}, resume)
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
-    seconds = time.perf_counter() - started
-    after = _rounded(evaluator(model)) if evaluator is not None else {}
-    model.save(str(out))
+    started = dt.datetime.now(dt.UTC)
     sources: dict[str, int] = {}
     for e in examples:
         sources[e.source] = sources.get(e.source, 0) + 1
-    run = {
-        "kind": "embedder",
-        "run_dir": str(out),
-        "recipe": recipe.model_dump(),
-        "base_model": base,
-        "queries": len(examples),
-        "train_queries": len(train_examples),
-        "heldout_queries": len({e.query for e in heldout}),
-        "rows": {name: len(d) for name, d in datasets.items()},
-        "sources": sources,
-        "steps": trainer.state.global_step,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "train_seconds": round(seconds, 1),
-        "heldout_before": before,
-        "heldout_after": after,
-        "history": [{k: v for k, v in entry.items() if isinstance(v, (int, float))}
-                    for entry in trainer.state.log_history],
-        "versions": versions("sentence-transformers"),
-    }
-    (out / RUN_FILE).write_text(json.dumps(run, indent=2))
-    return run
+    counts = {"queries": len(examples), "train_queries": len(train_examples),
+              "heldout_queries": len({e.query for e in heldout}),
+              "rows": {name: len(d) for name, d in datasets.items()}, "sources": sources}
+
+    def record(status: str, metrics: dict[str, Any]) -> dict[str, Any]:
+        return write_run_record(
+            out, kind="embedder", method=recipe.loss.kind, status=status, base_model=base,
+            recipe=recipe.model_dump(), data=counts, device={"device": "cuda" if cuda else "cpu",
+                                                             "precision": "bf16" if bf16 else "fp32"},
+            started=started, metrics=metrics, history=trainer.state.log_history,
+        )
+
+    seconds = train_encoder(trainer, checkpoints[-1] if checkpoints else None,
+                            lambda: record("diverged", {"global_step": trainer.state.global_step}))
+    after = _rounded(evaluator(model)) if evaluator is not None else {}
+    model.save(str(out))
+    return record("finished", {
+        "global_step": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
+        "train_seconds": round(seconds, 1), "heldout_before": before, "heldout_after": after,
+    })
 
 
 def _rounded(metrics: dict[str, Any]) -> dict[str, float]:

@@ -8,10 +8,9 @@ positive's) is dropped as a likely unlabelled positive (the "TopK-PercPos" filte
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 
 from ragtune.errors import ConfigError
 from ragtune.evaluate.lm import rouge_tokens
+from ragtune.jsonl import read_jsonl
 from ragtune.llm.cached import CachedLLM
 from ragtune.text import detect_language
 from ragtune.types import Hit
@@ -143,40 +143,12 @@ def _margin_filter(
     return kept, len(candidates) - len(kept)
 
 
-def write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
-    """Write dicts (or objects with ``to_dict``) as JSON lines; returns how many."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row.to_dict() if hasattr(row, "to_dict") else row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
-
-
-def _jsonl_objects(path: Path, what: str, missing: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; a missing file or a line that is not a JSON object is an
-    error naming the file and line (``missing`` says how to get the file)."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such {what} file — {missing}")
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{lineno}: not valid JSON ({exc.msg}) — one JSON object per line") from exc
-        if not isinstance(row, dict):
-            raise ConfigError(f"{path}:{lineno}: each line must be a JSON object")
-        yield lineno, row
-
-
 def read_pairs(path: str | Path) -> list[TrainingPair]:
     """Pairs from JSON lines with ``query`` and ``positive`` (text) and/or ``chunk_id`` / ``document_id``."""
     path = Path(path)
     pairs = []
-    for lineno, row in _jsonl_objects(path, "pairs", "give one {\"query\", \"positive\"} JSON object per line"):
+    missing = "give one {\"query\", \"positive\"} JSON object per line"
+    for lineno, row in read_jsonl(path, what="pairs", missing=missing):
         if not str(row.get("query", "")).strip():
             raise ConfigError(f"{path}:{lineno}: each line needs a non-empty \"query\"")
         chunk_ids = tuple(_as_list(row.get("chunk_id") or row.get("chunk_ids")))
@@ -203,7 +175,7 @@ def read_triplets(path: str | Path) -> list[Triplet]:
     path = Path(path)
     triplets = []
     missing = "write one with 'ragtune data mine-negatives' or 'ragtune data gen-negatives'"
-    for lineno, row in _jsonl_objects(path, "triplets", missing):
+    for lineno, row in read_jsonl(path, what="triplets", missing=missing):
         if not str(row.get("query", "")).strip() or not str(row.get("positive", "")):
             raise ConfigError(f"{path}:{lineno}: each line needs a non-empty \"query\" and \"positive\" (text)")
         negatives = row.get("negatives", [])

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragtune.errors import ConfigError
 from ragtune.llm.bundled import BUNDLED_SMOLLM2
+from ragtune.settings import parse_value
 
 Method = Literal["sft", "dpo", "kto", "orpo", "reward", "grpo"]
 METHODS: tuple[str, ...] = ("sft", "dpo", "kto", "orpo", "reward", "grpo")
@@ -20,11 +21,13 @@ class RecipeError(ConfigError):
     """A recipe file or override is invalid (names the file, the key and the fix)."""
 
 
-class _Section(BaseModel):
+class RecipeSection(BaseModel):
+    """A table of a recipe: unknown keys are errors, assignments are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ModelSection(_Section):
+class ModelSection(RecipeSection):
     """What to train and how: the base model, the fine-tuning method and the numeric precision."""
 
     name: str = Field(
@@ -48,7 +51,7 @@ class ModelSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = CUDA when available, else CPU.")
 
 
-class LoraSection(_Section):
+class LoraSection(RecipeSection):
     """Adapter shape for lora, dora and qlora (ignored by full fine-tuning)."""
 
     r: int = Field(default=16, gt=0, description="Rank of the low-rank update.")
@@ -60,7 +63,7 @@ class LoraSection(_Section):
     )
 
 
-class DataSection(_Section):
+class DataSection(RecipeSection):
     """Where the examples come from and how they become token sequences."""
 
     path: str = Field(default="", description="JSONL/JSON file of examples, or a LLaMA-Factory dataset_info.json.")
@@ -82,7 +85,7 @@ class DataSection(_Section):
     max_examples: int = Field(default=0, ge=0, description="Use only the first N examples (0 = all); for quick trials.")
 
 
-class TrainSection(_Section):
+class TrainSection(RecipeSection):
     """Optimisation, evaluation and checkpointing."""
 
     epochs: float = Field(default=3.0, gt=0, description="Passes over the training data.")
@@ -120,7 +123,7 @@ class TrainSection(_Section):
     )
 
 
-class PreferenceSection(_Section):
+class PreferenceSection(RecipeSection):
     """DPO, KTO and ORPO settings (ignored by SFT)."""
 
     beta: float = Field(
@@ -135,7 +138,7 @@ class PreferenceSection(_Section):
     )
 
 
-class RewardSection(_Section):
+class RewardSection(RecipeSection):
     """Reward model training (``ragtune train reward``; ignored by the other methods)."""
 
     center_coefficient: float = Field(
@@ -145,7 +148,7 @@ class RewardSection(_Section):
     )
 
 
-class RLSection(_Section):
+class RLSection(RecipeSection):
     """Online reinforcement learning on questions (``ragtune train grpo``; ignored by the other methods)."""
 
     algorithm: Literal["grpo", "rloo", "ppo"] = Field(
@@ -180,7 +183,7 @@ class RLSection(_Section):
     context_hits: int = Field(default=3, gt=0, description="Sources retrieved per question (with rl.kb).")
 
 
-class RewardsSection(_Section):
+class RewardsSection(RecipeSection):
     """How an answer is scored during RL and best-of-n: the weight of each reward (0 = not used)."""
 
     citation: float = Field(
@@ -204,14 +207,14 @@ class RewardsSection(_Section):
     model: str = Field(default="", description="Run directory of 'ragtune train reward' (needed when weighted).")
 
 
-class OutputSection(_Section):
+class OutputSection(RecipeSection):
     """Where the run goes."""
 
     dir: str = Field(default="", description="Run directory; unset = the next free runs/<method>-NNN.")
     report_to: list[str] = Field(default_factory=lambda: ["tensorboard"], description="Metric loggers (or []).")
 
 
-class Recipe(_Section):
+class Recipe(RecipeSection):
     """A complete training recipe: one TOML file, every field optional with the defaults above."""
 
     method: Method = Field(
@@ -323,13 +326,5 @@ def _apply_override(data: dict[str, Any], override: str, source: str, root: type
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise RecipeError(f"--set {override!r}: '{part}' is not a section")
-    node[parts[-1]] = _parse_value(raw.strip())
+    node[parts[-1]] = parse_value(raw)
     _check_keys(data, root or Recipe, "", f"{source} (--set {key})", root)
-
-
-def _parse_value(raw: str) -> Any:
-    """A TOML value (32, 2e-4, true, ["q_proj"], "text"); anything else is taken as a bare string."""
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw

@@ -6,44 +6,97 @@ positives and retriever-mined hard negatives (binary cross-entropy, positives up
 of negatives). A dev set of queries with their first-stage candidates selects the best checkpoint and
 stops training early. The output is a plain sentence-transformers CrossEncoder directory that
 ``rerank = "cross-encoder:DIR"`` loads.
+
+A recipe (TOML, validated like the other trainers') names the data — a BEIR data set's qrels or a JSONL of
+pairs, resolved against a knowledge base — and the training; :func:`run_reranker_recipe` runs the whole
+pipeline: index the corpus when needed, split the queries, mine hard negatives, train.
 """
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ragtune.errors import ConfigError
 from ragtune.evaluate.beir import BeirDataset
-from ragtune.train.negatives import TrainingPair, Triplet
-from ragtune.train.run import RUN_FILE, resumable_checkpoints, step_plan, versions
+from ragtune.jsonl import write_jsonl
+from ragtune.train.negatives import TrainingPair, Triplet, mine_hard_negatives, read_pairs
+from ragtune.train.recipe import RecipeError, RecipeSection, read_recipe_data, validate_recipe
+from ragtune.train.run import (
+    ENCODER_ADVICE,
+    guarded,
+    resumable_checkpoints,
+    step_plan,
+    train_encoder,
+    write_run_record,
+)
 
 log = logging.getLogger(__name__)
 
-class RerankerRecipe(BaseModel):
-    """How to train a reranker. Defaults were chosen on SciFact (see bench/train_reranker.py)."""
+#: A progress callback: (stage, done, total).
+StageProgress = Callable[[str, int, int], None]
 
-    model_config = ConfigDict(extra="forbid")
+
+class RerankerModelSection(RecipeSection):
+    """The encoder to start from."""
 
     base_model: str = Field(default="all-MiniLM-L6-v2", description="Encoder to start from: the bundled MiniLM, an HF "
                             "directory, or an existing cross-encoder to fine-tune further.")
+    max_length: int = Field(default=384, gt=8, description="Tokens of query + passage the model reads.")
+
+
+class RerankerDataSection(RecipeSection):
+    """Where the training pairs come from: exactly one of ``beir`` or ``pairs``, resolved in the knowledge base."""
+
+    kb: str = Field(default="", description="Knowledge base whose retriever mines the negatives (unset: $RAGTUNE_KB "
+                    "or ./ragtune_kb); built from the BEIR corpus when it is empty.")
+    beir: str = Field(default="", description="A BEIR-layout directory: train on its qrels.")
+    split: str = Field(default="train", description="BEIR qrels split to train on.")
+    heldout: float = Field(default=0.2, ge=0, lt=1, description="Share of BEIR queries held out for evaluation "
+                           "(their ids are saved in the output directory).")
+    dev: float = Field(default=0.1, ge=0, lt=1, description="Share of queries used for early stopping.")
+    pairs: str = Field(default="", description='JSONL of {"query", "positive"} (or "chunk_id"/"document_id") pairs.')
+    negatives: int = Field(default=4, gt=0, description="Hard negatives used per query.")
+
+
+class RerankerTrainSection(RecipeSection):
+    """Optimisation, evaluation and checkpointing. Defaults were chosen on SciFact (see bench/train_reranker.py)."""
+
     epochs: float = Field(default=2.0, gt=0, description="Passes over the training triplets.")
     batch_size: int = Field(default=32, gt=0, description="(query, passage) pairs per step.")
     learning_rate: float = Field(default=5e-5, gt=0, description="Peak learning rate (linear decay after warm-up).")
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1, description="Share of steps spent warming up.")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
-    max_length: int = Field(default=384, gt=8, description="Tokens of query + passage the model reads.")
-    negatives: int = Field(default=4, gt=0, description="Hard negatives used per query.")
     evals_per_epoch: int = Field(default=2, gt=0, description="Dev evaluations (and checkpoints) per epoch.")
     patience: int = Field(default=2, ge=1, description="Evaluations without dev improvement before stopping early.")
     seed: int = Field(default=42, description="Random seed for the head's initialisation and data order.")
     num_threads: int | None = Field(default=None, gt=0, description="CPU threads for torch (None: torch's default).")
+
+
+class RerankerOutputSection(RecipeSection):
+    """Where the model goes."""
+
+    dir: str = Field(default="", description="Directory for the trained cross-encoder (required).")
+
+
+class RerankerRecipe(RecipeSection):
+    """A complete reranker recipe: one TOML file, every field optional with the defaults above."""
+
+    model: RerankerModelSection = Field(default_factory=RerankerModelSection)
+    data: RerankerDataSection = Field(default_factory=RerankerDataSection)
+    train: RerankerTrainSection = Field(default_factory=RerankerTrainSection)
+    output: RerankerOutputSection = Field(default_factory=RerankerOutputSection)
+
+
+def load_reranker_recipe(path: str | Path | None, overrides: list[str] | None = None) -> RerankerRecipe:
+    """Read ``path`` (None = all defaults), apply ``--set section.field=value`` overrides and validate."""
+    data, source = read_recipe_data(path, overrides, RerankerRecipe)
+    return validate_recipe(RerankerRecipe, data, source)
 
 
 def beir_pairs(dataset: BeirDataset, name: str, query_ids: Sequence[str]) -> list[TrainingPair]:
@@ -73,13 +126,59 @@ def dev_samples(kb: Any, pairs: Sequence[TrainingPair], *, candidates: int = 30)
     return samples
 
 
+def run_reranker_recipe(recipe: RerankerRecipe, *, on_progress: StageProgress | None = None) -> dict[str, Any]:
+    """The whole pipeline of ``ragtune train reranker``: resolve the training pairs (indexing a BEIR corpus into the
+    KB when it is empty, holding out and saving a share of its queries), mine hard negatives with the KB's retriever
+    (saved as ``triplets.jsonl``), collect dev samples, train. Returns the run record."""
+    from ragtune.kb import KnowledgeBase
+    from ragtune.settings import default_kb_path
+
+    data = recipe.data
+    if bool(data.beir) == bool(data.pairs):
+        raise RecipeError("give exactly one source of training data: data.beir (--beir DIR) or data.pairs "
+                          "(--pairs FILE)")
+    if not recipe.output.dir:
+        raise RecipeError("output.dir is not set — give the directory for the trained model (--out DIR)")
+    out = Path(recipe.output.dir)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(stage, done, total)
+
+    with KnowledgeBase.open(Path(data.kb) if data.kb else default_kb_path(), create=bool(data.beir)) as base:
+        if data.beir:
+            from ragtune.evaluate.beir import load_beir, split_query_ids
+            from ragtune.evaluate.retrieval import corpus_documents
+
+            dataset = load_beir(Path(data.beir), data.split)
+            name = Path(data.beir).resolve().name
+            total = len(dataset.corpus)
+            base.ingest_documents(corpus_documents(dataset, name), total=total,
+                                  on_progress=lambda p: progress("indexing corpus", p.files_done, total))
+            train_ids, dev_ids, heldout_ids = split_query_ids(sorted(dataset.queries), heldout=data.heldout,
+                                                              dev=data.dev)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "heldout_queries.txt").write_text("\n".join(heldout_ids) + "\n")
+            train_pairs, dev_pairs = beir_pairs(dataset, name, train_ids), beir_pairs(dataset, name, dev_ids)
+        else:
+            all_pairs = read_pairs(data.pairs)
+            cut = int(len(all_pairs) * (1 - data.dev))
+            train_pairs, dev_pairs = all_pairs[:cut], all_pairs[cut:]
+        triplets = mine_hard_negatives(base, train_pairs, n_negatives=data.negatives,
+                                       on_progress=lambda done, total: progress("mining hard negatives", done, total))
+        write_jsonl(out / "triplets.jsonl", triplets)
+        samples = dev_samples(base, dev_pairs)
+    return train_reranker(triplets, out, recipe, dev=samples)
+
+
 def train_reranker(
     triplets: Sequence[Triplet], out_dir: str | Path, recipe: RerankerRecipe | None = None, *,
     dev: Sequence[dict[str, Any]] = (), resume: bool = True,
 ) -> dict[str, Any]:
     """Train, keep the best dev checkpoint, save it to ``out_dir`` with a ``run.json``; returns the run record.
 
-    Checkpoints go to ``out_dir/checkpoints``; an interrupted run resumes from the last one when ``resume``.
+    Checkpoints go to ``out_dir/checkpoints``; an interrupted run resumes from the last one when ``resume``. A loss
+    that turns NaN/inf stops the run with a diagnosis (run.json records it as diverged).
     """
     recipe = recipe or RerankerRecipe()
     if not triplets:
@@ -98,10 +197,12 @@ def train_reranker(
 
     from ragtune.embed.sentence_transformers import resolve_model
 
-    if recipe.num_threads:
-        torch.set_num_threads(recipe.num_threads)
-    set_seed(recipe.seed)
+    train, negatives = recipe.train, recipe.data.negatives
+    if train.num_threads:
+        torch.set_num_threads(train.num_threads)
+    set_seed(train.seed)
     cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
@@ -109,20 +210,20 @@ def train_reranker(
         rows["query"].append(t.query)
         rows["passage"].append(t.positive)
         rows["label"].append(1.0)
-        for negative in t.negatives[: recipe.negatives]:
+        for negative in t.negatives[:negatives]:
             rows["query"].append(t.query)
             rows["passage"].append(negative)
             rows["label"].append(0.0)
-    dataset = Dataset.from_dict(rows).shuffle(seed=recipe.seed)
-    base = resolve_model(recipe.base_model)
+    dataset = Dataset.from_dict(rows).shuffle(seed=train.seed)
+    base = resolve_model(recipe.model.base_model)
     try:
         # Master weights in fp32 whatever the checkpoint's dtype; on a GPU, bf16 autocast does the speed-up.
-        model = CrossEncoder(base, num_labels=1, max_length=recipe.max_length, model_kwargs={"dtype": torch.float32},
-                             device=None if cuda else "cpu")
+        model = CrossEncoder(base, num_labels=1, max_length=recipe.model.max_length,
+                             model_kwargs={"dtype": torch.float32}, device=None if cuda else "cpu")
     except OSError as exc:
-        raise ConfigError(f"cannot load base model '{recipe.base_model}': {exc} — give a local HF directory "
+        raise ConfigError(f"cannot load base model '{recipe.model.base_model}': {exc} — give a local HF directory "
                           "(nothing is downloaded at run time)") from exc
-    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(recipe.negatives)))
+    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(negatives)))
 
     evaluator = None
     before: dict[str, float] = {}
@@ -132,18 +233,18 @@ def train_reranker(
         )
         before = {k: round(float(v), 4) for k, v in evaluator(model).items()}
         log.info("dev before training: %s", before)
-    eval_steps, warmup_steps = step_plan(len(dataset), recipe.batch_size, recipe.epochs, recipe.warmup_ratio,
-                                         recipe.evals_per_epoch)
+    eval_steps, warmup_steps = step_plan(len(dataset), train.batch_size, train.epochs, train.warmup_ratio,
+                                         train.evals_per_epoch)
     metric = "eval_dev_ndcg@10"
     args = CrossEncoderTrainingArguments(
         output_dir=str(out / "checkpoints"),
-        num_train_epochs=recipe.epochs,
-        per_device_train_batch_size=recipe.batch_size,
+        num_train_epochs=train.epochs,
+        per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=64,
-        learning_rate=recipe.learning_rate,
+        learning_rate=train.learning_rate,
         warmup_steps=warmup_steps,
-        weight_decay=recipe.weight_decay,
-        seed=recipe.seed,
+        weight_decay=train.weight_decay,
+        seed=train.seed,
         eval_strategy="steps" if dev else "no",
         eval_steps=eval_steps if dev else None,
         save_strategy="steps",
@@ -155,34 +256,30 @@ def train_reranker(
         logging_steps=max(1, eval_steps // 4),
         report_to=[],
         use_cpu=not cuda,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        bf16=bf16,
         dataloader_num_workers=0,
     )
-    trainer = CrossEncoderTrainer(
+    trainer = guarded(CrossEncoderTrainer, ENCODER_ADVICE)(
         model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.patience)] if dev else [],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=train.patience)] if dev else [],
     )
     checkpoints = resumable_checkpoints(out / "checkpoints", {**recipe.model_dump(), "pairs": len(dataset)}, resume)
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
-    seconds = time.perf_counter() - started
+    started = dt.datetime.now(dt.UTC)
+    counts = {"triplets": len(triplets), "pairs": len(dataset), "dev_queries": len(dev)}
+
+    def record(status: str, metrics: dict[str, Any]) -> dict[str, Any]:
+        return write_run_record(
+            out, kind="reranker", method="cross-encoder", status=status, base_model=base,
+            recipe=recipe.model_dump(), data=counts, device={"device": "cuda" if cuda else "cpu",
+                                                             "precision": "bf16" if bf16 else "fp32"},
+            started=started, metrics=metrics, history=trainer.state.log_history,
+        )
+
+    seconds = train_encoder(trainer, checkpoints[-1] if checkpoints else None,
+                            lambda: record("diverged", {"global_step": trainer.state.global_step}))
     after = {k: round(float(v), 4) for k, v in evaluator(model).items()} if evaluator else {}
     model.save_pretrained(str(out))
-    history = [{k: v for k, v in entry.items() if isinstance(v, (int, float))} for entry in trainer.state.log_history]
-    run = {
-        "kind": "reranker",
-        "recipe": recipe.model_dump(),
-        "base_model": base,
-        "triplets": len(triplets),
-        "pairs": len(dataset),
-        "dev_queries": len(dev),
-        "steps": trainer.state.global_step,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "train_seconds": round(seconds, 1),
-        "dev_before": before,
-        "dev_after": after,
-        "history": history,
-        "versions": versions("sentence-transformers"),
-    }
-    (out / RUN_FILE).write_text(json.dumps(run, indent=2))
-    return run
+    return record("finished", {
+        "global_step": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
+        "train_seconds": round(seconds, 1), "dev_before": before, "dev_after": after,
+    })

@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -108,9 +108,18 @@ def callbacks(recipe: Recipe, *, has_eval: bool) -> list[Any]:
     return []
 
 
-class _GuardedTraining:
-    """Mixed into a TRL trainer: stops on a NaN/inf loss with a diagnosis and logs tokens per second."""
+#: What to do about a diverged LLM run (the default advice of the loss guard).
+LLM_ADVICE = ("lower train.learning_rate, use model.precision = 'fp32', check that row for empty or garbled text, "
+              "and resume from the last checkpoint with --resume")
+#: The same for the sentence-transformers trainers (embedder, reranker), which resume by default.
+ENCODER_ADVICE = ("lower train.learning_rate, check that row for empty or garbled text, and run the same command "
+                  "again to resume from the last checkpoint")
 
+
+class _GuardedTraining:
+    """Mixed into a trainer: stops on a NaN/inf loss with a diagnosis and logs tokens per second."""
+
+    _ragtune_advice = LLM_ADVICE
     _ragtune_tokens = 0
     _ragtune_tokens_at_log = 0
     _ragtune_time_at_log = 0.0
@@ -130,7 +139,7 @@ class _GuardedTraining:
             if not self._ragtune_time_at_log:
                 self._ragtune_time_at_log = getattr(self, "_ragtune_started", now)
             elapsed = now - self._ragtune_time_at_log
-            if elapsed > 0 and self._ragtune_tokens > self._ragtune_tokens_at_log:
+            if elapsed > 0 and self._ragtune_tokens:
                 logs["tokens_per_second"] = round((self._ragtune_tokens - self._ragtune_tokens_at_log) / elapsed, 1)
             self._ragtune_tokens_at_log, self._ragtune_time_at_log = self._ragtune_tokens, now
             if not math.isfinite(logs["loss"]):
@@ -148,17 +157,18 @@ class _GuardedTraining:
         row = f"; first sequence of the batch: {text!r}" if text else ""
         return (
             f"training diverged: loss is {loss} at step {state.global_step + 1} (learning rate {lr}, precision "
-            f"{precision}){row} — lower train.learning_rate, use model.precision = 'fp32', check that row for empty "
-            "or garbled text, and resume from the last checkpoint with --resume"
+            f"{precision}){row} — {self._ragtune_advice}"
         )
 
 
 def _count_tokens(inputs: dict[str, Any]) -> int:
     if not isinstance(inputs, Mapping):  # online RL trainers get raw rows here; they count their own tokens
         return 0
-    for key in ("attention_mask", "prompt_attention_mask", "completion_attention_mask"):
-        if key in inputs and hasattr(inputs[key], "sum"):
-            return int(inputs[key].sum())
+    # TRL names its masks attention_mask, prompt_/completion_attention_mask; sentence-transformers prefixes each
+    # column's (anchor_attention_mask, positive_attention_mask, ...). Counting every mask covers both.
+    masks = [v for k, v in inputs.items() if k.endswith("attention_mask") and hasattr(v, "sum")]
+    if masks:
+        return int(sum(int(m.sum()) for m in masks))
     ids: Any = inputs.get("input_ids")
     return int(ids.numel()) if hasattr(ids, "numel") else 0
 
@@ -166,16 +176,18 @@ def _count_tokens(inputs: dict[str, Any]) -> int:
 def _decode_first(tokenizer: Any, inputs: dict[str, Any]) -> str:
     if not isinstance(inputs, Mapping):
         return ""
-    for key in ("input_ids", "prompt_input_ids", "completion_input_ids", "chosen_input_ids"):
+    for key in ("input_ids", "prompt_input_ids", "completion_input_ids", "chosen_input_ids",
+                *(k for k in inputs if k.endswith("input_ids"))):
         ids = inputs.get(key)
         if ids is not None and tokenizer is not None and hasattr(tokenizer, "decode"):
             return str(tokenizer.decode(ids[0], skip_special_tokens=True))[:300]
     return ""
 
 
-def guarded(trainer_class: type) -> type:
-    """``trainer_class`` with the loss guard and the tokens/s metric."""
-    return type(f"Guarded{trainer_class.__name__}", (_GuardedTraining, trainer_class), {})
+def guarded(trainer_class: type, advice: str = LLM_ADVICE) -> type:
+    """``trainer_class`` (a transformers ``Trainer``) with the loss guard and the tokens/s metric; ``advice`` ends
+    the error message of a diverged run."""
+    return type(f"Guarded{trainer_class.__name__}", (_GuardedTraining, trainer_class), {"_ragtune_advice": advice})
 
 
 def train_and_record(
@@ -225,26 +237,64 @@ def _write_run(
     metrics: dict[str, Any],
     history: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    return write_run_record(
+        run_dir, kind="llm", method=recipe.method, status=status, base_model=recipe.model.name,
+        recipe=recipe.model_dump(mode="json"), data=data, device=asdict(plan), started=started, metrics=metrics,
+        history=history, finetune=recipe.model.finetune, base_path=base_path, adapter=recipe.model.finetune != "full",
+    )
+
+
+def write_run_record(
+    run_dir: Path,
+    *,
+    kind: str,
+    method: str,
+    status: str,
+    base_model: str,
+    recipe: dict[str, Any],
+    data: dict[str, Any],
+    device: dict[str, Any],
+    started: dt.datetime,
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Write ``run.json``, the one record shape of every trainer (LLM, embedder, reranker), and return it.
+
+    ``kind`` is what was trained, ``method`` how; ``data`` counts what it learned from; ``metrics`` holds
+    ``global_step``, ``best_checkpoint`` and the method's own measurements; ``extra`` adds kind-specific keys.
+    """
     record = {
+        "kind": kind,
         "run_dir": str(run_dir),
         "status": status,
-        "method": recipe.method,
-        "finetune": recipe.model.finetune,
+        "method": method,
         # A relative directory is recorded absolute, so merge and eval find it from any working directory.
-        "base_model": str(Path(recipe.model.name).resolve()) if Path(recipe.model.name).exists() else recipe.model.name,
-        "base_path": base_path,
-        "adapter": recipe.model.finetune != "full",
-        "recipe": recipe.model_dump(mode="json"),
+        "base_model": str(Path(base_model).resolve()) if Path(base_model).exists() else base_model,
+        **extra,
+        "recipe": recipe,
         "data": data,
-        "device": asdict(plan),
-        "versions": versions(),
+        "device": device,
+        "versions": versions(*(("sentence-transformers",) if kind != "llm" else ())),
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "metrics": metrics,
-        "log_history": history,
+        "log_history": [{k: v for k, v in entry.items() if isinstance(v, (int, float, str))} for entry in history],
     }
     (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     return record
+
+
+def train_encoder(trainer: Any, resume_from: Path | None, on_diverged: Callable[[], Any]) -> float:
+    """Run a sentence-transformers trainer made with :func:`guarded`, from ``resume_from`` when given; a diverged
+    run calls ``on_diverged`` (which writes its run.json) before the error goes up. Returns the seconds it took."""
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except TrainingError:
+        on_diverged()
+        raise
+    return time.perf_counter() - started
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
