@@ -33,8 +33,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ragtune.rag.citations import CITATION_RE, parse_numbers
+from ragtune.rag.citations import CITATION_RE, CitedSentence, parse_numbers, split_cited_sentences
+from ragtune.rag.claims import ClaimJudge, default_judge, split_claims, strip_markers
 from ragtune.rag.prompts import is_model_refusal
+from ragtune.rag.quantities import quantities
 from ragtune.store.text import tokenize
 from ragtune.text import WORD_OR_HAN_RE, detect_language
 from ragtune.train.recipe import RewardsSection
@@ -74,45 +76,36 @@ def is_refusal(answer: str) -> bool:
     return not answer.strip() or is_model_refusal(answer)
 
 
-def strip_citations(text: str) -> str:
-    """The text without its ``[n]`` markers (whose digits are not numbers the answer states)."""
-    return " ".join(CITATION_RE.sub(" ", text).split())
-
-
 def cited_sources(text: str) -> list[int]:
     """Source numbers the text cites, in order of first mention."""
     numbers = [n for m in CITATION_RE.finditer(text) for n in parse_numbers(m.group(1))]
     return list(dict.fromkeys(numbers))
 
 
-_DIGITS_RE = re.compile(r"\d+(?:[.,]\d+)*")
-_ZH_NUMERAL_RE = re.compile("[零〇一二两三四五六七八九十百千万]+")
-_ZH_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_ZH_UNIT = {"十": 10, "百": 100, "千": 1000}
-
-
-def _zh_value(run: str) -> int:
-    """二十 = 20, 十五 = 15, 一百零五 = 105, 三万 = 30000."""
-    total = section = digit = 0
-    for ch in run:
-        if ch in _ZH_DIGIT:
-            digit = _ZH_DIGIT[ch]
-        elif ch in _ZH_UNIT:
-            section += (digit or 1) * _ZH_UNIT[ch]
-            digit = 0
-        else:  # 万
-            total += (section + digit) * 10_000
-            section = digit = 0
-    return total + section + digit
-
-
 def stated_numbers(text: str) -> set[str]:
-    """Numbers a text states, citation markers excepted: '10,000' → '10000', 十五 → '15' (Chinese numerals
-    count, so '15 天' and '十五天' agree)."""
-    plain = strip_citations(text)
-    found = {n.replace(",", "") for n in _DIGITS_RE.findall(plain)}
-    found.update(str(_zh_value(run)) for run in _ZH_NUMERAL_RE.findall(plain))
-    return found
+    """Values of the numbers a text states, citation markers excepted (the claim judge's reading: '10,000' and
+    '10000' agree, so do '15 天' and 十五天)."""
+    return {q.value for q in quantities(strip_markers(text))}
+
+
+def _without_numbers(text: str) -> str:
+    for quantity in sorted(quantities(text), key=lambda q: q.start, reverse=True):
+        text = f"{text[: quantity.start]} {text[quantity.end:]}"
+    return text
+
+
+def _key(text: str) -> str:
+    return re.sub(r"\W+", "", text.lower())
+
+
+def _cited_clauses(answer: str) -> list[CitedSentence]:
+    """The answer's sentences and ';'-clauses with the sources each cites; a marker at the end of a sentence
+    cites its earlier clauses too ("A; B [2]." cites [2] for A and B)."""
+    pieces = split_cited_sentences(answer)
+    for i in range(len(pieces) - 2, -1, -1):
+        if not pieces[i].numbers and pieces[i].text.rstrip().endswith((";", "；")):
+            pieces[i].numbers = list(pieces[i + 1].numbers)
+    return pieces
 
 
 # ---------------------------------------------------------------------------------------------- rewards
@@ -125,6 +118,39 @@ def refusal_reward(sample: Sample) -> float | None:
     return 1.0 if is_refusal(sample.answer) != sample.answerable else -1.0
 
 
+def citation_reward(sample: Sample, judge: ClaimJudge | None = None, *, uncited_credit: float = 0.5
+                    ) -> float | None:
+    """The share of the answer's claims that the sources support, by the project's claim judge (the one that
+    verifies answers for users): a supported claim earns 1 when it cites a source that supports it,
+    ``uncited_credit`` when it cites none, and 0 when its citations name only sources that do not support it.
+    An answer without claims earns 0; a refusal claims nothing and gets None."""
+    if is_refusal(sample.answer):
+        return None
+    claims = split_claims(sample.answer, sample.language)
+    if not claims:
+        return 0.0
+    judge = judge or default_judge()
+    contexts = list(sample.contexts)
+    checks = judge.check(claims, contexts, question=sample.question, language=sample.lang)
+    # split_claims drops the markers: find each claim's sentence to know what it cites.
+    sentences = [(_key(s.plain), s.numbers) for s in _cited_clauses(sample.answer)]
+    credit = 0.0
+    for claim, check in zip(claims, checks, strict=True):
+        if not check.supported:
+            continue
+        key = _key(claim)
+        cited = next((numbers for text, numbers in sentences if key and key in text), [])
+        cited = [n for n in cited if 1 <= n <= len(contexts)]
+        if not cited:
+            credit += uncited_credit
+        elif check.source is not None and check.source + 1 in cited:
+            credit += 1.0
+        elif judge.check([claim], [contexts[n - 1] for n in cited], question=sample.question,
+                         language=sample.lang)[0].supported:
+            credit += 1.0  # the cited source supports it too, though another one does better
+    return credit / len(claims)
+
+
 def correctness_reward(sample: Sample) -> float | None:
     """Containment of the reference: the share of its content terms (the BM25 analyzer's: stemmed, jieba for
     Chinese) in the answer, and 0 when the answer lacks a number the reference states. None when there is no
@@ -133,20 +159,21 @@ def correctness_reward(sample: Sample) -> float | None:
         return None
     if is_refusal(sample.answer):
         return 0.0
-    reference, answer = strip_citations(sample.reference), strip_citations(sample.answer)
+    reference, answer = strip_markers(sample.reference), strip_markers(sample.answer)
     if not stated_numbers(reference) <= stated_numbers(answer):
         return 0.0
-    wanted = set(tokenize(reference))
+    # Numbers are compared by value above; as terms, '15' and 十五 would differ.
+    wanted = set(tokenize(_without_numbers(reference)))
     if not wanted:
         return 1.0
-    return len(wanted & set(tokenize(answer))) / len(wanted)
+    return len(wanted & set(tokenize(_without_numbers(answer)))) / len(wanted)
 
 
 def length_penalty(sample: Sample, limit: int = 60) -> float:
     """0 up to ``limit`` words (a Chinese character counts as a word), then falling linearly to -1 at twice it."""
     if limit <= 0:
         raise ValueError(f"limit must be greater than 0, got {limit}")
-    units = len(WORD_OR_HAN_RE.findall(strip_citations(sample.answer)))
+    units = len(WORD_OR_HAN_RE.findall(strip_markers(sample.answer)))
     return -min(1.0, max(0, units - limit) / limit)
 
 
@@ -244,19 +271,18 @@ class Rewards:
 
     @classmethod
     def from_section(
-        cls, section: RewardsSection, *, citation: BatchReward | None = None, reward_model: Scorer | None = None
+        cls, section: RewardsSection, *, judge: ClaimJudge | None = None, reward_model: Scorer | None = None
     ) -> Rewards:
-        """The rewards a recipe's [rewards] section weights. ``citation`` is the claim-checking reward (needed
-        when rewards.citation is weighted); ``reward_model`` the loaded rewards.model."""
+        """The rewards a recipe's [rewards] section weights. ``judge`` checks claims for the citation reward
+        (default: the project's judge); ``reward_model`` is the loaded rewards.model, needed when it is
+        weighted."""
         functions: dict[str, tuple[float, BatchReward]] = {
+            "citation": (section.citation, per_sample(
+                lambda s: citation_reward(s, judge, uncited_credit=section.uncited_credit))),
             "refusal": (section.refusal, per_sample(refusal_reward)),
             "correctness": (section.correctness, per_sample(correctness_reward)),
             "length": (section.length, per_sample(lambda s: length_penalty(s, section.length_limit))),
         }
-        if section.citation:
-            if citation is None:
-                raise ValueError("rewards.citation is weighted but no claim checker was given")
-            functions["citation"] = (section.citation, citation)
         if section.reward_model:
             if reward_model is None:
                 raise ValueError("rewards.reward_model is weighted but no reward model was loaded (rewards.model)")
