@@ -16,6 +16,16 @@ from openai_server import serve  # noqa: E402, F401  (a fixture shared by the LL
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+KINDS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test says what it is: exactly one of the kind markers (``slow`` comes on top)."""
+    unmarked = [item.nodeid for item in items if sum(item.get_closest_marker(k) is not None for k in KINDS) != 1]
+    if unmarked:
+        raise pytest.UsageError(f"mark each test with one of {', '.join(KINDS)}: {', '.join(unmarked[:10])}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     import torch
 
@@ -37,3 +47,27 @@ def docs_dir(tmp_path: Path) -> Path:
     target = tmp_path / "docs"
     shutil.copytree(EXAMPLES, target)
     return target
+
+
+#: What a test marked ``unit`` must never do (the marker promises pure logic, fast, no models): the fixture
+#: below makes each of these fail the test, naming the marker to use instead.
+_HEAVY = {
+    "sentence_transformers.SentenceTransformer.__init__": "loads an embedding model",
+    "sentence_transformers.CrossEncoder.__init__": "loads a cross-encoder",
+    "ragtune.llm.local.LocalLLM.__init__": "loads the local LLM",
+    "ragtune.parse.ocr._tesseract": "runs Tesseract",
+    "ragtune.parse.ocr._rapidocr": "runs RapidOCR",
+}
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_load_no_models(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("unit") is None:
+        return
+    if "embedder" in request.fixturenames:
+        pytest.fail(f"{request.node.nodeid} is marked unit but uses the real embedder — mark it integration")
+    for target, what in _HEAVY.items():
+        def refuse(*args: object, _what: str = what, **kwargs: object) -> None:
+            raise AssertionError(f"{request.node.nodeid} is marked unit but {_what} — mark it integration")
+
+        monkeypatch.setattr(target, refuse)

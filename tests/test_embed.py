@@ -50,3 +50,13 @@ def test_multilingual_e5_handles_chinese():
 def test_a_missing_model_path_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="could not be loaded"):
         load_embedder(str(tmp_path / "no-such-model"))
+
+
+@pytest.mark.integration
+def test_hf_token_counter_spans_match_the_embedder_tokenizer(embedder):
+    counter = embedder.token_counter()
+    text = "Rotating keys every 90 days, 你好世界. " * 200
+    spans = counter.spans(text)
+    ids = embedder._model.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+    assert len(spans) == len(ids)
+    assert all(text[s:e].strip() for s, e in spans)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -102,6 +103,37 @@ def test_eval_retrieval_on_a_tiny_beir_set(tmp_path):
     for mode in ("sparse", "hybrid"):
         assert result["modes"][mode]["metrics"]["ndcg_cut_10"] == 1.0
         assert result["modes"][mode]["metrics"]["recall_100"] == 1.0
+
+
+def test_data_beir_fetches_a_dataset_by_name_for_eval_retrieval(tmp_path):
+    """`ragtune data beir NAME` downloads once into the cache; `eval retrieval NAME` then finds it offline."""
+    import http.server
+    import shutil
+    import threading
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "beir" / "handbook"
+    served = tmp_path / "served"
+    shutil.make_archive(str(served / "handbook"), "zip", root_dir=fixture.parent, base_dir="handbook")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    env = {"RAGTUNE_BEIR_URL": f"http://127.0.0.1:{httpd.server_address[1]}/{{name}}.zip",
+           "RAGTUNE_DATA_CACHE": str(tmp_path / "cache")}
+    try:
+        missing = ragtune("eval", "retrieval", "handbook", "--mode", "sparse", cwd=tmp_path, env=env)
+        assert missing.returncode == 1 and "run 'ragtune data beir handbook'" in missing.stderr
+        fetched = ragtune("data", "beir", "handbook", "--json", cwd=tmp_path, env=env)
+        assert fetched.returncode == 0, fetched.stderr
+        summary = json.loads(fetched.stdout)
+        assert summary["corpus"] == 12 and summary["queries"] == 5
+        assert Path(summary["path"]) == tmp_path / "cache" / "beir" / "handbook"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    out = ragtune("eval", "retrieval", "handbook", "--kb", str(tmp_path / "kb"), "--mode", "sparse", "--json",
+                  cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["queries"] == 5
 
 
 def test_ask_streams_then_lists_sources_and_speaks_json(tmp_path, docs_dir):

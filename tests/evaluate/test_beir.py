@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from ragtune.errors import ConfigError
-from ragtune.evaluate.beir import BeirDataset, load_beir
+from ragtune.evaluate.beir import BeirDataset, load_beir, resolve_beir
 
-SCIFACT = Path("/work/shared/data/scifact")
+pytestmark = pytest.mark.unit
+
+#: A small BEIR-format dataset kept in the repository (see tests/fixtures/beir/README.md).
+HANDBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "beir" / "handbook"
 
 
 def write_beir(
@@ -128,13 +131,91 @@ class TestLoadBeir:
             load_beir(tmp_path)
 
 
-@pytest.mark.integration
-@pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"{SCIFACT} not present")
-def test_scifact_train() -> None:
-    dataset = load_beir(SCIFACT, split="train")
-    assert len(dataset.corpus) == 5183
-    assert len(dataset.queries) == len(dataset.qrels) == 809
-    assert sum(len(judged) for judged in dataset.qrels.values()) == 919
+def test_the_repository_sample_loads_per_split() -> None:
+    dataset = load_beir(HANDBOOK, split="test")
+    assert len(dataset.corpus) == 12
+    assert len(dataset.queries) == len(dataset.qrels) == 5
+    assert sum(len(judged) for judged in dataset.qrels.values()) == 6
     assert all(doc_id in dataset.corpus for judged in dataset.qrels.values() for doc_id in judged)
-    assert dataset.queries["0"] == "0-dimensional biomaterials lack inductive properties."
-    assert dataset.qrels["0"] == {"31715818": 1}
+    assert dataset.queries["q1"] == "how often must api keys be rotated"
+    assert dataset.qrels["q3"] == {"d05": 2}
+    assert dataset.corpus["d01"]["title"] == "Key rotation"
+    train = load_beir(HANDBOOK, split="train")
+    assert set(train.queries) == {"q6", "q7"}
+
+
+class TestResolve:
+    """Finding a dataset by folder or by name, and downloading it once from a real HTTP server."""
+
+    @staticmethod
+    def zipped(tmp_path: Path, members: dict[str, bytes]) -> bytes:
+        import io
+        import zipfile
+
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
+        return buffer.getvalue()
+
+    @pytest.fixture()
+    def server(self, serve, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+        """An HTTP server on 127.0.0.1 serving zips by dataset name, with RAGTUNE_BEIR_URL pointing at it."""
+        from http.server import BaseHTTPRequestHandler
+
+        files: dict[str, bytes] = {}
+        requests: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+                requests.append(self.path)
+                name = self.path.rsplit("/", 1)[-1]
+                body = files.get(name)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+        base = serve(Handler).removesuffix("/v1")
+        monkeypatch.setenv("RAGTUNE_BEIR_URL", base + "/datasets/{name}.zip")
+        monkeypatch.setenv("RAGTUNE_DATA_CACHE", str(tmp_path / "cache"))
+        handbook = {f"handbook/{p.relative_to(HANDBOOK).as_posix()}": p.read_bytes()
+                    for p in HANDBOOK.rglob("*") if p.is_file()}
+        files["handbook.zip"] = self.zipped(tmp_path, handbook)
+        files["evil.zip"] = self.zipped(tmp_path, {"../evil/corpus.jsonl": b"{}"})
+        files["broken.zip"] = b"not a zip"
+        return requests
+
+    def test_a_folder_is_used_as_it_is(self) -> None:
+        assert resolve_beir(HANDBOOK) == HANDBOOK
+        assert resolve_beir(str(HANDBOOK)) == HANDBOOK
+
+    def test_a_name_is_downloaded_once_then_found_in_the_cache(self, server, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="'handbook' is not downloaded — run 'ragtune data beir handbook'"):
+            resolve_beir("handbook")
+        seen: list[tuple[int, int]] = []
+        folder = resolve_beir("handbook", download=True, on_progress=lambda done, total: seen.append((done, total)))
+        assert folder == tmp_path / "cache" / "beir" / "handbook"
+        assert load_beir(folder).qrels == load_beir(HANDBOOK).qrels
+        assert seen and seen[-1][0] == seen[-1][1] > 0
+        assert resolve_beir("handbook") == folder and resolve_beir("handbook", download=True) == folder
+        assert server == ["/datasets/handbook.zip"], "a cached dataset is not downloaded again"
+        assert [p.name for p in folder.parent.iterdir()] == ["handbook"], "no temporary files are left behind"
+
+    def test_bad_names_and_archives_are_named(self, server) -> None:
+        with pytest.raises(ConfigError, match="there is no BEIR dataset 'nosuch'"):
+            resolve_beir("nosuch", download=True)
+        with pytest.raises(ConfigError, match="unsafe path '../evil/corpus.jsonl'"):
+            resolve_beir("evil", download=True)
+        with pytest.raises(ConfigError, match="did not give a zip archive"):
+            resolve_beir("broken", download=True)
+        with pytest.raises(ConfigError, match="give a BEIR dataset folder or a dataset name"):
+            resolve_beir("no/such/folder")
+
+    def test_no_network_says_what_to_do(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.setenv("RAGTUNE_BEIR_URL", "http://127.0.0.1:9/{name}.zip")  # nothing listens on port 9
+        with pytest.raises(ConfigError, match="cannot download BEIR dataset 'scifact' .* connect to the internet"):
+            resolve_beir("scifact", download=True, cache_dir=tmp_path)

@@ -80,18 +80,20 @@ def similarity(a: str, b: str) -> float:
     return 1.0 - previous[-1] / max(len(a), len(b))
 
 
+@pytest.mark.unit
 def test_similarity_measure() -> None:
     assert similarity("kitten", "sitting") == pytest.approx(1 - 3 / 7)
     assert similarity("a  b\nc", "a b c") == 1.0
 
 
+@pytest.mark.unit
 def test_join_words_drops_spaces_only_between_cjk() -> None:
     assert join_words(["员", "工", "手册", "v2", "版本"]) == "员工手册 v2 版本"
     assert join_words(["Hello", "world", "。"]) == "Hello world 。"
 
 
 @requires_tesseract
-@pytest.mark.unit
+@pytest.mark.integration
 class TestScannedPages:
     def test_english_scan(self, check_offsets) -> None:
         document = parse(scanned(text_pdf([ENGLISH])), filename="scan.pdf")
@@ -185,6 +187,7 @@ def test_blank_pages_are_not_ocrd(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 
 @requires_tesseract
+@pytest.mark.integration
 @pytest.mark.slow
 def test_real_scan_matches_gold_text() -> None:
     """ocrmypdf's linn.pdf: a 300 dpi two-column brochure scan, against its reference transcription."""
@@ -198,6 +201,7 @@ def test_real_scan_matches_gold_text() -> None:
     assert text.index("Recording a Sequence") < text.index("Additional Features")
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_rapidocr_engine_reads_chinese() -> None:
     import pymupdf

@@ -162,3 +162,36 @@ def data_gen_negatives(
     summary = {"pairs": len(loaded), "triplets": len(triplets), "negatives": sum(len(t.negatives) for t in triplets)}
     _written(out, triplets, summary, as_json,
              "{negatives} generated negatives for {triplets} of {pairs} queries written to {out}")
+
+
+@app.command("beir")
+def data_beir(
+    dataset: Annotated[str, typer.Argument(help="A BEIR dataset name (scifact, nfcorpus, fiqa, ...) or folder.")],
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Where datasets are kept [default: $RAGTUNE_DATA_CACHE/beir or "
+                                  "~/.cache/ragtune/beir].")
+    ] = None,
+    split: Annotated[str, typer.Option(help="qrels split to summarise.")] = "test",
+    as_json: JsonOpt = False,
+) -> None:
+    """Download a BEIR dataset once (or check a local folder) for 'ragtune eval retrieval NAME'; prints its folder."""
+    from ragtune.evaluate.beir import load_beir, resolve_beir
+
+    try:
+        with progress_bar(as_json) as progress:
+            task = progress.add_task(f"downloading {escape(dataset)}", total=None)
+            folder = resolve_beir(dataset, download=True, cache_dir=cache_dir,
+                                  on_progress=lambda done, total: progress.update(task, completed=done,
+                                                                                  total=total or None))
+        loaded = load_beir(folder, split)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    summary = {"dataset": dataset, "path": str(folder), "split": split, "corpus": len(loaded.corpus),
+               "queries": len(loaded.queries), "judgements": sum(len(j) for j in loaded.qrels.values())}
+    if as_json:
+        emit(summary)
+        return
+    console.print(f"{escape(dataset)}: {summary['corpus']} documents, {summary['queries']} {split} queries "
+                  f"({summary['judgements']} judgements) in {escape(str(folder))}", highlight=False)
+    console.print(f"evaluate: ragtune eval retrieval {escape(dataset)} --split {split}", highlight=False)
+

@@ -18,7 +18,8 @@ app = typer.Typer(help="Measure retrieval quality.", no_args_is_help=True)
 
 @app.command("retrieval")
 def eval_retrieval(
-    beir_dir: Annotated[Path, typer.Argument(help="BEIR-layout directory (corpus.jsonl, queries.jsonl, qrels/).")],
+    dataset: Annotated[str, typer.Argument(help="BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/), or the "
+                                           "name of one fetched by 'ragtune data beir'.")],
     kb: KbOpt = None,
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
     mode: Annotated[list[str] | None, typer.Option(help="hybrid, dense, sparse (repeatable).")] = None,
@@ -43,9 +44,14 @@ def eval_retrieval(
     as_json: JsonOpt = False,
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 of retrieval on a BEIR data set (the KB is built once and reused)."""
+    from ragtune.evaluate.beir import resolve_beir
     from ragtune.evaluate.retrieval import evaluate_beir
 
     modes = mode or ["hybrid"]
+    try:
+        beir_dir = resolve_beir(dataset)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
     kb_path = kb if kb is not None else beir_dir.with_name(beir_dir.name + "_kb")
     try:
         with progress_bar(as_json) as progress:

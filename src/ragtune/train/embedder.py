@@ -9,7 +9,6 @@ sentence-transformers directory: ``--embedder DIR`` and ``ragtune kb reembed --e
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import random
 from collections.abc import Sequence
@@ -21,14 +20,7 @@ from pydantic import Field
 from ragtune.errors import ConfigError
 from ragtune.train.negatives import Triplet, read_pairs, read_triplets
 from ragtune.train.recipe import RecipeError, RecipeSection, read_recipe_data, validate_recipe
-from ragtune.train.run import (
-    ENCODER_ADVICE,
-    guarded,
-    resumable_checkpoints,
-    step_plan,
-    train_encoder,
-    write_run_record,
-)
+from ragtune.train.run import ENCODER_ADVICE, guarded, resumable_checkpoints, run_encoder_training, step_plan
 
 log = logging.getLogger(__name__)
 
@@ -328,30 +320,19 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
         callbacks=callbacks,
     )
     checkpoints = resumable_checkpoints(out / "checkpoints", {**recipe.model_dump(), "rows": rows}, resume)
-    started = dt.datetime.now(dt.UTC)
     sources: dict[str, int] = {}
     for e in examples:
         sources[e.source] = sources.get(e.source, 0) + 1
     counts = {"queries": len(examples), "train_queries": len(train_examples),
               "heldout_queries": len({e.query for e in heldout}),
               "rows": {name: len(d) for name, d in datasets.items()}, "sources": sources}
-
-    def record(status: str, metrics: dict[str, Any]) -> dict[str, Any]:
-        return write_run_record(
-            out, kind="embedder", method=recipe.loss.kind, status=status, base_model=base,
-            recipe=recipe.model_dump(), data=counts, device={"device": "cuda" if cuda else "cpu",
-                                                             "precision": "bf16" if bf16 else "fp32"},
-            started=started, metrics=metrics, history=trainer.state.log_history,
-        )
-
-    seconds = train_encoder(trainer, checkpoints[-1] if checkpoints else None,
-                            lambda: record("diverged", {"global_step": trainer.state.global_step}))
-    after = _rounded(evaluator(model)) if evaluator is not None else {}
-    model.save(str(out))
-    return record("finished", {
-        "global_step": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
-        "train_seconds": round(seconds, 1), "heldout_before": before, "heldout_after": after,
-    })
+    return run_encoder_training(
+        trainer, out, kind="embedder", method=recipe.loss.kind, base_model=base, recipe=recipe.model_dump(),
+        data=counts, bf16=bf16, resume_from=checkpoints[-1] if checkpoints else None, measure="heldout",
+        before=before,
+        evaluate=lambda: _rounded(evaluator(model)) if evaluator is not None else {},
+        save=lambda: model.save(str(out)),
+    )
 
 
 def _rounded(metrics: dict[str, Any]) -> dict[str, float]:

@@ -14,7 +14,6 @@ pipeline: index the corpus when needed, split the queries, mine hard negatives, 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,14 +26,7 @@ from ragtune.evaluate.beir import BeirDataset
 from ragtune.jsonl import write_jsonl
 from ragtune.train.negatives import TrainingPair, Triplet, mine_hard_negatives, read_pairs
 from ragtune.train.recipe import RecipeError, RecipeSection, read_recipe_data, validate_recipe
-from ragtune.train.run import (
-    ENCODER_ADVICE,
-    guarded,
-    resumable_checkpoints,
-    step_plan,
-    train_encoder,
-    write_run_record,
-)
+from ragtune.train.run import ENCODER_ADVICE, guarded, resumable_checkpoints, run_encoder_training, step_plan
 
 log = logging.getLogger(__name__)
 
@@ -264,22 +256,10 @@ def train_reranker(
         callbacks=[EarlyStoppingCallback(early_stopping_patience=train.patience)] if dev else [],
     )
     checkpoints = resumable_checkpoints(out / "checkpoints", {**recipe.model_dump(), "pairs": len(dataset)}, resume)
-    started = dt.datetime.now(dt.UTC)
-    counts = {"triplets": len(triplets), "pairs": len(dataset), "dev_queries": len(dev)}
-
-    def record(status: str, metrics: dict[str, Any]) -> dict[str, Any]:
-        return write_run_record(
-            out, kind="reranker", method="cross-encoder", status=status, base_model=base,
-            recipe=recipe.model_dump(), data=counts, device={"device": "cuda" if cuda else "cpu",
-                                                             "precision": "bf16" if bf16 else "fp32"},
-            started=started, metrics=metrics, history=trainer.state.log_history,
-        )
-
-    seconds = train_encoder(trainer, checkpoints[-1] if checkpoints else None,
-                            lambda: record("diverged", {"global_step": trainer.state.global_step}))
-    after = {k: round(float(v), 4) for k, v in evaluator(model).items()} if evaluator else {}
-    model.save_pretrained(str(out))
-    return record("finished", {
-        "global_step": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
-        "train_seconds": round(seconds, 1), "dev_before": before, "dev_after": after,
-    })
+    return run_encoder_training(
+        trainer, out, kind="reranker", method="cross-encoder", base_model=base, recipe=recipe.model_dump(),
+        data={"triplets": len(triplets), "pairs": len(dataset), "dev_queries": len(dev)}, bf16=bf16,
+        resume_from=checkpoints[-1] if checkpoints else None, measure="dev", before=before,
+        evaluate=lambda: {k: round(float(v), 4) for k, v in evaluator(model).items()} if evaluator else {},
+        save=lambda: model.save_pretrained(str(out)),
+    )

@@ -285,17 +285,39 @@ def write_run_record(
     return record
 
 
-def train_encoder(trainer: Any, resume_from: Path | None, on_diverged: Callable[[], Any]) -> float:
-    """Run a sentence-transformers trainer made with :func:`guarded`, from ``resume_from`` when given; a diverged
-    run calls ``on_diverged`` (which writes its run.json) before the error goes up. Returns the seconds it took."""
-    started = time.perf_counter()
+def run_encoder_training(
+    trainer: Any, out: Path, *, kind: str, method: str, base_model: str, recipe: dict[str, Any],
+    data: dict[str, Any], bf16: bool, resume_from: Path | None, evaluate: Callable[[], dict[str, float]],
+    save: Callable[[], None], measure: str, before: dict[str, float],
+) -> dict[str, Any]:
+    """Train a sentence-transformers trainer made with :func:`guarded` (the embedder's or the reranker's), from
+    ``resume_from`` when given, then ``evaluate`` and ``save`` the model and write run.json; returns the record.
+    A diverged run writes its run.json (status "diverged") before the error goes up. ``measure`` names the
+    evaluation in the metrics: ``{measure}_before`` (``before``, measured by the caller) and ``{measure}_after``."""
+    import torch
+
+    started = dt.datetime.now(dt.UTC)
+
+    def record(status: str, metrics: dict[str, Any]) -> dict[str, Any]:
+        return write_run_record(
+            out, kind=kind, method=method, status=status, base_model=base_model, recipe=recipe, data=data,
+            device={"device": "cuda" if torch.cuda.is_available() else "cpu", "precision": "bf16" if bf16 else "fp32"},
+            started=started, metrics=metrics, history=trainer.state.log_history,
+        )
+
+    clock = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except TrainingError:
-        on_diverged()
+        record("diverged", {"global_step": trainer.state.global_step})
         raise
-    return time.perf_counter() - started
-
+    seconds = time.perf_counter() - clock
+    after = evaluate()
+    save()
+    return record("finished", {
+        "global_step": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
+        "train_seconds": round(seconds, 1), f"{measure}_before": before, f"{measure}_after": after,
+    })
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """The run.json of a finished run directory."""
