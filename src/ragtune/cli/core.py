@@ -140,21 +140,32 @@ def ask(
     mode: Annotated[str, typer.Option(help="hybrid, dense or sparse retrieval.")] = "hybrid",
     filter: Annotated[str | None, typer.Option("--filter", help="Metadata filter as JSON.")] = None,
     k: Annotated[int | None, typer.Option("-k", help="Sources given to the model.")] = None,
+    best_of: Annotated[int, typer.Option("--best-of", help="Answer N times (greedy, then sampled) and keep the one "
+                                         "the --reward model scores highest.")] = 1,
+    reward: Annotated[Path | None, typer.Option("--reward", help="Reward model run ('ragtune train reward') "
+                                                "that chooses among --best-of answers.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from the knowledge base with numbered, verified sources."""
+    if best_of < 1 or (best_of > 1) != (reward is not None):
+        fail("--best-of N (N > 1) and --reward RUN go together: e.g. --best-of 4 --reward runs/reward-001", as_json)
     try:
         base = open_kb(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url, llm_adapter=llm_adapter)
     except RagtuneError as exc:
         fail(str(exc), as_json)
     answer = None
+    chosen: Any = None
     try:
         with base:
-            for event in base.ask_stream(question, mode=mode, filter=filter, k=k):
-                if event.type == "token" and not as_json:
-                    console.print(event.text, end="", highlight=False, markup=False)
-                elif event.type == "answer":
-                    answer = event.answer
+            if reward is not None:
+                chosen = _best_of(base, question, reward, best_of, mode=mode, filter=filter, k=k)
+                answer = chosen.answer
+            else:
+                for event in base.ask_stream(question, mode=mode, filter=filter, k=k):
+                    if event.type == "token" and not as_json:
+                        console.print(event.text, end="", highlight=False, markup=False)
+                    elif event.type == "answer":
+                        answer = event.answer
     except RagtuneError as exc:
         fail(str(exc), as_json)
     assert answer is not None
@@ -166,8 +177,15 @@ def ask(
             "sources": [hit_json(h) for h in answer.sources],
             "removed_citations": [r.model_dump() for r in answer.removed_citations],
             "timings_ms": answer.timings,
+            **({"best_of": {"n": best_of, "chosen": chosen.chosen, "timings_ms": chosen.timings,
+                            "candidates": [{"answer": a.answer, "score": round(s, 4)} for a, s in chosen.candidates]}}
+               if chosen is not None else {}),
         })
         return
+    if chosen is not None:
+        scores = ", ".join(f"{s:.2f}" for _, s in chosen.candidates)
+        err_console.print(f"best of {best_of}: answer {chosen.chosen + 1} chosen (reward model scores {scores}; "
+                          f"{chosen.timings['total'] / 1000:.1f} s)", highlight=False)
     console.print()
     # The streamed text is the model's raw output; show the verified answer when verification changed it.
     console.rule("answer" if answer.grounded else "not found", style="dim")
@@ -181,3 +199,12 @@ def ask(
     for removed in answer.removed_citations:
         err_console.print(f"[yellow]removed citation {escape(f'[{removed.number}]')}[/]: {escape(removed.reason)}",
                           highlight=False)
+
+
+def _best_of(base: Any, question: str, reward: Path, n: int, **options: Any) -> Any:
+    from ragtune.train.best_of import best_of_n
+    from ragtune.train.reward import RewardModel
+
+    with console.status(f"answering {n} times…"):
+        return best_of_n(base, question, RewardModel(reward), n=n, **options)
+

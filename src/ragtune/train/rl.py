@@ -195,12 +195,30 @@ def check_batch(recipe: Recipe) -> None:
         )
 
 
+def recipe_rewards(recipe: Recipe) -> Rewards:
+    """The rewards of the recipe's [rewards] section, with its reward model loaded when it is weighted."""
+    section = recipe.rewards
+    reward_model = None
+    if section.reward_model:
+        if not section.model:
+            raise RecipeError("rewards.reward_model is weighted but rewards.model is not set — give the run "
+                              "directory of 'ragtune train reward': --set rewards.model=runs/reward-001")
+        from ragtune.train.reward import RewardModel
+
+        reward_model = RewardModel(section.model)
+    try:
+        return Rewards.from_section(section, reward_model=reward_model)
+    except ValueError as exc:
+        raise RecipeError(f"[rewards]: {exc}") from exc
+
+
 def train_rl(
-    recipe: Recipe, rewards: Rewards, *, resume: bool = False, plan: DevicePlan | None = None,
+    recipe: Recipe, rewards: Rewards | None = None, *, resume: bool = False, plan: DevicePlan | None = None,
     retrieve: Retrieve | None = None,
 ) -> dict[str, Any]:
-    """Run GRPO (or RLOO) as ``recipe`` says, rewarding answers with ``rewards``; returns the run record (also
-    written to run.json, with the held-out grades before and after under metrics.heldout)."""
+    """Run GRPO (or RLOO) as ``recipe`` says, rewarding answers with ``rewards`` (default: the recipe's
+    [rewards]); returns the run record (also written to run.json, with the held-out grades before and after
+    under metrics.heldout). ``retrieve`` finds the sources of questions that carry none."""
     from datasets import Dataset
 
     from ragtune.llm.local import chat_template
@@ -210,6 +228,7 @@ def train_rl(
     if recipe.rl.algorithm == "ppo":
         raise RecipeError(PPO_REMOVED)
     check_batch(recipe)
+    rewards = rewards or recipe_rewards(recipe)
     plan = plan or plan_device(recipe)
     train_rows, eval_rows, info = read_questions(recipe, retrieve)
     run_dir = run_directory(recipe, resume=resume)
