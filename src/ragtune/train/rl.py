@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -140,6 +141,10 @@ def evaluate_policy(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], 
 # ---------------------------------------------------------------------------------------------- training
 
 
+# torch.multinomial's complaint about a distribution holding NaN, inf or negative probabilities.
+_NOT_FINITE = re.compile(r"\b(?:nan|inf)\b", re.IGNORECASE)
+
+
 class _SamplingGuard:
     """Mixed into TRL's online trainers: a policy whose probabilities turned NaN/inf fails in sampling, before
     any loss exists; that is divergence too, and is reported as such."""
@@ -149,7 +154,7 @@ class _SamplingGuard:
             return super()._generate_and_score_completions(inputs)  # type: ignore[misc]
         except RuntimeError as exc:
             text = str(exc)
-            if "nan" not in text and "inf" not in text:
+            if not _NOT_FINITE.search(text):
                 raise
             state, args = self.state, self.args  # type: ignore[attr-defined]
             precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
