@@ -26,7 +26,6 @@ answer -1.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -40,10 +39,6 @@ from ragtune.rag.quantities import quantities
 from ragtune.store.text import tokenize
 from ragtune.text import WORD_OR_HAN_RE, detect_language
 from ragtune.train.recipe import RewardsSection
-
-log = logging.getLogger(__name__)
-
-REWARD_NAMES = ("citation", "refusal", "correctness", "length", "reward_model")
 
 
 @dataclass(frozen=True)
