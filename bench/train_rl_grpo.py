@@ -114,15 +114,20 @@ def plot(runs: dict[str, dict[str, list[float]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = sorted({key for run in runs.values() for key in run})
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
-    for ax, key in zip(axes[0], names, strict=True):
+    columns = 3
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, names, strict=False):
         for label, run in runs.items():
             if key in run:
-                ax.plot(range(1, len(run[key]) + 1), run[key], alpha=0.25)
-                ax.plot(range(1, len(run[key]) + 1), moving_average(run[key]), label=label)
+                steps = range(1, len(run[key]) + 1)
+                (line,) = ax.plot(steps, moving_average(run[key]), label=label)
+                ax.plot(steps, run[key], color=line.get_color(), alpha=0.25, linewidth=0.8)
         ax.set_title(key.replace("rewards/", "").replace("/mean", "") + " (mean per step)", fontsize=9)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
     fig.suptitle("GRPO on SmolLM2-135M, handbook questions (EN+ZH): rewards of sampled answers, 10-step average",
                  fontsize=9)
     fig.tight_layout()
