@@ -108,7 +108,9 @@ def test_chinese_goes_to_the_sources_when_the_model_writes_only_english(policies
     llm = ScriptedLLM(name=BUNDLED_SMOLLM2)
     policies.llm = llm
     answer = policies.ask("每月餐补是多少？")
-    assert answer.mode == "extractive" and answer.answer == "“公司每月发放餐补四百元，随工资发放。”[1]"
+    (citation,) = answer.citations  # the number is the source's rank, which retrieval decides
+    assert answer.mode == "extractive" and answer.answer == f"“公司每月发放餐补四百元，随工资发放。”[{citation.number}]"
+    assert "餐补四百元" in answer.sources[citation.number - 1].text
     assert answer.language == "zh" and llm.calls == []
 
 

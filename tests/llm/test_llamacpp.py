@@ -75,7 +75,7 @@ def test_chat_and_stream_map_onto_create_chat_completion(fake_llama_cpp: type[Fa
     assert llm.chat(messages) == "Paris is the capital."
     assert llama.calls[0] == {
         "messages": messages, "max_tokens": 8, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0,
-        "stop": ["\n"], "seed": 2, "stream": True,
+        "stop": ["\n"], "seed": 2, "stream": True, "repeat_penalty": 1.0,
     }
 
 

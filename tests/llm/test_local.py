@@ -130,7 +130,7 @@ class TestLocalLLM:
         assert llm.count_tokens(short) <= 5
 
     def test_repetition_controls_stop_loops_without_penalising_copying(self, llm: LocalLLM) -> None:
-        looping = [{"role": "user", "content": "Write the word apple twenty times, separated by spaces."}]
+        looping = [{"role": "user", "content": "Say 'apple' 20 times."}]
         plain = llm.chat(looping, max_tokens=40)
         assert plain.lower().count("apple") >= 5  # SmolLM2 loops when asked to
         controlled = llm.chat(looping, max_tokens=40, no_repeat_ngram_size=2, repetition_penalty=1.3)

@@ -39,10 +39,12 @@ class TestAgainstALocalLLMServer:
         assert "".join(remote.stream(QUESTION, max_tokens=4, stop=["France"])) == expected
 
     def test_repetition_controls_reach_the_server(self, smollm2: Any, remote: OpenAICompatibleLLM) -> None:
+        # A question whose plain answer repeats itself, so the controls visibly change the reply.
+        looping = [{"role": "user", "content": "Continue the list: apple, apple, apple, apple,"}]
         params = {"max_tokens": 24, "repetition_penalty": 1.3, "no_repeat_ngram_size": 2}
-        expected = smollm2.llm.chat(QUESTION, **params)
-        assert expected != smollm2.llm.chat(QUESTION, max_tokens=24)
-        assert remote.chat(QUESTION, **params) == expected
+        expected = smollm2.llm.chat(looping, **params)
+        assert expected != smollm2.llm.chat(looping, max_tokens=24)
+        assert remote.chat(looping, **params) == expected
 
     def test_is_an_llm(self, remote: OpenAICompatibleLLM) -> None:
         assert isinstance(remote, LLM)

@@ -287,7 +287,8 @@ def kb_acl(
     document: DocArg,
     kb: KbOpt = None,
     set_groups: Annotated[str | None, typer.Option(
-        "--set", help="New access groups, comma-separated (e.g. hr,legal; '*' = everyone).")] = None,
+        "--set", help="New access groups, comma-separated (e.g. hr,legal; '*' = everyone). [default: show "
+        "them]")] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Drop the document's own groups: acl_default applies.")]
     = False,
     as_json: JsonOpt = False,

@@ -91,9 +91,10 @@ def eval_command(
 def score_command(
     model: Annotated[Path, typer.Argument(help="Reward model run directory ('ragtune train reward').")],
     data: Annotated[Path, typer.Option("--data", help="Held-out pairs: prompt/chosen/rejected or 👍/👎 feedback.")],
-    base: Annotated[str | None, typer.Option(help="Base model (default: the one recorded in run.json).")] = None,
+    base: Annotated[str | None, typer.Option(help="Base model. [default: the one recorded in run.json]")] = None,
     limit: Annotated[int, typer.Option(help="Score only the first N pairs (0 = all).")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write the report to this JSON file.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the report to this JSON file. (optional)")
+                   ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Pairwise accuracy of a reward model on held-out pairs (chosen scored above rejected), against a
