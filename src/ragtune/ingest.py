@@ -20,7 +20,8 @@ from ragtune.embed import Embedder
 from ragtune.errors import ParseError
 from ragtune.parse import ParseOptions, parse, source_type_for, supported_extensions
 from ragtune.settings import Settings
-from ragtune.store.local import DocumentRecord, DocumentUpdate, LocalStore, chunk_tokens
+from ragtune.store.base import ChunkStore
+from ragtune.store.local import DocumentRecord, DocumentUpdate, chunk_tokens
 from ragtune.types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,11 @@ class _Item:
 
 
 class Ingestor:
-    """Incremental ingestion into a LocalStore: unchanged files are skipped by content hash, changed files
+    """Incremental ingestion into a ChunkStore: unchanged files are skipped by content hash, changed files
     are replaced atomically, identical files are recorded once, and failures never touch stored data."""
 
     def __init__(
-        self, store: LocalStore, embedder: Embedder, settings: Settings, *, chunker: str | None = None
+        self, store: ChunkStore, embedder: Embedder, settings: Settings, *, chunker: str | None = None
     ) -> None:
         self.store = store
         self.embedder = embedder

@@ -25,7 +25,9 @@ from ragtune.retrieve import (
     parse_rerank_spec,
 )
 from ragtune.settings import Settings, load_settings
-from ragtune.store.local import DocumentRecord, LocalStore
+from ragtune.store.base import ChunkStore
+from ragtune.store.factory import locate, open_store, stored_embedder
+from ragtune.store.local import DocumentRecord
 from ragtune.types import Answer, Document, Hit
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ class KnowledgeBase:
     """
 
     def __init__(
-        self, store: LocalStore, settings: Settings, embedder: Embedder | None = None, llm: LLM | None = None
+        self, store: ChunkStore, settings: Settings, embedder: Embedder | None = None, llm: LLM | None = None
     ) -> None:
         self.store = store
         self.settings = settings
@@ -85,9 +87,11 @@ class KnowledgeBase:
         if isinstance(embedder, str):
             overrides["embedder"], embedder = embedder, None
         settings = load_settings(path, **overrides)
-        stored = LocalStore.stored_embedder(path)
+        location = locate(path, settings)
+        stored = stored_embedder(path, location)
         if stored is None and not create:
-            raise StoreError(f"no knowledge base at {path} — run 'ragtune init --kb {path}' or ingest into it")
+            where = "" if location.kind == "local" else f" ({location.describe()})"
+            raise StoreError(f"no knowledge base at {path}{where} — run 'ragtune init --kb {path}' or ingest into it")
         wanted = embedder.name if embedder is not None else settings.embedder
         explicit = embedder is not None or "embedder" in settings.model_fields_set
         if stored is not None:
@@ -110,13 +114,10 @@ class KnowledgeBase:
 
     @staticmethod
     def _store(path: Path, settings: Settings, name: str, dim: int, *, create: bool, checkpoint: str = ""
-               ) -> LocalStore:
-        return LocalStore(
-            path, embedder_name=name, dim=dim, create=create, bm25_k1=settings.bm25_k1, bm25_b=settings.bm25_b,
-            hnsw_m=settings.hnsw_m, hnsw_ef_construction=settings.hnsw_ef_construction,
-            hnsw_ef_search=settings.hnsw_ef_search, exact_search_below=settings.exact_search_below,
-            threads=settings.num_threads or 1, checkpoint=checkpoint,
-        )
+               ) -> ChunkStore:
+        # The store named by the folder (ragtune.db or store.json) or, for a new KB, by the 'store' setting.
+        return open_store(path, locate(path, settings), settings, embedder_name=name, dim=dim, create=create,
+                          checkpoint=checkpoint)
 
     @property
     def embedder(self) -> Embedder:
@@ -286,7 +287,7 @@ class KnowledgeBase:
         on_progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
         """Switch the KB to another embedding model: every chunk is re-encoded beside the old vectors, then
-        both are swapped in one transaction (see ``LocalStore.reembed``). Interrupted, the KB stays on the
+        both are swapped in one transaction (see ``ChunkStore.reembed``). Interrupted, the KB stays on the
         old model and a re-run with the same model resumes. Returns what was done, with the checkpoint hash."""
         if isinstance(embedder, str):
             # The KB records the name it is opened with later, from any working directory.

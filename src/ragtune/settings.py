@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     rerank_batch_size: int = Field(32, gt=0, description="Pairs per reranker batch.")
     rerank_max_length: int = Field(512, gt=8, description="Cross-encoder input length in tokens (query + passage).")
 
+    # where knowledge bases live (see docs/stores.md)
+    store: str = Field(
+        "local", description="Store of a new knowledge base: 'local' (SQLite + HNSW + BM25 in the KB folder), "
+        "'postgresql://user@host/db' (Postgres + pgvector: several servers can share it), 'milvus://host:19530' "
+        "(vectors in Milvus, catalog in the KB folder) or 'package.module:Class' (a ChunkStore plug-in). An "
+        "existing KB reopens where its folder says it lives."
+    )
+
     # dense index
     hnsw_m: int = Field(32, gt=1, description="HNSW graph degree.")
     hnsw_ef_construction: int = Field(200, gt=0, description="HNSW build-time candidate list size.")
