@@ -79,6 +79,10 @@ class ChunkStore(Protocol):
 
     def document_chunks(self, document_id: str) -> list[Hit]: ...
 
+    def export(self, document_ids: Sequence[str]) -> list[DocumentUpdate]:
+        """Documents as stored, with their chunks (offsets, metadata, ids), vectors and BM25 tokens."""
+        ...
+
     # maintenance
     def verify(self) -> dict[str, Any]: ...
 

@@ -98,7 +98,10 @@ def locate(directory: Path, settings: Settings) -> StoreLocation:
     directory = Path(directory)
     name = directory.resolve().name
     wanted = parse_store(settings.store, name)
-    recorded = StoreLocation("local", "local", name) if (directory / DB_FILE).exists() else read_pointer(directory)
+    # A Milvus KB keeps its catalog in the folder's ragtune.db too: the pointer decides first.
+    recorded = read_pointer(directory)
+    if recorded is None and (directory / DB_FILE).exists():
+        recorded = StoreLocation("local", "local", name)
     if recorded is None:
         return wanted
     if "store" in settings.model_fields_set and (wanted.kind, wanted.url) != (recorded.kind, recorded.url):
@@ -117,10 +120,8 @@ def stored_embedder(directory: Path, location: StoreLocation) -> tuple[str, int]
         from ragtune.store import pgvector
 
         return pgvector.stored_embedder(location.url, location.name)
-    if location.kind == "milvus":
-        from ragtune.store import milvus
-
-        return milvus.stored_embedder(directory)
+    if location.kind == "milvus":  # the catalog lives in the folder
+        return LocalStore.stored_embedder(directory)
     cls = _plugin(location.url)
     probe = getattr(cls, "stored_embedder", None)
     return probe(directory, location.name) if probe is not None else None
