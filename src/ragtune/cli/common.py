@@ -25,6 +25,11 @@ KbOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 EmbedderOpt = Annotated[str | None, typer.Option("--embedder", help="Embedding model (name, directory or hub id).")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="Where a new KB lives: local, postgresql://user@host/db, milvus://host:19530 or "
+                 "package.module:Class [default: the 'store' setting]. An existing KB reopens where it lives."),
+]
 RewriteOpt = Annotated[
     str | None, typer.Option("--rewrite", help="Rewrite the query first with the LLM: hyde, multi, stepback or none.")
 ]

@@ -17,6 +17,7 @@ from ragtune.cli.common import (
     LlmOpt,
     RerankOpt,
     RewriteOpt,
+    StoreOpt,
     console,
     emit,
     err_console,
@@ -29,10 +30,10 @@ from ragtune.cli.common import (
 from ragtune.errors import RagtuneError
 
 
-def init(kb: KbOpt = None, embedder: EmbedderOpt = None, as_json: JsonOpt = False) -> None:
+def init(kb: KbOpt = None, embedder: EmbedderOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Create an empty knowledge base."""
     try:
-        with open_kb(kb, create=True, embedder=embedder) as base:
+        with open_kb(kb, create=True, embedder=embedder, store=store) as base:
             stats = base.stats()
     except RagtuneError as exc:
         fail(str(exc), as_json)
@@ -53,12 +54,13 @@ def ingest(
     chunk_size: Annotated[int | None, typer.Option(help="Chunk size in embedder tokens.")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in tokens.")] = None,
     embedder: EmbedderOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
     try:
         base = open_kb(kb, create=True, embedder=embedder, chunker=chunker, chunk_size=chunk_size,
-                     chunk_overlap=chunk_overlap)
+                     chunk_overlap=chunk_overlap, store=store)
     except RagtuneError as exc:
         fail(str(exc), as_json)
     try:

@@ -1,0 +1,110 @@
+"""A knowledge base on Postgres and on Milvus, end to end with the real embedder: the same commands as the embedded
+store (ingest, re-ingest, change, sync, duplicates, filters, reopen) give the same results."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ragtune.errors import ConfigError
+from ragtune.ingest import document_id, file_uri
+from ragtune.kb import KnowledgeBase
+from ragtune.store.factory import POINTER_FILE
+
+pytestmark = pytest.mark.integration
+
+QUERIES = ["how do I rotate API keys", "refund window for enterprise plans", "年假有多少天", "hotel limit per night"]
+
+
+@pytest.fixture(params=["postgres", "milvus"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def test_the_same_commands_give_the_same_results_as_the_embedded_store(tmp_path: Path, embedder, docs_dir: Path,
+                                                                        store_url: str) -> None:
+    with KnowledgeBase.open(tmp_path / "local", create=True, embedder=embedder) as local:
+        assert local.ingest(docs_dir).ok
+        reference = {(q, mode): [h.chunk_id for h in local.search(q, k=5, mode=mode)]
+                     for q in QUERIES for mode in ("hybrid", "dense", "sparse")}
+        reference_stats = local.stats()
+    kb_dir = tmp_path / "shared"
+    with KnowledgeBase.open(kb_dir, create=True, embedder=embedder, store=store_url) as kb:
+        report = kb.ingest(docs_dir)
+        assert report.ok and len(report.added) == 5
+        assert (kb.stats()["documents"], kb.stats()["chunks"]) == (5, reference_stats["chunks"])
+        for (query, mode), want in reference.items():
+            assert [h.chunk_id for h in kb.search(query, k=5, mode=mode)] == want, (query, mode)
+        assert all(h.meta.source_type == "md" for h in kb.search("policy", k=10, filter={"source_type": "md"}))
+        again = kb.ingest(docs_dir)
+        assert len(again.unchanged) == 5 and again.chunks == 0
+    # The folder remembers where the KB lives: reopening needs no store setting.
+    assert json.loads((kb_dir / POINTER_FILE).read_text())["store"] == store_url
+    with pytest.raises(ConfigError, match="lives in"):
+        KnowledgeBase.open(kb_dir, embedder=embedder, store="local")
+    with KnowledgeBase.open(kb_dir, embedder=embedder) as kb:
+        target = docs_dir / "handbook" / "refunds.md"
+        target.write_text(target.read_text().replace("45 days", "60 days"))
+        (docs_dir / "handbook" / "travel.txt").unlink()
+        shutil.copy(docs_dir / "handbook" / "security.md", docs_dir / "security-copy.md")
+        report = kb.ingest(docs_dir, sync=True)
+        assert report.updated == [file_uri(target)] and len(report.deleted) == 1 and len(report.duplicates) == 1
+        assert any("60 days" in h.text for h in kb.search("refund window days", k=5))
+        original = document_id(file_uri(docs_dir / "handbook" / "security.md"))
+        assert kb.delete(original)
+        copy = document_id(file_uri(docs_dir / "security-copy.md"))
+        hits = kb.search("rotate API keys", k=3, filter={"document_id": copy})
+        assert hits and all(h.document_id == copy for h in hits)
+        assert kb.verify()["ok"]
+
+
+INGEST = """
+import sys
+from ragtune.kb import KnowledgeBase
+kb = KnowledgeBase.open(sys.argv[1], create=True, store=sys.argv[3])
+kb.ingest(sys.argv[2])
+kb.close()
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_ingest_loses_no_committed_document(tmp_path: Path, store_url: str) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(30):
+        facts = " ".join(f"Fact {i}.{j}: the widget number {i} has property {j * 7 % 13}." for j in range(12))
+        (corpus / f"doc{i:04d}.md").write_text(f"# Document {i}\n\n{facts}\n")
+    kb_dir = tmp_path / "kb"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAGTUNE_EMBED_BATCH_SIZE": "8"}
+    proc = subprocess.Popen([sys.executable, "-c", INGEST, str(kb_dir), str(corpus), store_url], env=env)
+    deadline = time.monotonic() + 240
+    try:
+        while True:
+            assert proc.poll() is None, "ingest finished before it could be interrupted"
+            assert time.monotonic() < deadline, "no document was committed in time"
+            if (kb_dir / POINTER_FILE).exists():
+                with KnowledgeBase.open(kb_dir) as probe:
+                    if probe.stats()["documents"] >= 2:
+                        break
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with KnowledgeBase.open(kb_dir) as kb:
+        committed = kb.documents()
+        assert 0 < len(committed) < 30
+        report = kb.verify()
+        assert report["ok"], report["problems"]
+        resumed = kb.ingest(corpus)
+        assert resumed.ok and len(resumed.unchanged) == len(committed) and len(resumed.added) == 30 - len(committed)
+        assert kb.stats()["documents"] == 30 and kb.verify()["ok"]
+        hits = kb.search("widget number 7 property", k=3, mode="sparse")
+        assert hits[0].source.endswith("doc0007.md")
