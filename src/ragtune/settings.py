@@ -145,7 +145,8 @@ class Settings(BaseSettings):
     server_host: str = Field("127.0.0.1", description="Address `ragtune serve` listens on.")
     server_port: int = Field(8080, gt=0, lt=65536, description="Port `ragtune serve` listens on.")
     server_db: str = Field(
-        "ragtune_server.db", description="SQLite file of the server's API keys and ingestion jobs."
+        "ragtune_server.db", description="The server's API keys and ingestion jobs: a SQLite file, or a "
+        "postgresql:// URL shared by several servers (default with a Postgres store: the store's database)."
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser ('*' for any)."

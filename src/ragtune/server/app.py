@@ -31,13 +31,20 @@ from ragtune.server.knowledge_bases import KnowledgeBases
 from ragtune.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from ragtune.server.state import ServerState
 from ragtune.settings import Settings, load_settings
+from ragtune.store.postgres import is_postgres_url, open_database
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-def server_db_path(settings: Settings, kb_root: Path | None) -> Path:
-    """Where keys and jobs live: ``server_db`` as given when absolute, else inside --kb-root (or the working dir)."""
+def server_db_path(settings: Settings, kb_root: Path | None) -> Path | str:
+    """Where keys and jobs live: ``server_db`` as given when it is a Postgres URL or an absolute path, else inside
+    --kb-root (or the working dir). With a Postgres ``store`` and no ``server_db`` set, that same database, so
+    every server on the store shares keys and jobs."""
+    if is_postgres_url(settings.server_db):
+        return settings.server_db
+    if "server_db" not in settings.model_fields_set and is_postgres_url(settings.store):
+        return settings.store
     path = Path(settings.server_db)
     if path.is_absolute():
         return path
@@ -59,12 +66,12 @@ def create_app(
     root = Path(kb_root).resolve() if kb_root is not None else None
     if root is None and not kbs:
         raise ConfigError("the server needs knowledge bases — pass --kb PATH (repeatable) or --kb-root FOLDER")
-    db_path = Path(server_db) if server_db is not None else server_db_path(settings, root)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    where = server_db if server_db is not None else server_db_path(settings, root)
+    database = open_database(where if is_postgres_url(str(where)) else Path(where))
     metrics = Metrics()
     registry = KnowledgeBases(root=root, paths=[Path(p) for p in kbs], settings=settings, embedder=embedder,
                               llm=llm, overrides=kb_overrides)
-    keys = KeyStore(db_path) if auth else None
+    keys = KeyStore(database) if auth else None
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
     def finished(job: Job, report: IngestReport | None) -> None:
@@ -76,7 +83,7 @@ def create_app(
             metrics.ingest_chunks.labels(job.kb).inc(report.chunks)
         metrics.jobs_pending.set(jobs.pending())
 
-    jobs = JobQueue(db_path, registry.get, finished)
+    jobs = JobQueue(database, registry.get, finished)
     state = ServerState(settings=settings, kbs=registry, jobs=jobs, keys=keys,
                         auth=Authenticator(keys, limiter, metrics.rate_limited.inc), metrics=metrics, llm=llm)
 

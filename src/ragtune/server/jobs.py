@@ -1,4 +1,5 @@
-"""Background ingestion jobs: persisted in SQLite, run one at a time by a worker thread, resumed after a restart."""
+"""Background ingestion jobs: persisted in the server database, run one at a time by each server's worker thread,
+resumed after a restart — or, on Postgres, by another server when the one running a job dies."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ import contextlib
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ragtune.ingest import IngestReport, Progress
+from ragtune.store.postgres import Database, PostgresDatabase, lock_key, open_database
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,9 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
     report TEXT,
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL
+    created_at DOUBLE PRECISION NOT NULL,
+    started_at DOUBLE PRECISION,
+    finished_at DOUBLE PRECISION
 )"""
 
 
@@ -84,75 +85,72 @@ class JobQueue:
     """The ``jobs`` table of the server database and the worker thread that runs it.
 
     Ingestion commits document by document, so a job cut short by a crash or a shutdown leaves no half-stored
-    document; on the next start it is queued again, and the re-run skips what was already stored (by hash).
+    document; it is queued again, and the re-run skips what was already stored (by hash). On SQLite one server
+    owns the queue and re-queues its interrupted jobs on start. On Postgres any number of servers share it: a
+    server claims a job by taking a lock on it with its own connection and holds the lock while the job runs, so
+    no job runs twice; when a server dies, Postgres drops its connection and the lock, and the next server to
+    look claims the job (a 'running' job nobody holds) and resumes it.
     """
 
     def __init__(
-        self, db_path: str | Path, open_kb: Callable[[str], Ingests],
+        self, db: str | Path | Database, open_kb: Callable[[str], Ingests],
         on_finished: Callable[[Job, IngestReport | None], None] | None = None, *, nice: int = 10,
     ) -> None:
         self._open_kb = open_kb
         self._on_finished = on_finished
         self._nice = nice
-        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(_SCHEMA)
+        self._db = open_database(db)
+        self._db.execute(_SCHEMA)
 
     # ------------------------------------------------------------------ API
 
     def submit(self, kb: str, paths: list[Path]) -> Job:
         job = Job(uuid.uuid4().hex[:16], kb, "queued", [str(p) for p in paths], files_total=len(paths),
                   created_at=time.time())
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO jobs (id, kb, status, paths, files_total, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (job.id, kb, job.status, json.dumps(job.files), job.files_total, job.created_at),
-            )
+        self._db.execute(
+            "INSERT INTO jobs (id, kb, status, paths, files_total, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (job.id, kb, job.status, json.dumps(job.files), job.files_total, job.created_at),
+        )
         self._wake.set()
         return job
 
     def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _job(row) if row else None
+        rows = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
 
     def list(self, kb: str | None = None, limit: int = 50) -> list[Job]:
         sql = "SELECT * FROM jobs" + (" WHERE kb = ?" if kb else "") + " ORDER BY created_at DESC LIMIT ?"
-        with self._lock:
-            rows = self._conn.execute(sql, (kb, limit) if kb else (limit,)).fetchall()
-        return [_job(r) for r in rows]
+        return [_job(r) for r in self._db.execute(sql, (kb, limit) if kb else (limit,))]
 
     def pending(self) -> int:
-        with self._lock:
-            return int(self._conn.execute(
-                "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0])
+        rows = self._db.execute("SELECT count(*) AS n FROM jobs WHERE status IN ('queued', 'running')")
+        return int(rows[0]["n"])
 
     def forget_kb(self, kb: str) -> None:
         """Fail the queued jobs of a deleted knowledge base."""
-        with self._lock:
-            self._conn.execute(
-                "UPDATE jobs SET status = 'failed', error = 'the knowledge base was deleted', finished_at = ?"
-                " WHERE kb = ? AND status = 'queued'", (time.time(), kb),
-            )
+        self._db.execute(
+            "UPDATE jobs SET status = 'failed', error = 'the knowledge base was deleted', finished_at = ?"
+            " WHERE kb = ? AND status = 'queued'", (time.time(), kb),
+        )
 
     # ------------------------------------------------------------------ worker
 
     def start(self) -> None:
-        """Re-queue jobs a previous run left running, then start the worker."""
-        with self._lock:
-            self._conn.execute(
-                "UPDATE jobs SET status = 'failed', finished_at = ?, error = 'the server stopped during this job '"
-                " || attempts || ' times — check the files and upload them again' "
-                "WHERE status = 'running' AND attempts >= ?", (time.time(), MAX_ATTEMPTS),
-            )
-            resumed = self._conn.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'").rowcount
-        if resumed:
-            log.info("resuming %d ingestion job(s) interrupted by a restart", resumed)
+        """Re-queue jobs a previous run left running (SQLite: this server was their only runner), then start the
+        worker. On Postgres nothing is re-queued here: the worker claims jobs whose server is gone."""
+        if self._db.dialect == "sqlite":
+            with self._db.transaction() as tx:
+                tx.execute(
+                    "UPDATE jobs SET status = 'failed', finished_at = ?, error = 'the server stopped during this "
+                    "job ' || attempts || ' times — check the files and upload them again' "
+                    "WHERE status = 'running' AND attempts >= ?", (time.time(), MAX_ATTEMPTS),
+                )
+                resumed = tx.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running' RETURNING id")
+            if resumed:
+                log.info("resuming %d ingestion job(s) interrupted by a restart", len(resumed))
         self._stop.clear()
         self._thread = threading.Thread(target=self._work, name="ragtune-ingest-jobs", daemon=True)
         self._thread.start()
@@ -164,8 +162,7 @@ class JobQueue:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """Block until a job is done or failed (for tests and scripts)."""
@@ -183,27 +180,67 @@ class JobQueue:
             # Ingestion yields the CPU to request handling: a lower priority for this thread only (Linux).
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
         while not self._stop.is_set():
-            job = self._claim()
+            try:
+                with self._claimed() as job:
+                    if job is not None:
+                        self._run(job)
+            except Exception:  # a database hiccup must not end the worker
+                log.exception("the ingestion worker failed to claim a job; retrying")
+                job = None
             if job is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
-                continue
-            self._run(job)
+
+    @contextlib.contextmanager
+    def _claimed(self) -> Iterator[Job | None]:
+        """The next job to run, claimed for as long as the block runs (None: nothing to do)."""
+        if not isinstance(self._db, PostgresDatabase):
+            yield self._claim()
+            return
+        with self._db.session() as session:
+            job = self._claim_postgres(session)
+            try:
+                yield job
+            finally:
+                if job is not None:
+                    session.execute("SELECT pg_advisory_unlock(?)", (lock_key("job", job.id),))
 
     def _claim(self) -> Job | None:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute(
-                    "SELECT * FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT 1").fetchone()
-                if row is not None:
-                    self._conn.execute(
-                        "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
-                        (time.time(), row["id"]),
-                    )
-            finally:
-                self._conn.execute("COMMIT")
-        return _job(row) if row else None
+        with self._db.transaction() as tx:
+            rows = tx.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT 1")
+            if not rows:
+                return None
+            tx.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
+                       (time.time(), rows[0]["id"]))
+        return _job({**rows[0], "status": "running", "attempts": rows[0]["attempts"] + 1})
+
+    def _claim_postgres(self, session: Any) -> Job | None:
+        # Queued jobs, and running ones whose server may have died: whoever gets a job's lock owns the job.
+        candidates = session.execute(
+            "SELECT id FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at LIMIT 100")
+        for candidate in candidates:
+            key = lock_key("job", candidate["id"])
+            if not session.execute("SELECT pg_try_advisory_lock(?) AS got", (key,))[0]["got"]:
+                continue  # a live server runs it
+            rows = session.execute("SELECT * FROM jobs WHERE id = ? AND status IN ('queued', 'running')",
+                                   (candidate["id"],))
+            if not rows:  # finished between the two queries
+                session.execute("SELECT pg_advisory_unlock(?)", (key,))
+                continue
+            row = rows[0]
+            if row["status"] == "running":
+                log.info("job %s was left running by a server that stopped; resuming it", row["id"])
+                if row["attempts"] >= MAX_ATTEMPTS:
+                    session.execute(
+                        "UPDATE jobs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                        (time.time(), f"the server stopped during this job {row['attempts']} times — check the "
+                                      "files and upload them again", row["id"]))
+                    session.execute("SELECT pg_advisory_unlock(?)", (key,))
+                    continue
+            session.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
+                            (time.time(), row["id"]))
+            return _job({**row, "status": "running", "attempts": row["attempts"] + 1})
+        return None
 
     def _run(self, job: Job) -> None:
         last = 0.0
@@ -235,8 +272,7 @@ class JobQueue:
 
     def _update(self, job_id: str, **values: Any) -> None:
         columns = ", ".join(f"{name} = ?" for name in values)
-        with self._lock:
-            self._conn.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
+        self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
 
     def _finish(self, job: Job, status: str, report: IngestReport | None, error: str | None = None) -> None:
         errors = [{"file": Path(s).name, "error": e} for s, e in (report.failed if report else [])]
@@ -252,7 +288,7 @@ class JobQueue:
             self._on_finished(finished, report)
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _job(row: Mapping[str, Any]) -> Job:
     return Job(
         id=row["id"], kb=row["kb"], status=row["status"], files=json.loads(row["paths"]),
         files_total=row["files_total"], files_done=row["files_done"], chunks=row["chunks"], current=row["current"],

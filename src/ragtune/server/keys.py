@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.errors import ConfigError
+from ragtune.store.postgres import Database, open_database
 
 ROLES: tuple[str, ...] = ("reader", "writer", "admin")
 ALL_KBS = "*"
@@ -23,8 +22,8 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS api_keys (
     kb TEXT NOT NULL,
     role TEXT NOT NULL CHECK (role IN ('reader', 'writer', 'admin')),
     name TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    revoked_at REAL
+    created_at DOUBLE PRECISION NOT NULL,
+    revoked_at DOUBLE PRECISION
 )"""
 
 
@@ -53,18 +52,14 @@ def digest(secret: str) -> str:
 
 
 class KeyStore:
-    """The ``api_keys`` table of the server database."""
+    """The ``api_keys`` table of the server database (a SQLite file, or Postgres shared by several servers)."""
 
-    def __init__(self, db_path: str | Path) -> None:
-        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(_SCHEMA)
+    def __init__(self, db: str | Path | Database) -> None:
+        self._db = open_database(db)
+        self._db.execute(_SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     def create(self, kb: str, role: str, name: str = "") -> tuple[str, ApiKey]:
         """A new key for ``kb`` ('*': every KB) with ``role``; returns the secret (shown once) and its record."""
@@ -75,35 +70,32 @@ class KeyStore:
         key_id = secrets.token_hex(4)
         secret = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
         record = ApiKey(key_id, kb, role, name, time.time())
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO api_keys (id, digest, kb, role, name, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (key_id, digest(secret), kb, role, name, record.created_at),
-            )
+        self._db.execute(
+            "INSERT INTO api_keys (id, digest, kb, role, name, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (key_id, digest(secret), kb, role, name, record.created_at),
+        )
         return secret, record
 
     def verify(self, secret: str) -> ApiKey | None:
         """The live key whose secret this is, or None."""
         wanted = digest(secret)
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT id, digest, kb, role, name, created_at, revoked_at FROM api_keys WHERE digest = ?", (wanted,)
-            ).fetchone()
-        if row is None or not hmac.compare_digest(row[1], wanted) or row[6] is not None:
+        rows = self._db.execute(
+            "SELECT id, digest, kb, role, name, created_at, revoked_at FROM api_keys WHERE digest = ?", (wanted,)
+        )
+        if not rows:
             return None
-        return ApiKey(row[0], row[2], row[3], row[4], row[5], row[6])
+        row = rows[0]
+        if not hmac.compare_digest(row["digest"], wanted) or row["revoked_at"] is not None:
+            return None
+        return ApiKey(row["id"], row["kb"], row["role"], row["name"], row["created_at"], row["revoked_at"])
 
     def list(self) -> list[ApiKey]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, kb, role, name, created_at, revoked_at FROM api_keys ORDER BY created_at"
-            ).fetchall()
-        return [ApiKey(*row) for row in rows]
+        rows = self._db.execute("SELECT id, kb, role, name, created_at, revoked_at FROM api_keys ORDER BY created_at")
+        return [ApiKey(r["id"], r["kb"], r["role"], r["name"], r["created_at"], r["revoked_at"]) for r in rows]
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key by id; False when there is no such live key."""
-        with self._lock:
-            cursor = self._conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key_id)
-            )
-        return cursor.rowcount == 1
+        rows = self._db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id", (time.time(), key_id)
+        )
+        return len(rows) == 1

@@ -17,6 +17,7 @@ from ragtune.llm.base import LLM
 from ragtune.server.errors import ApiError
 from ragtune.server.uploads import UploadArea
 from ragtune.settings import Settings
+from ragtune.store.factory import POINTER_FILE, parse_store, read_pointer, write_pointer
 from ragtune.store.local import DB_FILE
 
 log = logging.getLogger(__name__)
@@ -53,11 +54,19 @@ class KnowledgeBases:
             self.root.mkdir(parents=True, exist_ok=True)
 
     def names(self) -> list[str]:
-        found = {name for name, path in self.fixed.items() if (path / DB_FILE).exists()}
+        found = {name for name, path in self.fixed.items() if _is_kb(path)}
         if self.root is not None:
-            found.update(p.name for p in self.root.iterdir()
-                         if p.is_dir() and _NAME.fullmatch(p.name) and (p / DB_FILE).exists())
+            found.update(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name) and _is_kb(p))
+            # On a shared store, the KBs other servers created count too.
+            found.update(name for name in self._shared_names() if _NAME.fullmatch(name))
         return sorted(found)
+
+    def _shared_names(self) -> list[str]:
+        if parse_store(self.settings.store, "").kind != "postgres":
+            return []
+        from ragtune.store.pgvector import list_knowledge_bases
+
+        return list_knowledge_bases(parse_store(self.settings.store, "").url)
 
     def path(self, name: str) -> Path:
         check_name(name)
@@ -76,7 +85,10 @@ class KnowledgeBases:
                 return self._open[name]
             if not self.exists(name):
                 raise self._missing(name)
-            kb = KnowledgeBase.open(self.path(name), embedder=self.embedder, **self.overrides)
+            path = self.path(name)
+            if not _is_kb(path):  # created by another server on the shared store: this server's folder for it
+                write_pointer(path, parse_store(self.settings.store, name))
+            kb = KnowledgeBase.open(path, embedder=self.embedder, **self.overrides)
             if self.llm is not None:
                 kb.llm = self.llm
             self._open[name] = kb
@@ -104,7 +116,8 @@ class KnowledgeBases:
             chosen: Any = embedder or self.embedder
             if embedder and self.embedder is not None and embedder == self.embedder.name:
                 chosen = self.embedder
-            kb = KnowledgeBase.open(self.root / name, create=True, embedder=chosen, **self.overrides)
+            kb = KnowledgeBase.open(self.root / name, create=True, embedder=chosen,
+                                    **{"store": self.settings.store, **self.overrides})
             if self.llm is not None:
                 kb.llm = self.llm
             self._open[name] = kb
@@ -118,6 +131,15 @@ class KnowledgeBases:
                 raise ApiError(409, f"{name!r} was given with --kb; delete its folder yourself",
                                "invalid_request_error", "kb_fixed")
             self._close(name)
+            location = read_pointer(self.path(name))
+            if location is not None and location.kind == "postgres":
+                from ragtune.store.pgvector import drop_knowledge_base
+
+                drop_knowledge_base(location.url, location.name)
+            elif location is not None and location.kind == "milvus":
+                from ragtune.store.milvus import drop_collection
+
+                drop_collection(location.url, location.name)
             shutil.rmtree(self.path(name))
 
     def _close(self, name: str) -> None:
@@ -140,3 +162,8 @@ class KnowledgeBases:
     def _missing(name: str) -> ApiError:
         return ApiError(404, f"no knowledge base named {name!r} — list them with GET /v1/kbs",
                         "invalid_request_error", "kb_not_found")
+
+
+def _is_kb(path: Path) -> bool:
+    """A folder holding a knowledge base: its own database, or the pointer to where its data lives."""
+    return (path / DB_FILE).exists() or (path / POINTER_FILE).exists()

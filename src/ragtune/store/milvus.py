@@ -112,6 +112,14 @@ def _client(target: MilvusTarget) -> Any:
         return client
 
 
+def drop_collection(url: str, name: str) -> None:
+    """Delete the Milvus collection of the knowledge base ``name`` (its catalog is the KB folder)."""
+    target = MilvusTarget.from_url(url, collection_name(name))
+    client = _client(target)
+    if client.has_collection(target.collection):
+        client.drop_collection(target.collection)
+
+
 class MilvusIndex:
     """The dense side of a knowledge base in a Milvus collection, with the interface of ``hnsw.DenseIndex``.
 

@@ -256,6 +256,15 @@ class SqliteDatabase:
             self._conn.close()
 
 
+def open_database(where: str | Path | Database, schema: str = SHARED_SCHEMA) -> Database:
+    """A database by where it is: a ``postgresql://`` URL (tables in ``schema``), or a SQLite file path."""
+    if not isinstance(where, (str, Path)):
+        return where
+    if is_postgres_url(str(where)):
+        return PostgresDatabase(str(where), schema)
+    return SqliteDatabase(where)
+
+
 def _to_pyformat(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
