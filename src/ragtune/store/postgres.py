@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
 import re
 import sqlite3
@@ -124,7 +125,10 @@ class ConnectionPool:
     def _open(self) -> psycopg.Connection[Any]:
         psycopg = _psycopg()
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=15)
+            # The process id in the application name tells an administrator (and pg_stat_activity) whose
+            # connection holds a lock, e.g. which server runs an ingestion job.
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=15,
+                                   application_name=f"ragtune[{os.getpid()}]")
         except psycopg.OperationalError as exc:
             raise StoreError(f"cannot connect to {redact(self.url)} ({str(exc).strip().splitlines()[0]}) — check "
                              "that the server runs and the URL, user and password are right") from None
