@@ -164,6 +164,31 @@ class FeedbackStore:
                 created_at=datetime.fromtimestamp(row["created_at"], UTC).isoformat(timespec="seconds"),
             )
 
+    def rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every answer and every rating as stored (for copying a KB to another store)."""
+        answers = [dict(r) for r in self._db.execute("SELECT * FROM answers ORDER BY created_at, id")]
+        ratings = [dict(r) for r in self._db.execute("SELECT * FROM feedback ORDER BY id")]
+        return answers, ratings
+
+    def add_rows(self, answers: list[dict[str, Any]], ratings: list[dict[str, Any]]) -> int:
+        """Store answers and ratings taken from another KB (``rows``); answers already here are kept, and so are
+        ratings equal to one here (so a copy can be re-run). Returns the number of ratings added."""
+        columns = ("id", "question", "answer", "refused", "model", "contexts", "created_at", "cited")
+        added = 0
+        with self._db.transaction() as tx:
+            for row in answers:
+                tx.execute(f"INSERT INTO answers ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+                           " ON CONFLICT (id) DO NOTHING", [row[c] for c in columns])
+            for row in ratings:
+                values = (row["answer_id"], row["rating"], row["corrected_answer"], row["comment"], row["created_at"])
+                if tx.execute("SELECT 1 FROM feedback WHERE answer_id = ? AND rating = ? AND created_at = ?",
+                              (row["answer_id"], row["rating"], row["created_at"])):
+                    continue
+                tx.execute("INSERT INTO feedback (answer_id, rating, corrected_answer, comment, created_at)"
+                           " VALUES (?, ?, ?, ?, ?)", values)
+                added += 1
+        return added
+
     def counts(self) -> dict[str, int]:
         rows = {r["rating"]: r["n"] for r in self._db.execute(
             "SELECT rating, count(*) AS n FROM feedback GROUP BY rating")}
