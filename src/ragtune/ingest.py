@@ -120,11 +120,11 @@ class Ingestor:
         started = time.perf_counter()
         report = IngestReport()
         roots = [Path(p) for p in paths]
-        files, missing = self._discover(roots, report)
+        files, missing = self.discover(roots, report)
         items = (self._read_file(uri, path) for uri, path in files)
         self._run(items, len(files), report, on_progress)
         if sync:
-            report.deleted = self._sync(roots, {uri for uri, _ in files})
+            report.deleted = self.sync(roots, {uri for uri, _ in files})
         # With --sync, a named file that is gone is the deletion the user asked for, not an error.
         for uri in missing:
             if uri not in report.deleted:
@@ -148,7 +148,9 @@ class Ingestor:
 
     # ------------------------------------------------------------------ discovery
 
-    def _discover(self, roots: list[Path], report: IngestReport) -> tuple[list[tuple[str, Path]], list[str]]:
+    def discover(self, roots: list[Path], report: IngestReport) -> tuple[list[tuple[str, Path]], list[str]]:
+        """The files to ingest under ``roots`` as (uri, path), and the URIs of roots that do not exist; files of
+        unsupported types are listed in ``report.skipped``."""
         supported = set(supported_extensions())
         found: dict[str, Path] = {}
         missing: list[str] = []
@@ -169,7 +171,8 @@ class Ingestor:
                 missing.append(file_uri(root))
         return list(found.items()), missing
 
-    def _sync(self, roots: list[Path], seen: set[str]) -> list[str]:
+    def sync(self, roots: list[Path], seen: set[str]) -> list[str]:
+        """Delete the documents under ``roots`` whose URIs are not in ``seen``; returns their URIs."""
         prefixes = [file_uri(r).rstrip("/") + "/" for r in roots if r.is_dir()]
         exact = {file_uri(r) for r in roots if not r.is_dir()}
         gone = [

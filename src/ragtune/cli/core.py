@@ -55,6 +55,11 @@ def ingest(
     chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in tokens.")] = None,
     embedder: EmbedderOpt = None,
     store: StoreOpt = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Parse, chunk and embed on a Ray cluster (Ray Data actors); "
+                                      "the store's rules are the same.")] = False,
+    ray_address: Annotated[str, typer.Option(help="With --ray: 'local' starts a cluster here, 'auto' joins a "
+                                             "running one, or ray://HOST:10001.")] = "local",
+    ray_workers: Annotated[int, typer.Option(help="With --ray: embedding actors (one CPU each).")] = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
@@ -71,7 +76,13 @@ def ingest(
                 progress.update(task, completed=p.files_done, total=p.files_total,
                                 description=f"ingesting {Path(p.current).name[:40]}" if p.current else "ingesting")
 
-            report = base.ingest(paths, sync=sync, on_progress=update)
+            if ray:
+                from ragtune.ingest_ray import ray_ingest
+
+                report, workers = ray_ingest(base.store, base.settings, paths, address=ray_address,
+                                             workers=ray_workers, sync=sync, chunker=chunker, on_progress=update)
+            else:
+                report, workers = base.ingest(paths, sync=sync, on_progress=update), None
     except KeyboardInterrupt:
         base.close()
         err_console.print("[yellow]interrupted[/] — documents committed so far are kept; run the same command "
@@ -82,6 +93,8 @@ def ingest(
         fail(str(exc), as_json)
     base.close()
     summary = report.to_dict()
+    if workers is not None:
+        summary["workers"] = workers
     if as_json:
         emit(summary)
     else:
