@@ -299,6 +299,7 @@ class PostgresStore:
         if not updates:
             return
         with self._write() as conn:
+            added: list[DocumentUpdate] = []
             for update in updates:
                 rec = update.record
                 if rec.status == "failed":
@@ -311,7 +312,9 @@ class PostgresStore:
                     continue
                 rec.chunk_count = len(update.chunks)
                 self._upsert_record(conn, rec)
-                self._insert_chunks(conn, rec, update)
+                added.append(update)
+            # One COPY of every new chunk and one of their postings: round trips, not rows, dominate small files.
+            self._insert_chunks(conn, added)
 
     def delete(self, document_ids: Iterable[str]) -> int:
         """Delete documents and their chunks; a duplicate of a deleted document inherits its chunks."""
@@ -367,33 +370,39 @@ class PostgresStore:
         conn.execute(self._q(f"INSERT INTO {{s}}.documents ({columns}) VALUES ({', '.join(['%s'] * len(values))})"
                              f" ON CONFLICT (id) DO UPDATE SET {updates}"), values)
 
-    def _insert_chunks(self, conn: psycopg.Connection[Any], rec: DocumentRecord, update: DocumentUpdate) -> None:
+    def _insert_chunks(self, conn: psycopg.Connection[Any], updates: list[DocumentUpdate]) -> None:
         from psycopg.types.json import Jsonb
 
-        chunks, vectors, tokens = update.chunks, update.vectors, update.chunk_tokens()
-        if vectors is None or len(vectors) != len(chunks):
-            raise StoreError(f"{rec.uri}: {len(chunks)} chunks but {0 if vectors is None else len(vectors)} vectors")
-        if not chunks:
-            return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.shape[1] != self.dim:
-            raise EmbedderMismatchError(f"{rec.uri}: vectors have {vectors.shape[1]} dimensions, the KB {self.dim}")
-        ids = [r[0] for r in conn.execute(self._q("SELECT nextval('{s}.chunk_ids') FROM generate_series(1, %s)"),
-                                          (len(chunks),))]
-        with conn.cursor() as cur, cur.copy(self._q(
-            f"COPY {{s}}.chunks ({', '.join(_CHUNK_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-        )) as copy:
-            copy.set_types(list(_CHUNK_TYPES))
+        rows = []
+        for update in updates:
+            rec, chunks, vectors, tokens = update.record, update.chunks, update.vectors, update.chunk_tokens()
+            if vectors is None or len(vectors) != len(chunks):
+                raise StoreError(f"{rec.uri}: {len(chunks)} chunks but {0 if vectors is None else len(vectors)} "
+                                 "vectors")
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            if len(chunks) and vectors.shape[1] != self.dim:
+                raise EmbedderMismatchError(f"{rec.uri}: vectors have {vectors.shape[1]} dimensions, the KB {self.dim}")
             for i, chunk in enumerate(chunks):
                 chunk.id = f"{rec.id}-{rec.version}-{i}"
                 chunk.meta.document_id = rec.id
                 chunk.meta.chunk_index = i
+                rows.append((chunk, rec.id, vectors[i], tokens[i]))
+        if not rows:
+            return
+        ids = [r[0] for r in conn.execute(self._q("SELECT nextval('{s}.chunk_ids') FROM generate_series(1, %s)"),
+                                          (len(rows),))]
+        with conn.cursor() as cur, cur.copy(self._q(
+            f"COPY {{s}}.chunks ({', '.join(_CHUNK_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+        )) as copy:
+            copy.set_types(list(_CHUNK_TYPES))
+            for chunk_id, (chunk, doc_id, vector, chunk_tokens) in zip(ids, rows, strict=True):
                 copy.write_row((
-                    ids[i], chunk.id, rec.id, i, chunk.text, chunk.start, chunk.end, chunk.meta.source_type,
-                    chunk.meta.page_number, chunk.meta.language, Jsonb(chunk.meta.model_dump(exclude=_META_EXCLUDE)),
-                    " ".join(tokens[i]), len(tokens[i]), vectors[i],
+                    chunk_id, chunk.id, doc_id, chunk.meta.chunk_index, chunk.text, chunk.start, chunk.end,
+                    chunk.meta.source_type, chunk.meta.page_number, chunk.meta.language,
+                    Jsonb(chunk.meta.model_dump(exclude=_META_EXCLUDE)), " ".join(chunk_tokens), len(chunk_tokens),
+                    vector,
                 ))
-        self._index(conn, list(zip(ids, tokens, strict=True)))
+        self._index(conn, [(chunk_id, row[3]) for chunk_id, row in zip(ids, rows, strict=True)])
 
     # ------------------------------------------------------------------ BM25 postings
 
@@ -635,6 +644,31 @@ class PostgresStore:
                 "documents": by_status.get("ok", 0), "failed": by_status.get("failed", 0),
                 "duplicates": by_status.get("duplicate", 0)}
 
+    @contextmanager
+    def bulk_load(self, maintenance_work_mem: str = "1GB") -> Iterator[None]:
+        """Load many chunks at once (a migration, a first large ingest): the vector index is dropped for the load
+        and built once at the end, which pgvector does several times faster than it grows an index row by row.
+        Searches meanwhile scan exactly (slower, never wrong); a crash leaves ``verify`` reporting the missing
+        index and ``rebuild_indexes`` building it."""
+        with self._write() as conn:
+            conn.execute(self._q("DROP INDEX IF EXISTS {s}.chunks_embedding"))
+        try:
+            yield
+        finally:
+            started = time.perf_counter()
+            with self._pool.connection() as conn:
+                self._create_vector_index(conn, maintenance_work_mem)
+            log.info("built the vector index of %s in %.1fs", self.location, time.perf_counter() - started)
+
+    def _create_vector_index(self, conn: psycopg.Connection[Any], maintenance_work_mem: str = "1GB") -> None:
+        from psycopg import sql
+
+        m, ef_construction = self._hnsw
+        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(maintenance_work_mem)))
+        conn.execute(self._q(f"CREATE INDEX IF NOT EXISTS chunks_embedding ON {{s}}.chunks USING hnsw (embedding"
+                             f" vector_ip_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"))
+        conn.execute("RESET maintenance_work_mem")
+
     def rebuild_indexes(self) -> None:
         """Rebuild the BM25 tables from the chunks' tokens and the vector index from the vectors."""
         with self._write() as conn:
@@ -648,7 +682,8 @@ class PostgresStore:
                     break
                 self._index(conn, [(r[0], r[1].split()) for r in rows])
                 last = rows[-1][0]
-            conn.execute(self._q("REINDEX INDEX {s}.chunks_embedding"))
+            conn.execute(self._q("DROP INDEX IF EXISTS {s}.chunks_embedding"))
+            self._create_vector_index(conn)
 
     def save_indexes(self) -> None:
         """Nothing to persist: every index lives in the database and is written with its transaction."""
@@ -690,17 +725,15 @@ class PostgresStore:
                                  " WHERE c.id = r.chunk_id)"))
             reused = _row(conn, self._q("SELECT count(*) FROM {s}.reembed_vectors"))[0]
         encoded = self._reembed_batches(encode, dim, batch_size, on_progress)
-        m, ef_construction = self._hnsw
         with self._write() as conn:
             encoded += self._reembed_rest(conn, encode, dim, batch_size)
-            conn.execute(self._q("DROP INDEX {s}.chunks_embedding"))
+            conn.execute(self._q("DROP INDEX IF EXISTS {s}.chunks_embedding"))
             conn.execute(self._q("ALTER TABLE {s}.chunks DROP COLUMN embedding"))
             conn.execute(self._q(f"ALTER TABLE {{s}}.chunks ADD COLUMN embedding vector({int(dim)})"))
             swapped = conn.execute(self._q("UPDATE {s}.chunks c SET embedding = r.embedding FROM {s}.reembed_vectors r"
                                            " WHERE r.chunk_id = c.id")).rowcount
             conn.execute(self._q("ALTER TABLE {s}.chunks ALTER COLUMN embedding SET NOT NULL"))
-            conn.execute(self._q(f"CREATE INDEX chunks_embedding ON {{s}}.chunks USING hnsw (embedding vector_ip_ops)"
-                                 f" WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"))
+            self._create_vector_index(conn)
             for key, value in (("embedder", name), ("dim", str(dim)), (_CHECKPOINT, checkpoint)):
                 self._set_meta(conn, key, value)
             conn.execute(self._q("DELETE FROM {s}.meta WHERE key = %s"), (_REEMBED_TARGET,))

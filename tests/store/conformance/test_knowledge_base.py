@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -66,6 +67,19 @@ def test_the_same_commands_give_the_same_results_as_the_embedded_store(tmp_path:
         assert kb.verify()["ok"]
 
 
+def _committed(kb_dir: Path) -> int:
+    """Documents stored so far, read without writing anything (opening a KB may save its caught-up indexes)."""
+    db = kb_dir / "ragtune.db"
+    if db.exists():  # Milvus keeps its catalog in the folder
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+                return int(conn.execute("SELECT count(*) FROM documents").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+    with KnowledgeBase.open(kb_dir) as probe:
+        return int(probe.stats()["documents"])
+
+
 INGEST = """
 import sys
 from ragtune.kb import KnowledgeBase
@@ -79,32 +93,31 @@ kb.close()
 def test_sigkill_mid_ingest_loses_no_committed_document(tmp_path: Path, store_url: str) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for i in range(30):
+    for i in range(40):
         facts = " ".join(f"Fact {i}.{j}: the widget number {i} has property {j * 7 % 13}." for j in range(12))
         (corpus / f"doc{i:04d}.md").write_text(f"# Document {i}\n\n{facts}\n")
     kb_dir = tmp_path / "kb"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAGTUNE_EMBED_BATCH_SIZE": "8"}
+    # Small embedding batches: many commits, so the kill lands between two of them.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAGTUNE_EMBED_BATCH_SIZE": "2"}
     proc = subprocess.Popen([sys.executable, "-c", INGEST, str(kb_dir), str(corpus), store_url], env=env)
     deadline = time.monotonic() + 240
     try:
         while True:
             assert proc.poll() is None, "ingest finished before it could be interrupted"
             assert time.monotonic() < deadline, "no document was committed in time"
-            if (kb_dir / POINTER_FILE).exists():
-                with KnowledgeBase.open(kb_dir) as probe:
-                    if probe.stats()["documents"] >= 2:
-                        break
+            if (kb_dir / POINTER_FILE).exists() and _committed(kb_dir) >= 2:
+                break
             time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     with KnowledgeBase.open(kb_dir) as kb:
         committed = kb.documents()
-        assert 0 < len(committed) < 30
+        assert 0 < len(committed) < 40
         report = kb.verify()
         assert report["ok"], report["problems"]
         resumed = kb.ingest(corpus)
-        assert resumed.ok and len(resumed.unchanged) == len(committed) and len(resumed.added) == 30 - len(committed)
-        assert kb.stats()["documents"] == 30 and kb.verify()["ok"]
+        assert resumed.ok and len(resumed.unchanged) == len(committed) and len(resumed.added) == 40 - len(committed)
+        assert kb.stats()["documents"] == 40 and kb.verify()["ok"]
         hits = kb.search("widget number 7 property", k=3, mode="sparse")
         assert hits[0].source.endswith("doc0007.md")
