@@ -132,6 +132,8 @@ class ConnectionPool:
         except psycopg.OperationalError as exc:
             raise StoreError(f"cannot connect to {redact(self.url)} ({str(exc).strip().splitlines()[0]}) — check "
                              "that the server runs and the URL, user and password are right") from None
+        # Searches are short queries on indexes: compiling one to machine code (JIT) costs more than it saves.
+        conn.execute("SET jit = off")
         if self._vector:
             _vector_adapters(conn)
         return conn
