@@ -62,9 +62,10 @@ def _kb_param(url: str) -> str | None:
 
 
 def _without_kb(url: str) -> str:
-    parts = urlsplit(url)
-    query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("kb="))
-    return parts._replace(query=query).geturl()
+    # By hand: urlunsplit would turn "milvus:///path" (no host: Milvus Lite) into "milvus:/path".
+    base, sep, query = url.partition("?")
+    kept = "&".join(p for p in query.split("&") if p and not p.startswith("kb="))
+    return f"{base}?{kept}" if sep and kept else base
 
 
 def read_pointer(directory: Path) -> StoreLocation | None:
