@@ -51,7 +51,7 @@ def assert_same(a: KnowledgeBase, b: KnowledgeBase) -> float:
 def test_a_ray_ingest_equals_a_local_one(tmp_path: Path, embedder, docs_dir: Path, ray_cluster: None) -> None:
     from ragtune.ingest_ray import ray_ingest
 
-    for i in range(20):
+    for i in range(8):
         (docs_dir / f"note{i:02d}.md").write_text(f"# Note {i}\n\nThe widget number {i} has property {i * 7 % 13}. "
                                                   * 5)
     shutil.copy(docs_dir / "handbook" / "security.md", docs_dir / "zz-security-copy.md")
@@ -62,12 +62,9 @@ def test_a_ray_ingest_equals_a_local_one(tmp_path: Path, embedder, docs_dir: Pat
         got, workers = ray_ingest(distributed.store, distributed.settings, [docs_dir], workers=2, files_per_task=4)
         summary = {k: v for k, v in got.to_dict().items() if k not in ("seconds", "failures")}
         assert summary == {k: v for k, v in want.to_dict().items() if k not in ("seconds", "failures")}
-        assert (len(got.added), len(got.duplicates), len(got.failed)) == (25, 1, 1)
+        assert (len(got.added), len(got.duplicates), len(got.failed)) == (13, 1, 1)
         assert_same(local, distributed)
         assert len(workers) == 2 and all(w["files"] > 0 and w["chunks_per_s"] > 0 for w in workers.values())
-
-        again, _ = ray_ingest(distributed.store, distributed.settings, [docs_dir], workers=2)
-        assert len(again.unchanged) == 26 and again.chunks == 0 and len(again.failed) == 1
 
         (docs_dir / "note03.md").write_text("# Note 3\n\nRewritten: the widget number 3 is retired.")
         (docs_dir / "note04.md").unlink()
@@ -75,6 +72,7 @@ def test_a_ray_ingest_equals_a_local_one(tmp_path: Path, embedder, docs_dir: Pat
         want = local.ingest(docs_dir, sync=True)
         got, _ = ray_ingest(distributed.store, distributed.settings, [docs_dir], workers=2, sync=True)
         assert (got.updated, sorted(got.deleted)) == (want.updated, sorted(want.deleted))
+        assert len(got.unchanged) == len(want.unchanged) == 11 and len(got.failed) == 1  # the rest is skipped
         assert_same(local, distributed)
         assert distributed.verify()["ok"]
         hits = distributed.search("widget number 3 retired", k=1)
