@@ -31,11 +31,12 @@ demo: install
 	$(BIN)/ragtune ask "What is the refund window for enterprise plans?" --kb .demo_kb
 	$(BIN)/ragtune ask "What is the capital of Peru?" --kb .demo_kb
 
-# The browser tests drive Debian's Chromium (Playwright never downloads a browser); the emoji font makes the
-# feedback buttons render in screenshots. Tesseract (English + Simplified Chinese) is the OCR engine for scanned PDFs.
-SYSTEM_PACKAGES := chromium fonts-noto-color-emoji tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser); a CJK font makes the page's
+# 中文 render in screenshots. Tesseract (English + Simplified Chinese) is the OCR engine for scanned PDFs.
+SYSTEM_PACKAGES := chromium fonts-wqy-microhei tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim
 system-deps:
-	@{ command -v chromium && command -v tesseract && tesseract --list-langs 2>/dev/null | grep -q chi_sim; } \
+	@{ command -v chromium && command -v tesseract && tesseract --list-langs 2>/dev/null | grep -q chi_sim \
+		&& fc-list :lang=zh | grep -q .; } \
 		>/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi; \
 		export DEBIAN_FRONTEND=noninteractive; \

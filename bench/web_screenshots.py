@@ -1,6 +1,9 @@
 """Publish screenshots of the web page: runs the browser walkthrough test with its screenshots sent to bench/results.
 
-    .venv/bin/python bench/web_screenshots.py      # writes bench/results/web_{upload,answer,source,feedback,zh}.png
+    .venv/bin/python bench/web_screenshots.py      # writes bench/results/web_*.png (one per state the tests check)
+
+upload, answer, source, feedback (desktop); first_load, wrong_key (the key message); zh, zh_error (中文, with a
+server error); phone, phone_zh (390 px, full page); reader (no upload/create/delete); docs (/docs with no network).
 
 The test itself writes into a temporary folder, so `make test` never changes tracked files.
 """

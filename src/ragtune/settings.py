@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     num_threads: int | None = Field(
         None, gt=0, description="CPU threads for the embedder; under contention one thread is often faster than two."
     )
+    embed_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="Runtime of sentence-transformers embedders: 'onnx' (ONNX Runtime, exported once into "
+        "the model cache), 'torch', or 'auto' = onnx for local model directories, torch for hub ids."
+    )
+    embed_precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="Embedding precision: 'int8' (ONNX, per-channel dynamic quantisation), 'fp32', or 'auto' "
+        "= int8 where it keeps quality (see README), else fp32. A knowledge base keeps the precision it was built "
+        "with; 'ragtune kb reembed --precision' changes it."
+    )
 
     # chunking
     chunker: Literal[
@@ -48,12 +57,20 @@ class Settings(BaseSettings):
     )
     chunk_size: int = Field(256, gt=8, description="Chunk size in embedder tokens (see README for the measurement).")
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks.")
+    chunk_context: bool = Field(
+        True, description="Embed and index each chunk with its document title and heading path (contextual chunk "
+        "headers). A knowledge base keeps the choice it was built with."
+    )
 
     # retrieval
     candidates: int = Field(100, gt=0, description="Hits taken from each retriever before fusion.")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in weighted RRF.")
     sparse_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in weighted RRF.")
     rrf_k: int = Field(60, ge=0, description="RRF constant k.")
+    document_weight: float = Field(
+        0.0, ge=0, description="Weight of document-level fusion: chunk hits are grouped by document in each ranking, "
+        "the documents fused by RRF, and each chunk's score gets this share of its document's (0 = chunks only)."
+    )
     bm25_k1: float = Field(1.2, ge=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
 
@@ -79,6 +96,14 @@ class Settings(BaseSettings):
     )
     rerank_batch_size: int = Field(32, gt=0, description="Pairs per reranker batch.")
     rerank_max_length: int = Field(512, gt=8, description="Cross-encoder input length in tokens (query + passage).")
+    rerank_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="Runtime of the cross-encoder: 'onnx' (exported once into the model cache), 'torch', or "
+        "'auto' = onnx for local model directories."
+    )
+    rerank_precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="Cross-encoder precision on ONNX: 'int8', 'fp32', or 'auto' = int8 only where its scores "
+        "order calibration passages as fp32's do."
+    )
 
     # where knowledge bases live (see docs/stores.md)
     store: str = Field(
@@ -145,8 +170,9 @@ class Settings(BaseSettings):
     server_host: str = Field("127.0.0.1", description="Address `ragtune serve` listens on.")
     server_port: int = Field(8080, gt=0, lt=65536, description="Port `ragtune serve` listens on.")
     server_db: str = Field(
-        "ragtune_server.db", description="The server's API keys and ingestion jobs: a SQLite file, or a "
-        "postgresql:// URL shared by several servers (default with a Postgres store: the store's database)."
+        "ragtune_server.db", description="The server's API keys and ingestion jobs: a SQLite file (an absolute path, "
+        "or a name inside the folder of the knowledge bases: --kb-root, or the folder holding the --kb folders), or a "
+        "postgresql:// URL shared by several servers (with a Postgres store, its database unless set)."
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser ('*' for any)."

@@ -32,10 +32,12 @@ class HFTokenCounter:
     _WINDOW = 100_000
 
     def __init__(self, tokenizer: Any) -> None:
-        backend = getattr(tokenizer, "backend_tokenizer", None)
+        from tokenizers import Tokenizer
+
+        # A transformers fast tokenizer, or a bare `tokenizers.Tokenizer` (the ONNX embedder's).
+        backend = tokenizer if isinstance(tokenizer, Tokenizer) else getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
             raise TypeError("HFTokenCounter needs a fast tokenizer (one with offset mapping)")
-        from tokenizers import Tokenizer
 
         # A private copy without truncation: counting must see every token, and the model's own
         # tokenizer must keep its settings.

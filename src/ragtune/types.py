@@ -95,6 +95,8 @@ class ChunkMeta(BaseModel):
     #: text itself stays an exact slice of the document).
     table_header: str | None = None
     is_ocr: bool = False
+    #: The title of the chunk's document (set at ingestion), for contextual chunk headers.
+    document_title: str | None = None
     #: Code chunks: the programming language, the symbol's qualified name ("Class.method"), its kind
     #: ("function", "class", "method", ...), signature line, docstring, and the enclosing class/namespace.
     code_language: str | None = None
@@ -119,9 +121,34 @@ class Chunk(BaseModel):
         return embedding_text(self.text, self.meta)
 
 
-def embedding_text(text: str, meta: ChunkMeta) -> str:
-    """What the embedder encodes for a chunk: its text, after the column names when it continues a table."""
-    return f"{meta.table_header}\n{text}" if meta.table_header else text
+#: What a chunk is embedded and BM25-indexed with besides its text; a knowledge base records the version its
+#: chunks were made with. 0: the text (after a continued table's column names). 1: also its context header.
+CHUNK_CONTEXT_VERSION = 1
+
+
+def context_header(meta: ChunkMeta) -> list[str]:
+    """The chunk's document title and heading path, outermost first, without repeats (a title is often also
+    the first heading)."""
+    parts: list[str] = []
+    for part in (meta.document_title, *meta.heading_path):
+        part = " ".join((part or "").split())
+        if part and part not in parts:
+            parts.append(part)
+    return parts
+
+
+def embedding_text(text: str, meta: ChunkMeta, context: int = 0) -> str:
+    """What the embedder encodes for a chunk: its text, after the column names when it continues a table, and
+    with ``context`` 1 after the header parts the text does not already begin with (e.g. the document title
+    for every chunk but the first)."""
+    if meta.table_header:
+        text = f"{meta.table_header}\n{text}"
+    if context >= 1:
+        start = text.lstrip()[:1000]
+        header = [part for part in context_header(meta) if not start.startswith(part)]
+        if header:
+            text = " > ".join(header) + "\n" + text
+    return text
 
 
 class Hit(BaseModel):
@@ -173,3 +200,5 @@ class Answer(BaseModel):
     removed_citations: list[RemovedCitation] = Field(default_factory=list)
     model: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
+    #: Tokens of the generation (prompt_tokens, completion_tokens, total_tokens); empty when none ran.
+    usage: dict[str, int] = Field(default_factory=dict)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,25 +22,57 @@ def ragtune(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
                           text=True, timeout=300)
 
 
+def ragtune_in_a_terminal(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run ragtune with stderr on a pseudo-terminal (as in a shell); returns the result and what stderr showed."""
+    main, terminal = pty.openpty()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "ragtune", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=terminal, text=True)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not data:
+            break
+        shown += data
+    os.close(main)
+    stdout = proc.stdout.read() if proc.stdout else ""
+    proc.wait(300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, ""), shown.decode("utf-8", "replace")
+
+
 def test_cli_workflow(tmp_path, docs_dir):
     kb = str(tmp_path / "kb")
     init = ragtune("init", "--kb", kb, "--json", cwd=tmp_path)
     assert init.returncode == 0, init.stderr
     assert json.loads(init.stdout)["documents"] == 0
+    empty = ragtune("search", "refund window", "--kb", kb, cwd=tmp_path)
+    assert empty.returncode == 0 and "no results" in empty.stdout
+    assert f"has no documents yet — add some with 'ragtune ingest FILES --kb {kb}'" in empty.stderr
+    asked = ragtune("ask", "What is the refund window?", "--kb", kb, "--json", cwd=tmp_path)
+    assert asked.returncode == 1 and "has no documents yet" in json.loads(asked.stdout)["error"]
 
     (docs_dir / "broken.docx").write_bytes(b"not a zip file")
+    (docs_dir / "blank.md").write_text("")
+    (docs_dir / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     first = ragtune("ingest", str(docs_dir), "--kb", kb, "--json", cwd=tmp_path)
     assert first.returncode == 1, "a failed file makes the exit code non-zero"
     summary = json.loads(first.stdout)
-    assert summary["added"] == 5 and summary["failed"] == 1
+    assert summary["added"] == 5 and summary["failed"] == 1 and summary["empty"] == 1 and summary["skipped"] == 1
     assert summary["failures"][0]["source"].endswith("broken.docx")
+    assert [Path(p).name for p in summary["empty_files"]] == ["blank.md"]
+    assert [Path(p).name for p in summary["skipped_files"]] == ["photo.png"]
 
-    (docs_dir / "broken.docx").unlink()
+    for name in ("broken.docx", "blank.md", "photo.png"):
+        (docs_dir / name).unlink()
     again = ragtune("ingest", str(docs_dir), "--kb", kb, "--sync", "--json", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) | {"seconds": 0} == {
-        "added": 0, "updated": 0, "unchanged": 5, "duplicates": 0, "deleted": 1, "skipped": 0, "failed": 0,
-        "chunks": 0, "seconds": 0, "ok": True, "failures": [],
+        "added": 0, "updated": 0, "unchanged": 5, "duplicates": 0, "deleted": 2, "skipped": 0, "empty": 0,
+        "failed": 0, "chunks": 0, "seconds": 0, "ok": True, "failures": [], "skipped_files": [], "empty_files": [],
     }
 
     found = ragtune("search", "how do I rotate keys", "--kb", kb, "-k", "2", "--json", "--filter",
@@ -48,6 +82,20 @@ def test_cli_workflow(tmp_path, docs_dir):
     assert len(hits) == 2 and hits[0]["source"].endswith("security.md")
     assert {"chunk_id", "document_id", "source", "score", "text", "metadata"} <= hits[0].keys()
     assert hits[0]["metadata"]["source_type"] == "md"
+    # The server's vocabulary (number, name, snippet), and what the score is.
+    assert [h["number"] for h in hits] == [1, 2] and hits[0]["name"] == hits[0]["source"]
+    assert hits[0]["score_kind"] == "rrf" and {"dense", "dense_rank"} <= hits[0]["scores"].keys()
+    assert "loading" not in found.stderr, "no spinner when stderr is not a terminal"
+    shown, terminal = ragtune_in_a_terminal("search", "refund window for enterprise plans", "--kb", kb, "-k", "2",
+                                            cwd=tmp_path)
+    assert shown.returncode == 0, terminal
+    assert "loading the embedding model" in terminal, "a spinner on stderr in a terminal while the model loads"
+    first_line = shown.stdout.splitlines()[0]
+    assert re.search(r"rrf 0\.0\d+ \(cosine 0\.\d+ #\d+, bm25 \d+\.\d+ #\d+\)", first_line), shown.stdout
+    assert "scores: rrf" in shown.stdout and "compare ranks, not values" in shown.stdout
+    assert "cosine" in shown.stdout and "BM25 keyword score" in shown.stdout and "loading" not in shown.stdout
+    sparse = ragtune("search", "refund window", "--kb", kb, "--mode", "sparse", cwd=tmp_path)
+    assert "bm25 " in sparse.stdout.splitlines()[0] and "rrf" not in sparse.stdout
 
     stats = json.loads(ragtune("kb", "stats", "--kb", kb, "--json", cwd=tmp_path).stdout)
     assert {"documents": 5, "failed": 0, "embedder": "all-MiniLM-L6-v2"}.items() <= stats.items()
@@ -55,11 +103,25 @@ def test_cli_workflow(tmp_path, docs_dir):
 
     docs = json.loads(ragtune("kb", "docs", "--kb", kb, "--json", cwd=tmp_path).stdout)
     assert len(docs) == 5 and {"id", "source", "type", "chunks", "status", "error"} <= docs[0].keys()
+    refunds = next(d for d in docs if d["source"].endswith("refunds.md"))
+    show = ragtune("kb", "show", "docs/handbook/refunds.md", "--kb", kb, "--json", cwd=tmp_path)
+    assert show.returncode == 0, show.stderr
+    shown_doc = json.loads(show.stdout)
+    assert shown_doc["document"]["id"] == refunds["id"] and shown_doc["document"]["metadata"]["chunker"] == "markdown"
+    assert len(shown_doc["chunks"]) == refunds["chunks"] and shown_doc["chunks"][0]["index"] == 0
+    assert shown_doc["chunks"][2]["metadata"]["heading_path"] == ["Refund policy", "Enterprise plans"]
+    assert "45 days" in shown_doc["chunks"][2]["text"]
+    text = ragtune("kb", "show", refunds["id"], "--kb", kb, cwd=tmp_path).stdout
+    assert f"chunk 3/{refunds['chunks']} · Refund policy › Enterprise plans" in text and "chunker markdown" in text
+
     travel = next(d for d in docs if d["source"].endswith("travel.txt"))
     removed = ragtune("kb", "rm", travel["id"], "--kb", kb, "--json", cwd=tmp_path)
     assert json.loads(removed.stdout) == {"deleted": [travel["id"]], "not_found": []}
     missing = ragtune("kb", "rm", "doesnotexist", "--kb", kb, cwd=tmp_path)
     assert missing.returncode == 1 and "no document doesnotexist" in missing.stdout
+    by_path = ragtune("kb", "rm", "docs/handbook/security.md", "--kb", kb, "--json", cwd=tmp_path)
+    security = next(d for d in docs if d["source"].endswith("security.md"))
+    assert by_path.returncode == 0 and json.loads(by_path.stdout) == {"deleted": [security["id"]], "not_found": []}
 
     verify = ragtune("kb", "verify", "--kb", kb, "--json", cwd=tmp_path)
     assert verify.returncode == 0 and json.loads(verify.stdout)["ok"] is True
@@ -136,18 +198,41 @@ def test_data_beir_fetches_a_dataset_by_name_for_eval_retrieval(tmp_path):
     assert json.loads(out.stdout)["queries"] == 5
 
 
+def test_ingest_names_empty_and_skipped_files(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("The office closes at six on Fridays.")
+    (folder / "blank.md").write_text("")
+    (folder / "diagram.svgz").write_bytes(b"\x1f\x8b")
+    done = ragtune("ingest", str(folder), "--kb", str(tmp_path / "kb"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "added 1" in done.stdout and "skipped 1 · empty 1" in done.stdout
+    assert f"empty {folder / 'blank.md'}: stored without text to search" in done.stderr
+    assert f"skipped {folder / 'diagram.svgz'}: no parser for this file type" in done.stderr
+    listed = ragtune("kb", "docs", "--kb", str(tmp_path / "kb"), cwd=tmp_path)
+    assert "ok (empty)" in listed.stdout
+
+
 def test_ask_streams_then_lists_sources_and_speaks_json(tmp_path, docs_dir):
     kb = str(tmp_path / "kb")
     assert ragtune("ingest", str(docs_dir), "--kb", kb, cwd=tmp_path).returncode == 0
-    shown = ragtune("ask", "What is the refund window for enterprise plans?", "--kb", kb, cwd=tmp_path)
-    assert shown.returncode == 0, shown.stderr
+    shown, terminal = ragtune_in_a_terminal("ask", "What is the refund window for enterprise plans?", "--kb", kb,
+                                            cwd=tmp_path)
+    assert shown.returncode == 0, terminal
     assert "45 days" in shown.stdout and "refunds.md" in shown.stdout
+    # While models load, a spinner says so on the terminal (never on stdout).
+    assert "loading the embedding model" in terminal and "loading the language model" in terminal, terminal
+    assert "loading" not in shown.stdout
     # No library noise on a plain ask (ragtune's own notices, like the one-time model conversion, may appear).
-    assert "bitsandbytes" not in shown.stderr, shown.stderr
+    assert "bitsandbytes" not in terminal, terminal
     out = ragtune("ask", "What is the capital of Peru?", "--kb", kb, "--json", cwd=tmp_path)
     result = json.loads(out.stdout)
     assert {"answer", "citations", "sources", "grounded", "refused", "removed_citations"} <= result.keys()
     assert result["refused"] is True and result["grounded"] is False
+    # The server's vocabulary: answer_id (not id), numbered sources that say whether they are cited.
+    assert result["answer_id"] and "id" not in result
+    assert [s["number"] for s in result["sources"]] == list(range(1, len(result["sources"]) + 1))
+    assert all(s["cited"] is False and s["name"] and s["snippet"] for s in result["sources"])
     assert result["answer"] == "The knowledge base does not contain an answer to this question."
     bad = ragtune("ask", "anything", "--kb", kb, "--llm", "gpt-9", cwd=tmp_path)
     assert bad.returncode == 1 and "llm" in bad.stderr and "Traceback" not in bad.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ragtune.errors import ConfigError
-from ragtune.retrieve.fusion import reciprocal_rank_fusion
+from ragtune.retrieve.fusion import document_fusion, reciprocal_rank_fusion
 
 pytestmark = pytest.mark.unit
 
@@ -129,3 +129,37 @@ class TestValidation:
     def test_string_instead_of_rankings(self) -> None:
         with pytest.raises(ConfigError, match=r"rankings\[0\] is a string"):
             reciprocal_rank_fusion(["abc"])  # type: ignore[list-item]
+
+
+class TestDocumentFusion:
+    def test_a_document_found_through_two_chunks_gets_both_credits(self) -> None:
+        # Dense ranks y1 then x1; BM25 finds document X through another chunk, x2.
+        # Chunk RRF (k=60): y1 = 1/61, x2 = 1/61, x1 = 1/62 → y1, x2, x1 (ties by first appearance).
+        # Documents: Y = 1/61 (dense 1); X = 1/62 (dense 2) + 1/61 (BM25 1).
+        # document_weight 1: y1 = 2/61, x2 = 1/61 + 1/62 + 1/61, x1 = 1/62 + 1/62 + 1/61 → x2, x1, y1.
+        rankings = [["y1", "x1"], ["x2"]]
+        document_of = {"x1": "X", "x2": "X", "y1": "Y"}
+        assert ids(reciprocal_rank_fusion(rankings)) == ["y1", "x2", "x1"]
+        fused = dict(document_fusion(rankings, document_of, document_weight=1.0))
+        assert list(fused) == ["x2", "x1", "y1"]
+        assert fused["y1"] == pytest.approx(2 / 61)
+        assert fused["x2"] == pytest.approx(2 / 61 + 1 / 62) and fused["x1"] == pytest.approx(1 / 61 + 2 / 62)
+
+    def test_weight_zero_is_plain_rrf_and_unknown_ids_are_their_own_document(self) -> None:
+        rankings = [["a", "b", "c"], ["c", "b"]]
+        assert document_fusion(rankings, {}, document_weight=0.0) == reciprocal_rank_fusion(rankings)
+        # Without documents every chunk is its own: the order is chunk RRF's, the scores (1 + w) times.
+        fused = document_fusion(rankings, {}, document_weight=0.5)
+        plain = reciprocal_rank_fusion(rankings)
+        assert ids(fused) == ids(plain)
+        assert all(score == pytest.approx(1.5 * p) for (_, score), (_, p) in zip(fused, plain, strict=True))
+
+    def test_retriever_weights_apply_to_documents_too(self) -> None:
+        # Dense weight 2: doc D (dense rank 1) beats doc S (sparse rank 1).
+        fused = document_fusion([["d1"], ["s1"]], {"d1": "D", "s1": "S"}, weights=[2.0, 1.0], document_weight=1.0)
+        assert ids(fused) == ["d1", "s1"]
+
+    @pytest.mark.parametrize("weight", [-1.0, float("inf"), float("nan")])
+    def test_bad_document_weight_is_rejected(self, weight: float) -> None:
+        with pytest.raises(ConfigError, match="document_weight"):
+            document_fusion([["a"]], {}, document_weight=weight)

@@ -47,7 +47,37 @@ class TestDefaults:
         assert recipe.method == method
         assert recipe.model.finetune == finetune
         assert recipe.model.name == BUNDLED_SMOLLM2
-        assert (RECIPES.parent / recipe.data.path).is_file()
+        # Relative to the recipe file, so the recipe runs from any directory.
+        assert Path(recipe.data.path).is_absolute() and Path(recipe.data.path).is_file()
+
+
+@pytest.mark.unit
+class TestPaths:
+    def test_paths_in_a_recipe_are_relative_to_its_file_and_set_paths_to_the_cwd(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from ragtune.train.embedder import load_embedder_recipe
+        from ragtune.train.reranker import load_reranker_recipe
+
+        folder = tmp_path / "project" / "recipes"
+        folder.mkdir(parents=True)
+        (folder / "sft.toml").write_text('[data]\npath = "data/train.jsonl"\neval_path = "/abs/eval.jsonl"\n'
+                                         '[output]\ndir = "runs/mine"\n')
+        (folder / "emb.toml").write_text('[data]\ntriplets = ["t1.jsonl", "../t2.jsonl"]\n')
+        (folder / "rr.toml").write_text('[data]\nkb = "../kb"\nbeir = "beir/tiny"\n')
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)
+        recipe = load_recipe(folder / "sft.toml", ["data.eval_path=held.jsonl"])
+        assert recipe.data.path == str(folder / "data" / "train.jsonl")
+        assert recipe.data.eval_path == "held.jsonl", "a --set path stays relative to the working directory"
+        assert recipe.output.dir == "runs/mine", "outputs go under the working directory"
+        assert load_recipe(folder / "sft.toml").data.eval_path == "/abs/eval.jsonl"
+        assert load_embedder_recipe(folder / "emb.toml").data.triplets == [
+            str(folder / "t1.jsonl"), str(folder / ".." / "t2.jsonl")]
+        reranker = load_reranker_recipe(folder / "rr.toml")
+        assert (reranker.data.kb, reranker.data.beir) == (str(folder / ".." / "kb"), str(folder / "beir" / "tiny"))
+        assert load_recipe(None).data.path == ""
 
 
 @pytest.mark.unit

@@ -30,6 +30,14 @@ def _pair(query: str, pid: str) -> TrainingPair:
 
 
 @pytest.fixture(scope="module")
+def embedder():
+    """fp32 MiniLM: the training assertions below were set with the negatives that fp32 retrieval mines."""
+    from ragtune.embed import load_embedder
+
+    return load_embedder("all-MiniLM-L6-v2", precision="fp32")
+
+
+@pytest.fixture(scope="module")
 def kb(tmp_path_factory, embedder):
     base = KnowledgeBase.open(tmp_path_factory.mktemp("rerank") / "kb", create=True, embedder=embedder)
     docs = [_doc(f"fixture:{pid}", text) for pid, text in FIXTURE["passages"].items()]
@@ -147,13 +155,34 @@ class TestTraining:
 
         reranker = CrossEncoderReranker(trained, max_length=64, cache_size=3)
         calls: list[int] = []
-        predict = reranker.model.predict
-        reranker.model.predict = lambda pairs, **kw: calls.append(len(pairs)) or predict(pairs, **kw)
+        predict = reranker._predict
+        reranker._predict = lambda pairs: calls.append(len(pairs)) or predict(pairs)  # type: ignore[method-assign]
         first = reranker.score("sick pay", ["a", "b"])
         again = reranker.score("sick pay", ["b", "a", "c"])
         assert calls == [2, 1] and again[0] == first[1] and again[1] == first[0]
         reranker.score("other", ["x", "y"])  # evicts the oldest entries beyond cache_size
         assert len(reranker._cache) == 3
+
+    def test_onnx_scores_follow_torch_and_int8_keeps_the_order(self, trained: Path, tmp_path, monkeypatch) -> None:
+        from scipy.stats import spearmanr
+
+        from ragtune.retrieve.rerank import CrossEncoderReranker
+
+        monkeypatch.setenv("RAGTUNE_MODEL_CACHE", str(tmp_path))
+        torch_ce = CrossEncoderReranker(trained, max_length=64, backend="torch")
+        fp32 = CrossEncoderReranker(trained, max_length=64, precision="fp32")
+        int8 = CrossEncoderReranker(trained, max_length=64, precision="int8")
+        assert (fp32.backend, fp32.precision, int8.precision, torch_ce.backend) == ("onnx", "fp32", "int8", "torch")
+        assert len(list(tmp_path.glob("onnx/*/model.int8.onnx"))) == 1  # exported once, shared by both
+        passages = [FIXTURE["passages"][i] for _, a, d in FIXTURE["heldout"] for i in (a, d)]
+        for query, _, _ in FIXTURE["heldout"]:
+            reference = torch_ce.score(query, passages)
+            assert np.abs(fp32.score(query, passages) - reference).max() < 1e-4
+            quantised = int8.score(query, passages)
+            assert spearmanr(quantised, reference).statistic > 0.9
+            assert int(np.argmax(quantised)) == int(np.argmax(reference))
+        # Scores are what sentence-transformers' predict returns (its activation applied).
+        assert np.all((reference > 0) & (reference < 1))
 
     def test_a_rerun_with_another_recipe_refuses_to_mix_checkpoints(self, kb: KnowledgeBase, trained: Path) -> None:
         from ragtune.train.reranker import load_reranker_recipe, train_reranker

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -11,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.status import Status
+from typer.core import TyperArgument
 
 from ragtune.errors import RagtuneError
 from ragtune.settings import default_kb_path
@@ -21,29 +25,84 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 KbOpt = Annotated[
-    Path | None, typer.Option("--kb", help="Knowledge base directory [default: $RAGTUNE_KB or ./ragtune_kb]")
+    Path | None, typer.Option("--kb", help="Knowledge base directory. [default: $RAGTUNE_KB, else ./ragtune_kb]")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-EmbedderOpt = Annotated[str | None, typer.Option("--embedder", help="Embedding model (name, directory or hub id).")]
-StoreOpt = Annotated[
-    str | None,
-    typer.Option("--store", help="Where a new KB lives: local, postgresql://user@host/db, milvus://host:19530 or "
-                 "package.module:Class [default: the 'store' setting]. An existing KB reopens where it lives."),
-]
-RewriteOpt = Annotated[
-    str | None, typer.Option("--rewrite", help="Rewrite the query first with the LLM: hyde, multi, stepback or none.")
-]
-RerankOpt = Annotated[
-    str | None,
-    typer.Option("--rerank", help="Rerank with 'cross-encoder:PATH' (see 'ragtune train reranker'), 'llm' or 'none'."),
-]
-LlmOpt = Annotated[str | None, typer.Option("--llm", help="local, openai or llamacpp.")]
-LlmModelOpt = Annotated[str | None, typer.Option(help="Model name, directory or .gguf path.")]
-LlmBaseUrlOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")]
+EmbedderOpt = Annotated[str | None, typer.Option(
+    "--embedder", help="Embedding model (name, directory or hub id). [default: the one the KB was built with, else "
+    "the embedder setting: all-MiniLM-L6-v2]")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="Where a new KB lives: local, postgresql://user@host/db, milvus://host:19530 or "
+    "package.module:Class. An existing KB reopens where its folder says it lives. [default: the store setting: "
+    "local]")]
+RewriteOpt = Annotated[str | None, typer.Option(
+    "--rewrite", help="Rewrite the query first with the LLM: hyde, multi, stepback or none. [default: the rewrite "
+    "setting: none]")]
+RerankOpt = Annotated[str | None, typer.Option(
+    "--rerank", help="Rerank with 'cross-encoder:PATH' (see 'ragtune train reranker'), 'llm' or 'none'. [default: "
+    "the rerank setting: none]")]
+LlmOpt = Annotated[str | None, typer.Option(
+    "--llm", help="Answering backend: local, openai or llamacpp. [default: the llm setting: local]")]
+LlmModelOpt = Annotated[str | None, typer.Option(
+    help="Model name, directory or .gguf path. [default: the llm_model setting: the bundled SmolLM2-135M-Instruct]")]
+LlmBaseUrlOpt = Annotated[str | None, typer.Option(
+    help="URL of an OpenAI-compatible server (--llm openai). [default: the llm_base_url setting]")]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a recipe field: --set lora.r=32 --set data.path=train.jsonl (repeatable)."),
+    typer.Option("--set", help="Override a recipe field: --set lora.r=32 --set data.path=train.jsonl (repeatable). "
+                 "[default: none]"),
 ]
+
+
+def readable_help(command: Any) -> Any:
+    """Make ``--help`` read like prose, for ``command`` (a click command built from a Typer app) and all under it.
+
+    Help strings are plain text (so a '[default: X]' in one is shown, not eaten as Rich markup), options show
+    click's metavars (PATH, TEXT, INTEGER; nothing on flags) instead of Typer's '<list[Path]>' and '<bool>', and
+    arguments are named in capitals without a type column. Duck-typed: Typer ships its own copy of click.
+    """
+    if command.help:
+        command.help = escape(command.help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+        if param.param_type_name == "option":
+            param.metavar = "" if param.is_flag else _metavar(param)
+        elif isinstance(param, TyperArgument) and param.name:
+            param.metavar = param.name.upper()
+            param.__class__ = _Argument
+    # The --help option is made (and, in Typer's click, kept) on first use.
+    help_option = command.get_help_option(command.context_class(command))
+    if help_option is not None:
+        help_option.metavar = ""
+    for sub in (getattr(command, "commands", None) or {}).values():
+        readable_help(sub)
+    return command
+
+
+_METAVARS = {int: "INTEGER", float: "FLOAT", str: "TEXT", Path: "PATH"}
+
+
+def _metavar(param: Any) -> str:
+    """click's name for an option's value: PATH, TEXT, INTEGER, FLOAT, or the choices."""
+    described = getattr(param, "type_descriptor", None)  # Typer ≥ 0.20 describes types itself
+    if described is None:
+        choices = getattr(param.type, "choices", None)
+        return "[" + "|".join(map(str, choices)) + "]" if choices else str(param.type.name).upper()
+    if described.choices:
+        return "[" + "|".join(map(str, described.choices)) + "]"
+    if described.is_path:
+        return "PATH"
+    annotation = described.annotation
+    element = typing.get_args(annotation)[0] if described.is_list and typing.get_args(annotation) else annotation
+    return _METAVARS.get(element, "VALUE")
+
+
+class _Argument(TyperArgument):
+    """An argument whose help row shows its name only (Typer would add '<str>' beside it)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
 
 
 def kb_path(kb: Path | None) -> Path:
@@ -90,9 +149,34 @@ def progress_bar(disabled: bool) -> Progress:
     )
 
 
-def hit_json(hit: Any) -> dict[str, Any]:
-    """A search hit as the CLI's JSON shows it."""
-    return {
-        "chunk_id": hit.chunk_id, "document_id": hit.document_id, "source": hit.source, "score": hit.score,
-        "scores": hit.scores, "text": hit.text, "metadata": hit.meta.model_dump(),
+@contextlib.contextmanager
+def busy(message: str, disabled: bool = False) -> Iterator[Status | None]:
+    """A spinner with ``message`` on stderr while something slow (loading models) happens; only in a terminal
+    and never with --json. Yields the status to ``update``, or None when none is shown."""
+    if disabled or not err_console.is_terminal:
+        yield None
+        return
+    with err_console.status(message) as status:
+        yield status
+
+
+def empty_kb_hint(stats: dict[str, Any]) -> str | None:
+    """What to do when a knowledge base has nothing to search (None when it has)."""
+    if stats["chunks"]:
+        return None
+    path = stats["path"]
+    if not stats["documents"] and not stats["failed"]:
+        return f"the knowledge base at {path} has no documents yet — add some with 'ragtune ingest FILES --kb {path}'"
+    return (f"the knowledge base at {path} has no searchable text: its documents are empty or failed to parse — see "
+            f"'ragtune kb docs --kb {path}'")
+
+
+def hit_json(hit: Any, number: int = 0, mode: str = "hybrid") -> dict[str, Any]:
+    """A search hit as the CLI's JSON shows it: the server's fields (number, name, snippet, score...) plus the
+    local path, the whole text, each retriever's score and rank, what ``score`` measures, and the metadata."""
+    from ragtune.rag.answer_json import score_kind, source_json
+
+    return source_json(hit, number) | {
+        "source": hit.source, "text": hit.text, "scores": hit.scores, "score_kind": score_kind(hit, mode),
+        "metadata": hit.meta.model_dump(),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,16 +19,21 @@ from ragtune.cli.common import (
     RerankOpt,
     RewriteOpt,
     StoreOpt,
+    busy,
     console,
     emit,
+    empty_kb_hint,
     err_console,
     fail,
     hit_json,
     open_kb,
     progress_bar,
-    with_kb,
 )
 from ragtune.errors import RagtuneError
+
+ModeOpt = Annotated[str, typer.Option(help="Retrieval: hybrid (dense and BM25 fused), dense or sparse (BM25).")]
+FilterOpt = Annotated[str | None, typer.Option(
+    "--filter", help='Metadata filter as JSON, e.g. \'{"source_type": "md"}\'. [default: none]')]
 
 
 def init(kb: KbOpt = None, embedder: EmbedderOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
@@ -50,9 +56,11 @@ def ingest(
     sync: Annotated[bool, typer.Option("--sync", help="Also delete documents whose files are gone.")] = False,
     chunker: Annotated[str | None, typer.Option(
         help="auto (by file type and content), recursive, token, markdown, slide, table, semantic, legal, paper, "
-        "code or qa.")] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Chunk size in embedder tokens.")] = None,
-    chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in tokens.")] = None,
+        "code or qa. [default: the chunker setting: auto]")] = None,
+    chunk_size: Annotated[int | None, typer.Option(
+        help="Chunk size in embedder tokens. [default: the chunk_size setting: 256]")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(
+        help="Tokens shared by neighbouring chunks. [default: the chunk_overlap setting: 32]")] = None,
     embedder: EmbedderOpt = None,
     store: StoreOpt = None,
     ray: Annotated[bool, typer.Option("--ray", help="Parse, chunk and embed on a Ray cluster (Ray Data actors); "
@@ -101,33 +109,61 @@ def ingest(
         console.print(
             f"added {summary['added']} · updated {summary['updated']} · unchanged {summary['unchanged']} · "
             f"duplicates {summary['duplicates']} · deleted {summary['deleted']} · failed {summary['failed']} · "
-            f"skipped {summary['skipped']} — {summary['chunks']} chunks in {summary['seconds']:.1f}s"
+            f"skipped {summary['skipped']} · empty {summary['empty']} — {summary['chunks']} chunks in "
+            f"{summary['seconds']:.1f}s"
         )
         for source, error in report.failed:
             err_console.print(f"[red]failed[/] {escape(source)}: {escape(error)}", highlight=False)
+        _name_files("empty", report.empty, "stored without text to search — is it blank, or a scan without OCR?")
+        _name_files("skipped", report.skipped, "no parser for this file type — see docs/formats.md")
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _name_files(label: str, files: list[str], why: str, shown: int = 10) -> None:
+    """Name the files of an outcome on stderr (the first ``shown``; --json lists them all)."""
+    for source in files[:shown]:
+        err_console.print(f"[yellow]{label}[/] {escape(source)}: {why}", highlight=False)
+    if len(files) > shown:
+        err_console.print(f"[yellow]{label}[/] … and {len(files) - shown} more (--json lists them all)",
+                          highlight=False)
 
 
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     kb: KbOpt = None,
-    mode: Annotated[str, typer.Option(help="hybrid, dense or sparse.")] = "hybrid",
+    mode: ModeOpt = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", help="Number of hits.")] = 5,
-    filter: Annotated[
-        str | None, typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"source_type": "md"}\'.')
-    ] = None,
-    candidates: Annotated[int | None, typer.Option(help="Hits per retriever before fusion.")] = None,
+    filter: FilterOpt = None,
+    candidates: Annotated[int | None, typer.Option(
+        help="Hits per retriever before fusion. [default: the candidates setting: 100]")] = None,
     rewrite: RewriteOpt = None,
     rerank: RerankOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a knowledge base."""
-    result = with_kb(kb, as_json, lambda base: base.retrieve(query, k, mode=mode, filter=filter,
-                                                               candidates=candidates, rewrite=rewrite, rerank=rerank))
+    from ragtune.rag.answer_json import SCORE_KINDS, score_kind
+
+    try:
+        with open_kb(kb) as base:
+            hint = empty_kb_hint(base.stats())
+            if hint is None:
+                with busy("loading the embedding model…" if mode != "sparse" else "searching…", as_json):
+                    result = base.retrieve(query, k, mode=mode, filter=filter, candidates=candidates,
+                                           rewrite=rewrite, rerank=rerank)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    if hint is not None:
+        if as_json:
+            emit({"query": query, "mode": mode, "queries": [query], "notes": [hint], "hits": [], "timings_ms": {}})
+        else:
+            console.print("no results")
+            err_console.print(f"[yellow]note:[/] {escape(hint)}", highlight=False)
+        return
     if as_json:
         emit({"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
-               "hits": [hit_json(h) for h in result.hits], "timings_ms": result.timings})
+               "hits": [hit_json(h, rank, mode) for rank, h in enumerate(result.hits, 1)],
+               "timings_ms": result.timings})
         return
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
@@ -136,13 +172,33 @@ def search(
     if not result.hits:
         console.print("no results")
         return
+    kinds = []
     for rank, hit in enumerate(result.hits, 1):
         where = hit.source + (f" p.{hit.meta.page_number}" if hit.meta.page_number else "")
         section = f" › {' › '.join(hit.meta.heading_path)}" if hit.meta.heading_path else ""
-        console.print(f"[bold]{rank}.[/] [cyan]{escape(where)}[/]{escape(section)}  [dim]score {hit.score:.4f}[/]",
+        kind = score_kind(hit, mode)
+        kinds.append(kind)
+        console.print(f"[bold]{rank}.[/] [cyan]{escape(where)}[/]{escape(section)}  [dim]{_scores(hit, kind)}[/]",
                       highlight=False)
         snippet = " ".join(hit.text.split())
         console.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False, markup=False)
+    legend = {kind: SCORE_KINDS[kind] for kind in dict.fromkeys(kinds)}
+    if mode == "hybrid":  # the fused score is shown with each retriever's own
+        legend |= {kind: SCORE_KINDS[kind] for kind in ("cosine", "bm25")}
+    width = max(map(len, legend))
+    for n, (name, meaning) in enumerate(legend.items()):
+        console.print(f"[dim]{'scores: ' if n == 0 else ' ' * 8}{name:<{width}}  {escape(meaning)}[/]",
+                      highlight=False)
+
+
+def _scores(hit: Any, kind: str) -> str:
+    """The hit's score named by what it is, with each retriever's rank and score behind a fused one."""
+    parts = []
+    for name, label in (("dense", "cosine"), ("sparse", "bm25")):
+        if kind in ("rrf", "rerank") and name in hit.scores:
+            parts.append(f"{label} {hit.scores[name]:.3f} #{int(hit.scores[f'{name}_rank'])}")
+    shown = f"{kind} {hit.score:.4f}"
+    return shown + (f" ({', '.join(parts)})" if parts else "")
 
 
 def ask(
@@ -151,37 +207,47 @@ def ask(
     llm: LlmOpt = None,
     llm_model: LlmModelOpt = None,
     llm_base_url: LlmBaseUrlOpt = None,
-    llm_adapter: Annotated[str | None, typer.Option(help="LoRA adapter directory (local backend).")] = None,
-    mode: Annotated[str, typer.Option(help="hybrid, dense or sparse retrieval.")] = "hybrid",
-    filter: Annotated[str | None, typer.Option("--filter", help="Metadata filter as JSON.")] = None,
-    k: Annotated[int | None, typer.Option("-k", help="Sources given to the model.")] = None,
+    llm_adapter: Annotated[str | None, typer.Option(
+        help="LoRA adapter directory for the local backend (see 'ragtune train sft'). [default: none]")] = None,
+    mode: ModeOpt = "hybrid",
+    filter: FilterOpt = None,
+    k: Annotated[int | None, typer.Option("-k", "--top-k", help="Sources given to the model. [default: the "
+                                          "context_hits setting: 3]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from the knowledge base with numbered, verified sources."""
+    from ragtune.rag.answer_json import answer_json
+
     try:
         base = open_kb(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url, llm_adapter=llm_adapter)
     except RagtuneError as exc:
         fail(str(exc), as_json)
     answer = None
-    try:
-        with base:
-            for event in base.ask_stream(question, mode=mode, filter=filter, k=k):
+    with base:
+        hint = empty_kb_hint(base.stats())
+        if hint is not None:
+            fail(hint, as_json)
+        try:
+            # The first answer takes 15-25 s to load two models: say so on stderr until the first word arrives.
+            with busy("loading the embedding model…", as_json) as status:
+                if mode != "sparse":
+                    _ = base.embedder
+                if status is not None:
+                    status.update("loading the language model…")
+                events = base.ask_stream(question, mode=mode, filter=filter, k=k)
+                if status is not None:
+                    status.update("searching and writing the answer…")
+                first = next(events)
+            for event in itertools.chain([first], events):
                 if event.type == "token" and not as_json:
                     console.print(event.text, end="", highlight=False, markup=False)
                 elif event.type == "answer":
                     answer = event.answer
-    except RagtuneError as exc:
-        fail(str(exc), as_json)
+        except RagtuneError as exc:
+            fail(str(exc), as_json)
     assert answer is not None
     if as_json:
-        emit({
-            "id": answer.id, "answer": answer.answer, "grounded": answer.grounded, "refused": answer.refused,
-            "language": answer.language, "query": answer.query, "model": answer.model,
-            "citations": [c.model_dump() for c in answer.citations],
-            "sources": [hit_json(h) for h in answer.sources],
-            "removed_citations": [r.model_dump() for r in answer.removed_citations],
-            "timings_ms": answer.timings,
-        })
+        emit(answer_json(answer))
         return
     console.print()
     # The streamed text is the model's raw output; show the verified answer when verification changed it.

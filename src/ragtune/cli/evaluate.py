@@ -22,24 +22,31 @@ def eval_retrieval(
                                            "name of one fetched by 'ragtune data beir'.")],
     kb: KbOpt = None,
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
-    mode: Annotated[list[str] | None, typer.Option(help="hybrid, dense, sparse (repeatable).")] = None,
+    mode: Annotated[list[str] | None, typer.Option(
+        help="Retrieval mode to measure: hybrid, dense or sparse (repeatable). [default: hybrid]")] = None,
     rewrite: Annotated[
         list[str] | None,
-        typer.Option(help="Also measure each mode with this rewrite: hyde, multi, stepback (repeatable)."),
+        typer.Option(help="Also measure each mode with this rewrite: hyde, multi, stepback (repeatable). "
+                     "[default: none]"),
     ] = None,
     rerank: Annotated[
         list[str] | None, typer.Option(help="Also measure each mode with this reranker, e.g. cross-encoder:PATH or llm "
-                                            "(repeatable).")
+                                            "(repeatable). [default: none]")
     ] = None,
-    candidates: Annotated[int | None, typer.Option(help="First-stage hits the reranker reorders.")] = None,
-    llm_model: Annotated[str | None, typer.Option(help="LLM for rewrites and the llm reranker.")] = None,
+    candidates: Annotated[int | None, typer.Option(
+        help="First-stage hits the reranker reorders. [default: the rerank_candidates setting: 50]")] = None,
+    llm_model: Annotated[str | None, typer.Option(
+        help="LLM for rewrites and the llm reranker. [default: the llm_model setting]")] = None,
     embedder: EmbedderOpt = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Chunk size when building the KB.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N queries.")] = None,
-    queries_from: Annotated[Path | None, typer.Option("--query-ids", help="File with one query id per line.")] = None,
-    save: Annotated[Path | None, typer.Option(help="Also write the JSON result here.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(
+        help="Chunk size when building the KB. [default: the chunk_size setting: 256]")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N queries. [default: all]")] = None,
+    queries_from: Annotated[Path | None, typer.Option(
+        "--query-ids", help="File with one query id per line. [default: every query of the split]")] = None,
+    save: Annotated[Path | None, typer.Option(help="Also write the JSON result here. (optional)")] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a setting, e.g. --set rerank_fusion=0.5 (repeatable).")
+        list[str] | None, typer.Option("--set", help="Override a setting, e.g. --set rerank_fusion=0.5 (repeatable). "
+                                   "[default: none]")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -7,11 +7,54 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from ragtune.cli.common import JsonOpt, KbOpt, console, emit, fail, kb_path
 from ragtune.errors import RagtuneError
 
-app = typer.Typer(help="Export the feedback users gave answers.", no_args_is_help=True)
+app = typer.Typer(help="See and export the feedback users gave answers.", no_args_is_help=True)
+
+
+@app.command("list")
+def feedback_list(
+    kb: KbOpt = None,
+    rating: Annotated[str | None, typer.Option(help="Only 'up' or 'down' ratings. [default: both]")] = None,
+    limit: Annotated[int, typer.Option(help="Show the newest N (0 = all).")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """The feedback users gave answers, newest first: rating, question, answer, correction and comment."""
+    from ragtune.feedback import FeedbackStore
+
+    if rating not in (None, "up", "down"):
+        fail(f"--rating {rating!r}: choose 'up' or 'down'", as_json)
+    try:
+        with FeedbackStore(kb_path(kb)) as store:
+            records = [r for r in store.records() if rating in (None, r.rating)][::-1]
+            counts = store.counts()
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    shown = records[:limit] if limit > 0 else records
+    if as_json:
+        emit([r.to_json() for r in shown])
+        return
+    if not records:
+        console.print("no feedback yet — ratings come from the 👍/👎 of the web page and POST /v1/feedback")
+        return
+    table = Table("when", "rating", "question", "answer", "correction / comment",
+                  title=f"{counts['up']} 👍 · {counts['down']} 👎 in {escape(str(kb_path(kb)))}")
+    for r in shown:
+        note = " / ".join(x for x in (r.corrected_answer, r.comment) if x)
+        table.add_row(r.created_at.replace("T", " ")[:16], "👍 up" if r.rating == "up" else "👎 down",
+                      escape(_short(r.question)), escape(_short(r.answer)), escape(_short(note)))
+    console.print(table)
+    if len(records) > len(shown):
+        console.print(f"[dim]{len(records) - len(shown)} older not shown (--limit 0 shows all; 'ragtune feedback "
+                      "export' writes them as JSONL)[/]")
+
+
+def _short(text: str, chars: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
 @app.command("export")

@@ -1,4 +1,4 @@
-"""The ``ragtune kb`` commands: inspect, verify, delete from and re-embed a knowledge base."""
+"""The ``ragtune kb`` commands: inspect, verify, delete from, re-embed and adapt a knowledge base."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from rich.table import Table
 from ragtune.cli.common import (
     JsonOpt,
     KbOpt,
+    LlmBaseUrlOpt,
+    LlmModelOpt,
+    LlmOpt,
     console,
     emit,
     err_console,
@@ -54,27 +57,104 @@ def kb_docs(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("id", "source", "type", "chunks", "status", "error")
     for r in rows:
         status = r["status"] + (f" of {r['duplicate_of']}" if r["duplicate_of"] else "")
+        if r["status"] == "ok" and not r["chunks"]:
+            status = "ok (empty)"
         table.add_row(*(escape(str(v)) for v in (r["id"], r["source"], r["type"] or "", r["chunks"], status,
                                                   r["error"] or "")))
     console.print(table)
 
 
+DocArg = Annotated[str, typer.Argument(help="A document: its id (see 'ragtune kb docs') or its file's path.")]
+
+
 @app.command("rm")
 def kb_rm(
-    document_ids: Annotated[list[str], typer.Argument(help="Document ids (see 'ragtune kb docs').")],
+    documents: Annotated[list[str], typer.Argument(
+        help="Documents to delete: ids (see 'ragtune kb docs') or the paths of their files.")],
     kb: KbOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Delete documents and their chunks."""
-    results = with_kb(kb, as_json, lambda base: {doc_id: base.delete(doc_id) for doc_id in document_ids})
-    missing = [d for d, ok in results.items() if not ok]
+    """Delete documents and their chunks (the files themselves are left alone)."""
+
+    def delete(base: Any) -> dict[str, str | None]:
+        found = {ref: find_document(base, ref) for ref in documents}
+        return {ref: record.id if record is not None and base.delete(record.id) else None
+                for ref, record in found.items()}
+
+    results = with_kb(kb, as_json, delete)
+    missing = [ref for ref, doc_id in results.items() if doc_id is None]
     if as_json:
-        emit({"deleted": [d for d, ok in results.items() if ok], "not_found": missing})
+        emit({"deleted": [doc_id for doc_id in results.values() if doc_id], "not_found": missing})
     else:
-        for doc_id, ok in results.items():
-            console.print(f"deleted {escape(doc_id)}" if ok
-                          else f"[yellow]no document {escape(doc_id)}[/] — see 'ragtune kb docs'")
+        for ref, doc_id in results.items():
+            console.print(f"deleted {escape(doc_id)}" + (f" ({escape(ref)})" if ref != doc_id else "") if doc_id
+                          else f"[yellow]no document {escape(ref)}[/] — see 'ragtune kb docs'", highlight=False)
     if missing:
         raise typer.Exit(1)
+
+
+@app.command("show")
+def kb_show(
+    document: DocArg,
+    kb: KbOpt = None,
+    width: Annotated[int, typer.Option(help="Characters of each chunk shown (0 = all).")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """A document's chunks as stored, with their metadata: how a file was split."""
+
+    def load(base: Any) -> tuple[Any, list[Any]]:
+        record = find_document(base, document)
+        if record is None:
+            fail(f"no document {document!r} in {base.path} — see 'ragtune kb docs' for ids and paths", as_json)
+        return record, base.store.document_chunks(record.id)
+
+    record, chunks = with_kb(kb, as_json, load)
+    if as_json:
+        emit({"document": {"id": record.id, "source": record.uri, "type": record.source_type,
+                           "status": record.status, "error": record.error, "duplicate_of": record.duplicate_of,
+                           "chunks": record.chunk_count, "version": record.version, "size": record.size,
+                           "title": record.title, "metadata": record.metadata},
+              "chunks": [{"chunk_id": h.chunk_id, "index": h.meta.chunk_index, "chars": len(h.text), "text": h.text,
+                          "metadata": _set_fields(h.meta)} for h in chunks]})
+        return
+    facts = [record.source_type or "?", f"{record.chunk_count} chunks", record.status]
+    if record.metadata.get("chunker"):
+        facts.append(f"chunker {record.metadata['chunker']}")
+    facts += [f"version {record.version}", f"id {record.id}"]
+    console.print(f"[bold]{escape(record.uri)}[/]  [dim]{escape(' · '.join(facts))}[/]", highlight=False)
+    if record.error:
+        err_console.print(f"[red]error[/] {escape(record.error)}", highlight=False)
+    if record.duplicate_of:
+        console.print(f"duplicate of {escape(record.duplicate_of)}: its chunks are stored once, under that document")
+    elif not chunks and record.status == "ok":
+        console.print("no chunks: the file has no text to search (blank, or a scan without OCR)")
+    for hit in chunks:
+        meta = _set_fields(hit.meta)
+        path, section = meta.pop("heading_path", []), meta.pop("section_title", "")
+        where = " › ".join(path) or section
+        details = [f"{len(hit.text)} chars"] + [f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                                                for k, v in meta.items() if k != "chunk_index"]
+        console.rule(f"chunk {hit.meta.chunk_index + 1}/{len(chunks)}" + (f" · {where}" if where else ""),
+                     style="dim", align="left")
+        console.print(f"[dim]{escape(' · '.join(details))}[/]", highlight=False)
+        text = hit.text if not width or len(hit.text) <= width else hit.text[:width] + "…"
+        console.print(text, highlight=False, markup=False)
+
+
+def find_document(base: Any, ref: str) -> Any:
+    """The document ``ref`` names: an id, the path of its file, or its URI as 'ragtune kb docs' lists it."""
+    from ragtune.ingest import document_id, file_uri
+
+    for doc_id in (ref, document_id(file_uri(Path(ref))), document_id(ref)):
+        record = base.store.document(doc_id)
+        if record is not None:
+            return record
+    return None
+
+
+def _set_fields(meta: Any) -> dict[str, Any]:
+    """The chunk metadata that says something: fields set to other than their defaults (not the repeated source)."""
+    return meta.model_dump(exclude_defaults=True, exclude={"source", "source_type", "document_id"}) | {
+        "chunk_index": meta.chunk_index}
 
 
 @app.command("verify")
@@ -99,14 +179,20 @@ def kb_verify(
 
 @app.command("reembed")
 def kb_reembed(
-    embedder: Annotated[str, typer.Option("--embedder", help="The new embedding model (name, directory or hub id).")],
+    embedder: Annotated[str | None, typer.Option(
+        "--embedder", help="The new embedding model (name, directory or hub id) [default: the KB's own].")] = None,
     kb: KbOpt = None,
+    precision: Annotated[str | None, typer.Option(
+        help="Vector precision: int8, fp32 or auto [default: auto for a new model, the KB's for its own].")] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Chunks encoded and committed per step [default: 4 × embed_batch_size].")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-embed every chunk with another model and switch the KB to it in one step (safe to interrupt)."""
+    """Re-embed every chunk with another model or precision and switch the KB to it in one step (safe to
+    interrupt)."""
+    if embedder is None and precision is None:
+        fail("give --embedder MODEL and/or --precision int8|fp32 — what should the KB be re-embedded with?", as_json)
     try:
         base = open_kb(kb)
     except RagtuneError as exc:
@@ -114,12 +200,13 @@ def kb_reembed(
     old = base.store.embedder_name
     try:
         with base, progress_bar(as_json) as progress:
-            task = progress.add_task(f"re-embedding with {escape(embedder)}", total=None)
+            task = progress.add_task(f"re-embedding with {escape(embedder or old)}", total=None)
 
             def update(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            report: dict[str, Any] = base.reembed(embedder, batch_size=batch_size, on_progress=update)
+            report: dict[str, Any] = base.reembed(embedder, precision=precision, batch_size=batch_size,
+                                                  on_progress=update)
     except RagtuneError as exc:
         fail(str(exc), as_json)
     except KeyboardInterrupt:
@@ -130,9 +217,58 @@ def kb_reembed(
     if as_json:
         emit(report)
         return
+    precision_note = f", {report['precision']}" if report.get("precision") else ""
     console.print(f"re-embedded {report['chunks']} chunks: {escape(old)} → [bold]{escape(report['embedder'])}[/] "
-                  f"({report['dim']}-d, checkpoint {report['checkpoint'][:12] or 'n/a'}) in {report['seconds']:.1f} s",
-                  highlight=False)
+                  f"({report['dim']}-d{precision_note}, checkpoint {report['checkpoint'][:12] or 'n/a'}) in "
+                  f"{report['seconds']:.1f} s", highlight=False)
+
+
+@app.command("adapt")
+def kb_adapt(
+    kb: KbOpt = None,
+    budget: Annotated[float, typer.Option(help="Minutes to spend: decides how many chunks get questions and how "
+                                               "long training runs.")] = 60.0,
+    per_chunk: Annotated[int, typer.Option(help="Questions the LLM writes per chunk.")] = 2,
+    min_gain: Annotated[float, typer.Option(help="Held-out nDCG@10 the new embedder must add before the KB "
+                                                 "switches to it.")] = 0.005,
+    fresh: Annotated[bool, typer.Option(help="Start another round even if the last one finished.")] = False,
+    llm: LlmOpt = None,
+    llm_model: LlmModelOpt = None,
+    llm_base_url: LlmBaseUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Adapt the KB's embedder to its own documents, no labels needed: questions written for its chunks, hard
+    negatives from its retriever, fine-tuning, and a re-embed only if held-out questions retrieve better.
+    Resumable: run the same command again after an interruption."""
+    from ragtune.train.adapt import AdaptConfig, adapt_knowledge_base
+
+    try:
+        config = AdaptConfig(budget_minutes=budget, per_chunk=per_chunk, min_gain=min_gain)
+        base = open_kb(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    try:
+        with base, progress_bar(as_json) as progress:
+            task = progress.add_task("adapting", total=None)
+
+            def update(stage: str, done: int, total: int) -> None:
+                progress.update(task, description=stage, completed=done, total=total)
+
+            report = adapt_knowledge_base(base, config, fresh=fresh, on_progress=update)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/] — the knowledge base is unchanged; run the same command again to "
+                          "resume")
+        raise typer.Exit(130) from None
+    if as_json:
+        emit(report)
+        return
+    before, after = report["before"]["ndcg_cut_10"], report["after"]["ndcg_cut_10"]
+    verdict = (f"re-embedded with [bold]{escape(report['decision']['embedder'])}[/]"
+               if report["decision"]["reembedded"] else "kept the current embedder (not better enough)")
+    console.print(f"{report['questions']['kept']} questions from {report['questions']['chunks']} chunks; held-out "
+                  f"nDCG@10 {before:.3f} → {after:.3f} ({report['gain']:+.3f}): {verdict}", highlight=False)
 
 
 @app.command("migrate")

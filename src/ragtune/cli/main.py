@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from ragtune.cli import core, data, evaluate, feedback, kb, keys, model, serve, train
-from ragtune.cli.common import err_console
+from ragtune.cli import core, data, evaluate, feedback, jobs, kb, keys, model, serve, train
+from ragtune.cli.common import err_console, readable_help
 from ragtune.errors import RagtuneError
 
 app = typer.Typer(help="ragtune: private-knowledge RAG and fine-tuning, offline.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-for command in (core.init, core.ingest, core.search, core.ask, serve.serve):
+for command in (core.init, core.ingest, core.search, core.ask, serve.serve, jobs.jobs):
     app.command()(command)
 for name, group in (("kb", kb.app), ("eval", evaluate.app), ("data", data.app), ("train", train.app),
                     ("model", model.app), ("keys", keys.app), ("feedback", feedback.app)):
@@ -33,9 +33,14 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log pro
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
+def click_command() -> Any:
+    """The click command ``ragtune`` runs: the app with readable help (see ``readable_help``)."""
+    return readable_help(typer.main.get_command(app))
+
+
 def main() -> None:
     try:
-        app()
+        click_command()()
     except RagtuneError as exc:  # a last resort; commands report their own errors
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)

@@ -21,7 +21,7 @@ app = typer.Typer(help="Merge and evaluate trained models.", no_args_is_help=Tru
 def merge_command(
     run: Annotated[Path, typer.Argument(help="Run directory written by 'ragtune train'.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for the merged model (new or empty).")],
-    base: Annotated[str | None, typer.Option(help="Base model (default: the one recorded in run.json).")] = None,
+    base: Annotated[str | None, typer.Option(help="Base model. [default: the one recorded in run.json]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Merge a LoRA/DoRA/QLoRA adapter into a fresh, unquantised base; the result loads with --llm-model."""
@@ -43,14 +43,15 @@ def eval_command(
     data: Annotated[
         Path, typer.Option("--data", help="Held-out chat examples (alpaca, messages, sharegpt, feedback).")
     ],
-    base: Annotated[str | None, typer.Option(help="Base model to compare with (default: the one in run.json).")] = None,
+    base: Annotated[str | None, typer.Option(help="Base model to compare with. [default: the one in run.json]")] = None,
     judge: Annotated[
         str, typer.Option(help="Win-rate judge: 'overlap' (ROUGE-L vs reference) or 'llm' (--judge-model).")
     ] = "overlap",
-    judge_model: Annotated[str | None, typer.Option(help="Local model that judges (default: the base model).")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Local model that judges. [default: the base model]")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 64,
     limit: Annotated[int, typer.Option(help="Evaluate only the first N examples (0 = all).")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write the report to this JSON file.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the report to this JSON file. (optional)")
+                   ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Perplexity, ROUGE-L, exact match and win rate (position-swapped) of a trained model against its base."""

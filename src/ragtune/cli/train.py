@@ -108,7 +108,8 @@ def train_embedder_cmd(
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a recipe field: --set train.epochs=2 --set data.triplets='[\"t.jsonl\"]'"),
+        typer.Option("--set", help="Override a recipe field: --set train.epochs=2 --set data.triplets='[\"t.jsonl\"]' "
+                     "(repeatable). [default: none]"),
     ] = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Ignore checkpoints of an interrupted run in output.dir.")
@@ -151,11 +152,12 @@ def train_reranker_cmd(
         Path | None, typer.Argument(help="Recipe TOML (see recipes/reranker.toml); omitted = every default.")
     ] = None,
     set_: SetOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Directory for the trained cross-encoder (output.dir).")
-                   ] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Directory for the trained cross-encoder. [default: the recipe's output.dir]")] = None,
     kb: KbOpt = None,
     beir: Annotated[
-        Path | None, typer.Option(help="Train on a BEIR data set's qrels (the KB is built from its corpus if empty).")
+        Path | None, typer.Option(help="Train on a BEIR data set's qrels (the KB is built from its corpus if empty). "
+                                  "[default: the recipe's data.beir]")
     ] = None,
     split: Annotated[str | None, typer.Option(help="BEIR qrels split to train on [default: train].")] = None,
     heldout: Annotated[
@@ -163,13 +165,18 @@ def train_reranker_cmd(
     ] = None,
     dev: Annotated[float | None, typer.Option(help="Share of queries used for early stopping [default: 0.1].")] = None,
     pairs: Annotated[
-        Path | None, typer.Option(help='JSONL of {"query", "positive"} (or "chunk_id"/"document_id") pairs.')
+        Path | None, typer.Option(help='JSONL of {"query", "positive"} (or "chunk_id"/"document_id") pairs. '
+                                  "[default: the recipe's data.pairs]")
     ] = None,
     base_model: Annotated[str | None, typer.Option(help="Encoder to start from [default: bundled MiniLM].")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Training epochs.")] = None,
-    negatives: Annotated[int | None, typer.Option(help="Hard negatives per query.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Pairs per training step.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Training epochs. [default: the recipe's train.epochs: 2]")
+                      ] = None,
+    negatives: Annotated[int | None, typer.Option(
+        help="Hard negatives per query. [default: the recipe's data.negatives: 4]")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Pairs per training step. [default: the recipe's train.batch_size: 32]")] = None,
+    learning_rate: Annotated[float | None, typer.Option(
+        help="Peak learning rate. [default: the recipe's train.learning_rate: 5e-5]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a cross-encoder reranker on retriever-mined hard negatives; use it with --rerank cross-encoder:OUT."""

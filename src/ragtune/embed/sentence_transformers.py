@@ -57,6 +57,8 @@ class SentenceTransformerEmbedder:
             raise ConfigError(f"embedder '{model}' could not be loaded ({exc}) — give {hint}") from exc
         self.name = model
         self.path = path
+        self.backend = "torch"
+        self.precision = "fp32"
         dim = self._model.get_embedding_dimension()
         if dim is None:
             raise ConfigError(f"embedder '{model}' declares no embedding dimension — is it a sentence encoder?")

@@ -18,6 +18,7 @@ from typing import Any
 from ragtune.errors import ConfigError, LLMError
 from ragtune.llm.base import GenerationParams, truncate_at_stop, validate_messages
 from ragtune.llm.bundled import BUNDLED_SMOLLM2, bundled_gguf_path
+from ragtune.paths import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,6 @@ _STALE_PARTIAL_S = 3600
 # Spellings of the answer tokens; which of them are single tokens depends on the vocabulary.
 _YES = ("yes", "Yes", "YES", " yes", " Yes", " YES")
 _NO = ("no", "No", "NO", " no", " No", " NO")
-
-
-def default_cache_dir() -> Path:
-    """Where converted models live: env RAGTUNE_MODEL_CACHE, else ~/.cache/ragtune/models."""
-    env = os.environ.get("RAGTUNE_MODEL_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ragtune" / "models"
 
 
 # SmolLM2's own chat template (ChatML with a default system prompt) and the same template with

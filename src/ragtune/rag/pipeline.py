@@ -124,6 +124,7 @@ class RagPipeline:
         # A generation cut at max_tokens can end inside a multi-byte character.
         raw = "".join(pieces).strip().rstrip("\ufffd")
         timings["generate"] = elapsed_ms(t)
+        base["usage"] = token_usage(self.llm, messages, raw)
 
         t = time.perf_counter()
         if not raw or is_model_refusal(raw):
@@ -177,3 +178,9 @@ class RagPipeline:
             return f"{candidate} {question}" if candidate != question else question
         return f"{last_user} {question}".strip()
 
+
+def token_usage(llm: LLM, messages: Sequence[dict[str, str]], reply: str) -> dict[str, int]:
+    """OpenAI's ``usage`` of one generation, counted with the model's own tokenizer (where it has one)."""
+    prompt = sum(llm.count_tokens(m["content"]) for m in messages)
+    completion = llm.count_tokens(reply) if reply else 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

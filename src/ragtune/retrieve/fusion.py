@@ -72,3 +72,41 @@ def reciprocal_rank_fusion(
     ]
     scored.sort(key=lambda item: (-item[1], item[2], item[3]))
     return [(doc_id, score) for doc_id, score, _, _ in scored]
+
+
+def document_fusion(
+    rankings: Sequence[Sequence[Id]],
+    document_of: dict[Id, str],
+    *,
+    weights: Sequence[float] | None = None,
+    k: int = 60,
+    document_weight: float = 1.0,
+) -> list[tuple[Id, float]]:
+    """Weighted RRF of chunk rankings with their documents fused too: ``score(c) = rrf(c) + document_weight ×
+    rrf(doc(c))``, where a document's rank in a ranking is the rank of its best chunk there among documents.
+
+    A document that one retriever finds through one chunk and the other through another gets the credit of
+    both, which chunk-level RRF gives to neither chunk. ``document_weight`` 0 is plain RRF. Ids without a
+    document count as documents of their own. Same validation and tie-breaking as
+    :func:`reciprocal_rank_fusion`.
+    """
+    if not math.isfinite(document_weight) or document_weight < 0:
+        raise ConfigError(f"document_weight must be a finite number >= 0, got {document_weight}")
+    chunks = reciprocal_rank_fusion(rankings, weights=weights, k=k)
+    if document_weight == 0 or not chunks:
+        return chunks
+    documents: list[list[str]] = []
+    for ranking in rankings:
+        order: dict[str, None] = {}
+        for chunk_id in ranking:
+            order.setdefault(document_of.get(chunk_id, f"\0{chunk_id!r}"), None)
+        documents.append(list(order))
+    by_document = dict(reciprocal_rank_fusion(documents, weights=weights, k=k))
+    position = {chunk_id: n for n, (chunk_id, _) in enumerate(chunks)}
+    scored = [
+        (chunk_id, score + document_weight * by_document.get(document_of.get(chunk_id, f"\0{chunk_id!r}"), 0.0))
+        for chunk_id, score in chunks
+    ]
+    # Ties keep the chunk-level order, itself deterministic.
+    scored.sort(key=lambda item: (-item[1], position[item[0]]))
+    return scored

@@ -81,17 +81,27 @@ class PointwiseReranker:
 
 class CrossEncoderReranker(PointwiseReranker):
     """A sentence-transformers CrossEncoder over any HF directory or hub id (bge-reranker, ms-marco-MiniLM,
-    or one trained by ``ragtune train reranker``), batched, truncated to ``max_length`` tokens."""
+    or one trained by ``ragtune train reranker``), batched, truncated to ``max_length`` tokens.
+
+    ``backend`` 'auto' runs a local directory on ONNX Runtime (exported once into the model cache, see
+    ``ragtune.embed.onnx``) and a hub id on torch; ``precision`` 'auto' is int8 where the export's int8 scores
+    rank the calibration passages as fp32's do, else fp32."""
 
     def __init__(
         self, model: str | Path, *, batch_size: int = 32, max_length: int = 512, device: str | None = None,
-        num_threads: int | None = None, cache_size: int = 50_000,
+        num_threads: int | None = None, cache_size: int = 50_000, backend: str = "auto", precision: str = "auto",
     ) -> None:
         if batch_size <= 0:
             raise ConfigError("rerank_batch_size must be greater than 0.")
         if max_length <= 8:
             raise ConfigError("rerank_max_length must be greater than 8.")
-        if num_threads:
+        if backend not in ("auto", "onnx", "torch"):
+            raise ConfigError(f"rerank_backend '{backend}' is not one of auto, onnx, torch")
+        if precision not in ("auto", "fp32", "int8"):
+            raise ConfigError(f"rerank_precision '{precision}' is not one of auto, fp32, int8")
+        if backend == "torch" and precision == "int8":
+            raise ConfigError("rerank_precision 'int8' needs rerank_backend 'onnx' (or 'auto') — torch runs fp32 only")
+        if num_threads and (backend == "torch" or device not in (None, "cpu")):
             import torch
 
             torch.set_num_threads(num_threads)
@@ -109,6 +119,14 @@ class CrossEncoderReranker(PointwiseReranker):
                 f"cross-encoder '{self.path}' is not a model directory (no config.json) — train one with "
                 "'ragtune train reranker' or give an HF directory or hub id"
             )
+        self.backend, self.precision = "torch", "fp32"
+        self._onnx: tuple[Any, str] | None = None
+        if backend != "torch" and device in (None, "cpu"):
+            self._onnx = _onnx_cross_encoder(Path(self.path).expanduser(), looks_local, backend, precision,
+                                             max_length, num_threads, batch_size)
+            if self._onnx is not None:
+                self.backend, self.precision = "onnx", self._onnx[0].precision
+                return
         try:
             from sentence_transformers import CrossEncoder
 
@@ -130,8 +148,7 @@ class CrossEncoderReranker(PointwiseReranker):
                 self._cache.move_to_end(keys[i])
         todo = [i for i in range(len(texts)) if i not in known]
         if todo:
-            fresh = self.model.predict([(query, texts[i]) for i in todo], batch_size=self.batch_size,
-                                       show_progress_bar=False, convert_to_numpy=True)
+            fresh = self._predict([(query, texts[i]) for i in todo])
             with self._lock:
                 for i, s in zip(todo, np.asarray(fresh, dtype=np.float32).reshape(len(todo)).tolist(), strict=True):
                     known[i] = s
@@ -139,6 +156,52 @@ class CrossEncoderReranker(PointwiseReranker):
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
         return np.asarray([known[i] for i in range(len(texts))], dtype=np.float32)
+
+
+    def _predict(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        if self._onnx is None:
+            return np.asarray(self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
+                                                 convert_to_numpy=True))
+        session, activation = self._onnx
+        scores = session.run(pairs)
+        return 1.0 / (1.0 + np.exp(-scores)) if activation == "sigmoid" else scores
+
+
+class _OnnxCrossEncoder:
+    """The exported cross-encoder's session at one precision, scoring pairs in batches."""
+
+    def __init__(self, runner: Any, precision: str, batch_size: int) -> None:
+        self.runner, self.precision, self.batch_size = runner, precision, batch_size
+
+    def run(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        from ragtune.embed.onnx import batch_size_for
+
+        return np.asarray(self.runner.run(pairs, batch_size=batch_size_for(self.precision, self.batch_size))[:, 0])
+
+
+def _onnx_cross_encoder(path: Path, local: bool, backend: str, precision: str, max_length: int,
+                        num_threads: int | None, batch_size: int) -> tuple[_OnnxCrossEncoder, str] | None:
+    """The cross-encoder on ONNX Runtime with its activation, or None where 'auto' falls back to torch."""
+    from ragtune.embed import checkpoint_hash
+    from ragtune.embed.onnx import OnnxRunner, export_onnx, onnx_available
+
+    explicit = backend == "onnx" or precision == "int8"
+    if not onnx_available() or not local:
+        if explicit:
+            raise ConfigError(f"the ONNX reranker needs onnxruntime and onnx and a local model directory ('{path}') "
+                              "— install them, download the model, or set rerank_backend = \"torch\"")
+        return None
+    try:
+        export = export_onnx(path, checkpoint_hash(str(path)), kind="cross-encoder")
+    except ConfigError:
+        if explicit:
+            raise
+        log.warning("cross-encoder '%s' could not be exported to ONNX; running it on torch", path, exc_info=True)
+        return None
+    chosen = precision if precision != "auto" else ("int8" if export.int8_ok else "fp32")
+    runner = OnnxRunner(export.model_file(chosen), Path(export.directory) / "tokenizer.json", inputs=export.inputs,
+                        pad_id=export.pad_id, max_seq_length=max_length, do_lower_case=False, num_threads=num_threads)
+    return _OnnxCrossEncoder(runner, chosen, batch_size), export.activation
 
 
 class LLMReranker(PointwiseReranker):

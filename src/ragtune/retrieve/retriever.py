@@ -10,7 +10,7 @@ import numpy as np
 
 from ragtune.embed import Embedder
 from ragtune.errors import ConfigError
-from ragtune.retrieve.fusion import reciprocal_rank_fusion
+from ragtune.retrieve.fusion import document_fusion, reciprocal_rank_fusion
 from ragtune.retrieve.rerank import Reranker
 from ragtune.retrieve.rewrite import REWRITES, QueryRewriter
 from ragtune.store.base import ChunkStore
@@ -39,7 +39,7 @@ class HybridRetriever:
         self, store: ChunkStore, embedder: Embedder, *, candidates: int = 100, dense_weight: float = 1.0,
         sparse_weight: float = 1.0, rrf_k: int = 60, rewriter: QueryRewriter | None = None, rewrite: str = "none",
         rewrite_weight: float = 0.5, hyde_mix: bool = True, reranker: Reranker | None = None,
-        rerank_candidates: int = 50, rerank_fusion: float = 0.0,
+        rerank_candidates: int = 50, rerank_fusion: float = 0.0, document_weight: float = 0.0,
     ) -> None:
         if candidates <= 0:
             raise ConfigError("candidates must be greater than 0.")
@@ -55,6 +55,8 @@ class HybridRetriever:
             raise ConfigError("rerank_candidates must be greater than 0.")
         if rerank_fusion < 0:
             raise ConfigError("rerank_fusion must be >= 0.")
+        if document_weight < 0:
+            raise ConfigError("document_weight must be >= 0.")
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
@@ -67,6 +69,7 @@ class HybridRetriever:
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
         self.rerank_fusion = rerank_fusion
+        self.document_weight = document_weight
 
     def search(
         self, query: str, k: int = 10, *, mode: str = "hybrid", filter: dict[str, Any] | str | None = None,
@@ -98,7 +101,12 @@ class HybridRetriever:
         t = time.perf_counter()
         if len(lists) > 1:
             ids = [[i for i, _ in ranking] for ranking in lists]
-            fused = reciprocal_rank_fusion(ids, weights=weights, k=self.rrf_k)
+            if self.document_weight > 0:
+                document_of = self.store.document_ids(list({i for ranking in ids for i in ranking}))
+                fused = document_fusion(ids, document_of, weights=weights, k=self.rrf_k,
+                                        document_weight=self.document_weight)
+            else:
+                fused = reciprocal_rank_fusion(ids, weights=weights, k=self.rrf_k)
         else:
             fused = lists[0]
         depth = max(k, self.rerank_candidates) if reranker is not None else k

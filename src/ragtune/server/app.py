@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +23,7 @@ from ragtune.embed import Embedder
 from ragtune.errors import ConfigError
 from ragtune.ingest import IngestReport
 from ragtune.llm.base import LLM
+from ragtune.llm.bundled import BUNDLED_SMOLLM2
 from ragtune.server import kb_api, openai_api
 from ragtune.server.auth import Authenticator, RateLimiter
 from ragtune.server.errors import ApiError, error_response
@@ -37,18 +39,33 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-def server_db_path(settings: Settings, kb_root: Path | None) -> Path | str:
-    """Where keys and jobs live: ``server_db`` as given when it is a Postgres URL or an absolute path, else inside
-    --kb-root (or the working dir). With a Postgres ``store`` and no ``server_db`` set, that same database, so
-    every server on the store shares keys and jobs."""
+def server_db_path(settings: Settings, kb_root: Path | None = None, kbs: Sequence[str | Path] = ()) -> Path | str:
+    """Where a server keeps its API keys and jobs: the ``server_db`` setting when it is a Postgres URL or an
+    absolute path, else that file in the folder that holds the knowledge bases — ``kb_root``, or the one folder the
+    ``kbs`` folders sit in. With a Postgres ``store`` and no ``server_db`` set, the store's database, so every
+    server on the store shares keys and jobs.
+
+    ``ragtune serve`` and ``ragtune keys`` both resolve it here, so a key made for a server is where that server
+    reads it; nothing is ever put in the working directory by default.
+    """
     if is_postgres_url(settings.server_db):
         return settings.server_db
     if "server_db" not in settings.model_fields_set and is_postgres_url(settings.store):
         return settings.store
-    path = Path(settings.server_db)
+    path = Path(settings.server_db).expanduser()
     if path.is_absolute():
         return path
-    return (kb_root / path) if kb_root is not None else path.resolve()
+    if kb_root is not None:
+        return Path(kb_root).resolve() / path
+    homes = {Path(kb).resolve().parent for kb in kbs}
+    if len(homes) == 1:
+        return homes.pop() / path
+    if not homes:
+        raise ConfigError("no knowledge base given to find the server's keys and jobs — pass --kb-root ROOT or --kb "
+                          "PATH as given to 'ragtune serve', or --server-db FILE")
+    raise ConfigError(f"the knowledge bases are in different folders ({', '.join(sorted(map(str, homes)))}), so "
+                      "there is no one place for the server's keys and jobs — pass --server-db FILE (the same to "
+                      "'ragtune keys'), or set server_db to an absolute path")
 
 
 def create_app(
@@ -66,7 +83,7 @@ def create_app(
     root = Path(kb_root).resolve() if kb_root is not None else None
     if root is None and not kbs:
         raise ConfigError("the server needs knowledge bases — pass --kb PATH (repeatable) or --kb-root FOLDER")
-    where = server_db if server_db is not None else server_db_path(settings, root)
+    where = server_db if server_db is not None else server_db_path(settings, root, kbs)
     database = open_database(where if is_postgres_url(str(where)) else Path(where))
     metrics = Metrics()
     registry = KnowledgeBases(root=root, paths=[Path(p) for p in kbs], settings=settings, embedder=embedder,
@@ -77,7 +94,7 @@ def create_app(
     def finished(job: Job, report: IngestReport | None) -> None:
         metrics.ingest_jobs.labels(job.kb, job.status).inc()
         if report is not None:
-            for outcome in ("added", "updated", "unchanged", "duplicates", "skipped"):
+            for outcome in ("added", "updated", "unchanged", "duplicates", "skipped", "empty"):
                 metrics.ingest_files.labels(job.kb, outcome).inc(len(getattr(report, outcome)))
             metrics.ingest_files.labels(job.kb, "failed").inc(len(report.failed))
             metrics.ingest_chunks.labels(job.kb).inc(report.chunks)
@@ -85,7 +102,8 @@ def create_app(
 
     jobs = JobQueue(database, registry.get, finished)
     state = ServerState(settings=settings, kbs=registry, jobs=jobs, keys=keys,
-                        auth=Authenticator(keys, limiter, metrics.rate_limited.inc), metrics=metrics, llm=llm)
+                        auth=Authenticator(keys, limiter, metrics.rate_limited.inc), metrics=metrics, llm=llm,
+                        model_id=llm.name if llm is not None else settings.llm_model or BUNDLED_SMOLLM2)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,7 +117,8 @@ def create_app(
             if keys is not None:
                 keys.close()
 
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI and ReDoc from files in its package: /docs works with no network.
+    app = FastAPIOffline(
         title="ragtune", version=__version__, lifespan=lifespan,
         description="OpenAI-compatible RAG API with sources, knowledge-base management and feedback. "
         "Authenticate with 'Authorization: Bearer <key>' (keys from 'ragtune keys create').",
@@ -151,14 +170,19 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors()[:10]:
-            where = ".".join(str(p) for p in err.get("loc", ()))
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        kind = "malformed JSON" if any(e.get("type") == "json_invalid" for e in exc.errors()) else "invalid request"
-        return error_response(422, f"{kind} — " + "; ".join(problems), "invalid_request_error", "invalid_request",
-                              details=[{k: v for k, v in e.items() if k in ("loc", "msg", "type")}
-                                       for e in exc.errors()[:10]])
+        errors = exc.errors()
+        details = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors[:10]]
+        content_type = request.headers.get("content-type", "")
+        if "json" not in content_type and any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+            # curl -d sends a form content type: the JSON body then reads as no object at all.
+            return error_response(
+                422, f"the request body must be JSON — send the header 'Content-Type: application/json' (this request "
+                f"sent {content_type or 'no Content-Type'})", "invalid_request_error", "json_required",
+                details=details)
+        problems = [_problem(err) for err in errors[:10]]
+        kind = "malformed JSON" if any(e.get("type") == "json_invalid" for e in errors) else "invalid request"
+        return error_response(422, f"{kind} — " + "; ".join(problems) + " (the request schemas are at /docs)",
+                              "invalid_request_error", "invalid_request", details=details)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -170,6 +194,18 @@ def _add_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, f"internal error ({type(exc).__name__}) — see the server log", "api_error",
                               "internal_error")
+
+
+def _problem(error: dict[str, Any]) -> str:
+    """One validation error in words: which field (body fields by their JSON path) and what is wrong with it."""
+    where, *path = [str(p) for p in error.get("loc", ())] or ["body"]
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error")
+        return f"at character {path[0] if path else '?'}" + (f": {reason}" if reason else "")
+    if where == "body":
+        return f"{'.'.join(path) or 'body'}: {message}"
+    return f"{where} parameter {'.'.join(path)}: {message}"
 
 
 class BodyLimit:

@@ -53,7 +53,7 @@ class Authenticator:
             return ANONYMOUS_ADMIN
         if credentials is None or not credentials.credentials:
             raise ApiError(401, "missing API key — send the header 'Authorization: Bearer <key>' (create a key with "
-                           "'ragtune keys create --kb NAME --role reader')", "authentication_error",
+                           "'ragtune keys create --kb KB_FOLDER --role reader')", "authentication_error",
                            "missing_api_key", headers={"WWW-Authenticate": "Bearer"})
         key = self.keys.verify(credentials.credentials)
         if key is None:
@@ -75,5 +75,7 @@ def authorize(key: ApiKey, kb: str | None, role: str) -> None:
     if not key.allows(None, role):
         raise ApiError(403, f"this API key has the role '{key.role}'; this needs '{role}' — ask an admin for a "
                        f"key with that role", "permission_error", "insufficient_role")
-    raise ApiError(403, f"this API key is for the knowledge base '{key.kb}', not '{kb}' — use a key created with "
-                   f"--kb {kb}", "permission_error", "wrong_kb")
+    # Said the same whether or not ``kb`` exists: a key for one KB learns nothing about the others.
+    raise ApiError(403, f"this API key is for the knowledge base '{key.kb}' only, so it cannot use '{kb}' — use "
+                   f"'kb:{key.kb}' (GET /v1/models lists what this key can use), or ask an admin for a key for that "
+                   "knowledge base", "permission_error", "wrong_kb")

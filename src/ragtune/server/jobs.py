@@ -277,6 +277,10 @@ class JobQueue:
     def _finish(self, job: Job, status: str, report: IngestReport | None, error: str | None = None) -> None:
         errors = [{"file": Path(s).name, "error": e} for s, e in (report.failed if report else [])]
         summary = report.to_dict() if report else None
+        if summary:  # clients see file names, never the server's paths
+            summary["failures"] = [{"source": Path(f["source"]).name, "error": f["error"]} for f in summary["failures"]]
+            for key in ("skipped_files", "empty_files"):
+                summary[key] = [Path(p).name for p in summary.get(key, [])]
         values: dict[str, Any] = dict(status=status, errors=json.dumps(errors, ensure_ascii=False),
                                       report=json.dumps(summary) if summary else None, error=error,
                                       finished_at=time.time(), current="")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Path, UploadFile
+from fastapi import APIRouter, File, Path, Query, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from ragtune.errors import FilterError, RagtuneError, StoreError
+from ragtune.rag.answer_json import score_kind
 from ragtune.server.auth import authorize
 from ragtune.server.errors import ApiError
+from ragtune.server.keys import ALL_KBS
 from ragtune.server.knowledge_bases import NAME_PATTERN
 from ragtune.server.openai_api import display_name, source_json
 from ragtune.server.state import Key, State
@@ -171,14 +173,34 @@ def search(name: KbName, body: SearchRequest, state: State, key: Key) -> dict[st
     except StoreError as exc:
         raise ApiError(409, str(exc), code="store_error") from None
     return {"query": body.query, "mode": body.mode,
-            "hits": [source_json(name, kb, h, i, set()) | {"text": h.text, "metadata": h.meta.model_dump(
-                exclude={"source"})} for i, h in enumerate(hits, 1)]}
+            "hits": [source_json(name, kb, h, i, set()) | {"text": h.text, "score_kind": score_kind(h, body.mode),
+                                                          "metadata": h.meta.model_dump(exclude={"source"})}
+                     for i, h in enumerate(hits, 1)]}
 
 
 @router.get("/kbs/{name}/jobs", summary="Recent ingestion jobs of a knowledge base")
 def list_jobs(name: KbName, state: State, key: Key) -> dict[str, Any]:
     authorize(key, name, "reader")
     return {"data": [j.to_dict() for j in state.jobs.list(name)]}
+
+
+@router.get("/jobs", summary="Recent ingestion jobs of every knowledge base this key may read, newest first")
+def list_all_jobs(state: State, key: Key, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    scoped = None if key.kb == ALL_KBS else key.kb
+    return {"data": [j.to_dict() for j in state.jobs.list(scoped, limit=limit) if key.allows(j.kb, "reader")]}
+
+
+@router.get("/jobs/{job_id}", summary="One ingestion job, whichever knowledge base it is for")
+def get_any_job(job_id: JobId, state: State, key: Key) -> dict[str, Any]:
+    job = state.jobs.get(job_id)
+    if job is None or not key.allows(job.kb, "reader"):
+        raise ApiError(404, f"no job {job_id!r} this key can read — GET /v1/jobs lists them", code="job_not_found")
+    return job.to_dict()
+
+
+@router.get("/me", summary="The calling API key: its id, role and knowledge base ('*': all)")
+def whoami(key: Key) -> dict[str, Any]:
+    return {"id": key.id, "role": key.role, "kb": key.kb, "name": key.name}
 
 
 @router.get("/kbs/{name}/jobs/{job_id}", summary="One ingestion job: status, progress, per-file errors")

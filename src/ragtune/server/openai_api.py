@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ragtune.errors import ConfigError, FilterError, LLMError, RagtuneError
 from ragtune.kb import KnowledgeBase
+from ragtune.rag import answer_json
+from ragtune.rag.pipeline import token_usage
 from ragtune.server.auth import authorize
 from ragtune.server.errors import ApiError
 from ragtune.server.state import Key, ServerState, State
@@ -31,7 +33,6 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
 KB_PREFIX = "kb:"
 MAX_TOKENS = 4096
-SNIPPET_CHARS = 400
 
 
 class TextPart(BaseModel):
@@ -73,13 +74,8 @@ class EmbeddingRequest(BaseModel):
 
 def source_json(kb_name: str, kb: KnowledgeBase, hit: Hit, number: int, cited: set[int]) -> dict[str, Any]:
     """A source as clients see it: the document's display name (never the server's path), page and snippet."""
-    name = display_name(kb, hit.source)
-    return {
-        "number": number, "document_id": hit.document_id, "chunk_id": hit.chunk_id, "name": name,
-        "page_number": hit.meta.page_number, "section_title": hit.meta.section_title,
-        "heading_path": hit.meta.heading_path, "snippet": hit.text[:SNIPPET_CHARS], "score": round(hit.score, 6),
-        "cited": number in cited, "url": f"/v1/kbs/{kb_name}/documents/{hit.document_id}",
-    }
+    return answer_json.source_json(hit, number, cited=number in cited, name=display_name(kb, hit.source)) | {
+        "url": f"/v1/kbs/{kb_name}/documents/{hit.document_id}"}
 
 
 def display_name(kb: KnowledgeBase, uri: str) -> str:
@@ -93,16 +89,12 @@ def display_name(kb: KnowledgeBase, uri: str) -> str:
 
 
 def answer_extras(kb_name: str, kb: KnowledgeBase, answer: Answer) -> dict[str, Any]:
-    cited = {c.number for c in answer.citations}
-    return {
-        "answer_id": answer.id,
-        "answer": answer.answer,
-        "refused": answer.refused,
-        "grounded": answer.grounded,
-        "sources": [source_json(kb_name, kb, h, i, cited) for i, h in enumerate(answer.sources, 1)],
-        "citations": [c.model_dump(exclude={"source"}) | {"name": display_name(kb, c.source)}
-                      for c in answer.citations],
-    }
+    """The answer fields a kb: completion carries beside OpenAI's (the vocabulary of the CLI's --json)."""
+    extras = answer_json.answer_json(answer, name=lambda uri: display_name(kb, uri))
+    del extras["model"]  # OpenAI's "model" is the one asked for (kb:NAME), not the LLM that wrote the answer
+    for source in extras["sources"]:
+        source["url"] = f"/v1/kbs/{kb_name}/documents/{source['document_id']}"
+    return extras
 
 
 @router.get("/models", summary="Knowledge bases (as kb:NAME) and the pass-through model")
@@ -110,23 +102,25 @@ def list_models(state: State, key: Key) -> dict[str, Any]:
     created = int(time.time())
     data = [{"id": f"{KB_PREFIX}{name}", "object": "model", "created": created, "owned_by": "ragtune"}
             for name in state.kbs.names() if key.allows(name, "reader")]
-    s = state.settings
-    passthrough = state.llm.name if state.llm is not None else (s.llm_model or f"{s.llm}-default")
-    data.append({"id": passthrough, "object": "model", "created": created, "owned_by": "ragtune"})
+    data.append({"id": state.model_id, "object": "model", "created": created, "owned_by": "ragtune"})
     return {"object": "list", "data": data}
 
 
 @router.post(
     "/chat/completions",
-    summary="Chat: kb:NAME answers from a knowledge base with sources; other models pass through",
+    summary="Chat: kb:NAME answers from a knowledge base with sources; the pass-through model answers directly",
     description="For `kb:NAME` models the response carries ragtune extras: `sources` (numbered documents, page, "
     "snippet, whether cited), `citations`, `answer_id` (for POST /v1/feedback), `refused`. When streaming, they "
-    "come in the last chunk (the one with `finish_reason`), whose `answer` field holds the verified answer text.",
+    "come in the last chunk (the one with `finish_reason`), whose `answer` field holds the verified answer text. "
+    "Any other model name than those GET /v1/models lists is a 404.",
 )
 def chat_completions(body: ChatRequest, state: State, key: Key) -> Any:
     if body.model.startswith(KB_PREFIX):
         return _kb_chat(body, state, key, body.model[len(KB_PREFIX):])
     authorize(key, None, "reader")
+    if body.model not in (state.model_id, state.llm.name if state.llm is not None else state.model_id):
+        raise ApiError(404, f"no model {body.model!r} here — use 'kb:NAME' to answer from a knowledge base, or "
+                       f"{state.model_id!r} for the model itself (GET /v1/models lists them)", code="model_not_found")
     return _passthrough(body, state)
 
 
@@ -163,7 +157,7 @@ def _kb_chat(body: ChatRequest, state: ServerState, key: Any, name: str) -> Any:
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer},
                          "finish_reason": "stop"}],
-            "usage": None,
+            "usage": _usage(answer.usage),
             **answer_extras(name, kb, answer),
         }
 
@@ -182,7 +176,7 @@ def _kb_chat(body: ChatRequest, state: ServerState, key: Any, name: str) -> Any:
                 elif event.answer is not None:
                     _record(state, name, event.answer)
                     final = _chunk(completion_id, created, body.model, {}, "stop")
-                    yield _sse({**final, **answer_extras(name, kb, event.answer)})
+                    yield _sse({**final, "usage": _usage(event.answer.usage), **answer_extras(name, kb, event.answer)})
         except RagtuneError as exc:
             log.warning("streamed answer failed: %s", exc)
             error = _generation_error(exc)
@@ -214,21 +208,29 @@ def _passthrough(body: ChatRequest, state: ServerState) -> Any:
         return {
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": None,
+            "usage": token_usage(llm, messages, text),
         }
 
     def stream() -> Iterator[str]:
         yield _sse(_chunk(completion_id, created, body.model, {"role": "assistant", "content": ""}))
         try:
+            pieces = []
             for piece in llm.stream(messages, **params):
+                pieces.append(piece)
                 yield _sse(_chunk(completion_id, created, body.model, {"content": piece}))
-            yield _sse(_chunk(completion_id, created, body.model, {}, "stop"))
+            usage = token_usage(llm, messages, "".join(pieces))
+            yield _sse({**_chunk(completion_id, created, body.model, {}, "stop"), "usage": usage})
         except RagtuneError as exc:
             error = _generation_error(exc)
             yield _sse({"error": {"message": error.message, "type": error.type, "code": error.code}})
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _usage(counted: dict[str, int]) -> dict[str, int]:
+    """OpenAI's usage object; zeros when no generation ran (a refusal decided by retrieval alone)."""
+    return {k: counted.get(k, 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
 
 
 def _record(state: ServerState, name: str, answer: Answer) -> None:
@@ -275,11 +277,13 @@ def embeddings(body: EmbeddingRequest, state: State, key: Key) -> dict[str, Any]
     authorize(key, name, "reader")
     kb = state.kbs.get(name)
     vectors = kb.embedder.encode_documents(texts)
+    counter = kb.embedder.token_counter()
+    tokens = sum(len(counter.spans(text)) for text in texts)
     return {
         "object": "list", "model": kb.embedder.name,
         "data": [{"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
                  for i, v in enumerate(vectors)],
-        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
 
 

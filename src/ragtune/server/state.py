@@ -27,6 +27,8 @@ class ServerState:
     auth: Authenticator
     metrics: Metrics
     llm: LLM | None = None
+    #: The pass-through model's id in /v1/models: the configured name, the same before and after it loads.
+    model_id: str = ""
     _llm_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def chat_llm(self) -> LLM:

@@ -20,7 +20,7 @@ from ragtune.store.bm25 import BM25Index
 from ragtune.store.filters import compile_sql, validate_filter
 from ragtune.store.hnsw import DenseIndex
 from ragtune.store.text import tokenize
-from ragtune.types import Chunk, ChunkMeta, Hit, embedding_text
+from ragtune.types import Chunk, ChunkMeta, Hit, context_header, embedding_text
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,13 @@ CREATE TABLE IF NOT EXISTS reembed_vectors (chunk_id INTEGER PRIMARY KEY, vector
 # meta keys of a re-embed in progress (its target embedder) and of the embedder's recorded checkpoint
 _REEMBED_TARGET = "reembed_target"
 _CHECKPOINT = "embedder_checkpoint"
+#: meta keys of how the chunks were encoded; a KB made before they were recorded has neither (fp32, context 0)
+PRECISION_KEY = "embedder_precision"
+CONTEXT_KEY = "chunk_context"
+#: How many times a chunk's context header (document title, heading path) counts in its BM25 tokens: a field
+#: weight as in BM25F. Part of context version 1 (KBs store the tokens), so a change needs a new version;
+#: bench/default_pipeline.py measures 1, 2 and 3 on SciFact train/dev queries.
+HEADER_BOOST = 2
 
 EncodeFn = Callable[[list[str]], np.ndarray]
 ReembedProgress = Callable[[int, int], None]
@@ -220,8 +227,22 @@ class LocalStore:
     @property
     def checkpoint(self) -> str:
         """The recorded checkpoint hash of the embedder that produced the vectors ('' when not recorded)."""
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (_CHECKPOINT,)).fetchone()
-        return row[0] if row else ""
+        return self.get_meta(_CHECKPOINT) or ""
+
+    def get_meta(self, key: str) -> str | None:
+        """A value recorded in the KB's meta table (None when absent)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a value in the KB's meta table (how its chunks were encoded, say)."""
+        with self._write():
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @property
+    def chunk_context(self) -> int:
+        """The context version the chunks were embedded and tokenised with (``types.CHUNK_CONTEXT_VERSION``)."""
+        return int(self.get_meta(CONTEXT_KEY) or 0)
 
     def _load_dense(self) -> tuple[DenseIndex, tuple[int, int]]:
         path = self.directory / "index" / "dense"
@@ -496,6 +517,8 @@ class LocalStore:
             "chunks": self.count(),
             "embedder": self.embedder_name,
             "embedder_checkpoint": self.checkpoint,
+            "embedder_precision": self.get_meta(PRECISION_KEY),
+            "chunk_context": self.chunk_context,
             "dim": self.dim,
             "path": str(self.directory),
             "dense_index": len(self._dense),
@@ -561,6 +584,15 @@ class LocalStore:
                 )
                 out[r["id"]] = Hit(chunk_id=r["uid"], document_id=r["document_id"], source=r["uri"],
                                    text=r["text"], score=0.0, meta=meta)
+        return out
+
+    def document_ids(self, ids: Sequence[int]) -> dict[int, str]:
+        """The document of each chunk id (ids that no longer exist are absent)."""
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            out.update(self._conn.execute(f"SELECT id, document_id FROM chunks WHERE id IN ({marks})", part))
         return out
 
     def vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -643,7 +675,7 @@ class LocalStore:
 
     def reembed(
         self, encode: EncodeFn, *, name: str, dim: int, checkpoint: str = "", batch_size: int = 256,
-        on_progress: ReembedProgress | None = None,
+        on_progress: ReembedProgress | None = None, precision: str | None = None, swap: bool = True,
     ) -> dict[str, Any]:
         """Switch every chunk to vectors from another embedder without a moment of inconsistency.
 
@@ -652,16 +684,21 @@ class LocalStore:
         (name, dim, checkpoint) resumes where it stopped; another target starts over. When every chunk has
         a new vector, one transaction swaps the vectors and the recorded embedder; the new dense index is
         then saved with one rename (were that lost, the index is rebuilt from the database on open).
+        ``precision`` (fp32, int8) is recorded with the embedder when given; it is part of the target too.
+        With ``swap`` False the new vectors are only staged (see ``staged_vectors``): a later call with the same
+        target swaps them without encoding again, ``cancel_reembed`` drops them.
         """
         if batch_size <= 0:
             raise StoreError("batch_size must be greater than 0.")
         if dim <= 0:
             raise StoreError("dim must be greater than 0.")
         target = {"embedder": name, "dim": dim, "checkpoint": checkpoint}
+        if precision is not None:
+            target["precision"] = precision
         started = time.perf_counter()
         with self._lock:
             pending = self.reembed_pending()
-            resumed = pending is not None and {k: pending[k] for k in target} == target
+            resumed = pending is not None and {k: pending.get(k) for k in target} == target
             with self._write():
                 if not resumed:
                     self._conn.execute("DELETE FROM reembed_vectors")
@@ -671,6 +708,11 @@ class LocalStore:
                 self._conn.execute("DELETE FROM reembed_vectors WHERE chunk_id NOT IN (SELECT id FROM chunks)")
             reused = self._conn.execute("SELECT count(*) FROM reembed_vectors").fetchone()[0]
             encoded = 0
+            if not swap:
+                encoded = self._reembed_batches(encode, dim, batch_size, on_progress)
+                return {"embedder": name, "dim": dim, "checkpoint": checkpoint, "precision": precision,
+                        "staged": self._staged_count(), "resumed": resumed, "reused_vectors": int(reused),
+                        "encoded_vectors": encoded, "seconds": round(time.perf_counter() - started, 2)}
             while True:
                 encoded += self._reembed_batches(encode, dim, batch_size, on_progress)
                 with self._write():
@@ -688,9 +730,27 @@ class LocalStore:
             self.save_indexes()
         log.info("re-embedded %d chunks with %s (%d reused from an interrupted run) in %.1fs",
                  swapped, name, reused, time.perf_counter() - started)
-        return {"embedder": name, "dim": dim, "checkpoint": checkpoint, "chunks": swapped, "resumed": resumed,
+        return {"embedder": name, "dim": dim, "checkpoint": checkpoint, "precision": precision,
+                "chunks": swapped, "resumed": resumed,
                 "reused_vectors": int(reused), "encoded_vectors": encoded, "chunk_seq": heads[0],
                 "seconds": round(time.perf_counter() - started, 2)}
+
+    def _staged_count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM reembed_vectors").fetchone()[0])
+
+    def staged_vectors(self) -> tuple[list[int], np.ndarray]:
+        """Chunk ids and the new vectors a re-embed in progress has computed so far (none: empty)."""
+        rows = self._conn.execute("SELECT chunk_id, vector FROM reembed_vectors ORDER BY chunk_id").fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return [int(r[0]) for r in rows], vectors
+
+    def cancel_reembed(self) -> None:
+        """Drop a re-embed in progress (its staged vectors and target); the live vectors were never touched."""
+        with self._write():
+            self._conn.execute("DELETE FROM reembed_vectors")
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (_REEMBED_TARGET,))
 
     def _missing_reembed_count(self) -> int:
         return int(self._conn.execute(
@@ -715,7 +775,8 @@ class LocalStore:
             if not rows:
                 return encoded
             last = rows[-1]["id"]
-            texts = [embedding_text(r["text"], ChunkMeta.model_validate_json(r["meta"])) for r in rows]
+            context = self.chunk_context
+            texts = [embedding_text(r["text"], ChunkMeta.model_validate_json(r["meta"]), context) for r in rows]
             vectors = np.ascontiguousarray(encode(texts), dtype=np.float32)
             if vectors.shape != (len(rows), dim):
                 raise EmbedderMismatchError(
@@ -740,6 +801,8 @@ class LocalStore:
         for key, value in (("embedder", target["embedder"]), ("dim", target["dim"]),
                            (_CHECKPOINT, target["checkpoint"])):
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+        if "precision" in target:
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (PRECISION_KEY, target["precision"]))
         self._conn.execute("DELETE FROM meta WHERE key = ?", (_REEMBED_TARGET,))
         self._conn.execute("DELETE FROM reembed_vectors")
         return int(swapped)
@@ -755,7 +818,12 @@ class LocalStore:
             self.save_indexes()
 
 
-def chunk_tokens(chunk: Chunk) -> list[str]:
+def chunk_tokens(chunk: Chunk, context: int = 0, *, header_boost: int = HEADER_BOOST) -> list[str]:
+    """BM25 terms of a chunk made with context version ``context`` (``types.CHUNK_CONTEXT_VERSION``)."""
+    if context >= 1:
+        # The context header is a field of its own, counted header_boost times, as BM25F weighs a title.
+        header = tokenize("\n".join(context_header(chunk.meta)))
+        return tokenize(chunk.text) + header * header_boost
     # Section titles are part of what a chunk is about, so they are indexed with its text.
     title = chunk.meta.section_title or ""
     prefix = "" if not title or chunk.text.startswith(title) else title + "\n"

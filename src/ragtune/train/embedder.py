@@ -19,7 +19,7 @@ from pydantic import Field
 
 from ragtune.errors import ConfigError
 from ragtune.train.negatives import Triplet, read_pairs, read_triplets
-from ragtune.train.recipe import RecipeError, RecipeSection, read_recipe_data, validate_recipe
+from ragtune.train.recipe import RECIPE_PATH, RecipeError, RecipeSection, read_recipe_data, validate_recipe
 from ragtune.train.run import ENCODER_ADVICE, guarded, resumable_checkpoints, run_encoder_training, step_plan
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,16 @@ class EmbedderDataSection(RecipeSection):
     """Where the examples come from and how many hard negatives each query brings."""
 
     triplets: list[str] = Field(default_factory=list, description="JSONL files of {query, positive, negatives} "
-                                "(mined and/or generated); all are used together.")
+                                "(mined and/or generated); all are used together.", json_schema_extra=RECIPE_PATH)
     pairs: list[str] = Field(default_factory=list, description="JSONL files of {query, positive} pairs (text "
-                             "positives): trained with in-batch negatives only.")
+                             "positives): trained with in-batch negatives only.", json_schema_extra=RECIPE_PATH)
     negatives: int = Field(default=1, ge=0, description="Hard negatives used per query (each becomes one row).")
     eval_split: float = Field(default=0.2, ge=0, lt=1, description="Share of queries held out for evaluation and "
                               "best-checkpoint selection (0 = none); ignored when data.eval names files.")
     eval: list[str] = Field(default_factory=list, description="JSONL files of held-out {query, positive[, negatives]} "
                             "(e.g. a dev split): evaluated and used for checkpoint choice instead of a random "
-                            "data.eval_split share; each query ranks these files' passages.")
+                            "data.eval_split share; each query ranks these files' passages.",
+                            json_schema_extra=RECIPE_PATH)
     max_examples: int = Field(default=0, ge=0, description="Use only the first N queries (0 = all); for trials.")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import JsonDict
 
 from ragtune.errors import ConfigError
 from ragtune.llm.bundled import BUNDLED_SMOLLM2
@@ -19,6 +20,11 @@ METHODS: tuple[str, ...] = ("sft", "dpo", "kto", "orpo")
 
 class RecipeError(ConfigError):
     """A recipe file or override is invalid (names the file, the key and the fix)."""
+
+
+#: Marks a recipe field that holds a file or folder: a relative path written in a recipe file is relative to
+#: that file (so a recipe runs from any directory); one given with --set is relative to the working directory.
+RECIPE_PATH: JsonDict = {"recipe_path": True}
 
 
 class RecipeSection(BaseModel):
@@ -66,12 +72,14 @@ class LoraSection(RecipeSection):
 class DataSection(RecipeSection):
     """Where the examples come from and how they become token sequences."""
 
-    path: str = Field(default="", description="JSONL/JSON file of examples, or a LLaMA-Factory dataset_info.json.")
+    path: str = Field(default="", description="JSONL/JSON file of examples, or a LLaMA-Factory dataset_info.json.",
+                      json_schema_extra=RECIPE_PATH)
     format: Literal[
         "auto", "alpaca", "messages", "sharegpt", "text", "preference", "kto", "feedback", "llamafactory"
     ] = Field(default="auto", description="Row format; auto = detected from the first row's keys.")
     dataset: str = Field(default="", description="Which dataset of a dataset_info.json to use (format = llamafactory).")
-    eval_path: str = Field(default="", description="Held-out examples; unset = split eval_split off the training file.")
+    eval_path: str = Field(default="", description="Held-out examples; unset = split eval_split off the training file.",
+                           json_schema_extra=RECIPE_PATH)
     eval_split: float = Field(
         default=0.1, ge=0, lt=1, description="Fraction held out for eval loss and early stopping."
     )
@@ -117,7 +125,8 @@ class TrainSection(RecipeSection):
     distributed: Literal["none", "fsdp", "deepspeed"] = Field(
         default="none", description="Sharding across GPUs (run under accelerate launch); needs CUDA GPUs."
     )
-    deepspeed_config: str = Field(default="", description="DeepSpeed JSON config (distributed = deepspeed).")
+    deepspeed_config: str = Field(default="", description="DeepSpeed JSON config (distributed = deepspeed).",
+                                  json_schema_extra=RECIPE_PATH)
     fsdp: str = Field(
         default="full_shard auto_wrap", description="FSDP options passed to transformers (distributed = fsdp)."
     )
@@ -194,6 +203,8 @@ def read_recipe_data(
         except tomllib.TOMLDecodeError as exc:
             raise RecipeError(f"recipe {file}: not valid TOML ({exc}) — fix the syntax at that line") from exc
     _check_keys(data, root, "", source, root)
+    if path is not None:
+        _resolve_paths(data, root, Path(path).resolve().parent)
     for override in overrides or []:
         _apply_override(data, override, source, root)
     return data, source
@@ -239,6 +250,24 @@ def _check_keys(
             if not isinstance(value, dict):
                 raise RecipeError(f"recipe {source}: '{prefix}{key}' must be a [{prefix}{key}] table, got {value!r}")
             _check_keys(value, sub, f"{prefix}{key}.", source, root)
+
+
+def _resolve_paths(data: dict[str, Any], model: type[BaseModel], base: Path) -> None:
+    """Make the relative paths of a recipe file's path fields (see ``RECIPE_PATH``) relative to ``base``."""
+    for key, value in data.items():
+        info = model.model_fields[key]
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            _resolve_paths(value, sub, base)
+        elif isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("recipe_path"):
+            data[key] = [_under(base, v) for v in value] if isinstance(value, list) else _under(base, value)
+
+
+def _under(base: Path, value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
 
 
 def _apply_override(data: dict[str, Any], override: str, source: str, root: type[BaseModel] | None = None) -> None:

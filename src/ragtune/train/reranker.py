@@ -25,7 +25,7 @@ from ragtune.errors import ConfigError
 from ragtune.evaluate.beir import BeirDataset
 from ragtune.jsonl import write_jsonl
 from ragtune.train.negatives import TrainingPair, Triplet, mine_hard_negatives, read_pairs
-from ragtune.train.recipe import RecipeError, RecipeSection, read_recipe_data, validate_recipe
+from ragtune.train.recipe import RECIPE_PATH, RecipeError, RecipeSection, read_recipe_data, validate_recipe
 from ragtune.train.run import ENCODER_ADVICE, guarded, resumable_checkpoints, run_encoder_training, step_plan
 
 log = logging.getLogger(__name__)
@@ -46,13 +46,15 @@ class RerankerDataSection(RecipeSection):
     """Where the training pairs come from: exactly one of ``beir`` or ``pairs``, resolved in the knowledge base."""
 
     kb: str = Field(default="", description="Knowledge base whose retriever mines the negatives (unset: $RAGTUNE_KB "
-                    "or ./ragtune_kb); built from the BEIR corpus when it is empty.")
-    beir: str = Field(default="", description="A BEIR-layout directory: train on its qrels.")
+                    "or ./ragtune_kb); built from the BEIR corpus when it is empty.", json_schema_extra=RECIPE_PATH)
+    beir: str = Field(default="", description="A BEIR-layout directory: train on its qrels.",
+                      json_schema_extra=RECIPE_PATH)
     split: str = Field(default="train", description="BEIR qrels split to train on.")
     heldout: float = Field(default=0.2, ge=0, lt=1, description="Share of BEIR queries held out for evaluation "
                            "(their ids are saved in the output directory).")
     dev: float = Field(default=0.1, ge=0, lt=1, description="Share of queries used for early stopping.")
-    pairs: str = Field(default="", description='JSONL of {"query", "positive"} (or "chunk_id"/"document_id") pairs.')
+    pairs: str = Field(default="", description='JSONL of {"query", "positive"} (or "chunk_id"/"document_id") pairs.',
+                       json_schema_extra=RECIPE_PATH)
     negatives: int = Field(default=4, gt=0, description="Hard negatives used per query.")
 
 

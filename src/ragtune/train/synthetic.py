@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,14 +92,17 @@ def _norm(text: str) -> str:
 def synth_queries(
     kb: Any, *, per_chunk: int = 2, top_k: int = 5, mode: str = "hybrid", limit: int = 0, sample: int = 0,
     seed: int = 0, min_words: int = 3, max_tokens: int | None = None, batch_size: int = 16,
-    on_progress: ProgressFn | None = None,
+    on_progress: ProgressFn | None = None, chunks: Sequence[Hit] | None = None, deadline: float | None = None,
 ) -> tuple[list[SyntheticQuery], SynthReport]:
     """Questions for the KB's chunks (up to ``per_chunk`` each) that pass the round trip: the chunk is among the
     ``top_k`` hits of ``mode`` retrieval for the question. Uses ``kb.llm`` through ``kb.llm_client()`` (cached).
 
     ``limit`` takes the first N chunks; ``sample`` takes N chunks at random (``seed``) from the whole KB, which
     covers every part of a large collection at the same LLM cost. The LLM writes for ``batch_size`` chunks
-    at a time (batched on the local model); replies are cached, so an interrupted run resumes."""
+    at a time (batched on the local model); replies are cached, so an interrupted run resumes.
+
+    ``chunks`` gives the chunks to write for instead (in that order); with a ``deadline`` (a ``time.monotonic()``
+    value) no new batch starts after it, so a time budget bounds the LLM's work."""
     if per_chunk <= 0:
         raise ConfigError("per_chunk must be greater than 0.")
     if top_k <= 0:
@@ -108,14 +112,19 @@ def synth_queries(
     if batch_size <= 0:
         raise ConfigError(f"batch_size must be greater than 0, got {batch_size}.")
     client = kb.llm_client()
-    chunks = list(knowledge_base_chunks(kb, limit))
-    if sample and sample < len(chunks):
-        picked = sorted(random.Random(seed).sample(range(len(chunks)), sample))
-        chunks = [chunks[i] for i in picked]
+    if chunks is None:
+        chunks = list(knowledge_base_chunks(kb, limit))
+        if sample and sample < len(chunks):
+            picked = sorted(random.Random(seed).sample(range(len(chunks)), sample))
+            chunks = [chunks[i] for i in picked]
     report = SynthReport(chunks=len(chunks))
     seen: set[str] = set()
     kept: list[SyntheticQuery] = []
     for start in range(0, len(chunks), batch_size):
+        if deadline is not None and time.monotonic() > deadline:
+            log.info("synthetic queries: time budget used after %d of %d chunks", start, len(chunks))
+            report.chunks = start
+            break
         batch = chunks[start : start + batch_size]
         replies = client.generate_many([synth_prompt(c.text, per_chunk) for c in batch],
                                          max_tokens=max_tokens or 48 * per_chunk + 32, batch_size=batch_size)
