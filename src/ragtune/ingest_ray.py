@@ -92,7 +92,9 @@ class IngestWorker:
         self.chunker = chunker
         self.snapshot = ray.get(snapshot) if isinstance(snapshot, ray.ObjectRef) else snapshot
         s = self.settings
-        self.embedder = load_embedder(s.embedder, batch_size=s.embed_batch_size, num_threads=s.num_threads or 1)
+        # The KB's model, backend and precision (its recorded ones: see KnowledgeBase.open), so vectors match.
+        self.embedder = load_embedder(s.embedder, batch_size=s.embed_batch_size, num_threads=s.num_threads or 1,
+                                      backend=s.embed_backend, precision=s.embed_precision)
         self.name = f"{os.uname().nodename}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -246,7 +248,8 @@ def _start_ray(ray: Any, address: str, workers: int) -> None:
 def _load_embedder(settings: Settings) -> Any:
     from ragtune.embed import load_embedder
 
-    return load_embedder(settings.embedder, batch_size=settings.embed_batch_size, num_threads=settings.num_threads)
+    return load_embedder(settings.embedder, batch_size=settings.embed_batch_size, num_threads=settings.num_threads,
+                         backend=settings.embed_backend, precision=settings.embed_precision)
 
 
 def _merge(report: IngestReport, other: IngestReport) -> None:

@@ -132,7 +132,7 @@ class KnowledgeBase:
         return cls(store, settings, embedder)
 
     @staticmethod
-    def _recorded_encoding(store: LocalStore, settings: Settings, embedder: Embedder | None) -> Settings:
+    def _recorded_encoding(store: ChunkStore, settings: Settings, embedder: Embedder | None) -> Settings:
         """The settings with the precision and chunk context the KB's vectors were made with; asking for others
         is an error naming the fix (vectors of two encodings must not mix)."""
         path = store.directory

@@ -25,12 +25,15 @@ from ragtune.feedback import FeedbackStore
 from ragtune.settings import CONFIG_FILE, load_settings
 from ragtune.store.base import ChunkStore
 from ragtune.store.factory import StoreLocation, locate, open_store, parse_store, read_pointer, stored_embedder
-from ragtune.store.local import DB_FILE, DocumentRecord, DocumentUpdate
+from ragtune.store.local import CONTEXT_KEY, DB_FILE, PRECISION_KEY, DocumentRecord, DocumentUpdate
 
 log = logging.getLogger(__name__)
 
 #: (documents copied, documents in the source)
 MigrateProgress = Callable[[int, int], None]
+#: What a KB records about how its chunks were made (vector precision, chunk context): the copy must say the
+#: same, or its queries would be encoded and tokenised unlike its chunks.
+CARRIED_META = (PRECISION_KEY, CONTEXT_KEY)
 
 
 @dataclass
@@ -90,6 +93,10 @@ def migrate(
         dst = open_store(out, target, load_settings(out), embedder_name=src.embedder_name, dim=src.dim, create=True,
                          checkpoint=src.checkpoint)
         try:
+            for key in CARRIED_META:
+                value = src.get_meta(key)
+                if value is not None:
+                    dst.set_meta(key, value)
             bulk = getattr(dst, "bulk_load", None)
             # Into an empty Postgres KB, the vector index is built once at the end (several times faster).
             with bulk() if bulk is not None and not dst.count() else contextlib.nullcontext():
@@ -184,6 +191,9 @@ def _check(src: ChunkStore, dst: ChunkStore, report: MigrationReport, queries: i
         if copy is None or (copy.uri, copy.status, copy.chunk_count, copy.content_hash, copy.version) != (
                 record.uri, record.status, record.chunk_count, record.content_hash, record.version):
             report.problems.append(f"{record.uri}: differs in the copy")
+    for key in CARRIED_META:
+        if src.get_meta(key) != dst.get_meta(key):
+            report.problems.append(f"{key}: source {src.get_meta(key)!r}, copy {dst.get_meta(key)!r}")
     report.counts_match = not report.problems
     verify = dst.verify()
     report.problems.extend(f"copy: {p}" for p in verify["problems"])

@@ -51,7 +51,7 @@ def serve(
     """Serve knowledge bases over an OpenAI-compatible HTTP API with a web page at /."""
     import uvicorn
 
-    from ragtune.server import create_app, server_db_path
+    from ragtune.server import create_app
     from ragtune.settings import load_settings
     from ragtune.store.postgres import redact
 

@@ -52,6 +52,17 @@ class ChunkStore(Protocol):
     @property
     def checkpoint(self) -> str: ...
 
+    @property
+    def chunk_context(self) -> int:
+        """The context version the chunks were embedded and tokenised with (``types.CHUNK_CONTEXT_VERSION``)."""
+        ...
+
+    def get_meta(self, key: str) -> str | None:
+        """A value the KB records (how its chunks were encoded, say); None when absent."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
     # writes
     def apply(self, updates: Sequence[DocumentUpdate]) -> None: ...
 
@@ -75,6 +86,10 @@ class ChunkStore(Protocol):
 
     def get(self, ids: Sequence[int]) -> dict[int, Hit]: ...
 
+    def document_ids(self, ids: Sequence[int]) -> dict[int, str]:
+        """The document of each chunk id (ids gone are absent)."""
+        ...
+
     def vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]: ...
 
     def document_chunks(self, document_id: str) -> list[Hit]: ...
@@ -92,8 +107,19 @@ class ChunkStore(Protocol):
 
     def reembed(
         self, encode: EncodeFn, *, name: str, dim: int, checkpoint: str = "", batch_size: int = 256,
-        on_progress: StoreProgress | None = None,
-    ) -> dict[str, Any]: ...
+        on_progress: StoreProgress | None = None, precision: str | None = None, swap: bool = True,
+    ) -> dict[str, Any]:
+        """New vectors beside the live ones, batch by batch (resumable), then swapped in one step with the recorded
+        embedder; with ``swap`` False only staged (``staged_vectors``) until a call with the same target."""
+        ...
+
+    def staged_vectors(self) -> tuple[list[int], np.ndarray]:
+        """Chunk ids and the new vectors a re-embed in progress has computed so far."""
+        ...
+
+    def cancel_reembed(self) -> None:
+        """Drop a re-embed in progress; the live vectors were never touched."""
+        ...
 
     def save_indexes(self) -> None: ...
 

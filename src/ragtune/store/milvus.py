@@ -31,9 +31,10 @@ import numpy as np
 from ragtune.errors import ConfigError, StoreError
 from ragtune.store.base import FilterSpec, Ranking
 from ragtune.store.filters import compile_milvus, compile_predicate, validate_filter
-from ragtune.store.local import DocumentUpdate, LocalStore
+from ragtune.store.local import DocumentUpdate, LocalStore, chunk_tokens
 from ragtune.store.postgres import redact
 from ragtune.store.text import tokenize
+from ragtune.types import Chunk
 
 if TYPE_CHECKING:
     from ragtune.settings import Settings
@@ -331,10 +332,14 @@ class MilvusStore(LocalStore):
     def _rows(self, ids: Sequence[int]) -> list[tuple[int, np.ndarray, dict[str, Any], str]]:
         hits = self.get(ids)
         vectors = self.vectors([hit.chunk_id for hit in hits.values()])
+        context = self.chunk_context
         rows = []
         for chunk_id, hit in hits.items():
             meta = {k: v for k, v in hit.meta.model_dump().items() if v is not None}
-            text = bm25_text(tokenize(hit.text)) if self.target.sparse == "milvus" else ""
+            text = ""
+            if self.target.sparse == "milvus":  # the tokens the catalog's BM25 indexes, as ingest made them
+                chunk = Chunk(text=hit.text, start=0, end=len(hit.text), meta=hit.meta)
+                text = bm25_text(chunk_tokens(chunk, context))
             rows.append((chunk_id, vectors[hit.chunk_id], meta, text))
         return rows
 

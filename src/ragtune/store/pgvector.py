@@ -29,7 +29,7 @@ from ragtune.errors import EmbedderMismatchError, StoreError
 from ragtune.store.base import EncodeFn, FilterSpec, Ranking, StoreProgress
 from ragtune.store.bm25 import BM25Index
 from ragtune.store.filters import PgColumn, compile_postgres, validate_filter
-from ragtune.store.local import DocumentRecord, DocumentUpdate
+from ragtune.store.local import CONTEXT_KEY, PRECISION_KEY, DocumentRecord, DocumentUpdate
 from ragtune.store.postgres import SHARED_SCHEMA, ConnectionPool, kb_schema, lock_key, pool_for, redact
 from ragtune.store.text import tokenize
 from ragtune.types import ChunkMeta, Hit, embedding_text
@@ -297,6 +297,11 @@ class PostgresStore:
     def checkpoint(self) -> str:
         return self.get_meta(_CHECKPOINT) or ""
 
+    @property
+    def chunk_context(self) -> int:
+        """The context version the chunks were embedded and tokenised with (``types.CHUNK_CONTEXT_VERSION``)."""
+        return int(self.get_meta(CONTEXT_KEY) or 0)
+
     # ------------------------------------------------------------------ writes
 
     def apply(self, updates: Sequence[DocumentUpdate]) -> None:
@@ -561,6 +566,14 @@ class PostgresStore:
             out[cid] = Hit(chunk_id=uid, document_id=doc_id, source=uri, text=text, score=0.0, meta=chunk_meta)
         return out
 
+    def document_ids(self, ids: Sequence[int]) -> dict[int, str]:
+        """The document of each chunk id (ids that no longer exist are absent)."""
+        if not len(ids):
+            return {}
+        with self._read() as conn:
+            return dict(conn.execute(self._q("SELECT id, document_id FROM {s}.chunks WHERE id = ANY(%s)"),
+                                     ([int(i) for i in ids],)).fetchall())
+
     def vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors by chunk id (``Hit.chunk_id``); ids that no longer exist are absent."""
         if not len(chunk_ids):
@@ -703,16 +716,20 @@ class PostgresStore:
 
     def reembed(
         self, encode: EncodeFn, *, name: str, dim: int, checkpoint: str = "", batch_size: int = 256,
-        on_progress: StoreProgress | None = None,
+        on_progress: StoreProgress | None = None, precision: str | None = None, swap: bool = True,
     ) -> dict[str, Any]:
         """Switch every chunk to vectors from another embedder, as the embedded store does: new vectors are
         committed batch by batch beside the live ones (a crash costs one batch; a re-run with the same target
-        resumes), then one transaction swaps them in, with the recorded embedder, and rebuilds the HNSW index."""
+        resumes), then one transaction swaps them in, with the recorded embedder (and ``precision``), and rebuilds
+        the HNSW index. With ``swap`` False they are only staged (``staged_vectors``; ``cancel_reembed`` drops
+        them) and a later call with the same target swaps them without encoding again."""
         if batch_size <= 0:
             raise StoreError("batch_size must be greater than 0.")
         if dim <= 0:
             raise StoreError("dim must be greater than 0.")
-        target = {"embedder": name, "dim": dim, "checkpoint": checkpoint}
+        target: dict[str, Any] = {"embedder": name, "dim": dim, "checkpoint": checkpoint}
+        if precision is not None:
+            target["precision"] = precision
         started = time.perf_counter()
         pending = self.reembed_pending()
         resumed = pending is not None and {k: pending.get(k) for k in target} == target
@@ -724,6 +741,12 @@ class PostgresStore:
                                  " WHERE c.id = r.chunk_id)"))
             reused = _row(conn, self._q("SELECT count(*) FROM {s}.reembed_vectors"))[0]
         encoded = self._reembed_batches(encode, dim, batch_size, on_progress)
+        if not swap:
+            with self._read() as conn:
+                staged = _row(conn, self._q("SELECT count(*) FROM {s}.reembed_vectors"))[0]
+            return {"embedder": name, "dim": dim, "checkpoint": checkpoint, "precision": precision,
+                    "staged": int(staged), "resumed": resumed, "reused_vectors": int(reused),
+                    "encoded_vectors": encoded, "seconds": round(time.perf_counter() - started, 2)}
         with self._write() as conn:
             encoded += self._reembed_rest(conn, encode, dim, batch_size)
             conn.execute(self._q("DROP INDEX IF EXISTS {s}.chunks_embedding"))
@@ -735,14 +758,31 @@ class PostgresStore:
             self._create_vector_index(conn)
             for key, value in (("embedder", name), ("dim", str(dim)), (_CHECKPOINT, checkpoint)):
                 self._set_meta(conn, key, value)
+            if precision is not None:
+                self._set_meta(conn, PRECISION_KEY, precision)
             conn.execute(self._q("DELETE FROM {s}.meta WHERE key = %s"), (_REEMBED_TARGET,))
             conn.execute(self._q("TRUNCATE {s}.reembed_vectors"))
         self.embedder_name, self.dim = name, dim
         log.info("re-embedded %d chunks with %s (%d reused) in %.1fs", swapped, name, reused,
                  time.perf_counter() - started)
-        return {"embedder": name, "dim": dim, "checkpoint": checkpoint, "chunks": swapped, "resumed": resumed,
-                "reused_vectors": int(reused), "encoded_vectors": encoded,
+        return {"embedder": name, "dim": dim, "checkpoint": checkpoint, "precision": precision, "chunks": swapped,
+                "resumed": resumed, "reused_vectors": int(reused), "encoded_vectors": encoded,
                 "seconds": round(time.perf_counter() - started, 2)}
+
+    def staged_vectors(self) -> tuple[list[int], np.ndarray]:
+        """Chunk ids and the new vectors a re-embed in progress has computed so far (none: empty)."""
+        with self._read() as conn, conn.cursor(binary=True) as cur:
+            cur.execute(self._q("SELECT chunk_id, embedding FROM {s}.reembed_vectors ORDER BY chunk_id"))
+            rows = cur.fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return [int(r[0]) for r in rows], np.stack([r[1] for r in rows])
+
+    def cancel_reembed(self) -> None:
+        """Drop a re-embed in progress (its staged vectors and target); the live vectors were never touched."""
+        with self._write() as conn:
+            conn.execute(self._q("TRUNCATE {s}.reembed_vectors"))
+            conn.execute(self._q("DELETE FROM {s}.meta WHERE key = %s"), (_REEMBED_TARGET,))
 
     def _missing_batch(self, conn: psycopg.Connection[Any], last: int, batch_size: int) -> list[Any]:
         return conn.execute(self._q(
@@ -751,7 +791,8 @@ class PostgresStore:
             (last, batch_size)).fetchall()
 
     def _encode_batch(self, conn: psycopg.Connection[Any], rows: list[Any], encode: EncodeFn, dim: int) -> None:
-        texts = [embedding_text(text, ChunkMeta(**meta)) for _, text, meta in rows]
+        context = self.chunk_context
+        texts = [embedding_text(text, ChunkMeta(**meta), context) for _, text, meta in rows]
         vectors = np.ascontiguousarray(encode(texts), dtype=np.float32)
         if vectors.shape != (len(rows), dim):
             raise EmbedderMismatchError(
