@@ -14,7 +14,7 @@ import pytest
 from ragtune.errors import ConfigError
 from ragtune.llm import LocalLLM
 
-PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed")
+PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", "repetition_penalty", "no_repeat_ngram_size")
 
 
 class _Server(ThreadingHTTPServer):

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from ragtune.errors import ConfigError, StoreError
+from ragtune.guard.pii import redact_value
 from ragtune.store.factory import read_pointer
 from ragtune.store.local import DB_FILE
-from ragtune.store.postgres import Database, PostgresDatabase, SqliteDatabase, kb_schema
+from ragtune.store.postgres import Database, PostgresDatabase, SqliteDatabase, ensure_columns, kb_schema
 from ragtune.types import Answer
 
 Rating = Literal["up", "down"]
@@ -42,7 +43,10 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS feedback_answer ON feedback (answer_id)",
 )
 # Columns added after the first release, with their definitions: added in place to older knowledge bases.
-_ADDED_COLUMNS = {"answers": {"cited": "TEXT NOT NULL DEFAULT '[]'"}}
+# ``documents``: the document ids of the answer's sources (NULL for answers recorded before it existed).
+_ADDED_COLUMNS = {"answers": {"cited": "TEXT NOT NULL DEFAULT '[]'", "documents": "TEXT"}}
+#: Decides whether an exported record may be shown, from its sources' document ids (None: not recorded).
+Visible = Callable[[list[str] | None], bool]
 
 
 def _postgres(statement: str) -> str:
@@ -76,6 +80,10 @@ class FeedbackRecord:
     corrected_answer: str | None = None
     comment: str | None = None
     created_at: str = ""
+    #: The document ids of ``contexts`` (None for answers recorded before ragtune kept them).
+    documents: list[str] | None = None
+    #: The rating's row id: increasing, so a reader can take only the ratings given after one it has seen.
+    id: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The exported JSONL line: optional fields appear only when given."""
@@ -100,12 +108,8 @@ class FeedbackStore:
         with self._db.transaction() as tx:
             for statement in _SCHEMA:
                 tx.execute(_postgres(statement) if postgres else statement)
-            for table, columns in _ADDED_COLUMNS.items():
-                for column, definition in columns.items():
-                    if postgres:
-                        tx.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}")
-                    elif column not in {row[1] for row in tx.execute(f"PRAGMA table_info({table})")}:
-                        tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        for table, columns in _ADDED_COLUMNS.items():
+            ensure_columns(self._db, table, columns)
 
     def close(self) -> None:
         self._db.close()
@@ -122,13 +126,15 @@ class FeedbackStore:
         contexts = [hit.text for hit in answer.sources]
         cited = [{"number": c.number, "chunk_id": c.chunk_id} for c in answer.citations
                  if 1 <= c.number <= len(contexts)]
+        documents = [hit.document_id for hit in answer.sources]
         self._db.execute(
-            "INSERT INTO answers (id, question, answer, refused, model, contexts, created_at, cited)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET question = excluded.question,"
+            "INSERT INTO answers (id, question, answer, refused, model, contexts, created_at, cited, documents)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET question = excluded.question,"
             " answer = excluded.answer, refused = excluded.refused, model = excluded.model,"
-            " contexts = excluded.contexts, created_at = excluded.created_at, cited = excluded.cited",
+            " contexts = excluded.contexts, created_at = excluded.created_at, cited = excluded.cited,"
+            " documents = excluded.documents",
             (answer.id, answer.question, answer.answer, int(answer.refused), answer.model,
-             json.dumps(contexts, ensure_ascii=False), time.time(), json.dumps(cited)),
+             json.dumps(contexts, ensure_ascii=False), time.time(), json.dumps(cited), json.dumps(documents)),
         )
 
     def has_answer(self, answer_id: str) -> bool:
@@ -150,11 +156,12 @@ class FeedbackStore:
             )
         return int(rows[0]["id"])
 
-    def records(self) -> Iterator[FeedbackRecord]:
-        """Every rating with its answer, oldest first."""
+    def records(self, *, after: int = 0) -> Iterator[FeedbackRecord]:
+        """Every rating with its answer, oldest first (``after``: only ratings with a larger id)."""
         rows = self._db.execute(
             "SELECT f.answer_id, a.question, a.answer, f.rating, a.contexts, a.cited, f.corrected_answer,"
-            " f.comment, f.created_at FROM feedback f JOIN answers a ON a.id = f.answer_id ORDER BY f.id"
+            " f.comment, f.created_at, a.documents, f.id FROM feedback f JOIN answers a ON a.id = f.answer_id"
+            " WHERE f.id > ? ORDER BY f.id", (after,)
         )
         for row in rows:
             yield FeedbackRecord(
@@ -162,6 +169,8 @@ class FeedbackStore:
                 contexts=json.loads(row["contexts"]), cited=json.loads(row["cited"]),
                 corrected_answer=row["corrected_answer"], comment=row["comment"],
                 created_at=datetime.fromtimestamp(row["created_at"], UTC).isoformat(timespec="seconds"),
+                documents=json.loads(row["documents"]) if row["documents"] is not None else None,
+                id=int(row["id"]),
             )
 
     def rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -173,12 +182,13 @@ class FeedbackStore:
     def add_rows(self, answers: list[dict[str, Any]], ratings: list[dict[str, Any]]) -> int:
         """Store answers and ratings taken from another KB (``rows``); answers already here are kept, and so are
         ratings equal to one here (so a copy can be re-run). Returns the number of ratings added."""
-        columns = ("id", "question", "answer", "refused", "model", "contexts", "created_at", "cited")
+        columns = ("id", "question", "answer", "refused", "model", "contexts", "created_at", "cited", "documents")
         added = 0
         with self._db.transaction() as tx:
             for row in answers:
+                # ``documents`` is absent from rows read before the column existed (NULL: not recorded).
                 tx.execute(f"INSERT INTO answers ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-                           " ON CONFLICT (id) DO NOTHING", [row[c] for c in columns])
+                           " ON CONFLICT (id) DO NOTHING", [row.get(c) for c in columns])
             for row in ratings:
                 values = (row["answer_id"], row["rating"], row["corrected_answer"], row["comment"], row["created_at"])
                 if tx.execute("SELECT 1 FROM feedback WHERE answer_id = ? AND rating = ? AND created_at = ?",
@@ -195,21 +205,39 @@ class FeedbackStore:
         return {rating: int(rows.get(rating, 0)) for rating in RATINGS}
 
 
-def export_feedback(kb_dir: str | Path, out: str | Path) -> int:
-    """Write every rating of the knowledge base at ``kb_dir`` as JSONL to ``out``; returns the number of lines."""
+def feedback_rows(
+    kb_dir: str | Path, *, visible: Visible | None = None, redact: bool = True
+) -> Iterator[tuple[FeedbackRecord, dict[str, Any]]]:
+    """Each rating as its exported JSON line, oldest first: only records ``visible`` allows (from their sources'
+    document ids), with personal data redacted unless ``redact`` is False."""
+    with FeedbackStore(kb_dir) as store:
+        records = list(store.records())
+    for record in records:
+        if visible is not None and not visible(record.documents):
+            continue
+        line = record.to_json()
+        yield record, (redact_value(line) if redact else line)
+
+
+def export_feedback(
+    kb_dir: str | Path, out: str | Path, *, visible: Visible | None = None, redact: bool = True
+) -> int:
+    """Write the ratings of the knowledge base at ``kb_dir`` as JSONL to ``out`` (personal data redacted unless
+    ``redact`` is False; only records ``visible`` allows); returns the number of lines."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with FeedbackStore(kb_dir) as store, out.open("w", encoding="utf-8") as f:
-        for record in store.records():
-            f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+    with out.open("w", encoding="utf-8") as f:
+        for _, line in feedback_rows(kb_dir, visible=visible, redact=redact):
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
             count += 1
     return count
 
 
-def feedback_pairs(kb_dir: str | Path) -> list[dict[str, Any]]:
+def feedback_pairs(kb_dir: str | Path, *, redact: bool = True) -> list[dict[str, Any]]:
     """Retrieval training pairs from 👍 answers: the question with each source the answer cited (text and chunk
-    id, so mined negatives never include it). An answer's latest rating counts; one rated 👎 last gives none."""
+    id, so mined negatives never include it), personal data redacted unless ``redact`` is False. An answer's
+    latest rating counts; one rated 👎 last gives none."""
     latest: dict[str, FeedbackRecord] = {}
     with FeedbackStore(kb_dir) as store:
         for record in store.records():
@@ -224,6 +252,9 @@ def feedback_pairs(kb_dir: str | Path) -> list[dict[str, Any]]:
             if key in seen:
                 continue
             seen.add(key)
-            pairs.append({"query": record.question, "positive": record.contexts[source["number"] - 1],
-                          "chunk_id": source["chunk_id"], "query_id": record.answer_id, "source": "feedback"})
+            pair = {"query": record.question, "positive": record.contexts[source["number"] - 1],
+                    "chunk_id": source["chunk_id"], "query_id": record.answer_id, "source": "feedback"}
+            if redact:
+                pair.update(query=redact_value(pair["query"]), positive=redact_value(pair["positive"]))
+            pairs.append(pair)
     return pairs

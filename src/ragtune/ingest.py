@@ -18,6 +18,9 @@ from ragtune.chunk import chunker_name_for, make_chunker
 from ragtune.chunk.base import Chunker
 from ragtune.embed import Embedder
 from ragtune.errors import ParseError
+from ragtune.guard.acl import FolderRules, parse_groups
+from ragtune.guard.injection import InjectionScanner
+from ragtune.guard.pii import pii_kinds, redact_document
 from ragtune.parse import ParseOptions, parse, source_type_for, supported_extensions
 from ragtune.settings import Settings
 from ragtune.store.base import ChunkStore
@@ -95,6 +98,7 @@ class _Item:
     document: Document | None = None
     chunks: list[Chunk] = field(default_factory=list)
     tokens: list[list[str]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     unchanged: bool = False
 
@@ -104,7 +108,8 @@ class Ingestor:
     are replaced atomically, identical files are recorded once, and failures never touch stored data."""
 
     def __init__(
-        self, store: ChunkStore, embedder: Embedder, settings: Settings, *, chunker: str | None = None
+        self, store: ChunkStore, embedder: Embedder, settings: Settings, *, chunker: str | None = None,
+        acl: Iterable[str] | str | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -117,6 +122,10 @@ class Ingestor:
         self._chunkers: dict[str, Chunker] = {}
         # Every parser option is a setting of the same name.
         self._parse_options = ParseOptions(**{f.name: getattr(settings, f.name) for f in fields(ParseOptions)})
+        # Access groups: given for the whole run (--acl), else by the settings' folder rules, else kept as stored.
+        self._acl = parse_groups(acl)
+        self._rules = FolderRules.from_settings(settings.acl_rules)
+        self._scanner = InjectionScanner(settings.injection_threshold) if settings.injection != "off" else None
 
     # ------------------------------------------------------------------ public
 
@@ -248,6 +257,8 @@ class Ingestor:
                                    chunk_overlap=self.settings.chunk_overlap, counter=self._counter,
                                    embedder=self.embedder)
             self._chunkers[name] = chunker
+        if self.settings.pii == "redact":
+            doc = redact_document(doc)
         item.record.source_type = doc.source_type
         item.record.title = doc.title
         item.record.metadata = {
@@ -258,8 +269,49 @@ class Ingestor:
         item.chunks = chunker.split(doc)
         for chunk in item.chunks:
             chunk.meta.document_title = doc.title
+        self._guard(item)
         item.tokens = [chunk_tokens(c, self.context) for c in item.chunks]
+        # Store extensions (the knowledge graph) do their per-chunk work here, beside parsing, not in the commit.
+        for extension in getattr(self.store, "extensions", ()):  # only the embedded store has extensions
+            item.extras[extension.name] = extension.prepare(item.chunks)
         return item
+
+    def _groups_for(self, uri: str) -> list[str] | None:
+        return self._acl if self._acl is not None else self._rules.groups_for(uri)
+
+    def _guard(self, item: _Item) -> None:
+        """Access groups, injection flags and personal-data kinds on each chunk, with their totals on the record."""
+        groups = self._groups_for(item.uri)
+        if groups is None:
+            existing = self.store.document(item.record.id)
+            groups = existing.metadata.get("acl") if existing is not None else None
+        metadata = item.record.metadata
+        if groups:
+            metadata["acl"] = groups
+        found_pii: set[str] = set()
+        verdicts = self._scanner.scan_many([c.text for c in item.chunks]) if self._scanner is not None else []
+        for n, chunk in enumerate(item.chunks):
+            chunk.meta.acl = list(groups) if groups else None
+            if verdicts and verdicts[n].flagged:
+                chunk.meta.injection = verdicts[n].reason
+            if self.settings.pii == "flag":
+                chunk.meta.pii = pii_kinds(chunk.text) or None
+                found_pii.update(chunk.meta.pii or ())
+        flagged = sum(1 for v in verdicts if v.flagged)
+        if flagged:
+            metadata["injection_flagged"] = flagged
+        if found_pii:
+            metadata["pii"] = sorted(found_pii)
+
+    def _regroup(self, item: _Item) -> None:
+        """An unchanged file ingested with other access groups than it has: change them in place."""
+        groups = self._groups_for(item.uri)
+        if groups is None:
+            return
+        existing = self.store.document(item.record.id)
+        if existing is not None and existing.metadata.get("acl") != groups:
+            self.store.update_meta(item.record.id, {"acl": groups})
+            log.info("%s: access groups set to %s", item.uri, ", ".join(groups))
 
     # ------------------------------------------------------------------ consuming work
 
@@ -303,6 +355,7 @@ class Ingestor:
                     raise item
                 done += 1
                 if item.unchanged:
+                    self._regroup(item)
                     report.unchanged.append(item.uri)
                 else:
                     self._classify(item, pending_hashes, changing)
@@ -356,7 +409,8 @@ class Ingestor:
                 updates.append(DocumentUpdate(item.record))
                 continue
             n = len(item.chunks) if item in embeddable else 0
-            updates.append(DocumentUpdate(item.record, item.chunks, vectors[offset : offset + n], item.tokens))
+            updates.append(DocumentUpdate(item.record, item.chunks, vectors[offset : offset + n], item.tokens,
+                                          item.extras))
             offset += n
         self.store.apply(updates)
         report.stages["store"] += time.perf_counter() - t

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import ConfigError
+from ragtune.guard.acl import parse_groups
 from ragtune.ingest import Ingestor, IngestReport, Progress, document_id
 from ragtune.settings import Settings
 from ragtune.store.base import ChunkStore
@@ -51,8 +52,9 @@ class CaptureStore:
     def __init__(self, snapshot: CatalogSnapshot) -> None:
         self.snapshot = snapshot
         self.chunk_context = snapshot.chunk_context
-        self.extensions: list[Any] = []
         self.updates: list[DocumentUpdate] = []
+        #: Access groups to set on unchanged documents (``Ingestor`` regroups them in place).
+        self.regroups: list[tuple[str, dict[str, Any]]] = []
 
     def document(self, doc_id: str) -> DocumentRecord | None:
         return self.snapshot.records.get(doc_id)
@@ -66,6 +68,10 @@ class CaptureStore:
             update.chunk_tokens()  # computed here, on the worker
         self.updates.extend(updates)
 
+    def update_meta(self, document_id: str, values: dict[str, Any]) -> bool:
+        self.regroups.append((document_id, values))
+        return document_id in self.snapshot.records
+
     def save_indexes(self) -> None:
         """Nothing to save: the driver stores what was captured."""
 
@@ -76,6 +82,7 @@ class WorkerResult:
 
     updates: list[DocumentUpdate] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    regroups: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     seconds: float = 0.0
     worker: str = ""
 
@@ -83,13 +90,15 @@ class WorkerResult:
 class IngestWorker:
     """A Ray Data actor: loads the embedder once, then ingests batches of files into a ``CaptureStore``."""
 
-    def __init__(self, settings: dict[str, Any], chunker: str | None, snapshot: Any) -> None:
+    def __init__(self, settings: dict[str, Any], chunker: str | None, snapshot: Any,
+                 acl: list[str] | None = None) -> None:
         import ray
 
         from ragtune.embed import load_embedder
 
         self.settings = Settings.model_validate(settings)
         self.chunker = chunker
+        self.acl = acl
         self.snapshot = ray.get(snapshot) if isinstance(snapshot, ray.ObjectRef) else snapshot
         s = self.settings
         # The KB's model, backend and precision (its recorded ones: see KnowledgeBase.open), so vectors match.
@@ -100,21 +109,24 @@ class IngestWorker:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         started = time.perf_counter()
         store = CaptureStore(self.snapshot)
-        ingestor = Ingestor(store, self.embedder, self.settings, chunker=self.chunker)  # type: ignore[arg-type]
+        ingestor = Ingestor(store, self.embedder, self.settings, chunker=self.chunker,  # type: ignore[arg-type]
+                            acl=self.acl)
         paths = [Path(p) for p in batch["path"]]
         report = ingestor.ingest(paths)
-        result = WorkerResult(store.updates, report.unchanged, time.perf_counter() - started, self.name)
+        result = WorkerResult(store.updates, report.unchanged, store.regroups, time.perf_counter() - started,
+                              self.name)
         return {"result": np.array([pickle.dumps(result)], dtype=object)}
 
 
 def ray_ingest(
     store: ChunkStore, settings: Settings, paths: Iterable[str | Path], *, address: str = "local", workers: int = 2,
     sync: bool = False, chunker: str | None = None, on_progress: Callable[[Progress], None] | None = None,
-    files_per_task: int = FILES_PER_TASK,
+    files_per_task: int = FILES_PER_TASK, acl: str | Iterable[str] | None = None,
 ) -> tuple[IngestReport, dict[str, dict[str, float]]]:
     """Ingest files on a Ray cluster (``address``: 'local' starts one with ``workers`` CPUs, 'auto' joins a
-    running one, 'ray://host:10001' connects to a remote one) into ``store``. Returns the report a local ingest
-    would give, and per worker the files, chunks, busy seconds and chunks per second it did."""
+    running one, 'ray://host:10001' connects to a remote one) into ``store``; ``acl``: the access groups of every
+    file, as for a local ingest. Returns the report a local ingest would give, and per worker the files, chunks,
+    busy seconds and chunks per second it did."""
     try:
         import ray
         import ray.data
@@ -125,7 +137,8 @@ def ray_ingest(
     started = time.perf_counter()
     report = IngestReport()
     roots = [Path(p) for p in paths]
-    planner = Ingestor(store, _NoEmbedder(), settings, chunker=chunker)  # type: ignore[arg-type]
+    groups = parse_groups(acl)
+    planner = Ingestor(store, _NoEmbedder(), settings, chunker=chunker, acl=groups)  # type: ignore[arg-type]
     files, missing = planner.discover(roots, report)
     snapshot = _snapshot(store, [uri for uri, _ in files])
     _start_ray(ray, address, workers)
@@ -138,7 +151,8 @@ def ray_ingest(
                                   override_num_blocks=max(1, min(len(files), workers * 4)))
     results = dataset.map_batches(
         IngestWorker, batch_size=files_per_task, concurrency=workers, num_cpus=1,
-        fn_constructor_kwargs={"settings": worker_settings, "chunker": chunker, "snapshot": ray.put(snapshot)},
+        fn_constructor_kwargs={"settings": worker_settings, "chunker": chunker, "snapshot": ray.put(snapshot),
+                               "acl": groups},
     )
     applier = _Applier(store, snapshot, report)
     per_worker: dict[str, dict[str, float]] = {}
@@ -156,7 +170,7 @@ def ray_ingest(
     if applier.stale:
         # A file matched content that changed earlier in this run: ingest it again here, now the store is current.
         log.info("re-ingesting %d file(s) whose duplicate check was overtaken by the run", len(applier.stale))
-        again = Ingestor(store, _load_embedder(settings), settings, chunker=chunker).ingest(applier.stale)
+        again = Ingestor(store, _load_embedder(settings), settings, chunker=chunker, acl=groups).ingest(applier.stale)
         _merge(report, again)
     if sync:
         report.deleted = planner.sync(roots, {uri for uri, _ in files})
@@ -181,6 +195,8 @@ class _Applier:
     def apply(self, result: WorkerResult) -> None:
         report = self.report
         report.unchanged.extend(result.unchanged)
+        for doc_id, values in result.regroups:
+            self.store.update_meta(doc_id, values)
         pending: dict[str, str] = {}
         changing: set[str] = set()
         updates = []

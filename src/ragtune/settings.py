@@ -18,6 +18,9 @@ from ragtune.errors import ConfigError
 
 CONFIG_FILE = "ragtune.toml"
 DEFAULT_KB = "ragtune_kb"
+#: The settings ``ragtune loop`` promotes (reranker, LLM adapter, demonstrations, refusal threshold), inside the KB
+#: folder: above the KB's ragtune.toml, below RAGTUNE_* and flags. Written only by atomic renames.
+CHAMPION_FILE = Path("loop") / "serving.toml"
 #: The LLM backends (llm/factory.py builds them).
 LLMBackend = Literal["local", "openai", "llamacpp"]
 
@@ -113,6 +116,25 @@ class Settings(BaseSettings):
         "existing KB reopens where its folder says it lives."
     )
 
+    # knowledge graph and routing (see README: entities without an LLM, graph retrieval, mode auto)
+    graph: bool = Field(
+        False, description="Build a chunk–entity graph (spaCy for English, jieba for Chinese, no LLM) and keep it in "
+        "step with the documents; needed by --mode graph (a KB with a graph keeps it even when this is off). Local "
+        "and Milvus stores only (the graph lives in the KB folder's SQLite)."
+    )
+    graph_weight: float = Field(
+        0.5, ge=0, description="RRF weight of the graph walk's ranking (modes graph, auto); at 1 it cost single-hop "
+        "recall on LiHua-World, at 0.5 the two-hop fixture still finds every second hop (see README)."
+    )
+    graph_ner: bool = Field(
+        False, description="Also run spaCy's named-entity recogniser on English text (typed names: person, org, "
+        "place); 2.5x the extraction time. Changing it calls for 'ragtune graph build --rebuild'."
+    )
+    decompose: Literal["rules", "llm"] = Field(
+        "rules", description="How mode auto splits a two-part question: by rule ('Did A before B?'), or by asking "
+        "the LLM first and falling back to the rules when its sub-questions are unusable."
+    )
+
     # dense index
     hnsw_m: int = Field(32, gt=1, description="HNSW graph degree.")
     hnsw_ef_construction: int = Field(200, gt=0, description="HNSW build-time candidate list size.")
@@ -142,10 +164,33 @@ class Settings(BaseSettings):
         "per embedder)."
     )
     min_citation_support: float = Field(
-        0.5, ge=0, le=1, description="Share of a cited sentence's terms its source must contain."
+        0.6, gt=0, le=1, description="Support score (0–1) the claim judge must give a sentence of the answer for it "
+        "to be kept (weighted share of its terms in one passage; numbers, names and units must be stated there)."
+    )
+    answer_mode: Literal["auto", "generative", "extractive"] = Field(
+        "auto", description="'generative': the model's answer, every sentence verified; 'extractive': the best "
+        "supporting passage quoted, no model call; 'auto': generative, quoting the sources when nothing the model "
+        "wrote survives verification (and for languages the model does not write)."
+    )
+    answer_stream: Literal["sentences", "buffer"] = Field(
+        "sentences", description="Streaming: 'sentences' sends each sentence once verified, 'buffer' sends the "
+        "verified answer at the end; neither ever shows text verification rejects."
+    )
+    repetition_penalty: float | None = Field(
+        None, gt=0, description="Penalty on repeating generated tokens (1 = off, the default; sent to servers only "
+        "when set)."
+    )
+    no_repeat_ngram_size: int | None = Field(
+        None, ge=0, description="Never generate the same n tokens twice (0 = off; default 8 for in-process models, "
+        "off for servers)."
     )
     system_prompt_en: str | None = Field(None, description="Replaces the English system prompt ({refusal} is filled).")
     system_prompt_zh: str | None = Field(None, description="Replaces the Chinese system prompt ({refusal} is filled).")
+    demonstrations: str | None = Field(
+        None, description="JSONL of rated answers shown to the model as worked examples before a question like "
+        "theirs (written and promoted by 'ragtune loop'; see docs/loop.md)."
+    )
+    demonstrations_k: int = Field(2, ge=1, le=8, description="Worked examples given with a question at most.")
 
     # ingestion
     max_file_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Files larger than this are refused.")
@@ -165,6 +210,35 @@ class Settings(BaseSettings):
                                          "inflate to.")
     max_archive_ratio: float = Field(200.0, gt=1, description="Highest compression ratio a large member may have.")
     max_archive_members: int = Field(20_000, gt=0, description="Most members such a file may hold.")
+
+    # trust (guard/; see docs/trust.md)
+    acl_default: list[str] = Field(
+        default_factory=lambda: ["all"], description="Access groups of documents that have none of their own "
+        "('*': everyone). Read at query time: changing it needs no re-ingest."
+    )
+    acl_rules: dict[str, list[str]] = Field(
+        default_factory=dict, description="Access groups by path pattern, e.g. [acl_rules] \"hr/*\" = [\"hr\"]; "
+        "a pattern matches the end of a file's path, the last matching rule wins, --acl overrides them."
+    )
+    pii: Literal["off", "flag", "redact"] = Field(
+        "off", description="Personal data at ingest: 'flag' marks chunks that hold some (e-mail, phone, IBAN, card, "
+        "ID numbers, addresses), 'redact' replaces it with [EMAIL], [PHONE], ... before chunking."
+    )
+    injection: Literal["off", "flag", "exclude"] = Field(
+        "flag", description="Scan chunks at ingest for instructions aimed at the model: 'flag' marks them (kept, "
+        "shown by 'kb docs', fenced as data in prompts), 'exclude' also keeps them out of retrieval."
+    )
+    injection_threshold: float = Field(
+        0.8, gt=0, lt=1, description="Classifier probability above which a chunk counts as an injection attempt "
+        "on its own (0.5 is enough together with a weaker rule)."
+    )
+    audit: bool = Field(True, description="Record every search, answer and export in the KB's audit log.")
+    audit_retention_days: float = Field(
+        365, ge=0, description="Days audit entries are kept (0: forever); older ones are removed when the log opens."
+    )
+    audit_redact_questions: bool = Field(
+        False, description="Store questions in the audit log with personal data replaced by [EMAIL], [PHONE], ..."
+    )
 
     # serving (ragtune serve; see docs/server.md)
     server_host: str = Field("127.0.0.1", description="Address `ragtune serve` listens on.")
@@ -222,14 +296,15 @@ _toml_files = _TomlFiles()
 
 
 def load_settings(kb_dir: Path | None = None, **overrides: Any) -> Settings:
-    """Resolve settings for a knowledge base: ./ragtune.toml < KB/ragtune.toml < RAGTUNE_* < overrides.
+    """Resolve settings for a knowledge base: ./ragtune.toml < KB/ragtune.toml < KB/loop/serving.toml (what
+    ``ragtune loop`` promoted) < RAGTUNE_* < overrides.
 
     Overrides that are None are ignored, so CLI flags left unset fall through to the lower layers.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     paths = [Path.cwd() / CONFIG_FILE]
     if kb_dir is not None:
-        paths.append(Path(kb_dir) / CONFIG_FILE)
+        paths += [Path(kb_dir) / CONFIG_FILE, Path(kb_dir) / CHAMPION_FILE]
     _toml_files.paths = paths
     try:
         return Settings(**given)

@@ -105,6 +105,11 @@ class ChunkMeta(BaseModel):
     signature: str | None = None
     docstring: str | None = None
     parent_symbol: str | None = None
+    #: Trust (guard/): the document's access groups (None: the knowledge base's ``acl_default``), why the
+    #: injection scanner flagged the chunk (None: not flagged), and the kinds of personal data found in it.
+    acl: list[str] | None = None
+    injection: str | None = None
+    pii: list[str] | None = None
 
 
 class Chunk(BaseModel):
@@ -161,6 +166,9 @@ class Hit(BaseModel):
     score: float
     meta: ChunkMeta
     scores: dict[str, float] = Field(default_factory=dict)
+    #: Graph retrieval: the steps from the question to this chunk ("question: Ada Park", "chunk UID",
+    #: "entity: Lumen"); empty when the graph walk did not find it.
+    path: list[str] = Field(default_factory=list)
 
 
 class Citation(BaseModel):
@@ -175,6 +183,8 @@ class Citation(BaseModel):
     snippet: str = ""
     support: float = 0.0  # how well the citing sentences are backed by the source (0–1)
     added: bool = False  # True when ragtune attributed an uncited, supported sentence to this source
+    quote: str = ""  # the passage of the source that backs the citing sentence
+    sections: list[str] = Field(default_factory=list)  # the document's sections the source numbers
 
 
 class RemovedCitation(BaseModel):
@@ -183,6 +193,29 @@ class RemovedCitation(BaseModel):
     number: int
     sentence: str
     reason: str
+
+
+class RemovedClaim(BaseModel):
+    """A sentence of the generated answer that verification dropped, and why."""
+
+    claim: str
+    reason: str
+    score: float = 0.0  # the judge's support score (0–1)
+
+
+class SourceDocument(BaseModel):
+    """One numbered source of an answer: a document, the passages of it the answer was given, and its best
+    snippet (the quoted passage when cited; else the one closest to the question)."""
+
+    number: int
+    document_id: str
+    source: str
+    sections: list[str] = Field(default_factory=list)  # heading paths of its passages, ' › '-joined
+    pages: list[int] = Field(default_factory=list)
+    chunk_ids: list[str] = Field(default_factory=list)
+    snippet: str = ""
+    score: float = 0.0
+    cited: bool = False
 
 
 class Answer(BaseModel):
@@ -202,3 +235,11 @@ class Answer(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     #: Tokens of the generation (prompt_tokens, completion_tokens, total_tokens); empty when none ran.
     usage: dict[str, int] = Field(default_factory=dict)
+    #: Why ragtune's guard refused an answer the model wrote (e.g. it followed an instruction planted in a source).
+    guard: str | None = None
+    #: How the answer was made: "generative" (the model's verified sentences), "extractive" (sentences quoted
+    #: from the sources) or "refusal".
+    mode: str = "generative"
+    removed_claims: list[RemovedClaim] = Field(default_factory=list)
+    #: The numbered sources grouped by document: ``documents[n - 1]`` is ``sources[n - 1]``'s document, [n].
+    documents: list[SourceDocument] = Field(default_factory=list)

@@ -70,7 +70,9 @@ def test_cli_workflow(tmp_path, docs_dir):
         (docs_dir / name).unlink()
     again = ragtune("ingest", str(docs_dir), "--kb", kb, "--sync", "--json", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout) | {"seconds": 0} == {
+    again_summary = json.loads(again.stdout)
+    assert set(again_summary.pop("stages_s")) <= {"wait", "parse", "chunk", "embed", "store"}
+    assert again_summary | {"seconds": 0} == {
         "added": 0, "updated": 0, "unchanged": 5, "duplicates": 0, "deleted": 2, "skipped": 0, "empty": 0,
         "failed": 0, "chunks": 0, "seconds": 0, "ok": True, "failures": [], "skipped_files": [], "empty_files": [],
     }
@@ -213,13 +215,17 @@ def test_ingest_names_empty_and_skipped_files(tmp_path):
     assert "ok (empty)" in listed.stdout
 
 
-def test_ask_streams_then_lists_sources_and_speaks_json(tmp_path, docs_dir):
+def test_ask_writes_the_verified_answer_once_then_grouped_sources_and_speaks_json(tmp_path, docs_dir):
     kb = str(tmp_path / "kb")
     assert ragtune("ingest", str(docs_dir), "--kb", kb, cwd=tmp_path).returncode == 0
     shown, terminal = ragtune_in_a_terminal("ask", "What is the refund window for enterprise plans?", "--kb", kb,
                                             cwd=tmp_path)
     assert shown.returncode == 0, terminal
-    assert "45 days" in shown.stdout and "refunds.md" in shown.stdout
+    # Piped: the verified answer alone (once), then one numbered line per document, its path relative to the cwd.
+    answer, _, listing = shown.stdout.partition("\n\n")
+    assert "45 days" in answer and "\n" not in answer.strip()
+    assert "[1] docs/handbook/refunds.md" in listing and str(tmp_path) not in listing
+    assert listing.count("refunds.md") == 1
     # While models load, a spinner says so on the terminal (never on stdout).
     assert "loading the embedding model" in terminal and "loading the language model" in terminal, terminal
     assert "loading" not in shown.stdout
@@ -227,12 +233,45 @@ def test_ask_streams_then_lists_sources_and_speaks_json(tmp_path, docs_dir):
     assert "bitsandbytes" not in terminal, terminal
     out = ragtune("ask", "What is the capital of Peru?", "--kb", kb, "--json", cwd=tmp_path)
     result = json.loads(out.stdout)
-    assert {"answer", "citations", "sources", "grounded", "refused", "removed_citations"} <= result.keys()
-    assert result["refused"] is True and result["grounded"] is False
+    assert {"answer", "citations", "sources", "grounded", "refused", "mode", "removed_claims",
+            "removed_citations"} <= result.keys()
+    assert result["refused"] is True and result["grounded"] is False and result["mode"] == "refusal"
     # The server's vocabulary: answer_id (not id), numbered sources that say whether they are cited.
     assert result["answer_id"] and "id" not in result
     assert [s["number"] for s in result["sources"]] == list(range(1, len(result["sources"]) + 1))
     assert all(s["cited"] is False and s["name"] and s["snippet"] for s in result["sources"])
+    names = [s["name"] for s in result["sources"]]
+    assert len(names) == len(set(names))  # a refusal lists distinct documents
     assert result["answer"] == "The knowledge base does not contain an answer to this question."
+    quoted = json.loads(ragtune("ask", "病假超过几天需要医院证明？", "--kb", kb, "--json", cwd=tmp_path).stdout)
+    assert quoted["mode"] == "extractive" and "三天" in quoted["answer"] and quoted["sources"][0]["cited"]
+    # With stdout on a terminal the answer streams; the screen ends up holding it once, and no unverified draft.
+    screen = _in_a_terminal("ask", "How often must API keys be rotated?", "--kb", kb, cwd=tmp_path)
+    lines = [line.strip() for line in screen.splitlines() if "90 days" in line]
+    assert len(lines) == 1 and "[1]" in lines[0], screen
     bad = ragtune("ask", "anything", "--kb", kb, "--llm", "gpt-9", cwd=tmp_path)
     assert bad.returncode == 1 and "llm" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _in_a_terminal(*args: str, cwd: Path) -> str:
+    """Run ragtune with stdout and stderr on a pseudo-terminal; what it wrote, without escape sequences."""
+    import re
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    main, child = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "ragtune", *args], cwd=cwd, env=env, stdin=child,
+                               stdout=child, stderr=child)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert process.wait(timeout=300) == 0
+    os.close(main)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "\n")

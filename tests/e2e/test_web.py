@@ -121,17 +121,22 @@ def test_upload_ask_stream_source_and_feedback_in_the_browser(site, browser, sho
     expect(documents.filter(has_text="travel.txt")).not_to_contain_text("chunks")
     page.screenshot(path=shots / "web_upload.png")
 
-    # Count how often the answer's text changes: streamed answers change many times.
-    page.evaluate("""() => { window.__updates = 0; new MutationObserver((ms) => {
+    # Record every text the answer shows: only verified text is streamed, so each is a prefix of the final
+    # answer (never a draft that is taken back).
+    page.evaluate("""() => { window.__texts = []; new MutationObserver((ms) => {
         for (const m of ms) {
             const el = m.target.nodeType === 1 ? m.target : m.target.parentElement;
-            if (el && el.closest('.answer-text')) window.__updates++;
+            const box = el && el.closest('.answer-text');
+            if (box) window.__texts.push(box.textContent);
         }
     }).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true}); }""")
     answer = ask(page)
     text = answer.locator(".answer-text")
     expect(text).to_contain_text("45")
-    assert page.evaluate("window.__updates") > 3
+    final = " ".join((text.text_content() or "").split())
+    shown = [" ".join(t.split()) for t in page.evaluate("window.__texts")]
+    shown = [t for t in shown if t and t != "…"]
+    assert shown and all(final.startswith(t) for t in shown), shown
     expect(text.locator("p")).to_have_count(1)  # rendered as Markdown, not raw text
     expect(text.locator("a.cite")).to_have_text("[1]")  # a citation opens its source
     source = answer.locator("a.source-link").first
@@ -360,3 +365,28 @@ def test_api_docs_load_with_no_network(site, browser, shots):
     page.screenshot(path=shots / "web_docs.png")
     assert outside == []
     context.close()
+
+
+def test_an_extractive_answer_is_marked_as_quoted_with_its_documents_sections(site, browser, shots, embedder):
+    """A knowledge base set to quote its sources: the page marks the answer as quoted and lists each document once,
+    with its sections."""
+    from playwright.sync_api import expect
+
+    from ragtune.kb import KnowledgeBase
+
+    folder = site.root / "quotes"
+    if not folder.exists():
+        with KnowledgeBase.open(folder, create=True, embedder=embedder) as kb:
+            assert kb.ingest(EXAMPLES / "handbook").ok
+        (folder / "ragtune.toml").write_text('answer_mode = "extractive"\n')
+    page = open_page(browser, site, "admin")
+    page.get_by_label("Pick a knowledge base").select_option("quotes")
+    answer = ask(page)
+    expect(answer.locator(".answer-text")).to_have_text(
+        "“Enterprise customers have a refund window of 45 days from the invoice date.” [1]")
+    expect(answer.locator(".mode")).to_have_text("Quoted from the sources")
+    item = answer.locator(".sources li").first
+    expect(item.locator("a.source-link")).to_contain_text("refunds.md")
+    expect(item).to_contain_text("Refund policy › Enterprise plans")
+    page.screenshot(path=shots / "web_extractive.png")
+    page.context.close()

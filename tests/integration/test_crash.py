@@ -47,7 +47,7 @@ def _committed_documents(db: Path) -> int:
 
 def test_sigkill_mid_ingest_keeps_committed_documents_intact(tmp_path):
     corpus = tmp_path / "corpus"
-    _make_corpus(corpus, 80)
+    _make_corpus(corpus, 400)  # several flushes of 16 batches of 8 chunks
     kb_path = tmp_path / "kb"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAGTUNE_EMBED_BATCH_SIZE": "8"}
     proc = subprocess.Popen([sys.executable, "-c", INGEST, str(kb_path), str(corpus)], env=env)
@@ -64,7 +64,7 @@ def test_sigkill_mid_ingest_keeps_committed_documents_intact(tmp_path):
 
     with KnowledgeBase.open(kb_path) as kb:
         committed = kb.documents()
-        assert 0 < len(committed) < 80, "the kill should land mid-run"
+        assert 0 < len(committed) < 400, "the kill should land mid-run"
         report = kb.verify()
         assert report["ok"], report["problems"]  # every document has exactly its chunks, indexes caught up
         first = committed[0]
@@ -75,6 +75,6 @@ def test_sigkill_mid_ingest_keeps_committed_documents_intact(tmp_path):
         resumed = kb.ingest(corpus)
         assert resumed.ok
         assert len(resumed.unchanged) == len(committed)
-        assert len(resumed.added) == 80 - len(committed)
-        assert kb.stats()["documents"] == 80
+        assert len(resumed.added) == 400 - len(committed)
+        assert kb.stats()["documents"] == 400
         assert kb.verify()["ok"]

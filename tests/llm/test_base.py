@@ -49,6 +49,8 @@ class TestGenerationParams:
     def test_values_are_normalised(self) -> None:
         params = GenerationParams.from_kwargs({"max_tokens": 5, "temperature": 1, "stop": ["\n"], "seed": 3})
         assert params == GenerationParams(5, 1.0, 1.0, ("\n",), 3)
+        controls = GenerationParams.from_kwargs({"repetition_penalty": 1, "no_repeat_ngram_size": 4})
+        assert (controls.repetition_penalty, controls.no_repeat_ngram_size) == (1.0, 4)
 
     @pytest.mark.parametrize(
         ("params", "expected"),
@@ -65,6 +67,9 @@ class TestGenerationParams:
             ({"stop": [""]}, "stop strings must be non-empty"),
             ({"stop": [1]}, "stop strings must be non-empty strings"),
             ({"seed": 1.5}, "seed must be an integer"),
+            ({"repetition_penalty": 0}, "repetition_penalty must be a number > 0"),
+            ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size must be an integer >= 0"),
+            ({"no_repeat_ngram_size": 2.0}, "no_repeat_ngram_size must be an integer"),
         ],
     )
     def test_invalid_params_are_rejected(self, params: dict[str, Any], expected: str) -> None:

@@ -129,6 +129,18 @@ class TestLocalLLM:
         assert short and paragraph.startswith(short)
         assert llm.count_tokens(short) <= 5
 
+    def test_repetition_controls_stop_loops_without_penalising_copying(self, llm: LocalLLM) -> None:
+        looping = [{"role": "user", "content": "Write the word apple twenty times, separated by spaces."}]
+        plain = llm.chat(looping, max_tokens=40)
+        assert plain.lower().count("apple") >= 5  # SmolLM2 loops when asked to
+        controlled = llm.chat(looping, max_tokens=40, no_repeat_ngram_size=2, repetition_penalty=1.3)
+        ids = llm.tokenizer.encode(controlled, add_special_tokens=False)
+        pairs = list(zip(ids, ids[1:], strict=False))
+        assert len(pairs) == len(set(pairs))  # no generated 2-gram twice
+        # The prompt's tokens are not penalised: a phrase from the prompt is still copied whole.
+        copy = [{"role": "user", "content": "Repeat exactly: The Tunnelbeam VPN is mandatory."}]
+        assert "Tunnelbeam VPN" in llm.chat(copy, max_tokens=16, no_repeat_ngram_size=2, repetition_penalty=1.3)
+
     def test_sampling_is_reproducible_with_a_seed_and_leaves_global_rng_alone(self, llm: LocalLLM) -> None:
         state = torch.get_rng_state()
         first = llm.chat(QUESTION, max_tokens=6, temperature=1.0, seed=7)
@@ -283,3 +295,4 @@ class TestAdapter:
     def test_adapter_directory_must_hold_an_adapter(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="no adapter_config.json"):
             LocalLLM("unused", adapter=str(tmp_path))
+

@@ -38,6 +38,12 @@ class TestAgainstALocalLLMServer:
         assert remote.chat(QUESTION, max_tokens=4, stop=["France"]) == expected
         assert "".join(remote.stream(QUESTION, max_tokens=4, stop=["France"])) == expected
 
+    def test_repetition_controls_reach_the_server(self, smollm2: Any, remote: OpenAICompatibleLLM) -> None:
+        params = {"max_tokens": 24, "repetition_penalty": 1.3, "no_repeat_ngram_size": 2}
+        expected = smollm2.llm.chat(QUESTION, **params)
+        assert expected != smollm2.llm.chat(QUESTION, max_tokens=24)
+        assert remote.chat(QUESTION, **params) == expected
+
     def test_is_an_llm(self, remote: OpenAICompatibleLLM) -> None:
         assert isinstance(remote, LLM)
         assert remote.name == "smollm2"

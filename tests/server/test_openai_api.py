@@ -39,17 +39,43 @@ def test_a_kb_model_answers_with_cited_sources(client):
     assert extra["citations"][0]["number"] == 1
 
 
-def test_streaming_sends_text_in_chunks_and_sources_in_the_last_one(client):
+def test_streaming_sends_only_verified_text_and_sources_in_the_last_one(client):
     stream = client.chat.completions.create(
         model="kb:handbook", messages=[{"role": "user", "content": QUESTION}], stream=True)
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
-    assert "45" in text
-    assert sum(1 for c in chunks if c.choices[0].delta.content) > 3  # really streamed
     last = chunks[-1]
     assert last.choices[0].finish_reason == "stop"
-    assert last.model_extra["sources"][0]["cited"] and "45" in last.model_extra["answer"]
+    assert text == last.model_extra["answer"] and "45" in text and "[1]" in text
+    assert last.model_extra["sources"][0]["cited"] and last.model_extra["mode"] == "generative"
     assert all("sources" not in c.model_extra for c in chunks[:-1])
+    whole = client.chat.completions.create(model="kb:handbook", messages=[{"role": "user", "content": QUESTION}])
+    assert whole.choices[0].message.content == text
+
+
+@pytest.mark.parametrize("question", ["What is the capital of Peru?", "病假超过几天需要医院证明？"])
+def test_stream_and_non_stream_agree_on_refusals_and_quotes(client, question):
+    messages = [{"role": "user", "content": question}]
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="kb:handbook", messages=messages, stream=True))
+    whole = client.chat.completions.create(model="kb:handbook", messages=messages)
+    assert streamed == whole.choices[0].message.content == whole.model_extra["answer"]
+
+
+def test_an_extractive_answer_is_a_cited_quote_with_its_documents_sections(client):
+    completion = client.chat.completions.create(
+        model="kb:handbook", messages=[{"role": "user", "content": QUESTION}],
+        extra_body={"answer_mode": "extractive"})
+    extra = completion.model_extra
+    assert extra["mode"] == "extractive" and not extra["refused"]
+    assert completion.choices[0].message.content == (
+        "“Enterprise customers have a refund window of 45 days from the invoice date.” [1]")
+    first = extra["sources"][0]
+    assert first["cited"] and first["name"].endswith("refunds.md")
+    assert "Refund policy › Enterprise plans" in first["sections"] and len(first["chunk_ids"]) >= 2
+    assert first["snippet"] == "Enterprise customers have a refund window of 45 days from the invoice date."
+    names = [s["name"] for s in extra["sources"]]
+    assert len(names) == len(set(names))  # one numbered source per document
 
 
 def test_questions_outside_the_knowledge_base_are_refused_with_the_closest_sources(client):

@@ -241,7 +241,7 @@ class TestValidateFilter:
         assert CHUNK_META_FIELDS["page_number"] == "number"
         assert CHUNK_META_FIELDS["is_ocr"] == "bool"
         assert CHUNK_META_FIELDS["author"] == "text"
-        assert sorted(LIST_FIELDS) == ["heading_path", "tags"]
+        assert sorted(LIST_FIELDS) == ["acl", "heading_path", "pii", "tags"]
 
     def test_field_names_without_kinds(self) -> None:
         # A plain collection of names checks names only.

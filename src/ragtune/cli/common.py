@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import typing
 from collections.abc import Callable, Iterator
@@ -47,6 +48,11 @@ LlmModelOpt = Annotated[str | None, typer.Option(
     help="Model name, directory or .gguf path. [default: the llm_model setting: the bundled SmolLM2-135M-Instruct]")]
 LlmBaseUrlOpt = Annotated[str | None, typer.Option(
     help="URL of an OpenAI-compatible server (--llm openai). [default: the llm_base_url setting]")]
+AsGroupsOpt = Annotated[
+    str | None,
+    typer.Option("--as-groups", help="Act as a viewer with these access groups (comma-separated): only documents "
+                 "they may read are searched, cited or shown [default: unrestricted]."),
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a recipe field: --set lora.r=32 --set data.path=train.jsonl (repeatable). "
@@ -108,6 +114,14 @@ class _Argument(TyperArgument):
 def kb_path(kb: Path | None) -> Path:
     """The knowledge base a command works on: --kb, else $RAGTUNE_KB or ./ragtune_kb."""
     return kb if kb is not None else default_kb_path()
+
+
+def cli_actor() -> str:
+    """Who the audit log names for a command: ``cli:<OS user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def fail(message: str, as_json: bool, code: int = 1) -> NoReturn:
@@ -178,5 +192,5 @@ def hit_json(hit: Any, number: int = 0, mode: str = "hybrid") -> dict[str, Any]:
 
     return source_json(hit, number) | {
         "source": hit.source, "text": hit.text, "scores": hit.scores, "score_kind": score_kind(hit, mode),
-        "metadata": hit.meta.model_dump(),
+        "metadata": hit.meta.model_dump(), **({"path": hit.path} if hit.path else {}),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from ragtune.cli.common import (
+    AsGroupsOpt,
     EmbedderOpt,
     JsonOpt,
     KbOpt,
@@ -20,6 +22,7 @@ from ragtune.cli.common import (
     RewriteOpt,
     StoreOpt,
     busy,
+    cli_actor,
     console,
     emit,
     empty_kb_hint,
@@ -31,7 +34,9 @@ from ragtune.cli.common import (
 )
 from ragtune.errors import RagtuneError
 
-ModeOpt = Annotated[str, typer.Option(help="Retrieval: hybrid (dense and BM25 fused), dense or sparse (BM25).")]
+ModeOpt = Annotated[str, typer.Option(
+    help="Retrieval: hybrid (dense and BM25 fused), dense, sparse (BM25), graph (hybrid fused with a walk of the "
+    "knowledge graph) or auto (the router picks).")]
 FilterOpt = Annotated[str | None, typer.Option(
     "--filter", help='Metadata filter as JSON, e.g. \'{"source_type": "md"}\'. [default: none]')]
 
@@ -68,12 +73,17 @@ def ingest(
     ray_address: Annotated[str, typer.Option(help="With --ray: 'local' starts a cluster here, 'auto' joins a "
                                              "running one, or ray://HOST:10001.")] = "local",
     ray_workers: Annotated[int, typer.Option(help="With --ray: embedding actors (one CPU each).")] = 2,
+    graph: Annotated[bool | None, typer.Option(
+        "--graph", help="Also build the knowledge graph and keep it in step (the setting graph = true).")] = None,
+    acl: Annotated[str | None, typer.Option(
+        "--acl", help="Access groups of these documents, comma-separated (e.g. hr,legal) [default: the acl_rules "
+        "setting, else kept as they are; documents without groups follow acl_default].")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
     try:
         base = open_kb(kb, create=True, embedder=embedder, chunker=chunker, chunk_size=chunk_size,
-                     chunk_overlap=chunk_overlap, store=store)
+                     chunk_overlap=chunk_overlap, store=store, graph=graph)
     except RagtuneError as exc:
         fail(str(exc), as_json)
     try:
@@ -88,9 +98,10 @@ def ingest(
                 from ragtune.ingest_ray import ray_ingest
 
                 report, workers = ray_ingest(base.store, base.settings, paths, address=ray_address,
-                                             workers=ray_workers, sync=sync, chunker=chunker, on_progress=update)
+                                             workers=ray_workers, sync=sync, chunker=chunker, on_progress=update,
+                                             acl=acl)
             else:
-                report, workers = base.ingest(paths, sync=sync, on_progress=update), None
+                report, workers = base.ingest(paths, sync=sync, on_progress=update, acl=acl), None
     except KeyboardInterrupt:
         base.close()
         err_console.print("[yellow]interrupted[/] — documents committed so far are kept; run the same command "
@@ -130,7 +141,7 @@ def _name_files(label: str, files: list[str], why: str, shown: int = 10) -> None
 
 
 def search(
-    query: Annotated[str, typer.Argument(help="What to look for.")],
+    query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
     kb: KbOpt = None,
     mode: ModeOpt = "hybrid",
     k: Annotated[int, typer.Option("-k", "--top-k", help="Number of hits.")] = 5,
@@ -139,34 +150,67 @@ def search(
         help="Hits per retriever before fusion. [default: the candidates setting: 100]")] = None,
     rewrite: RewriteOpt = None,
     rerank: RerankOpt = None,
+    as_groups: AsGroupsOpt = None,
+    queries: Annotated[Path | None, typer.Option(
+        "--queries", help="A file of queries, one per line, searched one after another in this process (with "
+        "--json: one JSON object per line). [default: none]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a knowledge base."""
-    from ragtune.rag.answer_json import SCORE_KINDS, score_kind
-
+    if (query is None) == (queries is None):
+        fail("give a query, or --queries FILE (not both)", as_json)
+    if queries is not None:
+        try:
+            texts = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as exc:
+            fail(f"{queries}: cannot read it ({exc.strerror or exc}) — check the path", as_json)
+    else:
+        texts = [query or ""]
+    results: list[Any] = []
     try:
         with open_kb(kb) as base:
             hint = empty_kb_hint(base.stats())
             if hint is None:
                 with busy("loading the embedding model…" if mode != "sparse" else "searching…", as_json):
-                    result = base.retrieve(query, k, mode=mode, filter=filter, candidates=candidates,
-                                           rewrite=rewrite, rerank=rerank)
+                    results = [base.retrieve(text, k, mode=mode, filter=filter, candidates=candidates,
+                                             rewrite=rewrite, rerank=rerank, groups=as_groups, actor=cli_actor())
+                               for text in texts]
     except RagtuneError as exc:
         fail(str(exc), as_json)
     if hint is not None:
         if as_json:
-            emit({"query": query, "mode": mode, "queries": [query], "notes": [hint], "hits": [], "timings_ms": {}})
+            emit({"query": texts[0], "mode": mode, "queries": texts[:1], "notes": [hint], "hits": [],
+                  "timings_ms": {}})
         else:
             console.print("no results")
             err_console.print(f"[yellow]note:[/] {escape(hint)}", highlight=False)
         return
+    for text, result in zip(texts, results, strict=True):
+        _show_search(text, mode, result, as_json, batch=queries is not None)
+
+
+def _show_search(query: str, mode: str, result: Any, as_json: bool, *, batch: bool) -> None:
+    from ragtune.rag.answer_json import SCORE_KINDS, score_kind
+
     if as_json:
-        emit({"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
-               "hits": [hit_json(h, rank, mode) for rank, h in enumerate(result.hits, 1)],
-               "timings_ms": result.timings})
+        data = {"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
+                **({"route": result.route.to_dict()} if result.route else {}),
+                "hits": [hit_json(h, rank, mode) for rank, h in enumerate(result.hits, 1)],
+                "timings_ms": result.timings}
+        if batch:
+            print(json.dumps(data, ensure_ascii=False, default=str))
+        else:
+            emit(data)
         return
+    if batch:
+        console.rule(escape(query), style="dim")
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if result.route:
+        route = result.route
+        advice = " · [yellow]advises refusing[/]" if route.refuse else ""
+        console.print(f"[dim]route: {escape(' → '.join(route.steps))} ({escape(route.reason)})[/]{advice}",
+                      highlight=False)
     if len(result.queries) > 1:
         console.print("[dim]also searched: " + escape(" | ".join(result.queries[1:])) + "[/]", highlight=False)
     if not result.hits:
@@ -180,6 +224,8 @@ def search(
         kinds.append(kind)
         console.print(f"[bold]{rank}.[/] [cyan]{escape(where)}[/]{escape(section)}  [dim]{_scores(hit, kind)}[/]",
                       highlight=False)
+        if hit.path:
+            console.print(f"   [dim]via {escape(' → '.join(hit.path))}[/]", highlight=False)
         snippet = " ".join(hit.text.split())
         console.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False, markup=False)
     legend = {kind: SCORE_KINDS[kind] for kind in dict.fromkeys(kinds)}
@@ -213,16 +259,36 @@ def ask(
     filter: FilterOpt = None,
     k: Annotated[int | None, typer.Option("-k", "--top-k", help="Sources given to the model. [default: the "
                                           "context_hits setting: 3]")] = None,
+    as_groups: AsGroupsOpt = None,
+    schema: Annotated[Path | None, typer.Option(
+        "--schema", help="Answer with JSON that this JSON Schema file validates, each field with its sources. "
+        "[default: a text answer]")] = None,
+    retries: Annotated[int, typer.Option(help="With --schema: times an invalid reply is sent back with its error.")]
+    = 2,
+    answer_mode: Annotated[str | None, typer.Option(
+        "--answer-mode", help="auto (the model's answer, else a quote of the sources), generative or extractive. "
+        "[default: the answer_mode setting: auto]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer a question from the knowledge base with numbered, verified sources."""
+    """Answer a question from the knowledge base with numbered, verified sources.
+
+    In a terminal, verified sentences appear as they pass; piped, only the final answer is written.
+    """
     from ragtune.rag.answer_json import answer_json
 
     try:
         base = open_kb(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url, llm_adapter=llm_adapter)
     except RagtuneError as exc:
         fail(str(exc), as_json)
+    if schema is not None:
+        _ask_structured(base, question, schema, retries=retries, mode=mode, filter=filter, k=k, groups=as_groups,
+                        as_json=as_json)
+        return
     answer = None
+    # Token events carry verified text only, so a terminal can show them as they come and never take one back;
+    # piped output gets the final answer once.
+    live = console.is_terminal and not as_json
+    streamed = False
     with base:
         hint = empty_kb_hint(base.stats())
         if hint is not None:
@@ -234,13 +300,15 @@ def ask(
                     _ = base.embedder
                 if status is not None:
                     status.update("loading the language model…")
-                events = base.ask_stream(question, mode=mode, filter=filter, k=k)
+                events = base.ask_stream(question, mode=mode, filter=filter, k=k, groups=as_groups,
+                                         actor=cli_actor(), answer_mode=answer_mode)
                 if status is not None:
-                    status.update("searching and writing the answer…")
+                    status.update("searching and checking the answer…")
                 first = next(events)
             for event in itertools.chain([first], events):
-                if event.type == "token" and not as_json:
+                if event.type == "token" and live:
                     console.print(event.text, end="", highlight=False, markup=False)
+                    streamed = True
                 elif event.type == "answer":
                     answer = event.answer
         except RagtuneError as exc:
@@ -249,16 +317,67 @@ def ask(
     if as_json:
         emit(answer_json(answer))
         return
-    console.print()
-    # The streamed text is the model's raw output; show the verified answer when verification changed it.
-    console.rule("answer" if answer.grounded else "not found", style="dim")
-    console.print(answer.answer, highlight=False, markup=False)
-    cited = {c.number for c in answer.citations}
-    for number, hit in enumerate(answer.sources, 1):
-        where = hit.source + (f" p.{hit.meta.page_number}" if hit.meta.page_number else "")
-        mark = "" if number in cited or answer.refused else " [dim](not cited)[/]"
-        label = f"[{number}]" if not answer.refused else "·"
-        console.print(f"[bold]{escape(label)}[/] [cyan]{escape(where)}[/]{mark}", highlight=False)
-    for removed in answer.removed_citations:
-        err_console.print(f"[yellow]removed citation {escape(f'[{removed.number}]')}[/]: {escape(removed.reason)}",
+    if streamed:
+        console.print()
+    else:
+        console.print(answer.answer, highlight=False, markup=False)
+    _print_documents(answer)
+    for removed in answer.removed_claims:
+        err_console.print(f"[yellow]removed[/] {escape(removed.claim)} [dim]— {escape(removed.reason)}[/]",
                           highlight=False)
+
+
+def _ask_structured(base: Any, question: str, schema_path: Path, *, retries: int, mode: str, filter: str | None,
+                    k: int | None, groups: str | None, as_json: bool) -> None:
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        base.close()
+        fail(f"{schema_path}: not a readable JSON Schema ({exc}) — give a JSON file", as_json)
+    try:
+        with base:
+            answer = base.ask_structured(question, schema, groups=groups, actor=cli_actor(), retries=retries,
+                                         mode=mode, filter=filter, k=k)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    payload = {"data": answer.data, "refused": answer.refused, "field_sources": answer.field_sources,
+               "attempts": answer.attempts, "strategy": answer.strategy, "errors": answer.errors,
+               "sources": [hit_json(h, rank, mode) for rank, h in enumerate(answer.sources, 1)]}
+    if as_json:
+        emit(payload)
+        return
+    if answer.refused:
+        console.print("not found: no source in the knowledge base matches this question")
+        return
+    console.print_json(json.dumps(answer.data, ensure_ascii=False))
+    for number, hit in enumerate(answer.sources, 1):
+        fields = [p for p, numbers in answer.field_sources.items() if number in numbers]
+        console.print(f"[bold][{number}][/] [cyan]{escape(hit.source)}[/] [dim]{escape(', '.join(fields))}[/]",
+                      highlight=False)
+def _print_documents(answer: Any) -> None:
+    """The numbered sources, one per document with its sections; a refusal lists the closest documents with
+    their closest passage. Paths under the current directory are shown relative to it."""
+    if not answer.documents:
+        return
+    console.print()
+    if answer.refused:
+        console.print("[dim]closest documents:[/]")
+    elif answer.mode == "extractive":
+        console.print("[dim]quoted from:[/]")
+    for document in answer.documents:
+        pages = f" p.{','.join(map(str, document.pages))}" if document.pages else ""
+        label = "·" if answer.refused else f"[{document.number}]"
+        mark = "" if document.cited or answer.refused else " [dim](not cited)[/]"
+        console.print(f"[bold]{escape(label)}[/] [cyan]{escape(_relative(document.source) + pages)}[/]{mark}",
+                      highlight=False)
+        if document.sections:
+            console.print(f"    [dim]{escape('; '.join(document.sections))}[/]", highlight=False)
+        if answer.refused and document.snippet:
+            console.print(f"    {escape(document.snippet)}", highlight=False)
+
+
+def _relative(source: str) -> str:
+    try:
+        return Path(source).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return source

@@ -195,3 +195,49 @@ def data_beir(
                   f"({summary['judgements']} judgements) in {escape(str(folder))}", highlight=False)
     console.print(f"evaluate: ragtune eval retrieval {escape(dataset)} --split {split}", highlight=False)
 
+
+
+@app.command("eval-set")
+def data_eval_set(
+    out: OutOpt,
+    kb: KbOpt = None,
+    size: Annotated[int, typer.Option(help="Rows in the set (questions, probes and rated answers together).")] = 200,
+    unanswerable: Annotated[float, typer.Option(help="Share of unanswerable probes (questions about names or "
+                                                "terms the KB does not contain).")] = 0.15,
+    from_feedback: Annotated[bool, typer.Option("--from-feedback", help="Also use the KB's 👍 answers and "
+                                                "corrections as references (first).")] = False,
+    top_k: Annotated[int, typer.Option(help="Round trip: keep a question only if its chunk is in the top k.")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed of the chunks sampled and the probes.")] = 0,
+    batch_size: LlmBatchOpt = 16,
+    llm: LlmOpt = None,
+    llm_model: LlmModelOpt = None,
+    llm_base_url: LlmBaseUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A frozen eval set for the KB (content hash in OUT's .meta.json): questions with short references and gold
+    chunk ids, unanswerable probes, and optionally the KB's rated answers. Score it with 'ragtune eval rag'."""
+    from ragtune.evaluate.evalset import build_eval_set, write_eval_set
+
+    try:
+        with open_kb(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as base, \
+                progress_bar(as_json) as progress:
+            task = progress.add_task("writing questions", total=None)
+
+            def update(stage: str, done: int, total: int) -> None:
+                progress.update(task, description=stage, completed=done, total=total)
+
+            rows, report = build_eval_set(base, size=size, unanswerable=unanswerable, from_feedback=from_feedback,
+                                          seed=seed, top_k=top_k, batch_size=batch_size, on_progress=update)
+            meta = write_eval_set(rows, out, report=report, kb=base)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    summary = {**report.to_dict(), "out": str(out), "sha256": meta["sha256"]}
+    if as_json:
+        emit(summary)
+        return
+    console.print(f"{report.rows} rows written to {escape(str(out))} (sha256 {meta['sha256'][:12]}…): "
+                  f"{report.synthetic} synthetic ({report.references_from_llm} references written by the LLM, "
+                  f"{report.references_extracted} quoted from the chunk), {report.unanswerable} unanswerable, "
+                  f"{report.from_feedback} from feedback", highlight=False)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ragtune.cli.common import JsonOpt, KbOpt, console, emit, fail, kb_path
+from ragtune.cli.common import AsGroupsOpt, JsonOpt, KbOpt, cli_actor, console, emit, fail, kb_path, with_kb
 from ragtune.errors import RagtuneError
 
 app = typer.Typer(help="See and export the feedback users gave answers.", no_args_is_help=True)
@@ -61,15 +61,15 @@ def _short(text: str, chars: int = 80) -> str:
 def feedback_export(
     out: Annotated[Path, typer.Argument(help="JSONL file to write.")],
     kb: KbOpt = None,
+    as_groups: AsGroupsOpt = None,
+    keep_pii: Annotated[bool, typer.Option(
+        "--keep-pii", help="Export personal data as it is. [default: replaced by [EMAIL], [PHONE], ...]")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the 👍/👎 feedback of a knowledge base as JSONL (question, answer, rating, corrections, contexts)."""
-    from ragtune.feedback import export_feedback
-
-    try:
-        count = export_feedback(kb_path(kb), out)
-    except RagtuneError as exc:
-        fail(str(exc), as_json)
+    """Write the 👍/👎 feedback of a knowledge base as JSONL (question, answer, rating, corrections, contexts),
+    personal data redacted; with --as-groups only answers whose sources those groups may read."""
+    count = with_kb(kb, as_json, lambda base: base.export_feedback(out, groups=as_groups, actor=cli_actor(),
+                                                                   redact=not keep_pii))
     if as_json:
         emit({"exported": count, "path": str(out)})
     else:

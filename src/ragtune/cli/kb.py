@@ -1,4 +1,5 @@
-"""The ``ragtune kb`` commands: inspect, verify, delete from, re-embed and adapt a knowledge base."""
+"""The ``ragtune kb`` commands: inspect, verify, delete from, re-embed and adapt a knowledge base; access groups and
+flagged chunks."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ragtune.cli.common import (
     LlmBaseUrlOpt,
     LlmModelOpt,
     LlmOpt,
+    cli_actor,
     console,
     emit,
     err_console,
@@ -44,23 +46,33 @@ def kb_stats(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
 
 @app.command("docs")
 def kb_docs(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
-    """List documents with their status, chunk count and error."""
-    docs = with_kb(kb, as_json, lambda base: base.documents())
-    rows = [
-        {"id": d.id, "source": d.uri, "type": d.source_type, "chunks": d.chunk_count, "status": d.status,
-         "error": d.error, "duplicate_of": d.duplicate_of, "version": d.version}
-        for d in docs
-    ]
+    """List documents with their status, chunk count, error, access groups, chunks flagged as injection attempts
+    and personal data found (with pii = "flag")."""
+    def rows_of(base: Any) -> list[dict[str, Any]]:
+        return [
+            {"id": d.id, "source": d.uri, "type": d.source_type, "chunks": d.chunk_count, "status": d.status,
+             "error": d.error, "duplicate_of": d.duplicate_of, "version": d.version,
+             "groups": base.document_groups(d), "own_groups": d.metadata.get("acl") is not None,
+             "flagged_chunks": d.metadata.get("injection_flagged", 0), "pii": d.metadata.get("pii", [])}
+            for d in base.documents()
+        ]
+
+    rows = with_kb(kb, as_json, rows_of)
     if as_json:
         emit(rows)
         return
-    table = Table("id", "source", "type", "chunks", "status", "error")
+    # Groups and flags get columns only when some document has them: a plain KB keeps the narrow table.
+    trust = any(r["own_groups"] or r["flagged_chunks"] or r["pii"] for r in rows)
+    table = Table("id", "source", "type", "chunks", "status", *(("groups", "flagged") if trust else ()), "error")
     for r in rows:
         status = r["status"] + (f" of {r['duplicate_of']}" if r["duplicate_of"] else "")
         if r["status"] == "ok" and not r["chunks"]:
             status = "ok (empty)"
-        table.add_row(*(escape(str(v)) for v in (r["id"], r["source"], r["type"] or "", r["chunks"], status,
-                                                  r["error"] or "")))
+        groups = ",".join(r["groups"]) + ("" if r["own_groups"] else " (default)")
+        flagged = str(r["flagged_chunks"] or "") + (f" pii: {','.join(r['pii'])}" if r["pii"] else "")
+        cells = [r["id"], r["source"], r["type"] or "", r["chunks"], status, *((groups, flagged) if trust else ()),
+                 r["error"] or ""]
+        table.add_row(*(escape(str(v)) for v in cells))
     console.print(table)
 
 
@@ -308,3 +320,59 @@ def kb_migrate(
             err_console.print(f"[red]problem[/] {escape(problem)}", highlight=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("acl")
+def kb_acl(
+    document: DocArg,
+    kb: KbOpt = None,
+    set_groups: Annotated[str | None, typer.Option(
+        "--set", help="New access groups, comma-separated (e.g. hr,legal; '*' = everyone). (optional)")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Drop the document's own groups: acl_default applies.")]
+    = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or change a document's access groups (takes effect at once; recorded in the audit log)."""
+    if set_groups is not None and clear:
+        fail("give --set or --clear, not both", as_json)
+
+    def act(base: Any) -> dict[str, Any] | None:
+        record = find_document(base, document)
+        if record is None:
+            return None
+        if set_groups is not None or clear:
+            base.set_acl(record.id, None if clear else set_groups, actor=cli_actor())
+            record = base.store.document(record.id)
+        return {"id": record.id, "source": record.uri, "groups": base.document_groups(record),
+                "own_groups": record.metadata.get("acl")}
+
+    result = with_kb(kb, as_json, act)
+    if result is None:
+        fail(f"no document {document!r} — see 'ragtune kb docs' for ids and paths", as_json)
+    if as_json:
+        emit(result)
+        return
+    origin = "" if result["own_groups"] is not None else " (acl_default)"
+    console.print(f"{escape(result['source'])}: {escape(', '.join(result['groups']))}{origin}", highlight=False)
+
+
+@app.command("flagged")
+def kb_flagged(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
+    """List the chunks the injection scanner flagged at ingest, with the reason."""
+    def flagged(base: Any) -> list[dict[str, Any]]:
+        ids = base.store.allowed_ids({"injection": {"$exists": True}}) or set()
+        hits = base.store.get(sorted(ids))
+        return [{"chunk_id": h.chunk_id, "document_id": h.document_id, "source": h.source,
+                 "reason": h.meta.injection, "text": h.text} for h in hits.values()]
+
+    rows = with_kb(kb, as_json, flagged)
+    if as_json:
+        emit(rows)
+        return
+    if not rows:
+        console.print("no flagged chunks")
+        return
+    for r in rows:
+        snippet = " ".join(r["text"].split())[:160]
+        console.print(f"[bold]{escape(r['chunk_id'])}[/] [cyan]{escape(r['source'])}[/] [yellow]{escape(r['reason'])}"
+                      f"[/]\n   {escape(snippet)}", highlight=False)

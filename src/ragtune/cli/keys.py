@@ -29,6 +29,9 @@ def keys_create(
         "its name in the root); '*' with --kb-root: every knowledge base.")],
     role: Annotated[str, typer.Option("--role", help="reader, writer or admin.")] = "reader",
     name: Annotated[str, typer.Option("--name", help="A note saying who the key is for. [default: none]")] = "",
+    groups: Annotated[str | None, typer.Option(
+        "--groups", help="Access groups, comma-separated: the key sees only documents of these groups. [default: "
+        "every document of its knowledge base]")] = None,
     kb_root: KbRootOpt = None,
     server_db: ServerDbOpt = None,
     as_json: JsonOpt = False,
@@ -44,17 +47,19 @@ def keys_create(
         db = resolve_server_db(kb_root, [folder] if folder is not None else [], server_db)
         store = KeyStore(db)
         try:
-            secret, record = store.create(kb_name, role, name)
+            secret, record = store.create(kb_name, role, name, groups=groups)
         finally:
             store.close()
     except RagtuneError as exc:
         fail(str(exc), as_json)
     missing = folder is not None and not (folder / DB_FILE).exists() and not (folder / POINTER_FILE).exists()
     if as_json:
-        emit({"key": secret, "id": record.id, "kb": record.kb, "role": record.role, "server_db": redact(str(db)),
-              "kb_exists": not missing})
+        emit({"key": secret, "id": record.id, "kb": record.kb, "role": record.role, "groups": record.groups,
+              "server_db": redact(str(db)), "kb_exists": not missing})
         return
     scope = "every knowledge base" if record.kb == ALL_KBS else escape(record.kb)
+    if record.groups is not None:
+        scope += f", groups {escape(','.join(record.groups))}"
     console.print(f"key {record.id} ({record.role} on {scope}), stored in {escape(redact(str(db)))} — store the key "
                   "now, it is not shown again:", highlight=False)
     print(secret)
@@ -74,15 +79,16 @@ def keys_list(
     keys = store.list()
     store.close()
     if as_json:
-        emit([{"id": k.id, "kb": k.kb, "role": k.role, "name": k.name, "created_at": k.created_at,
-                "revoked": k.revoked_at is not None} for k in keys])
+        emit([{"id": k.id, "kb": k.kb, "role": k.role, "name": k.name, "groups": k.groups,
+                "created_at": k.created_at, "revoked": k.revoked_at is not None} for k in keys])
         return
     if not keys:
         console.print("no keys yet — create one with 'ragtune keys create --kb PATH --role reader'")
         return
-    table = Table("id", "kb", "role", "name", "revoked")
+    table = Table("id", "kb", "role", "groups", "name", "revoked")
     for k in keys:
-        table.add_row(k.id, escape(k.kb), k.role, escape(k.name), "yes" if k.revoked_at else "")
+        groups = ",".join(k.groups) if k.groups is not None else "(all)"
+        table.add_row(k.id, escape(k.kb), k.role, escape(groups), escape(k.name), "yes" if k.revoked_at else "")
     console.print(table)
 
 

@@ -9,16 +9,17 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from ragtune.cli import core, data, evaluate, feedback, jobs, kb, keys, model, serve, train
+from ragtune.cli import audit, core, data, evaluate, feedback, graph, jobs, kb, keys, loop, model, serve, train
 from ragtune.cli.common import err_console, readable_help
 from ragtune.errors import RagtuneError
 
 app = typer.Typer(help="ragtune: private-knowledge RAG and fine-tuning, offline.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-for command in (core.init, core.ingest, core.search, core.ask, serve.serve, jobs.jobs):
+for command in (core.init, core.ingest, core.search, core.ask, serve.serve, jobs.jobs, audit.audit):
     app.command()(command)
 for name, group in (("kb", kb.app), ("eval", evaluate.app), ("data", data.app), ("train", train.app),
-                    ("model", model.app), ("keys", keys.app), ("feedback", feedback.app)):
+                    ("model", model.app), ("keys", keys.app), ("feedback", feedback.app), ("loop", loop.app),
+                    ("graph", graph.app)):
     app.add_typer(group, name=name)
 
 

@@ -40,7 +40,11 @@ def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
 
 def rouge_l(prediction: str, reference: str) -> float:
     """ROUGE-L F1 (longest common subsequence of tokens), as rouge-score computes it without stemming."""
-    pred, ref = rouge_tokens(prediction), rouge_tokens(reference)
+    return rouge_l_f1(rouge_tokens(prediction), rouge_tokens(reference))
+
+
+def rouge_l_f1(pred: Sequence[str], ref: Sequence[str]) -> float:
+    """ROUGE-L F1 of two token sequences (0 when either is empty)."""
     if not pred or not ref:
         return 0.0
     lcs = _lcs_length(pred, ref)

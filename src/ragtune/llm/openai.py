@@ -41,6 +41,8 @@ class OpenAICompatibleLLM:
     #: Its httpx client is thread-safe, and servers (vLLM, SGLang, llama.cpp) batch concurrent requests, so
     #: the data commands send a batch of prompts at once.
     concurrent_requests = True
+    #: Replies can be constrained to a JSON schema (``json_schema=``, sent as ``response_format``).
+    json_replies = True
 
     def __init__(
         self,
@@ -109,7 +111,7 @@ class OpenAICompatibleLLM:
         return self._stream(body)
 
     def _body(self, messages: list[dict[str, str]], params: dict[str, Any], *, stream: bool) -> dict[str, Any]:
-        settings = GenerationParams.from_kwargs(params)
+        settings = GenerationParams.from_kwargs(params, json_replies=self.json_replies)
         body: dict[str, Any] = {
             "model": self.name,
             "messages": validate_messages(messages),
@@ -122,6 +124,14 @@ class OpenAICompatibleLLM:
             body["stop"] = list(settings.stop)
         if settings.seed is not None:
             body["seed"] = settings.seed
+        if settings.json_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "reply", "schema": dict(settings.json_schema)}}
+        # Not part of OpenAI's API: sent only when set (vLLM, SGLang and llama.cpp's server read repetition_penalty).
+        if settings.repetition_penalty != 1.0:
+            body["repetition_penalty"] = settings.repetition_penalty
+        if settings.no_repeat_ngram_size:
+            body["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
         return body
 
     def _send(self, request: Any) -> httpx.Response:

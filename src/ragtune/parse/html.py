@@ -263,12 +263,15 @@ def _strip_boilerplate(soup: BeautifulSoup) -> None:
     page = max(layout.mass(soup.body or soup), 1)
 
     def boilerplate(tag: Tag, inside_article: bool) -> bool:
-        if tag.name in ("html", "body", "main", "article") or layout.mass(tag) >= _PROTECTED_MASS_SHARE * page:
+        if tag.name in ("html", "body"):
+            return False
+        if _hidden(tag):
+            # Hidden text is never content, however much of it there is: it is where instructions to a model hide.
+            return True
+        if tag.name in ("main", "article") or layout.mass(tag) >= _PROTECTED_MASS_SHARE * page:
             return False
         names = _names(tag)
-        return _hidden(tag) or (
-            bool(names.strip()) and _BOILERPLATE_NAME.search(names) is not None and not _CONTENT_NAME.search(names)
-        )
+        return bool(names.strip()) and _BOILERPLATE_NAME.search(names) is not None and not _CONTENT_NAME.search(names)
 
     _remove_where(soup, boilerplate)
 

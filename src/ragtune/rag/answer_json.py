@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ragtune.types import Answer, Hit
+from ragtune.types import Answer, Hit, SourceDocument
 
 SNIPPET_CHARS = 400
 
@@ -26,32 +26,46 @@ def score_kind(hit: Hit, mode: str) -> str:
     return {"hybrid": "rrf", "dense": "cosine", "sparse": "bm25"}.get(mode, "rrf")
 
 
-def source_json(hit: Hit, number: int, *, cited: bool = False, name: str | None = None) -> dict[str, Any]:
+def source_json(
+    hit: Hit, number: int, *, cited: bool = False, name: str | None = None, document: SourceDocument | None = None,
+) -> dict[str, Any]:
     """A numbered source (or search hit): where it is, a snippet and its score. ``name`` is how the document is
-    shown (the server passes its path inside the KB, never the server's file path; default: the source URI)."""
-    return {
+    shown (the server passes its path inside the KB, never the server's file path; default: the source URI).
+    For an answer's source, ``document`` adds the document's sections and chunks, and its snippet is the passage
+    quoted (when cited) or the one closest to the question."""
+    found = {
         "number": number, "document_id": hit.document_id, "chunk_id": hit.chunk_id,
         "name": name if name is not None else hit.source, "page_number": hit.meta.page_number,
         "section_title": hit.meta.section_title, "heading_path": hit.meta.heading_path,
         "snippet": hit.text[:SNIPPET_CHARS], "score": round(hit.score, 6), "cited": cited,
     }
+    if document is not None:
+        found.update(sections=document.sections, chunk_ids=document.chunk_ids,
+                     snippet=(document.snippet or hit.text)[:SNIPPET_CHARS])
+    return found
 
 
 def answer_json(answer: Answer, *, name: Callable[[str], str] | None = None) -> dict[str, Any]:
     """An answer as clients see it: ``answer_id`` (what feedback refers to), the verified text, whether it was
-    refused, and ``sources`` numbered as the text cites them, each marked ``cited``."""
+    refused, how it was made (``mode``: generative, extractive or refusal), ``sources`` numbered as the text cites
+    them (one per document), each marked ``cited``, and what verification removed and why."""
     shown = name or (lambda uri: uri)
     cited = {c.number for c in answer.citations}
+    documents: list[SourceDocument | None] = (
+        list(answer.documents) if len(answer.documents) == len(answer.sources) else [None] * len(answer.sources))
     return {
         "answer_id": answer.id,
         "answer": answer.answer,
         "refused": answer.refused,
         "grounded": answer.grounded,
+        "mode": answer.mode,
         "language": answer.language,
         "query": answer.query,
         "model": answer.model,
-        "sources": [source_json(h, i, cited=i in cited, name=shown(h.source)) for i, h in enumerate(answer.sources, 1)],
+        "sources": [source_json(h, i, cited=i in cited, name=shown(h.source), document=d)
+                    for i, (h, d) in enumerate(zip(answer.sources, documents, strict=True), 1)],
         "citations": [c.model_dump(exclude={"source"}) | {"name": shown(c.source)} for c in answer.citations],
+        "removed_claims": [r.model_dump() for r in answer.removed_claims],
         "removed_citations": [r.model_dump() for r in answer.removed_citations],
         "timings_ms": answer.timings,
     }

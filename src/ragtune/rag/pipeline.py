@@ -1,8 +1,10 @@
-"""The answer pipeline: condense → retrieve → de-duplicate → gate → pack → prompt → generate → verify."""
+"""The answer pipeline: condense → retrieve → de-duplicate → gate → group and pack → generate and verify sentence by
+sentence → answer, or quote the sources (extractive), or refuse."""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -11,15 +13,21 @@ from typing import Any, Literal
 
 from ragtune.errors import ConfigError
 from ragtune.llm.base import LLM
+from ragtune.llm.bundled import BUNDLED_SMOLLM2
 from ragtune.llm.cached import CachedLLM
-from ragtune.rag.citations import support, verify_citations
+from ragtune.rag.claims import CITATION_RE, ClaimJudge, LexicalJudge, terms_of
 from ragtune.rag.context import dedupe, pack
+from ragtune.rag.extract import closest_passage, extract_answer
 from ragtune.rag.prompts import REFUSAL, PromptTemplates, answer_messages, is_model_refusal
+from ragtune.rag.quantities import quantities
+from ragtune.rag.question import Focus, analyse_question, is_follow_up
+from ragtune.rag.sources import Source, group_sources, is_heading_only, passage_with_headings, shorten
+from ragtune.rag.verify import AnswerVerifier
 from ragtune.retrieve.retriever import HybridRetriever
 from ragtune.retrieve.rewrite import QueryRewriter
 from ragtune.text import detect_language
 from ragtune.timing import elapsed_ms
-from ragtune.types import Answer, Hit
+from ragtune.types import Answer, Citation, Hit, RemovedClaim, SourceDocument
 
 log = logging.getLogger(__name__)
 
@@ -32,29 +40,68 @@ REFUSAL_GATES: dict[str, tuple[float, frozenset[str]]] = {
 }
 # Share of the question's terms that the best hit must contain to count as a lexical match.
 LEXICAL_GATE = 0.5
+# Languages a model writes well enough to answer in; models not listed are trusted with any language. The bundled
+# 135M model writes English only: in 'auto' mode its Chinese questions go straight to the extractive path.
+GENERATION_LANGUAGES: dict[str, frozenset[str]] = {BUNDLED_SMOLLM2: frozenset({"en"})}
+# Decoding controls for models run in this process (over generated tokens only, so copying a source is never
+# penalised): small models loop without them. A repetition penalty also hurts the legitimate repeats of an answer
+# (a Chinese character, "the"), so it is off; blocking repeated 8-token runs stops loops without that cost.
+REPETITION_PENALTY = 1.0
+NO_REPEAT_NGRAM = 8
+ANSWER_MODES = ("auto", "generative", "extractive")
+STREAM_MODES = ("sentences", "buffer")
+# Documents a refusal lists as the closest the knowledge base has.
+REFUSAL_DOCUMENTS = 3
+# A rewritten follow-up must read as a question: a question mark or a question word.
+_QUESTION = re.compile(r"[?？]|\b(?:what|which|who|whom|whose|when|where|why|how|is|are|do|does|can)\b|"
+                       "什么|哪|谁|几|多少|多久|怎么|如何|吗|呢", re.IGNORECASE)
 
 
 @dataclass
 class AnswerEvent:
-    """A streamed piece of an answer: generated text as it arrives, then the final verified answer."""
+    """A streamed piece of an answer — verified text only, as it passes — then the final Answer.
+
+    The ``text`` of the token events, joined, is exactly ``answer.answer``.
+    """
 
     type: Literal["token", "answer"]
     text: str = ""
     answer: Answer | None = None
 
 
+@dataclass
+class _Condensed:
+    query: str  # what is retrieved
+    prompt: str  # the question the model is asked
+    anchor: str = ""  # the earlier question a follow-up leans on
+
+
 class RagPipeline:
-    """Answers questions from a retriever and an LLM with numbered, verified citations — or refuses."""
+    """Answers questions from a retriever and an LLM with numbered, verified citations — or quotes the sources,
+    or refuses.
+
+    ``answer_mode``: 'generative' (the model's answer, every sentence verified), 'extractive' (the best supporting
+    passage quoted, no model call) or 'auto' (generative, falling back to extractive when nothing the model wrote
+    survives verification, and extractive from the start where the model cannot write the question's language).
+    ``answer_stream``: 'sentences' streams each verified sentence as it passes; 'buffer' sends the verified answer
+    at the end. Either way, nothing verification rejects is ever streamed.
+    """
 
     def __init__(
         self, retriever: HybridRetriever, llm: LLM, *, context_hits: int = 3, candidates: int = 20,
         max_new_tokens: int = 128, context_tokens: int | None = None, refusal_threshold: float | None = None,
-        min_citation_support: float = 0.5, templates: PromptTemplates | None = None,
+        min_citation_support: float = 0.6, templates: PromptTemplates | None = None, answer_mode: str = "auto",
+        answer_stream: str = "sentences", judge: ClaimJudge | None = None, repetition_penalty: float | None = None,
+        no_repeat_ngram_size: int | None = None,
     ) -> None:
         if context_hits <= 0:
             raise ConfigError("context_hits must be greater than 0.")
         if max_new_tokens <= 0:
             raise ConfigError("max_new_tokens must be greater than 0.")
+        if answer_mode not in ANSWER_MODES:
+            raise ConfigError(f"answer_mode must be one of {', '.join(ANSWER_MODES)}, got {answer_mode!r}.")
+        if answer_stream not in STREAM_MODES:
+            raise ConfigError(f"answer_stream must be one of {', '.join(STREAM_MODES)}, got {answer_stream!r}.")
         self.retriever = retriever
         self.llm = llm
         # Follow-up condensation shares the retriever's rewriter (and its cache) when it uses the same model.
@@ -72,11 +119,26 @@ class RagPipeline:
         threshold, languages = REFUSAL_GATES.get(retriever.embedder.name, (0.0, frozenset({"en", "zh"})))
         self.refusal_threshold = refusal_threshold if refusal_threshold is not None else threshold
         self.dense_languages = languages
-        self.min_citation_support = min_citation_support
+        self.judge = judge or LexicalJudge(threshold=min_citation_support)
         self.templates = templates or PromptTemplates.default()
+        self.answer_mode = answer_mode
+        self.answer_stream = answer_stream
+        self.decoding = self._decoding(repetition_penalty, no_repeat_ngram_size)
+
+    def _decoding(self, penalty: float | None, ngram: int | None) -> dict[str, Any]:
+        """Repetition controls sent with every generation: the given ones, else ragtune's for in-process models."""
+        in_process = bool(getattr(self.llm, "in_process", False))
+        penalty = penalty if penalty is not None else REPETITION_PENALTY if in_process else None
+        ngram = ngram if ngram is not None else NO_REPEAT_NGRAM if in_process else None
+        params: dict[str, Any] = {}
+        if penalty is not None and penalty != 1.0:
+            params["repetition_penalty"] = penalty
+        if ngram:
+            params["no_repeat_ngram_size"] = ngram
+        return params
 
     def ask(self, question: str, **options: Any) -> Answer:
-        """Answer ``question`` (options: history, mode, filter, k, temperature)."""
+        """Answer ``question`` (options: history, mode, filter, k, temperature, answer_mode)."""
         answer = None
         for event in self.ask_stream(question, **options):
             if event.type == "answer":
@@ -87,66 +149,120 @@ class RagPipeline:
     def ask_stream(
         self, question: str, *, history: Sequence[dict[str, str]] | None = None, mode: str = "hybrid",
         filter: dict[str, Any] | str | None = None, k: int | None = None, temperature: float = 0.0,
+        answer_mode: str | None = None,
     ) -> Iterator[AnswerEvent]:
-        """Yield generated text as it arrives, then one final event with the verified Answer."""
+        """Yield verified text as it passes, then one final event with the Answer."""
         if not question.strip():
             raise ConfigError("the question is empty — ask something")
+        answer_mode = answer_mode or self.answer_mode
+        if answer_mode not in ANSWER_MODES:
+            raise ConfigError(f"answer_mode must be one of {', '.join(ANSWER_MODES)}, got {answer_mode!r}.")
         timings: dict[str, float] = {}
         language = detect_language(question) or "en"
         started = time.perf_counter()
-        query = self.condense(question, history or [], language)
+        condensed = self.condense_turn(question, history or [], language)
         timings["condense"] = elapsed_ms(started)
 
         t = time.perf_counter()
-        result = self.retriever.search(query, self.candidates, mode=mode, filter=filter)
+        result = self.retriever.search(condensed.query, self.candidates, mode=mode, filter=filter)
         limit = k or self.context_hits
-        hits = dedupe(result.hits)[:limit]
+        hits = [h for h in dedupe(result.hits) if not is_heading_only(h)]
         timings["retrieve"] = elapsed_ms(t)
-        base: dict[str, Any] = {"id": uuid.uuid4().hex, "question": question, "language": language, "query": query,
-                "model": self.llm.name}
-
-        if not hits or self._outside_kb(query, hits, language):
-            yield from self._refuse(base, hits, timings, started)
+        base: dict[str, Any] = {"id": uuid.uuid4().hex, "question": question, "language": language,
+                                "query": condensed.query, "model": self.llm.name}
+        focus = analyse_question(question, context=condensed.anchor)
+        if not hits or self._outside_kb(focus, hits[:limit], language):
+            yield from self._refuse(base, hits, focus, timings, started)
             return
 
         t = time.perf_counter()
-        sources = pack(hits, self.context_tokens, self.llm.count_tokens, max_sources=limit)
-        messages = answer_messages(question, sources, language, self.templates)
+        sources = group_sources(pack(hits[:limit], self.context_tokens, self.llm.count_tokens, max_sources=limit))
         timings["prompt"] = elapsed_ms(t)
 
-        t = time.perf_counter()
+        removed: list[RemovedClaim] = []
+        if answer_mode == "generative" or (answer_mode == "auto" and self.writes(language)):
+            verifier = AnswerVerifier(focus, sources, self.judge, language=language)
+            buffered: list[str] = []
+            usage: dict[str, int] = {}
+            generated = self._generate(condensed.prompt, sources, language, temperature, verifier, timings, usage)
+            for text in generated:
+                if self.answer_stream == "sentences":
+                    yield AnswerEvent("token", text)
+                else:
+                    buffered.append(text)
+            verified = verifier.result
+            base["usage"] = usage
+            if verified.answered:
+                if buffered:
+                    yield AnswerEvent("token", "".join(buffered))
+                timings["total"] = elapsed_ms(started)
+                yield AnswerEvent("answer", answer=Answer(
+                    **base, answer=verified.text, grounded=True, citations=verified.citations,
+                    sources=[s.hit for s in sources], documents=self._documents(sources, verified.citations, focus),
+                    removed_citations=verified.removed_citations, removed_claims=verified.removed_claims,
+                    timings=timings, mode="generative",
+                ))
+                return
+            removed = verified.removed_claims
+            log.info("nothing generated survived verification (%d sentences removed)", len(removed))
+
+        if answer_mode in ("auto", "extractive"):
+            t = time.perf_counter()
+            extract = extract_answer(focus, sources)
+            timings["extract"] = elapsed_ms(t)
+            if extract is not None:
+                source = sources[extract.passage.number - 1]
+                citation = _extract_citation(source, extract.passage.text, extract.passage.chunk_id)
+                yield AnswerEvent("token", extract.text)
+                timings["total"] = elapsed_ms(started)
+                yield AnswerEvent("answer", answer=Answer(
+                    **base, answer=extract.text, grounded=True, citations=[citation],
+                    sources=[s.hit for s in sources], documents=self._documents(sources, [citation], focus),
+                    removed_claims=removed, timings=timings, mode="extractive",
+                ))
+                return
+        yield from self._refuse(base, hits, focus, timings, started, removed=removed)
+
+    def writes(self, language: str) -> bool:
+        """Whether the model is trusted to write answers in ``language``."""
+        return language in GENERATION_LANGUAGES.get(self.llm.name, frozenset({language}))
+
+    def _generate(
+        self, question: str, sources: list[Source], language: str, temperature: float, verifier: AnswerVerifier,
+        timings: dict[str, float], usage: dict[str, int],
+    ) -> Iterator[str]:
+        """Generate an answer, yielding what the verifier releases as it goes (``usage`` is filled in)."""
+        messages = answer_messages(question, [s.hit for s in sources], language, self.templates)
+        started = time.perf_counter()
         pieces: list[str] = []
-        for piece in self.llm.stream(messages, max_tokens=self.max_new_tokens, temperature=temperature):
+        for piece in self.llm.stream(messages, max_tokens=self.max_new_tokens, temperature=temperature,
+                                     **self.decoding):
             if not pieces:
                 timings["first_token"] = elapsed_ms(started)
             pieces.append(piece)
-            yield AnswerEvent("token", piece)
-        # A generation cut at max_tokens can end inside a multi-byte character.
-        raw = "".join(pieces).strip().rstrip("\ufffd")
-        timings["generate"] = elapsed_ms(t)
-        base["usage"] = token_usage(self.llm, messages, raw)
-
-        t = time.perf_counter()
-        if not raw or is_model_refusal(raw):
-            yield from self._refuse(base, sources, timings, started, streamed=True)
+            released = verifier.feed(piece)
+            if released:
+                timings.setdefault("first_verified", elapsed_ms(started))
+                yield released
+            if verifier.done:
+                break  # the rest cannot change the answer: stop the model instead of waiting for it
+        raw = "".join(pieces)
+        timings["generate"] = elapsed_ms(started)
+        usage.update(token_usage(self.llm, messages, raw))
+        if is_model_refusal(raw):
+            # "I don't know" is not a claim to check: the extractive path or a refusal follows.
+            verifier.close(truncated=True)
             return
-        verified = verify_citations(raw, sources, min_support=self.min_citation_support)
-        timings["verify"] = elapsed_ms(t)
-        if not verified.citations:
-            # Nothing in the answer is backed by a source: an answer we cannot check is not given.
-            log.info("answer had no supported citation; refusing: %r", raw[:200])
-            yield from self._refuse(base, sources, timings, started, streamed=True, removed=verified.removed)
-            return
-        timings["total"] = elapsed_ms(started)
-        yield AnswerEvent("answer", answer=Answer(
-            **base, answer=verified.text, grounded=True, citations=verified.citations, sources=list(sources),
-            removed_citations=verified.removed, timings=timings,
-        ))
+        truncated = verifier.done or self.llm.count_tokens(raw) >= self.max_new_tokens - 1
+        released = verifier.close(truncated=truncated)
+        if released:
+            timings.setdefault("first_verified", elapsed_ms(started))
+            yield released
 
-    def _outside_kb(self, query: str, hits: list[Hit], language: str) -> bool:
-        """Neither retriever found a convincing match: no hit holds most of the question's terms, and the
-        best dense score (where the embedder understands the language) is below the calibrated gate."""
-        if max(support(query, h.text) for h in hits) >= LEXICAL_GATE:
+    def _outside_kb(self, focus: Focus, hits: list[Hit], language: str) -> bool:
+        """Neither retriever found a convincing match: no hit (with its headings) holds most of the question's
+        focus terms, and the best dense score (where the embedder understands the language) is below the gate."""
+        if max(focus.coverage(terms_of(passage_with_headings(h))) for h in hits) >= LEXICAL_GATE:
             return False
         dense = [h.scores["dense"] for h in hits if "dense" in h.scores]
         if dense and language in self.dense_languages:
@@ -154,29 +270,72 @@ class RagPipeline:
         return True
 
     def _refuse(
-        self, base: dict[str, Any], closest: Sequence[Hit], timings: dict[str, float], started: float, *,
-        streamed: bool = False, removed: Any = (),
+        self, base: dict[str, Any], hits: Sequence[Hit], focus: Focus, timings: dict[str, float], started: float, *,
+        removed: Sequence[RemovedClaim] = (),
     ) -> Iterator[AnswerEvent]:
+        """The refusal in the question's language, listing the closest distinct documents with their best snippet."""
         text = REFUSAL.get(base["language"], REFUSAL["en"])
-        if not streamed:
-            yield AnswerEvent("token", text)
+        closest = group_sources(hits, max_sources=REFUSAL_DOCUMENTS)
+        yield AnswerEvent("token", text)
         timings["total"] = elapsed_ms(started)
+        documents = [s.document(snippet=shorten(closest_passage(s, focus))) for s in closest]
         yield AnswerEvent("answer", answer=Answer(
-            **base, answer=text, grounded=False, refused=True, sources=list(closest)[:3],
-            removed_citations=list(removed), timings=timings,
+            **base, answer=text, grounded=False, refused=True, sources=[s.hit for s in closest], documents=documents,
+            removed_claims=list(removed), timings=timings, mode="refusal",
         ))
 
-    def condense(self, question: str, history: Sequence[dict[str, str]], language: str) -> str:
-        """A standalone retrieval query for a follow-up question (the question itself without history)."""
+    @staticmethod
+    def _documents(sources: Sequence[Source], citations: Sequence[Citation], focus: Focus) -> list[SourceDocument]:
+        quotes = {c.number: c.quote for c in citations}
+        return [s.document(snippet=shorten(quotes.get(s.number) or closest_passage(s, focus)),
+                           cited=s.number in quotes) for s in sources]
+
+    # ------------------------------------------------------------------ follow-ups
+
+    def condense_turn(self, question: str, history: Sequence[dict[str, str]], language: str) -> _Condensed:
+        """The retrieval query and model question for a turn of a conversation.
+
+        A follow-up ('And in Berlin?', '那上海呢？') is rewritten into a standalone question by the model where it
+        writes the language and the rewrite keeps the follow-up's own terms; otherwise — and for retrieval always
+        alongside — the earlier question it leans on (the last one that stood alone) supplies the context.
+        """
         turns = [m for m in history if m.get("role") in ("user", "assistant") and m.get("content")]
-        if not turns:
-            return question
+        asked = [m["content"] for m in turns if m["role"] == "user"]
+        if not asked or not is_follow_up(question):
+            return _Condensed(question, question)
+        anchor = next((q for q in reversed(asked) if not is_follow_up(q)), asked[-1])
+        fallback = f"{anchor} {question}"
+        if not self.writes(language):
+            return _Condensed(fallback, fallback, anchor)
         candidate = self.rewriter.condense(question, turns, language)
-        last_user = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
-        # Small models often echo or ramble; keep the rewrite only when it looks like a question of sane size.
-        if candidate and len(candidate) <= 3 * max(len(question), 40) and not is_model_refusal(candidate):
-            return f"{candidate} {question}" if candidate != question else question
-        return f"{last_user} {question}".strip()
+        if not self._condensed_well(candidate, question, anchor):
+            log.info("follow-up condensation unusable (%r); retrieving with the earlier question", candidate[:120])
+            return _Condensed(fallback, fallback, anchor)
+        return _Condensed(f"{candidate} {anchor}", candidate, anchor)
+
+    @staticmethod
+    def _condensed_well(candidate: str, question: str, anchor: str) -> bool:
+        """A usable rewrite: a question of sane length that keeps the follow-up's own terms, and is neither an
+        answer (citation markers, amounts the conversation's questions never stated) nor the earlier question."""
+        if not candidate or is_model_refusal(candidate) or len(candidate) > 2 * (len(question) + len(anchor)) + 40:
+            return False
+        if not _QUESTION.search(candidate) or CITATION_RE.search(candidate):
+            return False
+        asked = {q.value for q in quantities(f"{question} {anchor}")}
+        if any(q.value not in asked for q in quantities(candidate)):
+            return False
+        own = terms_of(question) - terms_of(anchor)
+        words = terms_of(candidate)
+        return own <= words and words != terms_of(anchor)
+
+
+def _extract_citation(source: Source, passage: str, chunk_id: str) -> Citation:
+    part = next((h for h in source.parts if h.chunk_id == chunk_id), source.best)
+    return Citation(
+        number=source.number, chunk_id=part.chunk_id, document_id=part.document_id, source=part.source,
+        page_number=part.meta.page_number, section_title=part.meta.section_title, snippet=passage,
+        support=1.0, quote=passage, sections=source.sections,
+    )
 
 
 def token_usage(llm: LLM, messages: Sequence[dict[str, str]], reply: str) -> dict[str, int]:

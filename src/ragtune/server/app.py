@@ -24,7 +24,7 @@ from ragtune.errors import ConfigError
 from ragtune.ingest import IngestReport
 from ragtune.llm.base import LLM
 from ragtune.llm.bundled import BUNDLED_SMOLLM2
-from ragtune.server import kb_api, openai_api
+from ragtune.server import kb_api, loop_api, openai_api
 from ragtune.server.auth import Authenticator, RateLimiter
 from ragtune.server.errors import ApiError, error_response
 from ragtune.server.jobs import Job, JobQueue
@@ -101,21 +101,27 @@ def create_app(
         metrics.jobs_pending.set(jobs.pending())
 
     jobs = JobQueue(database, registry.get, finished)
+    # Loop runs take long: a queue (and worker) of their own, on the same jobs table.
+    loop_jobs = JobQueue(database, registry.get, runners={"loop": loop_api.loop_runner(registry)})
     state = ServerState(settings=settings, kbs=registry, jobs=jobs, keys=keys,
                         auth=Authenticator(keys, limiter, metrics.rate_limited.inc), metrics=metrics, llm=llm,
-                        model_id=llm.name if llm is not None else settings.llm_model or BUNDLED_SMOLLM2)
+                        model_id=llm.name if llm is not None else settings.llm_model or BUNDLED_SMOLLM2,
+                        loop_jobs=loop_jobs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs.start()
+        loop_jobs.start()
         metrics.jobs_pending.set(jobs.pending())
         try:
             yield
         finally:
             jobs.stop()
+            loop_jobs.stop()
             registry.close()
             if keys is not None:
                 keys.close()
+            database.close()
 
     # FastAPIOffline serves Swagger UI and ReDoc from files in its package: /docs works with no network.
     app = FastAPIOffline(
@@ -126,6 +132,7 @@ def create_app(
     app.state.server = state
     app.include_router(openai_api.router)
     app.include_router(kb_api.router)
+    app.include_router(loop_api.router)
     _add_error_handlers(app)
     _add_health(app, state)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

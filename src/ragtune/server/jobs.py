@@ -1,5 +1,6 @@
-"""Background ingestion jobs: persisted in the server database, run one at a time by each server's worker thread,
-resumed after a restart — or, on Postgres, by another server when the one running a job dies."""
+"""Background jobs — ingestion, and other kinds such as loop runs — persisted in the server database, run one at a
+time per queue by each server's worker thread, resumed after a restart — or, on Postgres, by another server when the
+one running a job dies."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ragtune.ingest import IngestReport, Progress
-from ragtune.store.postgres import Database, PostgresDatabase, lock_key, open_database
+from ragtune.store.postgres import Database, PostgresDatabase, ensure_columns, lock_key, open_database
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
     started_at DOUBLE PRECISION,
     finished_at DOUBLE PRECISION
 )"""
+# Added later, in place on older databases: the access groups the job's documents get (JSON; NULL: none given),
+# and what kind of job it is ('ingest', 'loop', ...; NULL: an ingestion job of an older server).
+_ADDED_COLUMNS = {"acl": "TEXT", "kind": "TEXT"}
 
 
 @dataclass
@@ -62,6 +66,8 @@ class Job:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    acl: list[str] | None = None
+    kind: str = "ingest"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -74,7 +80,12 @@ class Job:
 class Ingests(Protocol):
     """What the worker needs of a knowledge base."""
 
-    def ingest(self, paths: list[Path], *, on_progress: Callable[[Progress], None] | None = None) -> IngestReport: ...
+    def ingest(self, paths: list[Path], *, on_progress: Callable[[Progress], None] | None = None,
+               acl: list[str] | None = None) -> IngestReport: ...
+
+
+#: Runs a job of another kind than ingestion: (job, progress(step, done, total)) -> the job's report.
+JobRunner = Callable[[Job, Callable[[str, int, int], None]], dict[str, Any]]
 
 
 class _Stopping(Exception):
@@ -89,30 +100,47 @@ class JobQueue:
     owns the queue and re-queues its interrupted jobs on start. On Postgres any number of servers share it: a
     server claims a job by taking a lock on it with its own connection and holds the lock while the job runs, so
     no job runs twice; when a server dies, Postgres drops its connection and the lock, and the next server to
-    look claims the job (a 'running' job nobody holds) and resumes it.
+    look claims the job (a 'running' job nobody holds) and resumes it. Each queue runs only the jobs of its kinds.
     """
 
     def __init__(
         self, db: str | Path | Database, open_kb: Callable[[str], Ingests],
         on_finished: Callable[[Job, IngestReport | None], None] | None = None, *, nice: int = 10,
+        runners: dict[str, JobRunner] | None = None,
     ) -> None:
+        """``runners``: this queue runs only jobs of these kinds, each with its runner (default: ingestion with
+        ``open_kb``). Several queues on one database split the jobs by kind, each with its own worker."""
         self._open_kb = open_kb
         self._on_finished = on_finished
         self._nice = nice
+        self._runners = runners or {}
+        self._kinds = tuple(self._runners) or ("ingest",)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # A database handed in is shared (the server's keys, another queue): its owner closes it.
+        self._owns_db = isinstance(db, (str, Path))
         self._db = open_database(db)
         self._db.execute(_SCHEMA)
+        ensure_columns(self._db, "jobs", _ADDED_COLUMNS)
+
+    def _mine(self) -> str:
+        """The condition selecting this queue's kinds (its parameters are ``self._kinds``)."""
+        return f"coalesce(kind, 'ingest') IN ({', '.join('?' * len(self._kinds))})"
 
     # ------------------------------------------------------------------ API
 
-    def submit(self, kb: str, paths: list[Path]) -> Job:
-        job = Job(uuid.uuid4().hex[:16], kb, "queued", [str(p) for p in paths], files_total=len(paths),
-                  created_at=time.time())
+    def submit(self, kb: str, paths: Sequence[str | Path], *, acl: list[str] | None = None, kind: str = "ingest"
+               ) -> Job:
+        """Queue the ingestion of ``paths`` (``acl``: the access groups their documents get), or with another
+        ``kind`` a job of that kind (``paths`` then hold its arguments, e.g. the stages of a loop run)."""
+        job = Job(uuid.uuid4().hex[:16], kb, "queued", [str(p) for p in paths],
+                  files_total=len(paths) if kind == "ingest" else 0, created_at=time.time(), acl=acl, kind=kind)
         self._db.execute(
-            "INSERT INTO jobs (id, kb, status, paths, files_total, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (job.id, kb, job.status, json.dumps(job.files), job.files_total, job.created_at),
+            "INSERT INTO jobs (id, kb, status, paths, files_total, created_at, acl, kind)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.id, kb, job.status, json.dumps(job.files), job.files_total, job.created_at,
+             json.dumps(acl) if acl is not None else None, kind),
         )
         self._wake.set()
         return job
@@ -122,11 +150,15 @@ class JobQueue:
         return _job(rows[0]) if rows else None
 
     def list(self, kb: str | None = None, limit: int = 50) -> list[Job]:
-        sql = "SELECT * FROM jobs" + (" WHERE kb = ?" if kb else "") + " ORDER BY created_at DESC LIMIT ?"
-        return [_job(r) for r in self._db.execute(sql, (kb, limit) if kb else (limit,))]
+        """Recent jobs of this queue's kinds, newest first (``kb``: of that knowledge base only)."""
+        sql = f"SELECT * FROM jobs WHERE {self._mine()}" + (" AND kb = ?" if kb else "") + (
+            " ORDER BY created_at DESC LIMIT ?")
+        return [_job(r) for r in self._db.execute(sql, (*self._kinds, *((kb,) if kb else ()), limit))]
 
     def pending(self) -> int:
-        rows = self._db.execute("SELECT count(*) AS n FROM jobs WHERE status IN ('queued', 'running')")
+        """Jobs of this queue's kinds waiting or running."""
+        rows = self._db.execute(
+            f"SELECT count(*) AS n FROM jobs WHERE status IN ('queued', 'running') AND {self._mine()}", self._kinds)
         return int(rows[0]["n"])
 
     def forget_kb(self, kb: str) -> None:
@@ -146,13 +178,15 @@ class JobQueue:
                 tx.execute(
                     "UPDATE jobs SET status = 'failed', finished_at = ?, error = 'the server stopped during this "
                     "job ' || attempts || ' times — check the files and upload them again' "
-                    "WHERE status = 'running' AND attempts >= ?", (time.time(), MAX_ATTEMPTS),
+                    f"WHERE status = 'running' AND attempts >= ? AND {self._mine()}",
+                    (time.time(), MAX_ATTEMPTS, *self._kinds),
                 )
-                resumed = tx.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running' RETURNING id")
+                resumed = tx.execute(f"UPDATE jobs SET status = 'queued' WHERE status = 'running' AND {self._mine()}"
+                                     " RETURNING id", self._kinds)
             if resumed:
-                log.info("resuming %d ingestion job(s) interrupted by a restart", len(resumed))
+                log.info("resuming %d %s job(s) interrupted by a restart", len(resumed), "/".join(self._kinds))
         self._stop.clear()
-        self._thread = threading.Thread(target=self._work, name="ragtune-ingest-jobs", daemon=True)
+        self._thread = threading.Thread(target=self._work, name=f"ragtune-{'-'.join(self._kinds)}-jobs", daemon=True)
         self._thread.start()
         self._wake.set()
 
@@ -162,7 +196,8 @@ class JobQueue:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._db.close()
+        if self._owns_db:
+            self._db.close()
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """Block until a job is done or failed (for tests and scripts)."""
@@ -207,7 +242,8 @@ class JobQueue:
 
     def _claim(self) -> Job | None:
         with self._db.transaction() as tx:
-            rows = tx.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT 1")
+            rows = tx.execute(f"SELECT * FROM jobs WHERE status = 'queued' AND {self._mine()} ORDER BY created_at"
+                              " LIMIT 1", self._kinds)
             if not rows:
                 return None
             tx.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
@@ -217,7 +253,8 @@ class JobQueue:
     def _claim_postgres(self, session: Any) -> Job | None:
         # Queued jobs, and running ones whose server may have died: whoever gets a job's lock owns the job.
         candidates = session.execute(
-            "SELECT id FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at LIMIT 100")
+            f"SELECT id FROM jobs WHERE status IN ('queued', 'running') AND {self._mine()} ORDER BY created_at"
+            " LIMIT 100", self._kinds)
         for candidate in candidates:
             key = lock_key("job", candidate["id"])
             if not session.execute("SELECT pg_try_advisory_lock(?) AS got", (key,))[0]["got"]:
@@ -243,6 +280,9 @@ class JobQueue:
         return None
 
     def _run(self, job: Job) -> None:
+        if job.kind != "ingest":
+            self._run_other(job)
+            return
         last = 0.0
 
         def progress(p: Progress) -> None:
@@ -258,7 +298,8 @@ class JobQueue:
         report: IngestReport | None = None
         try:
             kb = self._open_kb(job.kb)
-            report = kb.ingest([Path(p) for p in job.files], on_progress=progress)
+            groups = {"acl": job.acl} if job.acl is not None else {}
+            report = kb.ingest([Path(p) for p in job.files], on_progress=progress, **groups)
         except _Stopping:
             log.info("job %s interrupted by shutdown; it resumes on the next start", job.id)
             return
@@ -269,6 +310,32 @@ class JobQueue:
         all_failed = bool(job.files) and len(report.failed) >= len(job.files)
         self._finish(job, "failed" if all_failed else "done", report,
                      error="no file could be ingested — see errors" if all_failed else None)
+
+    def _run_other(self, job: Job) -> None:
+        """A job of another kind: its runner reports steps as progress and returns the job's report."""
+        last = 0.0
+
+        def progress(step: str, done: int, total: int) -> None:
+            nonlocal last
+            if self._stop.is_set():
+                raise _Stopping
+            now = time.monotonic()
+            if now - last >= _PROGRESS_EVERY_S or done == total:
+                last = now
+                self._update(job.id, files_done=done, files_total=total, current=step[:200])
+
+        try:
+            report = self._runners[job.kind](job, progress)
+        except _Stopping:
+            log.info("job %s interrupted by shutdown; it resumes on the next start", job.id)
+            return
+        except Exception as exc:
+            log.exception("%s job %s failed", job.kind, job.id)
+            self._update(job.id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time(),
+                         current="")
+            return
+        self._update(job.id, status="done", report=json.dumps(report, ensure_ascii=False, default=str),
+                     finished_at=time.time(), current="")
 
     def _update(self, job_id: str, **values: Any) -> None:
         columns = ", ".join(f"{name} = ?" for name in values)
@@ -298,5 +365,6 @@ def _job(row: Mapping[str, Any]) -> Job:
         files_total=row["files_total"], files_done=row["files_done"], chunks=row["chunks"], current=row["current"],
         errors=json.loads(row["errors"]), report=json.loads(row["report"]) if row["report"] else None,
         error=row["error"], attempts=row["attempts"], created_at=row["created_at"], started_at=row["started_at"],
-        finished_at=row["finished_at"],
+        finished_at=row["finished_at"], acl=json.loads(row["acl"]) if row["acl"] is not None else None,
+        kind=row["kind"] or "ingest",
     )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Path, Query, UploadFile
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from ragtune.errors import FilterError, RagtuneError, StoreError
+from ragtune.errors import ConfigError, FilterError, RagtuneError, StoreError
+from ragtune.guard.acl import parse_groups
+from ragtune.guard.audit import ACTIONS, parse_time
 from ragtune.rag.answer_json import score_kind
 from ragtune.server.auth import authorize
 from ragtune.server.errors import ApiError
@@ -36,8 +39,16 @@ class CreateKb(BaseModel):
 class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=4000)
     k: int = Field(5, ge=1, le=100)
-    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    mode: Literal["hybrid", "dense", "sparse", "graph", "auto"] = Field(
+        "hybrid", description="graph: hybrid fused with a walk of the KB's knowledge graph; auto: the router picks "
+        "(its decision is in the response's route).")
     filter: dict[str, Any] | None = Field(None, examples=[{"source_type": "md", "page_number": {"$gte": 2}}])
+
+
+class AclRequest(BaseModel):
+    groups: list[str] | None = Field(
+        None, max_length=100, examples=[["hr", "legal"]],
+        description="The document's access groups ('*': everyone); null or [] returns it to the KB's acl_default.")
 
 
 class FeedbackRequest(BaseModel):
@@ -85,15 +96,25 @@ def delete_kb(name: KbName, state: State, key: Key) -> dict[str, Any]:
     return {"name": name, "deleted": True}
 
 
-@router.get("/kbs/{name}/documents", summary="Documents of a knowledge base")
+def _readable(kb: Any, key: Any, document_id: str, name: str) -> Any:
+    """The document's record, or 404 when it does not exist or the key's groups may not read it (the same answer
+    either way, so a key cannot learn which hidden documents exist)."""
+    record = kb.store.document(document_id)
+    if record is None or not kb.can_read(record, key.groups):
+        raise ApiError(404, f"no document {document_id!r} in {name!r}", code="document_not_found")
+    return record
+
+
+@router.get("/kbs/{name}/documents", summary="Documents of a knowledge base (those the key's groups may read)")
 def list_documents(name: KbName, state: State, key: Key) -> dict[str, Any]:
     authorize(key, name, "reader")
     kb = state.kbs.get(name)
     return {"data": [
         {"id": d.id, "name": display_name(kb, d.uri), "source_type": d.source_type, "status": d.status,
          "error": d.error, "chunks": d.chunk_count, "size": d.size, "version": d.version, "title": d.title,
-         "updated_at": d.updated_at}
-        for d in kb.documents()
+         "updated_at": d.updated_at, "groups": kb.document_groups(d),
+         "flagged_chunks": d.metadata.get("injection_flagged", 0)}
+        for d in kb.documents() if kb.can_read(d, key.groups)
     ]}
 
 
@@ -102,9 +123,15 @@ def list_documents(name: KbName, state: State, key: Key) -> dict[str, Any]:
     description=f"Multipart field `files` (one or more). Accepted: {', '.join(accepted_extensions())}; the content "
     "must match the extension. A .zip is unpacked (supported members only). Returns the job to poll.",
 )
-def upload_documents(name: KbName, state: State, key: Key, files: Annotated[list[UploadFile], File()]) -> Any:
+def upload_documents(
+    name: KbName, state: State, key: Key, files: Annotated[list[UploadFile], File()],
+    groups: Annotated[str | None, Form(max_length=2000, description="Access groups of the uploaded documents, "
+                                       "comma-separated (default: the key's groups, else the KB's acl_default)."
+                                       )] = None,
+) -> Any:
     authorize(key, name, "writer")
     state.kbs.get(name)  # 404 before storing anything
+    acl = _upload_groups(key, groups)
     area = state.kbs.uploads(name)
     saved, rejected = [], []
     first_error: UploadError | None = None
@@ -119,18 +146,36 @@ def upload_documents(name: KbName, state: State, key: Key, files: Annotated[list
     if not saved:
         assert first_error is not None
         raise ApiError(first_error.status, str(first_error), code=first_error.code)
-    job = state.jobs.submit(name, [p for s in saved for p in s.paths])
+    job = state.jobs.submit(name, [p for s in saved for p in s.paths], acl=acl)
     state.metrics.jobs_pending.set(state.jobs.pending())
     return {"job": job.to_dict(), "accepted": [{"name": s.name, "files": len(s.paths), "skipped": s.skipped}
                                                for s in saved], "rejected": rejected}
+
+
+def _upload_groups(key: Any, groups: str | None) -> list[str] | None:
+    """The groups uploaded documents get: as asked (within the key's own groups when it has some), else the key's."""
+    try:
+        asked = parse_groups(groups)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc), code="invalid_groups") from None
+    if key.groups is None:
+        return asked
+    if asked is None:
+        return list(key.groups)
+    outside = sorted(set(asked) - set(key.groups))
+    if outside:
+        # A key must not hide documents from itself or open them to groups it does not belong to.
+        raise ApiError(403, f"this API key may only give documents its own groups ({', '.join(key.groups)}); "
+                       f"not {', '.join(outside)}", "permission_error", "groups_not_allowed")
+    return asked
 
 
 @router.delete("/kbs/{name}/documents/{document_id}", summary="Delete a document and its uploaded file (writer)")
 def delete_document(name: KbName, document_id: DocId, state: State, key: Key) -> dict[str, Any]:
     authorize(key, name, "writer")
     kb = state.kbs.get(name)
-    record = kb.store.document(document_id)
-    if record is None or not kb.delete(document_id):
+    record = _readable(kb, key, document_id, name)
+    if not kb.delete(document_id):
         raise ApiError(404, f"no document {document_id!r} in {name!r}", code="document_not_found")
     stored = state.kbs.uploads(name).owns(record.uri)
     if stored is not None:
@@ -142,12 +187,23 @@ def delete_document(name: KbName, document_id: DocId, state: State, key: Key) ->
 def get_document(name: KbName, document_id: DocId, state: State, key: Key) -> dict[str, Any]:
     authorize(key, name, "reader")
     kb = state.kbs.get(name)
-    d = kb.store.document(document_id)
-    if d is None:
-        raise ApiError(404, f"no document {document_id!r} in {name!r}", code="document_not_found")
+    d = _readable(kb, key, document_id, name)
     return {"id": d.id, "name": display_name(kb, d.uri), "source_type": d.source_type, "status": d.status,
             "error": d.error, "chunks": d.chunk_count, "size": d.size, "version": d.version, "title": d.title,
-            "metadata": d.metadata, "updated_at": d.updated_at}
+            "metadata": d.metadata, "updated_at": d.updated_at, "groups": kb.document_groups(d)}
+
+
+@router.put("/kbs/{name}/documents/{document_id}/acl", summary="Set a document's access groups (admin)")
+def set_document_acl(name: KbName, document_id: DocId, body: AclRequest, state: State, key: Key) -> dict[str, Any]:
+    authorize(key, name, "admin")
+    kb = state.kbs.get(name)
+    _readable(kb, key, document_id, name)
+    try:
+        kb.set_acl(document_id, body.groups, actor=key.actor)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc), code="invalid_groups") from None
+    record = _readable(kb, key, document_id, name)
+    return {"id": document_id, "groups": kb.document_groups(record), "own_groups": record.metadata.get("acl")}
 
 
 @router.get("/kbs/{name}/documents/{document_id}/file", summary="Download a document's uploaded file")
@@ -155,6 +211,8 @@ def document_file(name: KbName, document_id: DocId, state: State, key: Key) -> A
     authorize(key, name, "reader")
     kb = state.kbs.get(name)
     d = kb.store.document(document_id)
+    if d is not None and not kb.can_read(d, key.groups):
+        d = None
     stored = state.kbs.uploads(name).owns(d.uri) if d is not None else None
     if d is None or stored is None or not stored.is_file():
         raise ApiError(404, f"no uploaded file for document {document_id!r} in {name!r}", code="file_not_found")
@@ -167,15 +225,18 @@ def search(name: KbName, body: SearchRequest, state: State, key: Key) -> dict[st
     kb = state.kbs.get(name)
     try:
         spec = validate_filter(body.filter)
-        hits = kb.search(body.query, body.k, mode=body.mode, filter=spec)
+        result = kb.retrieve(body.query, body.k, mode=body.mode, filter=spec, groups=key.groups, actor=key.actor)
     except FilterError as exc:
         raise ApiError(400, str(exc), code="invalid_filter") from None
     except StoreError as exc:
         raise ApiError(409, str(exc), code="store_error") from None
+    except ConfigError as exc:  # mode graph on a KB without a graph
+        raise ApiError(400, str(exc), code="invalid_mode") from None
     return {"query": body.query, "mode": body.mode,
+            **({"route": result.route.to_dict()} if result.route else {}),
             "hits": [source_json(name, kb, h, i, set()) | {"text": h.text, "score_kind": score_kind(h, body.mode),
                                                           "metadata": h.meta.model_dump(exclude={"source"})}
-                     for i, h in enumerate(hits, 1)]}
+                     | ({"path": h.path} if h.path else {}) for i, h in enumerate(result.hits, 1)]}
 
 
 @router.get("/kbs/{name}/jobs", summary="Recent ingestion jobs of a knowledge base")
@@ -225,3 +286,34 @@ def feedback(body: FeedbackRequest, state: State, key: Key) -> dict[str, Any]:
             return {"id": feedback_id, "kb": name, "answer_id": body.answer_id, "rating": body.rating}
     raise ApiError(404, f"no answer {body.answer_id!r} in the knowledge bases this key can read — send the "
                    "answer_id of a kb: chat completion", code="answer_not_found")
+
+
+@router.get("/kbs/{name}/feedback/export", summary="Feedback as JSONL, personal data redacted (writer)",
+            response_class=Response, responses={200: {"content": {"application/x-ndjson": {}}}})
+def export_feedback(name: KbName, state: State, key: Key) -> Response:
+    """One JSON line per rating: only answers whose every source the key's groups may read; recorded in the
+    audit log."""
+    authorize(key, name, "writer")
+    rows = state.kbs.get(name).feedback_rows(groups=key.groups, actor=key.actor)
+    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return Response(data, media_type="application/x-ndjson")
+
+
+@router.get("/audit", summary="The audit log of a knowledge base (admin)")
+def audit_log(
+    state: State, key: Key,
+    kb: Annotated[str, Query(pattern=NAME_PATTERN, max_length=64, description="Knowledge base name.")],
+    since: Annotated[str | None, Query(max_length=40, description="ISO date/time or epoch seconds.")] = None,
+    until: Annotated[str | None, Query(max_length=40)] = None,
+    actor: Annotated[str | None, Query(max_length=100, description="e.g. key:1a2b3c4d")] = None,
+    action: Annotated[Literal["search", "answer", "export", "acl"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
+    authorize(key, kb, "admin")
+    base = state.kbs.get(kb)
+    try:
+        entries = base.audit_log().entries(since=parse_time(since), until=parse_time(until), actor=actor,
+                                           action=action, limit=limit)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc), code="invalid_time") from None
+    return {"kb": kb, "actions": list(ACTIONS), "data": [e.to_dict() for e in entries]}

@@ -6,6 +6,7 @@ import logging
 import re
 import shutil
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from ragtune.llm.base import LLM
 from ragtune.server.errors import ApiError
 from ragtune.server.uploads import UploadArea
 from ragtune.settings import Settings
-from ragtune.store.factory import POINTER_FILE, parse_store, read_pointer, write_pointer
+from ragtune.store.factory import POINTER_FILE, parse_store, read_pointer, stored_embedder, write_pointer
 from ragtune.store.local import DB_FILE
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class KnowledgeBases:
         self.llm = llm
         self.overrides = overrides or {}
         self._open: dict[str, KnowledgeBase] = {}
+        # Replaced by a reload while requests may still hold them: closed once they have had time to finish.
+        self._retired: list[tuple[float, KnowledgeBase]] = []
         self._feedback: dict[str, FeedbackStore] = {}
         self._lock = threading.RLock()
         if self.root is not None:
@@ -80,19 +83,56 @@ class KnowledgeBases:
         return _NAME.fullmatch(name) is not None and name in self.names()
 
     def get(self, name: str) -> KnowledgeBase:
+        """The open knowledge base; opened again when what serves it changed on disk (a promotion or rollback of
+        'ragtune loop', or 'kb reembed', by this or another process), so new requests use the new champion
+        without a restart while requests in flight finish with the old one."""
         with self._lock:
-            if name in self._open:
-                return self._open[name]
+            kb = self._open.get(name)
+            if kb is not None:
+                if kb.serving_stamp() == kb.opened_stamp:
+                    return kb
+                log.info("%s: what serves it changed (a promotion or rollback); opening it again", name)
+                self._open.pop(name)
+                self._retire(kb)
             if not self.exists(name):
                 raise self._missing(name)
             path = self.path(name)
             if not _is_kb(path):  # created by another server on the shared store: this server's folder for it
                 write_pointer(path, parse_store(self.settings.store, name))
-            kb = KnowledgeBase.open(path, embedder=self.embedder, **self.overrides)
+            kb = KnowledgeBase.open(path, embedder=self._embedder_for(name), **self.overrides)
             if self.llm is not None:
                 kb.llm = self.llm
             self._open[name] = kb
             return kb
+
+    def open_for_job(self, name: str) -> KnowledgeBase:
+        """A knowledge base object of its own for a long background job (a loop run), opened as requests open
+        it; the caller closes it. What the job changes on disk reaches requests through :meth:`get`."""
+        if not self.exists(name):
+            raise self._missing(name)
+        kb = KnowledgeBase.open(self.path(name), embedder=self._embedder_for(name), **self.overrides)
+        if self.llm is not None:
+            kb.llm = self.llm
+        return kb
+
+    def _embedder_for(self, name: str) -> Embedder | None:
+        """The server's embedder when the KB's vectors were made with it; else the KB loads its own."""
+        path = self.path(name)
+        location = read_pointer(path) or parse_store("local", name)  # the folder says where the KB lives
+        stored = stored_embedder(path, location)
+        if self.embedder is not None and stored is not None and stored[0] != self.embedder.name:
+            return None
+        return self.embedder
+
+    def _retire(self, kb: KnowledgeBase, grace_s: float = 300.0) -> None:
+        now = time.monotonic()
+        self._retired.append((now, kb))
+        for when, old in [r for r in self._retired if now - r[0] > grace_s]:
+            self._retired.remove((when, old))
+            try:
+                old.close()
+            except Exception:  # a store another thread still reads; it is closed at exit
+                log.exception("closing a replaced knowledge base failed")
 
     def feedback(self, name: str) -> FeedbackStore:
         with self._lock:
@@ -157,6 +197,12 @@ class KnowledgeBases:
                     self._close(name)
                 except Exception:  # closing the others matters more
                     log.exception("closing knowledge base %s failed", name)
+            for _, old in self._retired:
+                try:
+                    old.close()
+                except Exception:
+                    log.exception("closing a replaced knowledge base failed")
+            self._retired.clear()
 
     @staticmethod
     def _missing(name: str) -> ApiError:

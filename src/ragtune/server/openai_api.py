@@ -26,6 +26,7 @@ from ragtune.server.auth import authorize
 from ragtune.server.errors import ApiError
 from ragtune.server.state import Key, ServerState, State
 from ragtune.store.filters import validate_filter
+from ragtune.structured import StructuredOutputError, check_schema, generate_structured
 from ragtune.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,34 @@ class ChatMessage(BaseModel):
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
+class JsonSchemaFormat(BaseModel):
+    """OpenAI's ``response_format.json_schema``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field("response", max_length=64)
+    json_schema: dict[str, Any] = Field(alias="schema", description="A JSON Schema (Draft 2020-12).")
+    strict: bool | None = None
+    description: str | None = Field(None, max_length=2000)
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's ``response_format``: plain text, any JSON object, or JSON that a schema validates."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchemaFormat | None = None
+
+    def schema_or_none(self) -> dict[str, Any] | None:
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return {"type": "object"}
+        if self.json_schema is None:
+            raise ApiError(400, "response_format of type json_schema needs a json_schema with a schema",
+                           code="invalid_response_format")
+        return self.json_schema.json_schema
+
+
 class ChatRequest(BaseModel):
     """OpenAI's chat request; ``filter``, ``k`` and ``mode`` are ragtune extras for ``kb:NAME`` models."""
 
@@ -63,7 +92,14 @@ class ChatRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31)
     filter: dict[str, Any] | None = Field(None, description="Metadata filter (kb: models), see the filter language.")
     k: int | None = Field(None, ge=1, le=20, description="Sources given to the model (kb: models).")
-    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    mode: Literal["hybrid", "dense", "sparse", "graph", "auto"] = Field(
+        "hybrid", description="Retrieval (kb: models): graph fuses a walk of the KB's knowledge graph; auto lets the "
+        "router pick.")
+    response_format: ResponseFormat | None = Field(
+        None, description="JSON output that a schema validates (OpenAI's shape); invalid replies are retried.")
+    retries: int = Field(2, ge=0, le=5, description="With response_format: times an invalid reply is sent back.")
+    answer_mode: Literal["auto", "generative", "extractive"] | None = Field(
+        None, description="How kb: models answer (default: the knowledge base's answer_mode setting).")
 
 
 class EmbeddingRequest(BaseModel):
@@ -109,10 +145,12 @@ def list_models(state: State, key: Key) -> dict[str, Any]:
 @router.post(
     "/chat/completions",
     summary="Chat: kb:NAME answers from a knowledge base with sources; the pass-through model answers directly",
-    description="For `kb:NAME` models the response carries ragtune extras: `sources` (numbered documents, page, "
-    "snippet, whether cited), `citations`, `answer_id` (for POST /v1/feedback), `refused`. When streaming, they "
-    "come in the last chunk (the one with `finish_reason`), whose `answer` field holds the verified answer text. "
-    "Any other model name than those GET /v1/models lists is a 404.",
+    description="For `kb:NAME` models the response carries ragtune extras: `sources` (numbered documents with "
+    "their sections, page and best snippet, whether cited), `citations`, `mode` (generative, extractive or "
+    "refusal), `removed_claims` (sentences verification dropped, with the reason), `answer_id` (for POST "
+    "/v1/feedback), `refused`. Streamed `delta.content` carries only verified text: joined, it is exactly the "
+    "answer, refusals included. The extras come in the last chunk (the one with `finish_reason`). Any other "
+    "model name than those GET /v1/models lists is a 404.",
 )
 def chat_completions(body: ChatRequest, state: State, key: Key) -> Any:
     if body.model.startswith(KB_PREFIX):
@@ -136,13 +174,16 @@ def _kb_chat(body: ChatRequest, state: ServerState, key: Any, name: str) -> Any:
         raise ApiError(400, str(exc), code="invalid_filter") from None
     history = [m for m in messages[:-1] if m["role"] != "system"]
     options: dict[str, Any] = {"history": history, "mode": body.mode, "filter": spec, "k": body.k,
-                               "temperature": body.temperature or 0.0}
-    pipeline = kb.pipeline()
-    if body.max_tokens:
-        pipeline.max_new_tokens = min(body.max_tokens, pipeline.max_new_tokens)
+                               "temperature": body.temperature or 0.0, "answer_mode": body.answer_mode}
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
-    events = pipeline.ask_stream(messages[-1]["content"], **options)
+    schema = body.response_format.schema_or_none() if body.response_format else None
+    if schema is not None:
+        return _kb_structured(body, state, key, name, kb, messages[-1]["content"], schema, spec, completion_id,
+                              created)
+    # The key's access groups bound retrieval; the answer is in the audit log before it is returned.
+    events = kb.ask_stream(messages[-1]["content"], groups=key.groups, actor=key.actor,
+                           max_new_tokens=body.max_tokens, **options)
     if not body.stream:
         answer = None
         try:
@@ -186,6 +227,56 @@ def _kb_chat(body: ChatRequest, state: ServerState, key: Any, name: str) -> Any:
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
+def _kb_structured(
+    body: ChatRequest, state: ServerState, key: Any, name: str, kb: KnowledgeBase, question: str,
+    schema: dict[str, Any], spec: dict[str, Any] | None, completion_id: str, created: int,
+) -> Any:
+    """A kb: chat answered as JSON the schema validates; ``field_sources`` maps each field to its sources."""
+    try:
+        answer = kb.ask_structured(question, schema, groups=key.groups, actor=key.actor, retries=body.retries,
+                                   mode=body.mode, filter=spec, k=body.k, max_new_tokens=body.max_tokens)
+    except StructuredOutputError as exc:
+        raise ApiError(422, str(exc), "invalid_request_error", "schema_validation_failed") from None
+    except RagtuneError as exc:
+        raise _generation_error(exc) from None
+    content = json.dumps(answer.data, ensure_ascii=False)
+    extras = {"refused": answer.refused, "grounded": not answer.refused, "attempts": answer.attempts,
+              "field_sources": answer.field_sources,
+              "sources": [source_json(name, kb, h, i, {n for ns in answer.field_sources.values() for n in ns})
+                          for i, h in enumerate(answer.sources, 1)]}
+    if not body.stream:
+        return {"id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "finish_reason": "stop"}], "usage": None, **extras}
+
+    def stream() -> Iterator[str]:
+        yield _sse(_chunk(completion_id, created, body.model, {"role": "assistant", "content": ""}))
+        yield _sse(_chunk(completion_id, created, body.model, {"content": content}))
+        yield _sse({**_chunk(completion_id, created, body.model, {}, "stop"), **extras})
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _passthrough_structured(body: ChatRequest, llm: Any, messages: list[dict[str, str]], schema: dict[str, Any],
+                            params: dict[str, Any]) -> str:
+    """A pass-through chat whose reply must validate against ``schema``: retried with the error, or a 422."""
+    try:
+        check_schema(schema)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc), code="invalid_response_format") from None
+    instruction = {"role": "system", "content": "Reply with one JSON value that matches this JSON Schema and "
+                   f"nothing else:\n{json.dumps(schema, ensure_ascii=False)}"}
+    try:
+        data, _, _ = generate_structured(lambda conversation: llm.chat(conversation, **params),
+                                         [instruction, *messages], schema, retries=body.retries)
+    except StructuredOutputError as exc:
+        raise ApiError(422, str(exc), "invalid_request_error", "schema_validation_failed") from None
+    except RagtuneError as exc:
+        raise _generation_error(exc) from None
+    return json.dumps(data, ensure_ascii=False)
+
+
 def _passthrough(body: ChatRequest, state: ServerState) -> Any:
     llm = state.chat_llm()
     messages = [{"role": m.role, "content": m.text()} for m in body.messages]
@@ -200,9 +291,11 @@ def _passthrough(body: ChatRequest, state: ServerState) -> Any:
         params["seed"] = body.seed
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
-    if not body.stream:
+    schema = body.response_format.schema_or_none() if body.response_format else None
+    if not body.stream or schema is not None:
         try:
-            text = llm.chat(messages, **params)
+            text = (_passthrough_structured(body, llm, messages, schema, params) if schema is not None
+                    else llm.chat(messages, **params))
         except RagtuneError as exc:
             raise _generation_error(exc) from None
         return {

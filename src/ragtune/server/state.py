@@ -29,6 +29,8 @@ class ServerState:
     llm: LLM | None = None
     #: The pass-through model's id in /v1/models: the configured name, the same before and after it loads.
     model_id: str = ""
+    #: Loop runs (POST /v1/loop/run): a queue of their own, so a long run never holds up ingestion.
+    loop_jobs: JobQueue | None = None
     _llm_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def chat_llm(self) -> LLM:

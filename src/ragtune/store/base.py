@@ -31,7 +31,8 @@ class ChunkStore(Protocol):
 
     - ``apply`` stores a batch of documents atomically per document: a document's old chunks are replaced by its
       new ones; a ``failed`` record keeps the last good version searchable; a ``duplicate`` record carries no
-      chunks. Deleting a document whose content a duplicate shares hands its chunks to that duplicate.
+      chunks. Deleting a document whose content a duplicate shares hands its chunks to that duplicate (they take
+      the heir's document-level metadata: its access groups).
     - Chunk ids in rankings are the store's integer ids; ``get`` maps them to hits (ids gone are absent).
       ``Hit.chunk_id`` is the stable ``{document}-{version}-{index}`` id, the same in every backend.
     - Filters are the one language of ``store/filters.py``, compiled for the engine with bound parameters or
@@ -68,6 +69,11 @@ class ChunkStore(Protocol):
 
     def delete(self, document_ids: Iterable[str]) -> int: ...
 
+    def update_meta(self, document_id: str, values: dict[str, Any]) -> bool:
+        """Set document-level chunk metadata (``local.DOCUMENT_META_FIELDS``: access groups) on every chunk of a
+        document and in its catalog metadata, at once for filters; False when there is no such document."""
+        ...
+
     # catalog
     def document(self, doc_id: str) -> DocumentRecord | None: ...
 
@@ -83,6 +89,11 @@ class ChunkStore(Protocol):
     def dense_search(self, vector: np.ndarray, k: int, filter: FilterSpec = None) -> Ranking: ...
 
     def sparse_search(self, text: str, k: int, filter: FilterSpec = None) -> Ranking: ...
+
+    def allowed_ids(self, filter: FilterSpec) -> set[int] | None:
+        """Chunk ids that pass ``filter`` (None when there is no filter); current after any write or
+        ``update_meta``, this process's or another's."""
+        ...
 
     def get(self, ids: Sequence[int]) -> dict[int, Hit]: ...
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -94,9 +94,12 @@ _COLUMNS.update(
     source="d.uri", document_id="c.document_id", chunk_index="c.chunk_index", source_type="c.source_type",
     page_number="c.page_number", language="c.language",
 )
-_LIST_FIELDS = frozenset({"tags", "heading_path"})
+_LIST_FIELDS = frozenset({"tags", "heading_path", "acl", "pii"})
 # Stored in columns or derived from the documents table, so not repeated in the meta JSON.
 _META_EXCLUDE = {"source", "document_id", "chunk_index", "source_type", "page_number", "language"}
+# Chunk metadata a document holds for all its chunks (kept in its catalog metadata too): set by update_meta,
+# and carried over when a duplicate inherits a deleted document's chunks.
+DOCUMENT_META_FIELDS = ("acl",)
 
 
 @dataclass
@@ -127,11 +130,37 @@ class DocumentUpdate:
     chunks: list[Chunk] = field(default_factory=list)
     vectors: np.ndarray | None = None
     tokens: list[list[str]] | None = None  # BM25 tokens per chunk; computed here when not given
+    # What each store extension computed from the chunks before the write (by extension name), so the
+    # transaction itself stays short; an extension computes its part inside apply() when it is missing.
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def chunk_tokens(self) -> list[list[str]]:
         if self.tokens is None:
             self.tokens = [chunk_tokens(c) for c in self.chunks]
         return self.tokens
+
+
+class StoreExtension(Protocol):
+    """Tables derived from the chunks (a knowledge graph, say) that must stay in step with them: the store calls
+    ``write`` inside the same transaction as every change of chunks, and ``verify`` from :meth:`LocalStore.verify`.
+    Chunk ids are the store's integer ids; a chunk handed to a duplicate keeps its id."""
+
+    name: str
+
+    def create(self, conn: sqlite3.Connection) -> None:
+        """Create the extension's tables (inside a write transaction; must be idempotent)."""
+
+    def prepare(self, chunks: list[Chunk]) -> Any:
+        """What ``write`` needs from new chunks, computed before the transaction (stored in ``extras``)."""
+
+    def write(
+        self, conn: sqlite3.Connection, added: list[tuple[list[int], DocumentUpdate]], removed: list[int]
+    ) -> None:
+        """Record added chunks (their new ids, with the update that carries them) and forget removed ids."""
+
+    def verify(self, conn: sqlite3.Connection) -> list[str]:
+        """Problems found (empty when in step with the chunks)."""
+        return []
 
 
 class LocalStore:
@@ -185,6 +214,7 @@ class LocalStore:
         self._sparse, self._sparse_seen = self._load_sparse()
         self._dirty = False
         self._last_allowed: tuple[tuple[str, int, int], set[int]] | None = None
+        self.extensions: list[StoreExtension] = []
         self.refresh()
 
     # ------------------------------------------------------------------ setup
@@ -340,6 +370,40 @@ class LocalStore:
             finally:
                 self._conn.close()
 
+    # ------------------------------------------------------------------ extensions
+
+    def add_extension(self, extension: StoreExtension) -> None:
+        """Keep ``extension``'s tables in step with every write from now on (its tables are created first)."""
+        with self._lock:
+            if any(e.name == extension.name for e in self.extensions):
+                return
+            with self._write():
+                extension.create(self._conn)
+            self.extensions.append(extension)
+
+    def extension(self, name: str) -> StoreExtension | None:
+        return next((e for e in self.extensions if e.name == name), None)
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one read transaction (a consistent snapshot) for an extension's queries; nested
+        reads share the outer one."""
+        with self._lock:
+            if self._conn.in_transaction:
+                yield self._conn
+                return
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction, for an extension's own writes (a graph build, say)."""
+        with self._write():
+            yield self._conn
+
     # ------------------------------------------------------------------ writes
 
     @contextmanager
@@ -379,6 +443,8 @@ class LocalStore:
                 rec.chunk_count = len(update.chunks)
                 self._upsert_record(rec)
                 added.append((self._insert_chunks(rec, update), update))
+            for extension in self.extensions:
+                extension.write(self._conn, added, removed)
             after = self._heads()
         self._sync_indexes(before, after, removed, added)
 
@@ -394,6 +460,8 @@ class LocalStore:
                 removed.extend(self._drop_chunks(doc_id))
                 self._conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
                 count += 1
+            for extension in self.extensions:
+                extension.write(self._conn, [], removed)
             after = self._heads()
         self._sync_indexes(before, after, removed, [])
         return count
@@ -425,6 +493,11 @@ class LocalStore:
             # The content lives on under an identical file: hand the chunks over instead of re-embedding.
             heir_id = heir[0]
             self._conn.execute("UPDATE chunks SET document_id = ? WHERE document_id = ?", (heir_id, doc_id))
+            heir_meta = json.loads(self._conn.execute(
+                "SELECT metadata FROM documents WHERE id = ?", (heir_id,)).fetchone()[0] or "{}")
+            for key in DOCUMENT_META_FIELDS:  # the chunks now answer to the heir's access rules
+                self._conn.execute("UPDATE chunks SET meta = json_set(meta, ?, json(?)) WHERE document_id = ?",
+                                   (f"$.{key}", json.dumps(heir_meta.get(key)), heir_id))
             self._conn.execute(
                 "UPDATE documents SET status = 'ok', duplicate_of = NULL, chunk_count = ?, version = version + 1,"
                 " updated_at = ? WHERE id = ?", (count[0], time.time(), heir_id),
@@ -486,6 +559,26 @@ class LocalStore:
             )
             ids.append(int(cursor.lastrowid or 0))
         return ids
+
+    def update_meta(self, document_id: str, values: dict[str, Any]) -> bool:
+        """Set document-level chunk metadata (``DOCUMENT_META_FIELDS``, e.g. access groups) on every chunk of a
+        document and in its catalog metadata, in one transaction; False when there is no such document. The
+        vectors and text indexes are untouched; filters see the new values at once."""
+        unknown = set(values) - set(DOCUMENT_META_FIELDS)
+        if unknown:
+            raise StoreError(f"update_meta: {', '.join(sorted(unknown))} cannot be set per document — "
+                             f"settable: {', '.join(DOCUMENT_META_FIELDS)}")
+        with self._write():
+            row = self._conn.execute("SELECT metadata FROM documents WHERE id = ?", (document_id,)).fetchone()
+            if row is None:
+                return False
+            metadata = {**json.loads(row[0] or "{}"), **values}
+            self._conn.execute("UPDATE documents SET metadata = ?, updated_at = ? WHERE id = ?",
+                               (json.dumps(metadata, ensure_ascii=False), time.time(), document_id))
+            for key, value in values.items():
+                self._conn.execute("UPDATE chunks SET meta = json_set(meta, ?, json(?)) WHERE document_id = ?",
+                                   (f"$.{key}", json.dumps(value, ensure_ascii=False), document_id))
+        return True
 
     # ------------------------------------------------------------------ reads
 
@@ -660,6 +753,8 @@ class LocalStore:
             integrity = self._conn.execute("PRAGMA quick_check").fetchone()[0]
             if integrity != "ok":
                 problems.append(f"SQLite quick_check: {integrity}")
+            for extension in self.extensions:
+                problems.extend(extension.verify(self._conn))
         return {"ok": not problems, "problems": problems, "chunks": len(ids), **{
             k: v for k, v in self.stats().items() if k in ("documents", "failed", "duplicates")}}
 

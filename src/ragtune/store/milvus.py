@@ -368,6 +368,16 @@ class MilvusStore(LocalStore):
         self._retarget(handed)
         return count
 
+    def update_meta(self, document_id: str, values: dict[str, Any]) -> bool:
+        """Set document-level metadata (access groups) in the catalog, then on the document's rows in Milvus,
+        whose filter expressions read them."""
+        if not super().update_meta(document_id, values):
+            return False
+        ids = self.index.ids_of_document(document_id)
+        if ids:
+            self.index.upsert(ids)
+        return True
+
     # --- searches
 
     def dense_search(self, vector: np.ndarray, k: int, filter: FilterSpec = None) -> Ranking:

@@ -29,7 +29,7 @@ from ragtune.errors import EmbedderMismatchError, StoreError
 from ragtune.store.base import EncodeFn, FilterSpec, Ranking, StoreProgress
 from ragtune.store.bm25 import BM25Index
 from ragtune.store.filters import PgColumn, compile_postgres, validate_filter
-from ragtune.store.local import CONTEXT_KEY, PRECISION_KEY, DocumentRecord, DocumentUpdate
+from ragtune.store.local import CONTEXT_KEY, DOCUMENT_META_FIELDS, PRECISION_KEY, DocumentRecord, DocumentUpdate
 from ragtune.store.postgres import SHARED_SCHEMA, ConnectionPool, kb_schema, lock_key, pool_for, redact
 from ragtune.store.text import tokenize
 from ragtune.types import ChunkMeta, Hit, embedding_text
@@ -45,6 +45,9 @@ _REEMBED_TARGET = "reembed_target"
 _CHECKPOINT = "embedder_checkpoint"
 # A KB's identity: a BM25 index saved in a folder belongs to this KB, not to an earlier one of the same name.
 _KB_UID = "kb_uid"
+# Bumped by every change of chunk metadata that leaves the chunk and tombstone heads alone (access groups set,
+# chunks handed to a duplicate): other processes' cached filter answers are stale after it.
+_REVISION = "revision"
 _SPARSE_DIR = ("index", "sparse")
 # Stored in columns or derived from the documents table, so not repeated in the meta JSON.
 _META_EXCLUDE = {"source", "document_id", "chunk_index", "source_type", "page_number", "language"}
@@ -210,7 +213,8 @@ class PostgresStore:
         self._kb_uid = self.get_meta(_KB_UID) or ""
         self._sparse, self._seen = self._load_sparse()
         self._dirty = False
-        self._last_allowed: tuple[tuple[str, tuple[int, int]], set[int]] | None = None
+        self._revision = 0
+        self._last_allowed: tuple[tuple[str, tuple[int, int], int], set[int]] | None = None
         self.refresh()
 
     # ------------------------------------------------------------------ setup
@@ -347,6 +351,12 @@ class PostgresStore:
             # The content lives on under an identical file: hand the chunks over instead of re-embedding.
             heir_id = heir[0]
             conn.execute(self._q("UPDATE {s}.chunks SET document_id = %s WHERE document_id = %s"), (heir_id, doc_id))
+            heir_meta = _row(conn, self._q("SELECT metadata FROM {s}.documents WHERE id = %s"), (heir_id,))[0]
+            for key in DOCUMENT_META_FIELDS:  # the chunks now answer to the heir's access rules
+                conn.execute(self._q("UPDATE {s}.chunks SET meta = jsonb_set(meta, %s, %s::jsonb)"
+                                     " WHERE document_id = %s"),
+                             ([key], json.dumps(heir_meta.get(key), ensure_ascii=False), heir_id))
+            self._bump_revision(conn)
             conn.execute(self._q(
                 "UPDATE {s}.documents SET status = 'ok', duplicate_of = NULL, chunk_count = %s, version = version + 1,"
                 " updated_at = %s WHERE id = %s"), (count[0], time.time(), heir_id))
@@ -356,6 +366,32 @@ class PostgresStore:
         conn.execute(self._q("WITH gone AS (DELETE FROM {s}.chunks WHERE document_id = %s RETURNING id)"
                              " INSERT INTO {s}.tombstones (chunk_id) SELECT id FROM gone ORDER BY id"), (doc_id,))
         conn.execute(self._q("UPDATE {s}.documents SET duplicate_of = NULL WHERE duplicate_of = %s"), (doc_id,))
+
+    def _bump_revision(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(self._q("INSERT INTO {s}.meta AS m (key, value) VALUES (%s, '1') ON CONFLICT (key) DO UPDATE"
+                             " SET value = (m.value::bigint + 1)::text"), (_REVISION,))
+
+    def update_meta(self, document_id: str, values: dict[str, Any]) -> bool:
+        """Set document-level chunk metadata (``DOCUMENT_META_FIELDS``: access groups) on every chunk of a document
+        and in its catalog metadata, in one transaction; False when there is no such document. Vectors and the
+        BM25 index are untouched; filters (this process's and every other's) see the new values at once."""
+        unknown = set(values) - set(DOCUMENT_META_FIELDS)
+        if unknown:
+            raise StoreError(f"update_meta: {', '.join(sorted(unknown))} cannot be set per document — "
+                             f"settable: {', '.join(DOCUMENT_META_FIELDS)}")
+        with self._write() as conn:
+            row = conn.execute(self._q("SELECT metadata FROM {s}.documents WHERE id = %s"), (document_id,)).fetchone()
+            if row is None:
+                return False
+            metadata = {**(row[0] or {}), **values}
+            conn.execute(self._q("UPDATE {s}.documents SET metadata = %s::jsonb, updated_at = %s WHERE id = %s"),
+                         (json.dumps(metadata, ensure_ascii=False), time.time(), document_id))
+            for key, value in values.items():
+                conn.execute(self._q("UPDATE {s}.chunks SET meta = jsonb_set(meta, %s, %s::jsonb)"
+                                     " WHERE document_id = %s"),
+                             ([key], json.dumps(value, ensure_ascii=False), document_id))
+            self._bump_revision(conn)
+        return True
 
     def _upsert_record(self, conn: psycopg.Connection[Any], rec: DocumentRecord, *, keep_chunks: bool = False
                        ) -> None:
@@ -468,9 +504,11 @@ class PostgresStore:
     def refresh(self) -> None:
         """Catch the BM25 index up with the chunks table (this and other processes' writes)."""
         with self._lock, self._read() as conn:
-            heads = _row(conn, self._q("SELECT (SELECT coalesce(max(id), 0) FROM {s}.chunks),"
-                                       " (SELECT coalesce(max(seq), 0) FROM {s}.tombstones)"))
-            heads = (int(heads[0]), int(heads[1]))
+            row = _row(conn, self._q("SELECT (SELECT coalesce(max(id), 0) FROM {s}.chunks),"
+                                     " (SELECT coalesce(max(seq), 0) FROM {s}.tombstones),"
+                                     " (SELECT coalesce(max(value::bigint), 0) FROM {s}.meta WHERE key = %s)"),
+                       (_REVISION,))
+            heads, self._revision = (int(row[0]), int(row[1])), int(row[2])
             if heads == self._seen:
                 return
             started, added = time.perf_counter(), 0
@@ -494,12 +532,19 @@ class PostgresStore:
                 log.info("BM25 index of %s caught up: +%d −%d chunks in %.1fs", self.location, added, len(removed),
                          time.perf_counter() - started)
 
+    def allowed_ids(self, filter: FilterSpec) -> set[int] | None:
+        """Chunk ids that pass ``filter`` (None when there is no filter), as of now."""
+        with self._lock:
+            self.refresh()
+            return self._allowed(filter)
+
     def _allowed(self, filter: FilterSpec) -> set[int] | None:
-        """Chunk ids that pass ``filter`` (None: no filter); the last answer is kept while nothing changed."""
+        """Chunk ids that pass ``filter`` (None: no filter); the last answer is kept while nothing changed (the
+        heads and revision read by the last ``refresh``)."""
         spec = validate_filter(filter)
         if not spec:
             return None
-        key = (json.dumps(spec, sort_keys=True), self._seen)
+        key = (json.dumps(spec, sort_keys=True), self._seen, self._revision)
         if self._last_allowed is not None and self._last_allowed[0] == key:
             return self._last_allowed[1]
         where, join, params = self._where(spec)

@@ -271,6 +271,20 @@ def open_database(where: str | Path | Database, schema: str = SHARED_SCHEMA) -> 
     return SqliteDatabase(where)
 
 
+def ensure_columns(db: Database, table: str, columns: Mapping[str, str]) -> None:
+    """Add ``columns`` (name: definition) that ``table`` lacks: columns added after its first release, added in
+    place to older databases on either dialect."""
+    with db.transaction() as tx:
+        if db.dialect == "postgres":
+            for column, definition in columns.items():
+                tx.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}")
+            return
+        present = {row["name"] for row in tx.execute(f"PRAGMA table_info({table})")}
+        for column, definition in columns.items():
+            if column not in present:
+                tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
 def _to_pyformat(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 

@@ -201,10 +201,10 @@ def adapt_knowledge_base(
         staged = kb.reembed(str(model_dir), swap=False,
                             on_progress=lambda done, total: progress("encoding with the new embedder", done, total))
         ids, vectors = kb.store.staged_vectors()
-        candidate = _StagedStore(kb.store, ids, vectors)
+        candidate = StagedStore(kb.store, ids, vectors)
         s = kb.settings
         retriever = HybridRetriever(
-            candidate, _candidate_embedder(kb, model_dir, staged.get("precision")),  # type: ignore[arg-type]
+            candidate, candidate_embedder(kb, model_dir, staged.get("precision")),  # type: ignore[arg-type]
             candidates=s.candidates, dense_weight=s.dense_weight, sparse_weight=s.sparse_weight, rrf_k=s.rrf_k,
             document_weight=s.document_weight,
         )
@@ -284,7 +284,9 @@ def _train(kb: Any, config: AdaptConfig, budget: AdaptPlan, triplets: Path, out:
             "dev_after": metrics["heldout_after"].get("heldout_cosine_ndcg@10")}
 
 
-def _candidate_embedder(kb: Any, model_dir: Path, precision: str | None) -> Any:
+def candidate_embedder(kb: Any, model_dir: Path, precision: str | None) -> Any:
+    """The embedder of ``model_dir`` loaded as ``kb`` would load it (batch size, threads, backend), at the
+    precision its staged vectors were made with."""
     from ragtune.embed import load_embedder
 
     s = kb.settings
@@ -292,8 +294,10 @@ def _candidate_embedder(kb: Any, model_dir: Path, precision: str | None) -> Any:
                          backend=s.embed_backend, precision=precision or "auto")
 
 
-class _StagedStore:
-    """The KB's store with dense search over the staged (not yet live) vectors: exact, in memory."""
+class StagedStore:
+    """The KB's store with dense search over the staged (not yet live) vectors: exact, in memory. Everything else
+    (sparse search, chunk texts) is the live store's; a candidate embedder is judged through it before any
+    vector it made is live."""
 
     def __init__(self, store: Any, ids: list[int], vectors: np.ndarray) -> None:
         self.store = store
@@ -302,8 +306,11 @@ class _StagedStore:
 
     def dense_search(self, vector: np.ndarray, k: int, filter: Any = None) -> list[tuple[int, float]]:
         scores = self.vectors @ np.asarray(vector, dtype=np.float32)
+        allowed = self.store.allowed_ids(filter) if filter else None
+        if allowed is not None:  # the filter (and access groups) as the live store applies them
+            scores = np.where(np.isin(self.ids, np.fromiter(allowed, dtype=np.int64)), scores, -np.inf)
         top = np.argsort(-scores, kind="stable")[:k]
-        return [(int(self.ids[i]), float(scores[i])) for i in top]
+        return [(int(self.ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

@@ -12,6 +12,7 @@ from conformance_cases import COMMON, DIM, EMBEDDER, StoreMaker, corpus, documen
 from store_cases import INJECTION_VALUES, PARITY_FILTERS
 
 from ragtune.errors import EmbedderMismatchError, FilterError, StoreError
+from ragtune.guard.acl import AccessPolicy, viewer_groups
 from ragtune.retrieve import HybridRetriever
 from ragtune.store.base import ChunkStore
 from ragtune.store.bm25 import BM25Index
@@ -182,6 +183,46 @@ def test_a_second_handle_sees_the_writes_of_the_first(make_store: StoreMaker) ->
     assert len(second.dense_search(np.ones(DIM, dtype=np.float32), 5)) == 2
     second.delete(["doc001"])
     assert uids(first, first.sparse_search("landlord", 5)) == ["doc002-1-0"]
+
+
+def test_access_groups_set_in_place_reach_every_filter_and_handle_at_once(make_store: StoreMaker) -> None:
+    store = make_store("kb-acl")
+    store.apply([document(1, ["payroll salary table"]), document(2, ["holiday salary policy"])])
+    other = make_store("kb-acl", create=False)  # another server's handle: its cached filter answers go stale
+    policy = AccessPolicy(("*",))  # documents without groups: everyone ('{"acl": null}' in the clause)
+    hr = policy.restrict(None, viewer_groups("hr"))
+    query = np.ones(DIM, dtype=np.float32) / np.sqrt(DIM)
+    for handle in (store, other):  # no groups yet: anyone reads both
+        assert len(handle.sparse_search("salary", 10, policy.restrict(None, viewer_groups("sales")))) == 2
+        assert len(handle.allowed_ids(hr) or ()) == 2
+    assert store.update_meta("doc001", {"acl": ["hr"]}) and not store.update_meta("doc404", {"acl": ["hr"]})
+    record = store.document("doc001")
+    assert record is not None and record.metadata["acl"] == ["hr"]
+    sales = policy.restrict(None, viewer_groups("sales"))
+    for handle in (store, other):
+        assert uids(handle, handle.sparse_search("salary", 10, sales)) == ["doc002-1-0"]
+        assert uids(handle, handle.dense_search(query, 10, sales)) == ["doc002-1-0"]
+        assert len(handle.sparse_search("salary", 10, hr)) == 2
+        tagged = handle.allowed_ids({"acl": "hr"}) or set()
+        assert [h.meta.acl for h in handle.get(sorted(tagged)).values()] == [["hr"]]
+    with pytest.raises(StoreError, match="cannot be set per document"):
+        store.update_meta("doc001", {"author": "x"})
+
+
+def test_a_duplicate_that_inherits_chunks_gives_them_its_own_access_groups(make_store: StoreMaker) -> None:
+    store = make_store()
+    original = document(1, ["warranty clause text"], content_hash="same")
+    store.apply([original])
+    store.update_meta("doc001", {"acl": ["legal"]})
+    copy = document(2, [], content_hash="same")
+    copy.record.status, copy.record.duplicate_of = "duplicate", "doc001"
+    copy.record.metadata = {"acl": ["hr"]}
+    store.apply([copy])
+    store.delete(["doc001"])
+    query = np.ones(DIM, dtype=np.float32) / np.sqrt(DIM)
+    assert uids(store, store.dense_search(query, 10, {"acl": "hr"})) == ["doc001-1-0"]
+    assert store.dense_search(query, 10, {"acl": "legal"}) == []
+    assert store.sparse_search("warranty", 10, {"acl": "legal"}) == []
 
 
 # --- filters --------------------------------------------------------------------------------------

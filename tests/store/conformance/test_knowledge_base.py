@@ -67,6 +67,40 @@ def test_the_same_commands_give_the_same_results_as_the_embedded_store(tmp_path:
         assert kb.verify()["ok"]
 
 
+def test_access_groups_audit_and_graph_on_a_shared_store(tmp_path: Path, embedder, docs_dir: Path,
+                                                         store_url: str) -> None:
+    kb_dir = tmp_path / "shared"
+    refunds = docs_dir / "handbook" / "refunds.md"
+    with KnowledgeBase.open(kb_dir, create=True, embedder=embedder, store=store_url) as kb:
+        assert kb.ingest(docs_dir, acl="hr").ok
+        question = "refund window for enterprise plans"
+        assert kb.search(question, k=5, groups="sales", actor="test") == []
+        assert len(kb.search(question, k=5, groups="hr", actor="test")) == 5
+        assert kb.set_acl(document_id(file_uri(refunds)), "sales", actor="test")
+        for mode in ("sparse", "dense"):  # Milvus filters the dense side on its own copy of the groups
+            shown = kb.search(question, k=5, mode=mode, groups="sales", actor="test")
+            assert {h.source for h in shown} == {file_uri(refunds)}, mode
+        # Unchanged files ingested with other groups are regrouped in place, without re-embedding.
+        again = kb.ingest(docs_dir, acl="hr,sales")
+        assert len(again.unchanged) == 5 and len(kb.search("annual leave policy", k=5, groups="sales")) == 5
+        entries = kb.audit_log().entries(actor="test")
+        assert [e.action for e in entries] == ["search", "search", "acl", "search", "search"]
+        assert kb.audit_log().verify()["ok"]
+    # A Postgres KB keeps its audit log in a file of its own (no ragtune.db to mistake it for a local KB); a
+    # Milvus KB in its catalog.
+    postgres = store_url.startswith("postgresql")
+    assert (kb_dir / "audit.db").exists() == postgres and (kb_dir / "ragtune.db").exists() != postgres
+    if postgres:
+        with pytest.raises(ConfigError, match="graph retrieval needs the local store"):
+            KnowledgeBase.open(kb_dir, embedder=embedder, graph=True)
+        with KnowledgeBase.open(kb_dir, embedder=embedder) as kb, pytest.raises(ConfigError, match="local store"):
+            kb.build_graph()
+    else:  # the catalog is the embedded store's: the graph lives beside it
+        with KnowledgeBase.open(kb_dir, embedder=embedder, graph=True) as kb:
+            assert kb.build_graph()["chunks"] > 0 and kb.graph is not None
+            assert kb.search("refund window", k=3, mode="graph")
+
+
 def _committed(kb_dir: Path) -> int:
     """Documents stored so far, read without writing anything (opening a KB may save its caught-up indexes)."""
     db = kb_dir / "ragtune.db"

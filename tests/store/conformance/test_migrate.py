@@ -36,7 +36,7 @@ def snapshot(kb_dir: Path) -> dict:
         results = {(q, mode): [(h.document_id, h.meta.chunk_index) for h in kb.search(q, k=10, mode=mode)]
                    for q in QUERIES for mode in ("hybrid", "dense", "sparse")}
         with FeedbackStore(kb_dir) as feedback:
-            ratings = [r.to_json() for r in feedback.records()]
+            ratings = [(r.to_json(), r.documents, r.id) for r in feedback.records()]
     return {"documents": documents, "chunks": chunks, "results": results, "feedback": ratings}
 
 
@@ -59,6 +59,7 @@ def source(tmp_path: Path, embedder, docs_dir: Path) -> Path:
     with KnowledgeBase.open(kb_dir, create=True, embedder=embedder) as kb:
         kb.ingest(docs_dir)
         hit = kb.search("refund window", k=1)[0]
+        assert kb.set_acl(hit.document_id, "support")  # access groups travel with the chunks
     with FeedbackStore(kb_dir) as feedback:
         feedback.record_answer(Answer(id="a1", question="refund window?", answer="45 days [1]", grounded=True,
                                       sources=[hit]))
@@ -70,6 +71,7 @@ def source(tmp_path: Path, embedder, docs_dir: Path) -> Path:
 def test_a_round_trip_through_postgres_keeps_everything(tmp_path: Path, source: Path, postgres_url: str) -> None:
     before = snapshot(source)
     assert len(before["documents"]) == 7 and before["feedback"]  # 5 files, a duplicate, a failed file
+    assert before["feedback"][0][1] and any(d[9].get("acl") == ["support"] for d in before["documents"])
     untouched = (source / "ragtune.db").read_bytes()
     there = migrate(source, postgres_url, out=tmp_path / "kb-pg", name="roundtrip")
     assert there.ok, there.problems

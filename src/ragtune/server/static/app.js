@@ -15,7 +15,7 @@ const STRINGS = {
     thanks: "Thanks for the feedback", queued: "queued", running: "running", done: "done", failed: "failed",
     noKb: "No knowledge base yet", uploaded: "Uploaded; ingesting in the background",
     chunk: "chunk", chunks: "chunks", refused: "Not found in the knowledge base", noFiles: "Choose files first",
-    thinking: "…", newChat: "New chat", delete: "Delete", deleteDoc: "Delete {name}",
+    thinking: "…", newChat: "New chat", delete: "Delete", deleteDoc: "Delete {name}", quoted: "Quoted from the sources",
     confirmDelete: "Delete {name} and its chunks from the knowledge base?", deleted: "Deleted {name}",
     noDocs: "No documents yet", noJobs: "No ingestion jobs yet", emptyDoc: "no text",
     welcome: "Enter your API key to start (an admin creates one with 'ragtune keys create').",
@@ -45,7 +45,7 @@ const STRINGS = {
     thanks: "感谢反馈", queued: "排队中", running: "进行中", done: "完成", failed: "失败",
     noKb: "还没有知识库", uploaded: "已上传，正在后台导入",
     chunk: "个片段", chunks: "个片段", refused: "知识库中没有找到答案", noFiles: "请先选择文件",
-    thinking: "…", newChat: "新对话", delete: "删除", deleteDoc: "删除 {name}",
+    thinking: "…", newChat: "新对话", delete: "删除", deleteDoc: "删除 {name}", quoted: "摘自资料原文",
     confirmDelete: "从知识库中删除 {name} 及其片段？", deleted: "已删除 {name}",
     noDocs: "还没有文档", noJobs: "还没有导入任务", emptyDoc: "无文本",
     welcome: "请输入 API 密钥开始使用（管理员可用 'ragtune keys create' 创建）。",
@@ -374,7 +374,11 @@ function showAnswer(turn) {
   li.classList.toggle("refused", answer.refused);
   text.classList.remove("error");
   text.replaceChildren(Markdown.render(answer.answer, citations(turn)));
-  li.querySelectorAll(".sources-block, .feedback").forEach((el) => el.remove());
+  li.querySelectorAll(".sources-block, .feedback, .mode").forEach((el) => el.remove());
+  if (answer.mode === "extractive") {
+    const badge = document.createElement("div"); badge.className = "mode meta"; badge.textContent = t("quoted");
+    li.insertBefore(badge, text);
+  }
   renderSources(li, answer.sources.filter((s) => s.cited || answer.refused));
   renderFeedback(li, turn);
 }
@@ -384,7 +388,8 @@ function showSource(source) {
   $("source-title").textContent = `[${source.number}] ${source.name}`;
   const parts = [];
   if (source.page_number) parts.push(`${t("page")} ${source.page_number}`);
-  if (source.section_title) parts.push(source.section_title);
+  if (source.sections && source.sections.length) parts.push(source.sections.join("; "));
+  else if (source.section_title) parts.push(source.section_title);
   $("source-meta").textContent = parts.join(" · ");
   $("source-snippet").textContent = source.snippet;
   $("source-dialog").showModal();
@@ -407,6 +412,11 @@ function renderSources(li, sources) {
     link.textContent = source.name + (source.page_number ? ` (${t("page")} ${source.page_number})` : "");
     link.addEventListener("click", (event) => { event.preventDefault(); showSource(source); });
     item.append(link);
+    if (source.sections && source.sections.length) {
+      const sections = document.createElement("span"); sections.className = "meta";
+      sections.textContent = ` — ${source.sections.join("; ")}`;
+      item.append(sections);
+    }
     list.append(item);
   }
   block.append(heading, list);
@@ -516,7 +526,8 @@ async function ask(event) {
       }
     }
     if (final) {
-      turn.answer = { answer: final.answer, answer_id: final.answer_id, refused: final.refused, sources: final.sources };
+      turn.answer = { answer: final.answer, answer_id: final.answer_id, refused: final.refused, sources: final.sources,
+        mode: final.mode };
       delete turn.streamed;
       showAnswer(turn);
     }

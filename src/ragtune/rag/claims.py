@@ -1,0 +1,642 @@
+"""Claim-level support: split an answer into claims and judge each against the sources (one judge for answers
+and for evaluation's faithfulness, so the two never disagree)."""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ragtune.rag.quantities import Quantity, compatible, quantities
+from ragtune.store.text import tokenize
+from ragtune.text import HAN_RE, detect_language, split_sentences
+
+__all__ = [
+    "ClaimCheck", "ClaimJudge", "LexicalJudge", "default_judge", "labelled_sentences", "names_in", "split_claims",
+    "strip_markers", "terms_of",
+]
+
+# [1]  [1, 3]  [1-3]  [^2]  【1】  ［1］  [Source 2]  [来源 1]
+CITATION_RE = re.compile(
+    r"[\[【［]\^?\s*(?:(?:source|src|来源|资料)\s*)?(\d+(?:\s*(?:[-–,，、]|and|&)\s*\d+)*)\s*[\]】］]", re.IGNORECASE
+)
+# A marker cut off by the end of generation: "... [6" or "... [".
+_DANGLING_MARKER = re.compile(r"\s*[\[【［]\s*\d*\s*$")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.!?,;:。！？，；：])")
+
+# Lines a model copies from its prompt instead of answering: the question, the source list, role labels.
+_ECHO_LINE = re.compile(
+    r"^\s*(?:#+\s*)?(?:question|q|sources?|context|instructions?|user|system|问题|问|资料|来源|上下文|用户|系统)\s*[:：]",
+    re.IGNORECASE,
+)
+# A line that starts with a marker lists a source ("[1] Escalations go to …"); answers cite at sentence ends.
+_LISTED_SOURCE = re.compile(r"^\s*[\[【［]\d+[\]】］]\s*\S")
+# Labels a model puts before its answer; the answer after them stays.
+_ANSWER_LABEL = re.compile(
+    r"^\s*(?:(?:answer|a|assistant|response|答案|答|回答)\s*[:：]|(?:the\s+)?answer(?:\s+to\s+(?:this|the|your)"
+    r"\s+question)?\s+is\s*:|答案是\s*[:：]?)\s*", re.IGNORECASE)
+# A question echoed at the start of a line ("Question: … ? The answer …"): up to its question mark.
+_ECHOED_QUESTION = re.compile(r"^\s*(?:question|q|问题|问)\s*[:：][^?？\n]*[?？]?\s*", re.IGNORECASE)
+# Sentences of ragtune's own instructions (and common paraphrases) that small models repeat.
+_INSTRUCTION = re.compile(
+    r"using only the sources|cite the source|source number like|if the sources do not answer|answer the question"
+    r"|based on the (?:sources|context)|只根据资料|标注资料编号|请回答|资料中没有答案|根据资料回答",
+    re.IGNORECASE,
+)
+# Words about the answer itself ("according to the source", "the document states") carry no claim.
+_META = frozenset(tokenize(
+    "according source sources document documents context passage states stated mentions mentioned says answer "
+    "question information provided given text based note said say says told tell tells wrote write writes "
+    "replied reply replies explained noted think thinks thought asked asks "
+    "根据 资料 文档 来源 提到 表示 答案 问题 信息 内容 显示 指出 说"
+))
+# Function words the BM25 analyzer keeps but that state nothing a source must back ("has", "must", "为").
+_FUNCTION = frozenset(tokenize(
+    "has have had having do does did can could should would may might shall must will also only just very its his "
+    "her our your we you he she i me my us them those what which who whom whose when where how why than from up "
+    "about each any some other so too here been being am were was are get gets got all please need needs "
+)) | frozenset({"为", "需", "须", "请", "将", "已", "可", "应", "则", "即", "该", "此", "均", "需要", "必须", "应当",
+                "应该"})
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|none|cannot|can't|don't|doesn't|isn't|aren't|won't|without|neither|nor)\b"
+    r"|不|没有|无需|无|未|禁止|不得|不能|不可|非",
+    re.IGNORECASE,
+)
+# Clause boundaries inside a sentence: a number belongs to the clause it stands in.
+_CLAUSE_EN = re.compile(r",\s+|;\s+|\s+(?:and|or|but|while|whereas|plus)\s+|\s+[–—]\s+|\s*\(|\)\s*", re.IGNORECASE)
+_CLAUSE_ZH = re.compile(r"[，、；;（）()]|以及|而且|但是|而")
+_HEADING = re.compile(r"^\s*#{1,6}\s+")
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$")
+# A capitalised word that is not first in its sentence, an acronym, or a word with digits: a name.
+_NAME_EN = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'-]*[A-Za-z0-9]|[A-Z]{2,}|[A-Za-z]+-?\d+[\w-]*)")
+_QUOTED = re.compile(r"[“「『\"]([^”」』\"]{1,20})[”」』\"]")
+
+
+def strip_markers(text: str) -> str:
+    """``text`` without citation markers (and a marker cut off at its end), spaces before punctuation closed."""
+    text = _DANGLING_MARKER.sub("", CITATION_RE.sub("", text))
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(text.split())).strip()
+
+
+def split_claims(text: str, language: str | None = None) -> list[str]:
+    """The claims of an answer or reference: its sentences and ';'-joined clauses, one per line of a list,
+    without citation markers, answer labels ('A:', 'Answer:') and what was echoed from a prompt ('Question: …',
+    source listings, instruction text). Repeats and sentences without content are dropped."""
+    claims: list[str] = []
+    seen: set[str] = set()
+    for line in text.splitlines():
+        line = _ECHOED_QUESTION.sub("", line)
+        if _ECHO_LINE.match(line) or _LISTED_SOURCE.match(line):
+            continue
+        line = _ANSWER_LABEL.sub("", line)
+        for start, end in split_sentences(line, semicolons=True):
+            sentence = _ANSWER_LABEL.sub("", line[start:end])
+            if _ECHO_LINE.match(sentence) or _INSTRUCTION.search(sentence):
+                continue
+            claim = strip_markers(sentence)
+            if claim.endswith((":", "：")) or not _content(claim):
+                continue  # a lead-in ("The answer is:") or a bare marker claims nothing
+            key = re.sub(r"\W+", "", claim.lower())
+            if key in seen:
+                continue
+            seen.add(key)
+            claims.append(claim)
+    return claims
+
+
+def _content(text: str) -> bool:
+    return bool(set(tokenize(text)) - _META) or bool(quantities(text))
+
+
+@dataclass
+class ClaimCheck:
+    """The verdict on one claim: supported or not, how strongly (0..1), by which context, and why not."""
+
+    claim: str
+    supported: bool
+    score: float
+    source: int | None  # 0-based index of the best supporting context
+    reason: str = ""  # '' when supported, else why (e.g. "180 EUR is stated for Berlin, not Paris")
+    evidence: str = ""  # the passage of the best context that the verdict rests on
+
+
+class ClaimJudge(Protocol):
+    """Judges whether each claim is supported by the contexts."""
+
+    def check(
+        self, claims: Sequence[str], contexts: Sequence[str], *, question: str | None = None,
+        language: str | None = None,
+    ) -> list[ClaimCheck]: ...
+
+
+# ---------------------------------------------------------------------------------------------- text analysis
+
+
+@dataclass
+class _Frame:
+    """What a number is said about: the terms bound to it (its clause, the sentence's subject and number-free
+    clauses, the headings and lead-ins above), what sets its clause apart, and what sets apart each sibling that
+    states another number (other clauses of the sentence, other rows of the table)."""
+
+    quantity: Quantity
+    bound: frozenset[str]
+    sentence: frozenset[str]  # every term of its sentence, with the headings and lead-ins above
+    distinct: frozenset[str]  # what sets its clause apart from the siblings ('Berlin' in a row of cities)
+    rivals: tuple[frozenset[str], ...]  # the siblings' distinct terms
+    own_text: str
+
+
+@dataclass
+class _Unit:
+    """A sentence (or table row) of a context, with its terms, its headings and its numbers' frames."""
+
+    context: int
+    text: str
+    terms: frozenset[str]
+    headings: frozenset[str]
+    frames: list[_Frame] = field(default_factory=list)
+    negated: bool = False
+
+
+@dataclass
+class _Analysis:
+    units: list[_Unit]
+    terms: frozenset[str]
+    df: dict[str, int]
+
+
+# Words policy text and answers use for one another ("costs" / "price", "window" / "period", "上限" / "最多"):
+# each group is matched as its first word.
+_SYNONYM_GROUPS = (
+    "cost price fee charge", "limit maximum max cap ceiling", "window period", "lead led head", "start begin open",
+    "end finish close", "staff employee worker personnel", "require mandatory obligatory", "allow permit",
+    "approve authorise authorize", "large big", "yearly annual annually", "every each", "phone mobile",
+    "company firm employer organisation organization", "上限 最多 最高", "费用 价格 收费 价钱", "员工 职工 雇员",
+    "审批 批准 核准", "提交 递交", "预订 预定 订 订购", "每天 每日", "每月 每个月",
+)
+_SYNONYMS = {t: tokenize(group.split()[0])[0] for group in _SYNONYM_GROUPS for word in group.split()
+             for t in tokenize(word)}
+
+
+def terms_of(text: str) -> frozenset[str]:
+    """The terms the judge compares (BM25 analysis, synonyms merged, without numbers, function and meta words)."""
+    return _terms(text) - _META - _FUNCTION
+
+
+def names_in(text: str) -> frozenset[str]:
+    """Terms of the names in a text: capitalised words inside a sentence, acronyms, codes, quoted words."""
+    return _names(text)
+
+
+def _terms(text: str) -> frozenset[str]:
+    # Numbers are compared as quantities ('二十天' = '20 days'), not as words.
+    return frozenset(_SYNONYMS.get(t, t) for t in _cached_terms(text)
+                     if not any(ch.isdigit() for ch in t) and not _numeral(t))
+
+
+# Names written together in chat logs and code ("AdamSmith", "LiHua") are read as their parts.
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
+@functools.lru_cache(maxsize=8192)
+def _cached_terms(text: str) -> tuple[str, ...]:
+    return tuple(tokenize(_CAMEL.sub(" ", text)))
+
+
+_ZH_NUMERAL = re.compile("^[零〇一二三四五六七八九两十百千万亿半]+[天日年月周次人名个位元倍项条]?$")
+_EN_NUMERAL = frozenset(tokenize("one two three four five six seven eight nine ten eleven twelve fifteen twenty "
+                                 "thirty forty fifty sixty hundred thousand"))
+
+
+def _numeral(term: str) -> bool:
+    return term in _EN_NUMERAL or bool(_ZH_NUMERAL.match(term))
+
+
+def _clauses(sentence: str) -> list[tuple[int, int]]:
+    pattern = _CLAUSE_ZH if HAN_RE.search(sentence) else _CLAUSE_EN
+    spans, pos = [], 0
+    for m in pattern.finditer(sentence):
+        if m.start() > pos:
+            spans.append((pos, m.start()))
+        pos = m.end()
+    if pos < len(sentence):
+        spans.append((pos, len(sentence)))
+    return spans or [(0, len(sentence))]
+
+
+def _frames(text: str, context_terms: frozenset[str]) -> list[_Frame]:
+    """The frame of every number in a sentence (``context_terms``: headings and lead-ins that apply to it)."""
+    found = quantities(text)
+    if not found:
+        return []
+    units = frozenset().union(*(_terms(text[q.start:q.end]) for q in found))
+    numbered: list[tuple[int, int, list[Quantity]]] = []
+    free: set[str] = set()
+    for s, e in _clauses(text):
+        inside = [q for q in found if s <= q.start < e]
+        if inside:
+            numbered.append((s, e, inside))
+        else:
+            free |= _terms(text[s:e])
+    # The subject of the first numbered clause is shared by every clause after it ("Hotel costs are reimbursed
+    # up to 180 EUR in Europe and 250 USD in North America"); the rest of that clause is said about its number.
+    s0, _, inside0 = numbered[0]
+    before = text[s0 : inside0[0].start]
+    subject_end = _subject_end(before)
+    head = _terms(before[:subject_end] if subject_end is not None else before)
+    clause_terms = [_terms(text[s:e]) - units for s, e, _ in numbered]
+    distinct = [t - head - frozenset().union(*(o for j, o in enumerate(clause_terms) if j != i))
+                for i, t in enumerate(clause_terms)]
+    sentence = _terms(text) | context_terms
+    frames = []
+    for i, (s, e, inside) in enumerate(numbered):
+        bound = clause_terms[i] | head | frozenset(free) | context_terms
+        rivals = tuple(d for j, d in enumerate(distinct) if j != i and d)
+        for q in inside:
+            frames.append(_Frame(q, bound, sentence, distinct[i], rivals, text[s:e].strip()))
+    return frames
+
+
+# "AdamSmith: Hi Li Hua! …", "**Note:** …": a short label that says who speaks or what a line is about.
+_LINE_LABEL = re.compile(r"^\s*\**([A-Z\u4e00-\u9fff][\w .'’-]{0,40}?)\**\s*[:：]\s+(?=\S)")
+
+
+def labelled_sentences(text: str, *, semicolons: bool = False) -> list[tuple[str, str]]:
+    """The sentences of a text, each with the label of its line ('' when none). In a chat log or transcript
+    (lines that open with a speaker's name: 'AdamSmith: Hi! …') every line is read on its own, and each of its
+    sentences belongs to its speaker."""
+    lines = text.splitlines()
+    labelled = [_LINE_LABEL.match(line) for line in lines]
+    if sum(m is not None for m in labelled) < 2:
+        return [(text[s:e], "") for s, e in split_sentences(text, semicolons=semicolons)]
+    found: list[tuple[str, str]] = []
+    for line, label in zip(lines, labelled, strict=True):
+        speaker = label.group(1).strip() if label else ""
+        found += [(line[s:e], speaker) for s, e in split_sentences(line, semicolons=semicolons)]
+    return found
+
+
+def _sentences(text: str) -> list[tuple[str, frozenset[str]]]:
+    """The sentences of a context, each with the terms of its line's label."""
+    return [(sentence, _terms(label) if label else frozenset())
+            for sentence, label in labelled_sentences(text, semicolons=True)]
+
+
+@functools.lru_cache(maxsize=2048)
+def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
+    units: list[_Unit] = []
+    headings: dict[int, frozenset[str]] = {}
+    table_header: frozenset[str] = frozenset()
+    table_rows: list[_Unit] = []
+    lead_in: frozenset[str] = frozenset()
+    section_free: frozenset[str] = frozenset()
+
+    def close_table() -> None:
+        # Each row of a table is said about its own key: other rows' cells are foreign to its numbers.
+        nonlocal table_rows
+        distinct = [row.terms - row.headings - frozenset().union(*(r.terms for r in table_rows if r is not row))
+                    for row in table_rows]
+        for i, row in enumerate(table_rows):
+            rivals = tuple(d for j, d in enumerate(distinct) if j != i and d)
+            row.frames = [_Frame(f.quantity, f.bound, f.sentence, distinct[i], rivals, f.own_text)
+                          for f in row.frames]
+        table_rows = []
+
+    for sentence, label in _sentences(text):
+        heading = _HEADING.match(sentence)
+        if heading:
+            close_table()
+            level = len(sentence.lstrip()) - len(sentence.lstrip().lstrip("#"))
+            headings = {lvl: terms for lvl, terms in headings.items() if lvl < level}
+            headings[level] = _terms(sentence)
+            lead_in = frozenset()
+            section_free = frozenset()
+            continue
+        # Headings above, the number-free sentences of the section so far, and the speaker of a chat line frame
+        # what follows them.
+        shared = frozenset().union(*headings.values(), section_free, label)
+        if _TABLE_ROW.match(sentence) or sentence.lstrip().startswith("|"):
+            if _TABLE_RULE.match(sentence):
+                continue
+            if not table_rows and not table_header:
+                table_header = _terms(sentence)
+                if not quantities(sentence):
+                    continue
+            context_terms = shared | table_header | lead_in
+            row_text = sentence
+            unit = _Unit(index, row_text, _terms(row_text), context_terms, _frames(row_text, context_terms),
+                         bool(_NEGATION.search(row_text)))
+            table_rows.append(unit)
+            units.append(unit)
+            continue
+        close_table()
+        table_header = frozenset()
+        context_terms = shared | lead_in
+        unit = _Unit(index, sentence, _terms(sentence), context_terms, _frames(sentence, context_terms),
+                     bool(_NEGATION.search(sentence)))
+        units.append(unit)
+        if not unit.frames:
+            section_free = section_free | unit.terms
+        # A sentence that ends in ':' introduces the list or lines after it.
+        lead_in = _terms(sentence) if sentence.rstrip().endswith((":", "：")) else frozenset()
+    close_table()
+    return tuple(units)
+
+
+def _analyse(contexts: Sequence[str]) -> _Analysis:
+    units = [u for i, c in enumerate(contexts) for u in _analyse_context(i, c)]
+    df: dict[str, int] = {}
+    for u in units:
+        for t in u.terms | u.headings:
+            df[t] = df.get(t, 0) + 1
+    return _Analysis(units, frozenset(df), df)
+
+
+# ---------------------------------------------------------------------------------------------- the judge
+
+
+@dataclass
+class _Claim:
+    text: str
+    terms: frozenset[str]
+    weights: dict[str, float]
+    names: dict[str, str]  # term -> the name it comes from
+    surface: dict[str, str]  # term -> a word of the claim it comes from
+    frames: list[_Frame]
+    negated: bool
+    subject: frozenset[str]  # terms of what the claim is about, where the sources know them
+
+
+class LexicalJudge:
+    """The default claim judge: no model, deterministic, milliseconds per claim, English and Chinese.
+
+    A claim is supported when one passage (a sentence, or two adjacent ones, with the headings above them)
+    holds most of its weighted terms (rarer terms weigh more; words the claim only repeats from the question
+    weigh half), every name in it, and — for every number, date or unit it states — a passage that states
+    the same amount about the same subject: in the same clause or table row as the claim's other terms, not
+    in a sibling clause or row said about something else, and not where another amount fits the claim better.
+    """
+
+    def __init__(self, *, threshold: float = 0.6, number_threshold: float = 0.65, margin: float = 0.2) -> None:
+        if not 0 < threshold <= 1:
+            raise ValueError("threshold must be in (0, 1].")
+        if not 0 < number_threshold <= 1:
+            raise ValueError("number_threshold must be in (0, 1].")
+        self.threshold = threshold
+        self.number_threshold = number_threshold
+        self.margin = margin
+
+    def check(
+        self, claims: Sequence[str], contexts: Sequence[str], *, question: str | None = None,
+        language: str | None = None,
+    ) -> list[ClaimCheck]:
+        analysis = _analyse(list(contexts))
+        asked = _terms(question) if question else frozenset()
+        return [self._check(claim, analysis, asked) for claim in claims]
+
+    # --------------------------------------------------------------------------------------------------
+
+    def _claim(self, text: str, analysis: _Analysis, asked: frozenset[str]) -> _Claim:
+        # Units are compared with their numbers ('20 days' = '二十天'); as words they would only inflate a match.
+        units = frozenset().union(*(_terms(text[q.start:q.end]) for q in quantities(text)))
+        terms = _terms(text) - _META - _FUNCTION - units
+        n = max(len(analysis.units), 1)
+        weights = {}
+        for t in terms:
+            df = analysis.df.get(t, 0)
+            weight = 1.0 + math.log((n + 1) / (df + 1))
+            # Words the claim repeats from the question say little; words found nowhere say something unchecked.
+            weights[t] = weight * (0.5 if t in asked else 2.0 if not df else 1.0)
+        surface = _surface(text, terms)
+        names = {t: s for t, s in surface.items() if t in _names(text)}
+        subject = _subject(text) & frozenset(analysis.df)
+        return _Claim(text, terms, weights, names, surface, _frames(text, frozenset()),
+                      bool(_NEGATION.search(text)), subject)
+
+    def _check(self, text: str, analysis: _Analysis, asked: frozenset[str]) -> ClaimCheck:
+        claim = self._claim(strip_markers(text), analysis, asked)
+        if not analysis.units:
+            return ClaimCheck(text, False, 0.0, None, "there are no sources to check it against")
+        if not claim.terms and not claim.frames:
+            return ClaimCheck(text, True, 1.0, None, "")
+        # 1. The passage that holds most of the claim.
+        coverage, best_unit, window_terms, evidence = self._best_window(claim, analysis)
+        score, reasons = coverage, []
+        source: int | None = best_unit.context
+        # 2. Names must be in that passage (or in what a number of the claim is bound to).
+        bound_terms = set(window_terms)
+        # 3. Every number must be stated about the same subject.
+        number_scores = []
+        for frame in claim.frames:
+            fit, context, reason, frame_bound, stated_in = self._number(frame, claim, analysis)
+            number_scores.append(fit)
+            if reason:
+                reasons.append(reason)
+            else:
+                # The passage that states the claim's number is the one that supports it.
+                bound_terms |= frame_bound
+                source, evidence = context, stated_in
+        missing_names = [claim.names[t] for t in claim.names if t not in bound_terms]
+        if missing_names:
+            known = [name for t, name in claim.names.items() if t not in bound_terms and t in analysis.terms]
+            unknown = [name for name in missing_names if name not in known]
+            if unknown:
+                reasons.append(f"{_quote(unknown)} {'is' if len(unknown) == 1 else 'are'} not in the sources")
+            if known:
+                reasons.append(f"the sources do not state this about {_quote(known)}")
+        if number_scores:
+            score = 0.5 * coverage + 0.5 * min(number_scores)
+        if claim.negated != best_unit.negated and coverage < 0.999 and not claim.frames:
+            score *= 0.8  # a lexical judge cannot read negation well; it only lowers confidence
+        if coverage < self.threshold and not reasons:
+            missing = [claim.surface[t] for t in sorted(claim.terms - window_terms, key=lambda t: -claim.weights[t])]
+            reasons.append(f"the sources do not say this (missing: {', '.join(missing[:4])})" if missing
+                           else "the sources do not say this")
+        if reasons:
+            return ClaimCheck(text, False, round(min(score, self.threshold) * 0.5, 4), source, "; ".join(reasons),
+                              evidence)
+        return ClaimCheck(text, True, round(max(score, self.threshold), 4), source, "", evidence)
+
+    def _best_window(self, claim: _Claim, analysis: _Analysis) -> tuple[float, _Unit, frozenset[str], str]:
+        """The passage holding most of the claim: (coverage, its last sentence, its terms, its text)."""
+        total = sum(claim.weights.values()) or 1.0
+        best: tuple[float, _Unit, frozenset[str], str] = (-1.0, analysis.units[0], frozenset(), "")
+        previous: _Unit | None = None
+        for unit in analysis.units:
+            windows = [(unit.terms | unit.headings, unit.text)]
+            if previous is not None and previous.context == unit.context:
+                # A claim may join two adjacent sentences ("X is the director. She approves refunds.").
+                windows.append((previous.terms | unit.terms | unit.headings, f"{previous.text} {unit.text}"))
+            for i, (terms, text) in enumerate(windows):
+                covered = sum(w for t, w in claim.weights.items() if t in terms) / total
+                covered *= 0.95 if i else 1.0
+                if covered > best[0]:
+                    best = (covered, unit, terms, text)
+            previous = unit
+        coverage = best[0] if claim.weights else 1.0
+        return coverage, best[1], best[2], best[3]
+
+    def _number(self, frame: _Frame, claim: _Claim, analysis: _Analysis
+                ) -> tuple[float, int | None, str, frozenset[str], str]:
+        """How well the best statement of this number fits the claim: (fit, context, reason, the terms bound to
+        it there, the sentence that states it)."""
+        wanted = {t: w for t, w in claim.weights.items() if t in frame.bound} or claim.weights
+        total = sum(wanted.values()) or 1.0
+        stated = f"{frame.quantity.surface.strip()}"
+
+        def fit(f: _Frame) -> float:
+            return sum(w for t, w in wanted.items() if t in f.bound) / total if wanted else 1.0
+
+        same = [(u, f) for u in analysis.units for f in u.frames if compatible(f.quantity, frame.quantity)]
+        if not same:
+            return 0.0, None, f"{stated} is not stated in the sources", frozenset(), ""
+        candidates = []
+        misbound: list[tuple[_Frame, list[str]]] = []
+        for unit, f in same:
+            # Misbound: the claim holds what sets a sibling amount apart better than what sets this one apart
+            # ("the hotel limit in Paris is 180 EUR" where the row of 180 EUR is Berlin's).
+            own = _share(f.distinct, claim.terms, claim.weights)
+            sibling = max(f.rivals, key=lambda r: _share(r, claim.terms, claim.weights), default=frozenset())
+            if sibling and _share(sibling, claim.terms, claim.weights) >= max(0.5, own + 0.01):
+                misbound.append((f, [t for t in sibling if t in claim.terms]))
+            else:
+                candidates.append((fit(f), unit, f))
+        # The number must be stated about the claim's subject ("Passwords must be rotated every 90 days" is not
+        # what "API keys must be rotated every 90 days" says).
+        subject_weight = sum(claim.weights.get(t, 0.0) for t in claim.subject)
+        off_subject = []
+        if subject_weight:
+            for c in candidates:
+                share = sum(claim.weights.get(t, 0.0) for t in claim.subject if t in c[2].sentence) / subject_weight
+                if share < 0.5:
+                    off_subject.append(c)
+            candidates = [c for c in candidates if c not in off_subject]
+        rivals = [(fit(f), f) for u in analysis.units for f in u.frames
+                  if f.quantity.value != frame.quantity.value and _same_kind(f.quantity, frame.quantity)]
+        rival_fit, rival = max(rivals, key=lambda r: r[0], default=(0.0, None))
+        if rival is not None and rival_fit >= self.number_threshold and (
+                not candidates or rival_fit >= max(c[0] for c in candidates) + self.margin):
+            # Another amount of the same kind is said about this claim's subject: the claim took the wrong one.
+            subject = [claim.surface[t] for t in rival.distinct if t in claim.terms] or \
+                [claim.surface[t] for t in claim.subject]
+            return 0.0, None, (f"the sources state {rival.quantity.surface.strip()} for {_quote(subject) or 'this'}, "
+                               f"not {stated}"), frozenset(), ""
+        if not candidates and off_subject:
+            f = max(off_subject, key=lambda c: c[0])[2]
+            missing = [claim.surface[t] for t in claim.subject if t not in f.sentence]
+            return 0.0, None, f"{stated} is stated for {_about(f, wanted)}, not {_quote(missing)}", frozenset(), ""
+        if not candidates:
+            f, wrong = max(misbound, key=lambda m: fit(m[0]))
+            return 0.0, None, (f"{stated} is stated for {_about(f, wanted)}, "
+                               f"not {_quote([claim.surface[t] for t in wrong])}"), frozenset(), ""
+        best_fit, unit, best = max(candidates, key=lambda c: c[0])
+        if best_fit < self.number_threshold:
+            return best_fit, unit.context, (f"{stated} is stated in another context "
+                                            f"({_shorten(best.own_text)!r})"), frozenset(), ""
+        return best_fit, unit.context, "", best.bound, unit.text
+
+
+# Where an English subject ends: auxiliaries, modals, copulas and common verbs of policy text.
+_SUBJECT_END_EN = re.compile(
+    r"\b(?:is|are|was|were|be|been|must|can|could|should|shall|will|would|may|might|need|needs|has|have|had|"
+    r"get|gets|receive|receives|require|requires|allow|allows|take|takes|starts|opens|closes|pays|approves|"
+    r"do|does|did)\b", re.IGNORECASE)
+# Where a Chinese topic ends: verbs, modals and adverbs that follow it.
+_SUBJECT_END_ZH = re.compile(
+    "是|有|需要|需|必须|可以|可|应当|应该|应|会|将|在|为|每|超过|享有|获得|不|没有|最多|至少|由|向|按|于|要|须"
+)
+
+
+def _subject_end(text: str) -> int | None:
+    """Where the subject of a clause ends: at its first verb (None when no verb is recognised)."""
+    pattern = _SUBJECT_END_ZH if HAN_RE.search(text) else _SUBJECT_END_EN
+    m = pattern.search(text)
+    return m.start() if m else None
+
+
+def _subject(text: str) -> frozenset[str]:
+    """Terms of what a claim is about: the words before its first verb ('Passwords' in 'Passwords must …')."""
+    end = _subject_end(text)
+    return (_terms(text[:end]) - _META - _FUNCTION) if end else frozenset()
+
+
+def _share(terms: frozenset[str], present: frozenset[str], weights: dict[str, float]) -> float:
+    """Weighted share of ``terms`` found in ``present`` (terms without a weight count 1)."""
+    if not terms:
+        return 0.0
+    total = sum(weights.get(t, 1.0) for t in terms)
+    return sum(weights.get(t, 1.0) for t in terms if t in present) / total
+
+
+def _about(frame: _Frame, wanted: dict[str, float]) -> str:
+    """What a number is stated for, in a reason: the words that set its clause apart, else the clause itself."""
+    words = [t for t in frame.distinct if t not in wanted and t not in _FUNCTION and t not in _META]
+    if 0 < len(words) <= 3:
+        return _quote(_surfaces(frame.own_text, words))
+    return repr(_shorten(frame.own_text.strip(" |")))
+
+
+def _same_kind(a: Quantity, b: Quantity) -> bool:
+    if a.unit and b.unit:
+        return a.unit == b.unit
+    return a.unit is None and b.unit is None
+
+
+def _surface(text: str, terms: Iterable[str]) -> dict[str, str]:
+    """A readable word of ``text`` for each term (terms are stems: 'reimburs' → 'reimbursed')."""
+    wanted = set(terms)
+    found: dict[str, str] = {}
+    for word in _words(text):
+        for t in _cached_terms(word):
+            t = _SYNONYMS.get(t, t)
+            if t in wanted and t not in found:
+                found[t] = word
+    return {t: found.get(t, t) for t in wanted}
+
+
+def _words(text: str) -> list[str]:
+    """Words as a reader sees them: Latin words whole, Chinese segmented into whole words (jieba's default cut)."""
+    import jieba
+
+    words: list[str] = []
+    for token in re.findall(r"[^\W_]+(?:['-][^\W_]+)*", text):
+        words.extend(jieba.lcut(token) if HAN_RE.search(token) else [token])
+    return words
+
+
+def _surfaces(text: str, terms: Iterable[str]) -> list[str]:
+    mapping = _surface(text, terms)
+    return [mapping[t] for t in terms]
+
+
+def _names(text: str) -> frozenset[str]:
+    """Terms of the names in a claim: capitalised words inside a sentence, acronyms, codes, quoted words."""
+    found: set[str] = set()
+    if detect_language(text) != "zh":
+        for start, end in split_sentences(text):
+            sentence = text[start:end]
+            for m in _NAME_EN.finditer(sentence):
+                if m.start() == 0:
+                    continue
+                found |= set(_terms(m.group(1)))
+    for m in _QUOTED.finditer(text):
+        found |= set(_terms(m.group(1)))
+    return frozenset(found - _META)
+
+
+def _quote(words: Sequence[str]) -> str:
+    return ", ".join(dict.fromkeys(words))
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@functools.lru_cache(maxsize=1)
+def default_judge() -> ClaimJudge:
+    """The judge answers and evaluation use unless told otherwise: :class:`LexicalJudge`."""
+    return LexicalJudge()

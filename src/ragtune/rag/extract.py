@@ -1,0 +1,136 @@
+"""Extractive answers: the source sentence (or table row, or list item) that best answers the question, quoted and
+cited — the answer when generation fails, and the path for models that cannot write the question's language."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ragtune.rag.claims import labelled_sentences, terms_of
+from ragtune.rag.question import Focus
+from ragtune.rag.sources import Source, passage_with_headings
+from ragtune.text import CJK_WIDE_RE, HAN_RE
+
+__all__ = ["Extract", "Passage", "closest_passage", "extract_answer", "passages"]
+
+_HEADING = re.compile(r"^\s*#{1,6}\s+")
+_TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$")
+_ITEM_MARK = re.compile(r"^\s*(?:[-*+•·▪●◦‣]|\d{1,3}[.)、．]|\(\d{1,3}\)|[a-zA-Z][.)]|[一二三四五六七八九十]+、)\s*")
+# A sentence that opens with a pronoun leans on the one before it ("It is led by Dr. Ines Varga").
+_LEANS_BACK = re.compile(r"^\s*(?:it|its|they|their|this|these|he|she|his|her|there)\b|^\s*(?:它|他|她|该|其|这)",
+                         re.IGNORECASE)
+
+
+@dataclass
+class Passage:
+    """A sentence, table row or list item of a source, as it would be quoted, with the terms around it."""
+
+    number: int  # the source's number
+    text: str  # what is quoted (a table row as "Column: value, …")
+    terms: frozenset[str]  # its own terms
+    context: frozenset[str]  # the headings, table header and lead-in it stands under
+    chunk_id: str
+    position: int  # order within the source
+
+
+@dataclass
+class Extract:
+    """An extractive answer: the quoted passage with its citation, and how well it fits the question."""
+
+    text: str
+    passage: Passage
+    score: float
+
+
+def passages(source: Source) -> list[Passage]:
+    """The quotable passages of a source, in document order."""
+    found: list[Passage] = []
+    for part in source.ordered:
+        text = passage_with_headings(part)
+        headings: dict[int, frozenset[str]] = {}
+        header: list[str] = []
+        lead_in: frozenset[str] = frozenset()
+        previous = ""
+        sentences = labelled_sentences(text)
+        # Everyone who speaks in a conversation is part of what each of its lines is about.
+        speakers = frozenset().union(*(terms_of(label) for _, label in sentences if label))
+        for raw, speaker in sentences:
+            sentence = " ".join(raw.split())
+            if speaker and not sentence.startswith(speaker):
+                # A chat line's later sentence is quoted with its speaker: "AdamSmith: You can come by after 5 PM."
+                sentence = f"{speaker}: {sentence}"
+            if _HEADING.match(sentence):
+                level = len(sentence) - len(sentence.lstrip("#"))
+                headings = {lvl: t for lvl, t in headings.items() if lvl < level}
+                headings[level] = terms_of(sentence)
+                header, lead_in, previous = [], frozenset(), ""
+                continue
+            context = frozenset().union(*headings.values(), lead_in, speakers)
+            if sentence.startswith("|"):
+                if _TABLE_RULE.match(sentence):
+                    continue
+                cells = [c.strip() for c in sentence.strip("|").split("|")]
+                if not header:
+                    header = cells
+                    continue
+                quoted = _row_text(header, cells)
+                found.append(Passage(source.number, quoted, terms_of(" ".join(cells)),
+                                     context | terms_of(" ".join(header)), part.chunk_id, len(found)))
+                continue
+            header = []
+            quoted = _ITEM_MARK.sub("", sentence)
+            if previous and _LEANS_BACK.match(quoted):
+                quoted = _join(previous, quoted)
+            found.append(Passage(source.number, quoted, terms_of(quoted), context, part.chunk_id, len(found)))
+            previous = sentence
+            lead_in = terms_of(sentence) if sentence.endswith((":", "：")) else lead_in
+    return found
+
+
+def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: float = 0.6) -> Extract | None:
+    """The best passage that answers the question — fills its slot, names what it asks for and every name it
+    holds, and covers ``min_coverage`` of its focus — quoted and cited; None when no passage does.
+
+    Scored by the focus terms it holds (its own words count fully, those of its headings, table header or
+    lead-in 0.7), then by the rank of its source and its position there.
+    """
+    best: Extract | None = None
+    for source in sources:
+        for passage in passages(source):
+            present = passage.terms | passage.context
+            if not focus.keeps_names(present) or not focus.names_head(present, passage.text) \
+                    or not focus.filled_by(passage.text):
+                continue
+            covered = focus.coverage(passage.terms, passage.context)
+            if covered < min_coverage:
+                continue
+            score = covered - 0.02 * (source.number - 1) - 0.001 * passage.position
+            if best is None or score > best.score:
+                best = Extract(quote(passage.text, passage.number), passage, score)
+    return best
+
+
+def closest_passage(source: Source, focus: Focus) -> str:
+    """The passage of a source closest to the question (its first one on a tie): the snippet a reader sees."""
+    found = passages(source)
+    if not found:
+        return ""
+    return max(found, key=lambda p: (focus.coverage(p.terms, p.context), -p.position)).text
+
+
+def quote(text: str, number: int) -> str:
+    """A passage quoted and cited: “…” [n]."""
+    closing = "" if CJK_WIDE_RE.match(text[-1:] or " ") else " "
+    return f"“{text}”{closing}[{number}]"
+
+
+def _row_text(header: list[str], cells: list[str]) -> str:
+    separator = "，" if HAN_RE.search(" ".join(cells)) else ", "
+    colon = "：" if separator == "，" else ": "
+    pairs = [f"{h}{colon}{c}" if h else c for h, c in zip(header, cells, strict=False) if c]
+    return separator.join(pairs)
+
+
+def _join(previous: str, sentence: str) -> str:
+    return f"{previous}{sentence}" if CJK_WIDE_RE.match(previous[-1:]) else f"{previous} {sentence}"

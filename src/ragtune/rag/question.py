@@ -1,0 +1,201 @@
+"""What a question asks for: the terms it is about and the kind of answer that fills it (a number, a name, ...),
+to tell an answer from a supported sentence that does not answer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ragtune.rag.claims import names_in, strip_markers, terms_of
+from ragtune.rag.quantities import UNITS, quantities
+from ragtune.text import HAN_RE
+
+__all__ = ["Focus", "analyse_question", "is_follow_up"]
+
+# Kinds of answer: a number or amount, a time or date, a name (person, place, product), new information of any
+# kind, or yes/no.
+NUMBER, TIME, NAME, OPEN, YES_NO = "number", "time", "name", "open", "yes/no"
+
+_WH_EN = re.compile(
+    r"\b(?:how\s+(?:many|much|long|often|far|large|big|high|old|early|late|soon|fast|heavy|tall)|what\s+time|"
+    r"what\s+percentage|what\s+share|up\s+to\s+what|what|which|who|whom|whose|when|where|why|how|"
+    r"is|are|was|were|do|does|did|can|could|should|must|will|would|may|have\s+to|has\s+to|i|we|my|our|"
+    r"there|please|tell\s+me|know)\b",
+    re.IGNORECASE,
+)
+_WH_ZH = re.compile("多少钱|多少|几点|几天|几个|几|多久|多长时间|多长|多大|多高|多远|什么时候|何时|哪一天|哪天|什么|"
+                    "哪个|哪家|哪些|哪里|哪儿|哪|谁|吗|呢|如何|怎么样|怎么|为什么|是否|请问")
+_NUMBER_EN = re.compile(
+    r"\bhow\s+(?:many|much|long|often|far|large|big|high|old|fast|heavy|tall)\b|\bwhat\s+(?:percentage|share)|"
+    r"\bup\s+to\s+what\b|\b(?:what|which)\s+(?:(?:is|are|was|were)\s+)?(?:the\s+)?(?:[\w-]+\s+){0,3}?(?:limit|price|cost|"
+    r"budget|amount|number|rate|fee|allowance|stipend|salary|deadline|window|duration|size|length|percentage|share|"
+    r"threshold|maximum|minimum|capacity|age|height|distance|weight|temperature|count|total|sum|value|extension|"
+    r"floor)s?\b|\bwhich\s+(?:extension|floor|number|year|month|day)\b|\bon\s+which\s+floor\b",
+    re.IGNORECASE,
+)
+_TIME_EN = re.compile(r"\bwhat\s+time\b|\bwhen\b|\bwhat\s+(?:date|day|year|month)\b", re.IGNORECASE)
+_NAME_EN = re.compile(r"\bwho(?:m|se)?\b|\bwhich\b|\bwhere\b", re.IGNORECASE)
+_YES_NO_EN = re.compile(r"^\s*(?:is|are|was|were|can|could|does|do|did|should|must|will|would|has|have|may)\b",
+                        re.IGNORECASE)
+_NUMBER_ZH = re.compile("多少|几|多久|多长|多大|多高|多远|比例|百分之几|上限是|标准是")
+_TIME_ZH = re.compile("几点|什么时候|何时|哪一天|哪天|哪年|哪月|日期")
+_NAME_ZH = re.compile("谁|哪个|哪家|哪些|哪里|哪儿|哪|什么")
+_YES_NO_ZH = re.compile("吗[？?]?\\s*$|是否|能否|可否")
+
+# A follow-up leans on the conversation: it opens with 'and'/'what about', names no subject of its own, or
+# points back with a pronoun.
+_FOLLOW_UP_EN = re.compile(
+    r"^\s*(?:and|also|what\s+about|how\s+about|what\s+if|same\s+for|then|or)\b|\b(?:it|its|they|them|their|this|"
+    r"that|these|those|he|she|him|her|there)\b", re.IGNORECASE)
+_FOLLOW_UP_ZH = re.compile("^\\s*(?:那|那么|还有|另外|而|又)|呢[？?]?\\s*$|它|他们|她们|这个|那个|其")
+
+
+@dataclass
+class Focus:
+    """A question's focus: weighted content terms (what the answer must be about), names it must keep, and the
+    kind of answer that fills it."""
+
+    question: str
+    weights: dict[str, float]
+    names: frozenset[str]
+    slot: str
+    asked_values: frozenset[str] = field(default_factory=frozenset)  # numbers the question already states
+    #: The words the asked-for thing is named by ('patents' in 'How many patents …', '平台' in '哪个平台'); an
+    #: answer must be about one of them, or state an amount in one of ``head_units``.
+    heads: frozenset[str] = field(default_factory=frozenset)
+    head_units: frozenset[str] = field(default_factory=frozenset)
+    #: A follow-up's borrowed terms (from the earlier question): they add to a passage's coverage where it holds
+    #: them and never count against one that does not (a follow-up may change the subject).
+    borrowed: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def terms(self) -> frozenset[str]:
+        return frozenset(self.weights)
+
+    def coverage(self, present: Iterable[str], around: Iterable[str] = (), *, around_credit: float = 0.7) -> float:
+        """Weighted share of the focus terms in ``present`` (1.0 for a question without content terms); terms
+        only in ``around`` (the headings, table header or lead-in a passage stands under) count ``around_credit``."""
+        have, near = set(present), set(around)
+
+        def credit(terms: dict[str, float]) -> float:
+            return sum(w if t in have else around_credit * w if t in near else 0.0 for t, w in terms.items())
+
+        total = sum(self.weights.values())
+        if not total:
+            return 1.0
+        extra = credit(self.borrowed)
+        return (credit(self.weights) + extra) / (total + extra)
+
+    def keeps_names(self, present: Iterable[str]) -> bool:
+        return self.names <= set(present)
+
+    def names_head(self, present: Iterable[str], text: str) -> bool:
+        """Whether a passage is about what was asked for: it holds a head word, or states an amount in its unit."""
+        if not self.heads and not self.head_units:
+            return True
+        if self.heads & set(present):
+            return True
+        return any(q.unit in self.head_units for q in quantities(text))
+
+    def answered_by(self, text: str, present: Iterable[str], *, min_coverage: float = 0.5) -> bool:
+        """Whether ``text`` (with ``present``: its terms and those of the passages around it) answers: it fills
+        the slot, keeps the question's names and head, and holds ``min_coverage`` of its focus."""
+        have = set(present)
+        return (self.filled_by(text) and self.keeps_names(have) and self.names_head(have, text)
+                and self.coverage(have) >= min_coverage)
+
+    def filled_by(self, text: str) -> bool:
+        """Whether ``text`` holds what the question asks for: a number it does not state itself, or new terms."""
+        if self.slot == YES_NO:
+            return True
+        if self.slot in (NUMBER, TIME):
+            return any(q.value not in self.asked_values for q in quantities(text))
+        stated = quantities(text)
+        units = frozenset().union(*(terms_of(text[q.start:q.end]) for q in stated))
+        new = terms_of(strip_markers(text)) - self.terms - units
+        return bool(new) or any(q.value not in self.asked_values for q in stated)
+
+
+def analyse_question(question: str, *, context: str = "", context_weight: float = 0.25) -> Focus:
+    """The focus of ``question``; ``context`` (the conversation's earlier question, for a follow-up) lends its
+    terms at ``context_weight`` (see ``Focus.borrowed``) and its kind of answer when the follow-up names none."""
+    chinese = bool(HAN_RE.search(question))
+    stripped = (_WH_ZH if chinese else _WH_EN).sub(" ", question)
+    weights = {t: 1.0 for t in terms_of(stripped)}
+    unit_words: set[str] = set()
+    for q in quantities(question):
+        # '2,000 EUR' in a question narrows it; its unit word is not a topic or name of its own.
+        unit_words |= terms_of(question[q.start:q.end])
+    for t in unit_words:
+        weights.pop(t, None)
+    slot = _slot(question, chinese)
+    borrowed: dict[str, float] = {}
+    if context:
+        earlier = terms_of((_WH_ZH if HAN_RE.search(context) else _WH_EN).sub(" ", context))
+        if weights:
+            borrowed = {t: context_weight for t in earlier if t not in weights}
+        else:
+            weights = {t: 1.0 for t in earlier}  # "What about it?" asks the earlier question again
+        if slot == OPEN:
+            slot = _slot(context, bool(HAN_RE.search(context)))
+    heads, units = _heads(question, chinese)
+    return Focus(question, weights, names_in(question) - unit_words, slot,
+                 frozenset(q.value for q in quantities(question)), heads, units, borrowed)
+
+
+# The words after 'how many', 'which', 'what' up to the verb name what is asked for; Chinese names it after 哪个.
+_HEAD_EN = re.compile(r"\b(?:how\s+many|how\s+much|which|what)\s+((?:[\w-]+\s+){0,2}[\w-]+)", re.IGNORECASE)
+_HEAD_STOP = re.compile(
+    r"\b(?:is|are|was|were|be|do|does|did|can|could|will|would|should|must|has|have|had|of|for|in|on|to|at|by|"
+    r"the|a|an|time)\b.*", re.IGNORECASE)
+_HEAD_ZH = re.compile("(?:哪个|哪些|哪种|哪一个|什么)([\u4e00-\u9fff]{1,3})")
+_UNIT_ZH = re.compile("(?:多少|几)(个月|个小时|个工作日|分钟|小时|天|周|年|月|次|元|人|钱)")
+# Words that ask for an amount of a unit rather than name a thing: 'what share' wants a percentage.
+_HEAD_AS_UNIT = {"share": "%", "percentage": "%", "proportion": "%", "钱": "cny"}
+
+
+def _heads(question: str, chinese: bool) -> tuple[frozenset[str], frozenset[str]]:
+    words: list[str] = []
+    if chinese:
+        words += [m.group(1) for m in _HEAD_ZH.finditer(question)]
+        words += [m.group(1) for m in _UNIT_ZH.finditer(question)]
+    else:
+        for m in _HEAD_EN.finditer(question):
+            words += _HEAD_STOP.sub("", m.group(1)).split()
+    heads: set[str] = set()
+    units: set[str] = set()
+    for word in words:
+        unit = _HEAD_AS_UNIT.get(word.lower()) or UNITS.get(word.lower())
+        if unit:
+            units.add(unit)
+        else:
+            heads |= terms_of(word)
+    return frozenset(heads), frozenset(units)
+
+
+def _slot(question: str, chinese: bool) -> str:
+    if chinese:
+        if _TIME_ZH.search(question):
+            return TIME
+        if _NUMBER_ZH.search(question):
+            return NUMBER
+        if _NAME_ZH.search(question):
+            return NAME
+        return YES_NO if _YES_NO_ZH.search(question) else OPEN
+    if _NUMBER_EN.search(question):
+        return NUMBER
+    if _TIME_EN.search(question):
+        return TIME
+    if _NAME_EN.search(question):
+        return NAME
+    return YES_NO if _YES_NO_EN.match(question) else OPEN
+
+
+def is_follow_up(question: str) -> bool:
+    """Whether a question leans on the conversation before it ('And in Berlin?', '那上海呢？', 'Who leads it?')."""
+    chinese = bool(HAN_RE.search(question))
+    if (_FOLLOW_UP_ZH if chinese else _FOLLOW_UP_EN).search(question):
+        return True
+    stripped = (_WH_ZH if chinese else _WH_EN).sub(" ", question)
+    return len(terms_of(stripped)) < 2

@@ -1,0 +1,201 @@
+"""Claim splitting and the lexical claim judge on hand-built English and Chinese cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragtune.rag.claims import LexicalJudge, default_judge, split_claims
+from ragtune.rag.quantities import quantities
+
+pytestmark = pytest.mark.unit
+
+TRAVEL = """# Travel policy
+
+## Hotels
+
+Hotel costs are reimbursed up to 180 EUR per night in Europe and 250 USD per night in North America.
+
+| City | Hotel limit per night |
+| --- | --- |
+| Paris | 250 EUR |
+| Berlin | 180 EUR |
+
+Employees book flights through the Voyager portal. Economy class is required for flights under six hours;
+business class is allowed for longer flights with manager approval.
+
+## Expense reports
+
+Expense reports must be submitted within 30 days after a trip. Reports above 2,000 EUR need the approval of the
+finance director, Marta Kowalski."""
+
+SECURITY = """# Security
+
+API keys must be rotated every 90 days. Passwords must be at least 14 characters long.
+The canteen opens at 7:30 and closes at 15:00."""
+
+LEAVE = """# 休假制度
+
+全职员工每年享有二十天带薪年假。病假每年最多十五天，超过三天需要提供医院证明。
+
+员工每月可以申请四天远程办公，需要在“飞鸽”系统中提前一天提交申请。
+
+| 城市 | 每晚住宿上限 |
+| --- | --- |
+| 北京 | 600元 |
+| 上海 | 650元 |"""
+
+CONTEXTS = [TRAVEL, SECURITY, LEAVE]
+
+
+@pytest.fixture(scope="module")
+def judge() -> LexicalJudge:
+    return LexicalJudge()
+
+
+SUPPORTED = [
+    "The hotel limit in Paris is 250 EUR per night.",
+    "Berlin has a hotel limit of 180 EUR.",
+    "Hotel costs are reimbursed up to 180 EUR per night in Europe.",
+    "Hotel costs in North America are reimbursed up to 250 USD per night.",
+    "Expense reports must be submitted within 30 days after a trip.",
+    "Reports above 2,000 EUR need the approval of the finance director, Marta Kowalski.",
+    "Employees book flights through the Voyager portal.",
+    "Economy class is required for flights under 6 hours.",
+    "API keys must be rotated every ninety days.",
+    "The canteen opens at 7:30.",
+    "全职员工每年享有20天带薪年假。",
+    "病假超过3天需要提供医院证明。",
+    "远程办公需要在“飞鸽”系统中提前一天提交申请。",
+    "北京每晚住宿上限为600元。",
+]
+
+# (claim, words the reason must contain)
+UNSUPPORTED = [
+    ("The hotel limit in Paris is 180 EUR per night.", "250 EUR"),  # a number of another row
+    ("Hotel costs in Europe are reimbursed up to 250 USD per night.", "250 USD"),  # a sibling clause's number
+    ("Hotel costs in Europe are reimbursed up to 180 USD per night.", "180 USD"),  # right number, wrong unit
+    ("Expense reports must be submitted within 45 days after a trip.", "45 days"),  # a number nowhere stated
+    ("Passwords must be rotated every 90 days.", "Passwords"),  # a swapped subject
+    ("Reports above 2,000 EUR need the approval of the chief executive, Jan Novak.", "Novak"),  # a swapped name
+    ("Employees book flights through the Atlas portal.", "Atlas"),
+    ("The canteen opens at 15:00.", "15:00"),
+    ("Business class is allowed for flights under six hours.", "six hours"),
+    ("Staff get a free car every year.", "car"),  # an invented sentence
+    ("全职员工每年享有十五天带薪年假。", "十五天"),
+    ("病假超过十五天需要提供医院证明。", "十五天"),
+    ("北京每晚住宿上限为650元。", "650元"),
+    ("远程办公需要在“星辰”系统中提前一天提交申请。", "星辰"),
+    ("员工每年可以报销两次体检费用。", "两次"),
+]
+
+
+def test_supported_claims_are_kept(judge):
+    checks = judge.check(SUPPORTED, CONTEXTS)
+    failed = [(c.claim, c.reason) for c in checks if not c.supported]
+    assert failed == []
+    assert all(c.score >= judge.threshold and c.reason == "" for c in checks)
+    assert [c.source for c in checks[:3]] == [0, 0, 0] and checks[-1].source == 2
+
+
+@pytest.mark.parametrize(("claim", "named"), UNSUPPORTED)
+def test_unsupported_claims_are_caught_with_a_reason(judge, claim, named):
+    (check,) = judge.check([claim], CONTEXTS)
+    assert not check.supported and check.score < judge.threshold
+    assert named in check.reason
+
+
+def test_a_number_of_another_row_is_explained_by_that_row():
+    (check,) = default_judge().check(["The hotel limit in Paris is 180 EUR."], [TRAVEL])
+    assert not check.supported and check.reason == "the sources state 250 EUR for Paris, not 180 EUR"
+
+
+def test_scores_rank_supported_claims_above_planted_errors(judge):
+    good = [c.score for c in judge.check(SUPPORTED, CONTEXTS)]
+    bad = [c.score for c in judge.check([c for c, _ in UNSUPPORTED], CONTEXTS)]
+    assert min(good) > max(bad)
+
+
+def test_words_repeated_from_the_question_count_less():
+    judge = LexicalJudge()
+    claim = "Project Lumen holds many patents."
+    context = ["Project Lumen builds a handheld spectrometer for farmers."]
+    (with_question,) = judge.check([claim], context, question="How many patents does Project Lumen hold?")
+    assert not with_question.supported
+
+
+def test_no_contexts_supports_nothing(judge):
+    (check,) = judge.check(["Anything at all."], [])
+    assert not check.supported and check.source is None and check.reason
+
+
+def test_default_judge_is_shared():
+    assert default_judge() is default_judge()
+
+
+@pytest.mark.parametrize(
+    ("answer", "claims"),
+    [
+        ("Keys rotate every 90 days [1]. Refunds take 45 days [2].",
+         ["Keys rotate every 90 days.", "Refunds take 45 days."]),
+        ("A: Keys rotate every 90 days [1].", ["Keys rotate every 90 days."]),
+        ("Answer: Keys rotate every 90 days [1]", ["Keys rotate every 90 days"]),
+        ("Keys rotate every 90 days [1].\nQuestion: How often do keys rotate?", ["Keys rotate every 90 days."]),
+        ("The answer to this question is:\nKeys rotate every 90 days [1].", ["Keys rotate every 90 days."]),
+        ("Keys rotate every 90 days [1]. Keys rotate every 90 days [1]. Keys rotate every",
+         ["Keys rotate every 90 days.", "Keys rotate every"]),
+        ("Keys rotate every 90 days [1]; passwords need 14 characters [1].",
+         ["Keys rotate every 90 days;", "passwords need 14 characters."]),
+        ("Answer the question in one sentence using only the sources. Keys rotate [1].", ["Keys rotate."]),
+        ("Keys rotate every 90 days.\n\nSources:\n[1] API keys must be rotated", ["Keys rotate every 90 days."]),
+        ("Keys rotate every 90 days [6", ["Keys rotate every 90 days"]),
+        ("问题：年假有几天？\n全职员工每年享有二十天带薪年假【1】。", ["全职员工每年享有二十天带薪年假。"]),
+        ("答：病假每年最多十五天。超过三天需要提供医院证明 [1]。",
+         ["病假每年最多十五天。", "超过三天需要提供医院证明。"]),
+        ("[1]", []),
+    ],
+)
+def test_split_claims_drops_markers_labels_and_prompt_echoes(answer, claims):
+    assert split_claims(answer) == claims
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Refunds above 10,000 EUR", [("10000", "eur")]),
+        ("€180 per night", [("180", "eur")]),
+        ("within six hours; one of the keys", [("6", "hour")]),
+        ("twenty-four hours", [("24", "hour")]),
+        ("3.4 million EUR", [("3400000", "eur")]),
+        ("45% off on 2024-03-01 at 9:00 and 7:30", [("45", "%"), ("2024-03-01", None), ("9", None), ("7:30", None)]),
+        ("全职员工每年享有二十天带薪年假", [("20", "day")]),
+        ("提前五个工作日通知", [("5", "day")]),
+        ("上限为650元", [("650", "cny")]),
+        ("百分之五十", [("50", "%")]),
+        ("二〇二四年", [("2024", "year")]),
+        ("十分重要，十分钟", [("10", "minute")]),
+        ("这是一个公司", []),
+        ("version v2 on A4 paper", []),
+    ],
+)
+def test_quantities_read_digits_words_and_chinese_numerals(text, found):
+    assert [(q.value, q.unit) for q in quantities(text)] == found
+
+
+CHAT = """Time: 20260105_14:00
+LiHua: Hey Adam! When's a good time for me to come by? Thanks!
+AdamSmith: Hi Li Hua! You can come by anytime after 5 PM today. Just let me know when you're on your way.
+LiHua: Awesome! I'll be there around 5:30 PM then."""
+
+
+@pytest.mark.parametrize(
+    ("claim", "supported"),
+    [
+        ("Adam Smith said Li Hua could come by anytime after 5 PM.", True),  # the speaker frames the line
+        ("Li Hua said he would be there around 5:30 PM.", True),
+        ("Li Hua said he would be there around 6:30 PM.", False),
+        ("Wolfgang Schulz said Li Hua could come by anytime after 5 PM.", False),
+    ],
+)
+def test_chat_lines_are_framed_by_their_speaker(judge, claim, supported):
+    (check,) = judge.check([claim], [CHAT])
+    assert check.supported is supported, check.reason

@@ -1,0 +1,91 @@
+"""Extractive answers: the passage that answers — sentence, table row or list item — quoted and cited, EN and ZH."""
+
+from __future__ import annotations
+
+import pytest
+from answer_helpers import hit
+
+from ragtune.rag.extract import closest_passage, extract_answer, passages
+from ragtune.rag.question import analyse_question
+from ragtune.rag.sources import Source
+
+pytestmark = pytest.mark.unit
+
+
+def _extract(question, *sources):
+    return extract_answer(analyse_question(question), list(sources))
+
+
+@pytest.mark.parametrize(
+    ("question", "doc", "expected"),
+    [
+        ("What is the hotel limit in Paris?", "expenses.md", "“City: Paris, Hotel limit per night: 250 EUR” [1]"),
+        ("What is the hotel limit per night in Berlin?", "expenses.md",
+         "“City: Berlin, Hotel limit per night: 180 EUR” [1]"),
+        ("What hotel limit applies in cities that are not listed?", "expenses.md",
+         "“Cities not listed use the default limit of 140 EUR per night.” [1]"),
+        ("Which app is used to photograph receipts?", "expenses.md",
+         "“Photograph every receipt in the Ledgerly app.” [1]"),  # a numbered list item
+        ("How long do I have to submit expense reports after a trip?", "expenses.md",
+         "“Expense reports must be submitted within 30 days after the end of a trip.” [1]"),
+        ("What is the monthly price of the Silver tier?", "support.md",
+         "“Tier: Silver, First response: 24 hours, Price per month: 249 EUR” [1]"),
+        ("What is the budget of Project Nimbus?", "projects.md",
+         "“Project Nimbus builds a satellite sensor for hail warnings. It is led by Dr. Ines Varga and has a budget "
+         "of 3.4 million EUR.” [1]"),  # a sentence that opens with 'It' keeps the one it leans on
+        ("上海的住宿标准是每晚多少钱？", "差旅制度.md", "“城市：上海，每晚住宿上限：650元”[1]"),
+        ("出差补贴每天多少钱？", "差旅制度.md", "“出差补贴为每天一百二十元。”[1]"),
+        ("机票通过哪个平台预订？", "差旅制度.md", "“机票统一通过“云途”平台预订，国内城市之间优先乘坐高铁二等座。”[1]"),
+        ("婚假有几天？", "福利制度.md", "“婚假为十天，需提供结婚证。”[1]"),
+    ],
+)
+def test_the_supporting_passage_is_quoted_and_cited(doc_source, question, doc, expected):
+    extract = _extract(question, doc_source(doc))
+    assert extract is not None and extract.text == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "doc"),
+    [
+        ("How many patents does Project Nimbus hold?", "projects.md"),  # nothing names patents
+        ("What is the hotel limit in Tokyo for managers with platinum status?", "expenses.md"),  # names missing
+        ("Who is the chief executive of the company?", "benefits.md"),
+        ("产假有多少天？", "福利制度.md"),  # 婚假 is not 产假
+        ("出国出差的住宿标准是多少？", "差旅制度.md"),  # abroad is not covered
+    ],
+)
+def test_no_passage_is_quoted_when_none_answers(doc_source, question, doc):
+    assert _extract(question, doc_source(doc)) is None
+
+
+def test_the_source_that_answers_wins_over_an_earlier_one(doc_source):
+    extract = _extract("How long is parental leave?", doc_source("expenses.md", 1), doc_source("benefits.md", 2))
+    assert extract is not None and extract.passage.number == 2
+    assert extract.text == "“Parental leave is 18 weeks at full pay for every parent.” [2]"
+
+
+def test_passages_keep_table_headers_headings_and_chunk_ids():
+    source = Source(1, [
+        hit("tiers.md", "| Tier | Response |\n| --- | --- |\n| Gold | 4 hours |", chunk=1, heading_path=("Support",)),
+        hit("tiers.md", "Escalations go to Priya Nair.", chunk=2, heading_path=("Support", "Escalations")),
+    ])
+    found = passages(source)
+    assert [p.text for p in found] == ["Tier: Gold, Response: 4 hours", "Escalations go to Priya Nair."]
+    assert {"tier", "support", "respons"} <= found[0].context and found[0].chunk_id == "tiers.md#1"
+    assert "escal" in found[1].context and found[1].chunk_id == "tiers.md#2"
+
+
+def test_the_closest_passage_is_the_snippet_a_reader_sees(doc_source):
+    source = doc_source("benefits.md")
+    assert closest_passage(source, analyse_question("How much is the gym stipend?")) == (
+        "The gym stipend is 40 EUR per month, paid with the salary.")
+    # Headings are never the snippet, even when they match best.
+    assert closest_passage(doc_source("projects.md"), analyse_question("Project Nimbus patents?")).startswith(
+        "Project Nimbus builds")
+
+
+def test_a_chat_lines_later_sentence_is_quoted_with_its_speaker():
+    chat = ("Time: 20260105_14:00\nLiHua: Hey Adam! When's a good time for me to come by?\n"
+            "AdamSmith: Hi Li Hua! You can come by anytime after 5 PM today.")
+    extract = _extract("After what time can Li Hua come by, according to Adam Smith?", Source(1, [hit("c.txt", chat)]))
+    assert extract is not None and extract.text == "“AdamSmith: You can come by anytime after 5 PM today.” [1]"

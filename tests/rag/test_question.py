@@ -1,0 +1,73 @@
+"""Question focus: the kind of answer asked for, its head word, and follow-ups."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragtune.rag.question import NAME, NUMBER, OPEN, TIME, YES_NO, analyse_question, is_follow_up
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("question", "slot"),
+    [
+        ("How many engineers work on Project Quill?", NUMBER),
+        ("What is the hotel limit in Paris?", NUMBER),
+        ("Which extension do I call to report a lost laptop?", NUMBER),
+        ("What time does the canteen open?", TIME),
+        ("When was Harbor House built?", TIME),
+        ("Who leads Project Nimbus?", NAME),
+        ("Which app is used to photograph receipts?", NAME),
+        ("Can contractors use the gym?", YES_NO),
+        ("Describe the refund process.", OPEN),
+        ("每月可以申请几天远程办公？", NUMBER),
+        ("公司食堂几点开门？", TIME),
+        ("超过五千元的报销需要谁审批？", NAME),
+        ("病假需要医院证明吗？", YES_NO),
+    ],
+)
+def test_the_kind_of_answer_is_read_from_the_question(question, slot):
+    assert analyse_question(question).slot == slot
+
+
+def test_heads_and_names_say_what_the_answer_must_be_about():
+    focus = analyse_question("How many patents does Project Nimbus hold?")
+    assert focus.heads == {"patent"} and focus.names == {"project", "nimbus"}
+    assert not focus.names_head({"project", "nimbus", "budget"}, "a budget of 3.4 million EUR")
+    assert analyse_question("Up to what share of the salary is matched?").head_units == {"%"}
+    assert analyse_question("每月可以申请几天远程办公？").head_units == {"day"}
+    assert "平台" in analyse_question("机票通过哪个平台预订？").heads
+
+
+def test_a_slot_is_filled_by_a_value_the_question_does_not_state():
+    focus = analyse_question("Who must approve expense reports above 2,000 EUR?")
+    assert not focus.filled_by("Expense reports above 2,000 EUR need approval.")
+    assert focus.filled_by("Reports above 2,000 EUR need the approval of the department head.")
+    assert not analyse_question("How long is parental leave?").filled_by("Parental leave is generous.")
+
+
+def test_a_follow_up_borrows_the_earlier_questions_terms_where_they_help():
+    focus = analyse_question("And in Berlin?", context="What is the hotel limit in Paris?")
+    assert focus.weights == {"berlin": 1.0} and focus.borrowed["hotel"] == 0.25 and focus.slot == NUMBER
+    assert focus.coverage({"berlin", "hotel", "limit"}) == 1.0
+    assert focus.coverage({"berlin"}) == 1.0  # a follow-up may change the subject: borrowed terms never count against
+    assert focus.coverage({"hotel", "limit", "pari"}) < 0.5  # the earlier question alone answers nothing new
+    again = analyse_question("What about it?", context="What is the hotel limit in Paris?")
+    assert set(again.weights) == {"hotel", "limit", "pari"}
+
+
+@pytest.mark.parametrize(
+    ("question", "follow_up"),
+    [
+        ("And in Berlin?", True),
+        ("What about London?", True),
+        ("How long do I have to submit them?", True),
+        ("那上海呢？", True),
+        ("成都呢？", True),
+        ("What is the hotel limit in Paris?", False),
+        ("北京出差每晚住宿上限是多少？", False),
+    ],
+)
+def test_follow_ups_are_recognised(question, follow_up):
+    assert is_follow_up(question) is follow_up

@@ -1,0 +1,54 @@
+"""Graph and auto retrieval over HTTP: KB search with the route and each hit's path, and chat with mode auto."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import openai
+import pytest
+from harness import RunningServer, running_server
+
+from ragtune.kb import KnowledgeBase
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUESTION = "What is the refund window for enterprise plans?"
+
+
+@pytest.fixture(scope="module")
+def graph_live(tmp_path_factory, handbook_root, embedder, fake_llm_url) -> Iterator[RunningServer]:
+    """The handbook KB with its knowledge graph built, plus a second KB without one."""
+    root = tmp_path_factory.mktemp("graph-kbs")
+    shutil.copytree(handbook_root, root, dirs_exist_ok=True)
+    shutil.copytree(handbook_root / "handbook", root / "other")
+    with KnowledgeBase.open(root / "handbook", embedder=embedder) as kb:
+        kb.build_graph()
+    yield from running_server(root, embedder, fake_llm_url)
+
+
+def test_search_modes_graph_and_auto(graph_live):
+    with graph_live.client("admin") as http:
+        found = http.post("/v1/kbs/handbook/search", json={"query": QUESTION, "mode": "graph", "k": 3})
+        assert found.status_code == 200, found.text
+        assert found.json()["mode"] == "graph" and found.json()["hits"]
+        routed = http.post("/v1/kbs/handbook/search", json={"query": QUESTION, "mode": "auto"}).json()
+        assert routed["route"]["decision"] in ("hybrid", "graph", "decompose")
+        assert {"refuse", "reason", "signals", "steps"} <= routed["route"].keys()
+        assert "refund" in routed["hits"][0]["text"].lower()
+        off_topic = http.post("/v1/kbs/handbook/search", json={"query": "Who won the 1930 football world cup?",
+                                                                "mode": "auto"}).json()
+        assert off_topic["route"]["refuse"] is True
+        no_graph = http.post("/v1/kbs/other/search", json={"query": QUESTION, "mode": "graph"})
+        assert no_graph.status_code == 400 and no_graph.json()["error"]["code"] == "invalid_mode"
+        assert "graph build" in no_graph.json()["error"]["message"]
+        assert http.post("/v1/kbs/other/search", json={"query": QUESTION, "mode": "auto"}).status_code == 200
+        bad = http.post("/v1/kbs/handbook/search", json={"query": QUESTION, "mode": "walk"})
+        assert bad.status_code == 422
+
+
+def test_chat_with_mode_auto(graph_live):
+    client = openai.OpenAI(base_url=f"{graph_live.url}/v1", api_key=graph_live.keys["reader"], max_retries=0)
+    completion = client.chat.completions.create(model="kb:handbook", messages=[{"role": "user", "content": QUESTION}],
+                                                extra_body={"mode": "auto"})
+    assert "45" in completion.choices[0].message.content and completion.model_extra["refused"] is False
