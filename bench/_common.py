@@ -17,7 +17,10 @@ import numpy as np
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-SCIFACT_DIR = BENCH_DIR.parent.parent / "shared" / "data" / "scifact"
+SHARED_DATA = BENCH_DIR.parent.parent / "shared" / "data"
+SCIFACT_DIR = SHARED_DATA / "scifact"
+#: The LiHua-World chat-log KB (its docs/ and questions), or $RAGTUNE_LIHUA when set.
+LIHUA_DIR = Path(os.environ.get("RAGTUNE_LIHUA") or SHARED_DATA / "lihua-world")
 
 
 def default_scifact_dir() -> Path:

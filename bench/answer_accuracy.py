@@ -33,11 +33,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS_DIR, loadavg, machine, print_table, write_json
+from _common import LIHUA_DIR, RESULTS_DIR, loadavg, machine, print_table, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "answers"
-LIHUA = REPO.parent.parent / "shared" / "data" / "lihua-world"
+LIHUA = LIHUA_DIR
 CACHE = Path(__file__).resolve().parent / ".cache" / "answers"
 STAGES = ("condense", "retrieve", "prompt", "first_token", "first_verified", "generate", "extract", "total")
 REFUSALS = ("does not contain an answer", "没有找到这个问题的答案")

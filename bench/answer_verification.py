@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS_DIR, loadavg, write_json
+from _common import LIHUA_DIR, RESULTS_DIR, loadavg, write_json
 
 from ragtune.rag.claims import LexicalJudge, split_claims, strip_markers
 from ragtune.rag.question import analyse_question
@@ -29,7 +29,7 @@ from ragtune.types import ChunkMeta, Hit
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "answers"
-LIHUA_DOCS = REPO.parent.parent / "shared" / "data" / "lihua-world" / "docs"
+LIHUA_DOCS = LIHUA_DIR / "docs"
 
 
 def auc(positives: list[float], negatives: list[float]) -> float:

@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS_DIR, loadavg, machine, write_json
+from _common import LIHUA_DIR, RESULTS_DIR, loadavg, machine, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "guard" / "injection"
-LIHUA = ROOT.parent.parent / "shared" / "data" / "lihua-world" / "docs"
+LIHUA = LIHUA_DIR / "docs"
 CLEAN_DIRS = [ROOT / "examples", ROOT / "tests" / "fixtures" / "guard" / "acl", ROOT / "tests" / "fixtures" / "html",
               ROOT / "tests" / "fixtures" / "pdf", ROOT / "tests" / "fixtures" / "office",
               ROOT / "tests" / "fixtures" / "qa", ROOT / "tests" / "fixtures" / "code"]

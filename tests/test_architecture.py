@@ -9,7 +9,8 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
 
 
 def module_name(path: Path) -> str:
@@ -107,3 +108,14 @@ def test_no_module_imports_another_modules_private_names():
         if target != name and (private := [n for n in names if n.startswith("_") and not n.startswith("__")])
     ]
     assert not offenders, "; ".join(offenders)
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest imports test files by basename (no __init__.py): two test_x.py in different folders break collection."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "rename one of: " + "; ".join(clashes)

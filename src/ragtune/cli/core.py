@@ -268,6 +268,10 @@ def ask(
     answer_mode: Annotated[str | None, typer.Option(
         "--answer-mode", help="auto (the model's answer, else a quote of the sources), generative or extractive. "
         "[default: the answer_mode setting: auto]")] = None,
+    best_of: Annotated[int, typer.Option("--best-of", help="Answer N times (greedy, then sampled) and keep the one "
+                                         "the --reward model scores highest.")] = 1,
+    reward: Annotated[Path | None, typer.Option("--reward", help="Reward model run ('ragtune train reward') that "
+                                                "chooses among --best-of answers. [default: none]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from the knowledge base with numbered, verified sources.
@@ -276,6 +280,8 @@ def ask(
     """
     from ragtune.rag.answer_json import answer_json
 
+    if best_of < 1 or (best_of > 1) != (reward is not None):
+        fail("--best-of N (N > 1) and --reward RUN go together: e.g. --best-of 4 --reward runs/reward-001", as_json)
     try:
         base = open_kb(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url, llm_adapter=llm_adapter)
     except RagtuneError as exc:
@@ -285,6 +291,7 @@ def ask(
                         as_json=as_json)
         return
     answer = None
+    chosen: Any = None
     # Token events carry verified text only, so a terminal can show them as they come and never take one back;
     # piped output gets the final answer once.
     live = console.is_terminal and not as_json
@@ -294,29 +301,41 @@ def ask(
         if hint is not None:
             fail(hint, as_json)
         try:
-            # The first answer takes 15-25 s to load two models: say so on stderr until the first word arrives.
-            with busy("loading the embedding model…", as_json) as status:
-                if mode != "sparse":
-                    _ = base.embedder
-                if status is not None:
-                    status.update("loading the language model…")
-                events = base.ask_stream(question, mode=mode, filter=filter, k=k, groups=as_groups,
-                                         actor=cli_actor(), answer_mode=answer_mode)
-                if status is not None:
-                    status.update("searching and checking the answer…")
-                first = next(events)
-            for event in itertools.chain([first], events):
-                if event.type == "token" and live:
-                    console.print(event.text, end="", highlight=False, markup=False)
-                    streamed = True
-                elif event.type == "answer":
-                    answer = event.answer
+            if reward is not None:
+                chosen = _best_of(base, question, reward, best_of, mode=mode, filter=filter, k=k, groups=as_groups,
+                                  actor=cli_actor(), answer_mode=answer_mode)
+                answer = chosen.answer
+            else:
+                # The first answer takes 15-25 s to load two models: say so on stderr until the first word arrives.
+                with busy("loading the embedding model…", as_json) as status:
+                    if mode != "sparse":
+                        _ = base.embedder
+                    if status is not None:
+                        status.update("loading the language model…")
+                    events = base.ask_stream(question, mode=mode, filter=filter, k=k, groups=as_groups,
+                                             actor=cli_actor(), answer_mode=answer_mode)
+                    if status is not None:
+                        status.update("searching and checking the answer…")
+                    first = next(events)
+                for event in itertools.chain([first], events):
+                    if event.type == "token" and live:
+                        console.print(event.text, end="", highlight=False, markup=False)
+                        streamed = True
+                    elif event.type == "answer":
+                        answer = event.answer
         except RagtuneError as exc:
             fail(str(exc), as_json)
     assert answer is not None
     if as_json:
-        emit(answer_json(answer))
+        emit(answer_json(answer) | ({"best_of": {
+            "n": best_of, "chosen": chosen.chosen, "timings_ms": chosen.timings,
+            "candidates": [{"answer": a.answer, "score": round(sc, 4)} for a, sc in chosen.candidates]}}
+            if chosen is not None else {}))
         return
+    if chosen is not None:
+        scores = ", ".join(f"{sc:.2f}" for _, sc in chosen.candidates)
+        err_console.print(f"best of {best_of}: answer {chosen.chosen + 1} chosen (reward model scores {scores}; "
+                          f"{chosen.timings['total'] / 1000:.1f} s)", highlight=False)
     if streamed:
         console.print()
     else:
@@ -354,6 +373,8 @@ def _ask_structured(base: Any, question: str, schema_path: Path, *, retries: int
         fields = [p for p, numbers in answer.field_sources.items() if number in numbers]
         console.print(f"[bold][{number}][/] [cyan]{escape(hit.source)}[/] [dim]{escape(', '.join(fields))}[/]",
                       highlight=False)
+
+
 def _print_documents(answer: Any) -> None:
     """The numbered sources, one per document with its sections; a refusal lists the closest documents with
     their closest passage. Paths under the current directory are shown relative to it."""
@@ -381,3 +402,11 @@ def _relative(source: str) -> str:
         return Path(source).resolve().relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
         return source
+
+
+def _best_of(base: Any, question: str, reward: Path, n: int, **options: Any) -> Any:
+    from ragtune.train.best_of import best_of_n
+    from ragtune.train.reward import RewardModel
+
+    with console.status(f"answering {n} times…"):
+        return best_of_n(base, question, RewardModel(reward), n=n, **options)

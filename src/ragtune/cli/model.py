@@ -1,4 +1,4 @@
-"""The ``ragtune model`` commands: merge adapters and evaluate trained models."""
+"""The ``ragtune model`` commands: merge adapters, evaluate trained models, score reward models."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rich.table import Table
 from ragtune.cli.common import JsonOpt, console, emit, fail
 from ragtune.errors import RagtuneError
 
-app = typer.Typer(help="Merge and evaluate trained models.", no_args_is_help=True)
+app = typer.Typer(help="Merge and evaluate trained models; score reward models.", no_args_is_help=True)
 
 
 @app.command("merge")
@@ -85,3 +85,40 @@ def eval_command(
     win = report["win_rate_vs_base"]
     table.add_row(f"win rate ({win['judge']})", f"{win['rate']:.3f}", f"{win['wins']}W {win['losses']}L {win['ties']}T")
     console.print(table)
+
+
+@app.command("score")
+def score_command(
+    model: Annotated[Path, typer.Argument(help="Reward model run directory ('ragtune train reward').")],
+    data: Annotated[Path, typer.Option("--data", help="Held-out pairs: prompt/chosen/rejected or 👍/👎 feedback.")],
+    base: Annotated[str | None, typer.Option(help="Base model [default: the one recorded in run.json].")] = None,
+    limit: Annotated[int, typer.Option(help="Score only the first N pairs (0 = all).")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the report to this JSON file. (optional)")
+                   ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pairwise accuracy of a reward model on held-out pairs (chosen scored above rejected), against a
+    length-only baseline; by kind and language where the pairs say them."""
+    try:
+        from ragtune.train.reward import score_pairs
+
+        with console.status("scoring pairs…"), contextlib.redirect_stdout(sys.stderr):
+            report = score_pairs(model, data, base=base, limit=limit)
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    if as_json:
+        emit(report)
+        return
+    baseline = report["length_baseline"]
+    table = Table(title=f"{model} on {report['pairs']} pairs of {data}")
+    for column in ("pairs", "n", "reward model", f"length ({baseline['rule']})"):
+        table.add_column(column)
+    table.add_row("all", str(report["pairs"]), f"{report['accuracy']:.3f}", f"{baseline['accuracy']:.3f}")
+    for tag in ("by_kind", "by_language"):
+        for value, row in report.get(tag, {}).items():
+            table.add_row(value, str(row["pairs"]), f"{row['accuracy']:.3f}", f"{row['length_baseline']:.3f}")
+    console.print(table)
+    console.print(f"mean margin (chosen - rejected): {report['mean_margin']:.3f}")

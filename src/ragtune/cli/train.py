@@ -1,4 +1,4 @@
-"""The ``ragtune train`` commands: LLMs (SFT, DPO, KTO, ORPO), embedders and rerankers."""
+"""The ``ragtune train`` commands: LLMs (SFT, DPO, KTO, ORPO, GRPO), reward models, embedders and rerankers."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ragtune.cli.common import JsonOpt, KbOpt, SetOpt, console, emit, err_console, fail, progress_bar
+from ragtune.cli.common import JsonOpt, KbOpt, SetOpt, console, emit, err_console, fail, open_kb, progress_bar
 from ragtune.errors import RagtuneError
 
-app = typer.Typer(help="Train models: LLMs (SFT, DPO, KTO, ORPO), rerankers, embedders.", no_args_is_help=True)
+app = typer.Typer(help="Train models: LLMs (SFT, DPO, KTO, ORPO, GRPO), reward models, rerankers, embedders.",
+                  no_args_is_help=True)
 
 RecipeArg = Annotated[
     Path | None, typer.Argument(help="Recipe TOML file (see recipes/); omitted = every default.", show_default=False)
@@ -35,6 +36,12 @@ def _train(method: str, recipe_path: Path | None, overrides: list[str] | None, r
                 from ragtune.train.sft import train_sft
 
                 record = train_sft(recipe, resume=resume)
+            elif method == "reward":
+                from ragtune.train.reward import train_reward
+
+                record = train_reward(recipe, resume=resume)
+            elif method == "grpo":
+                record = _train_grpo(recipe, resume)
             else:
                 from ragtune.train.preference import train_preference
 
@@ -42,6 +49,19 @@ def _train(method: str, recipe_path: Path | None, overrides: list[str] | None, r
     except RagtuneError as exc:
         fail(str(exc), as_json)
     _report_run(record, as_json)
+
+
+def _train_grpo(recipe: Any, resume: bool) -> dict[str, Any]:
+    """GRPO/RLOO; with rl.kb, questions without sources get the knowledge base's best hits."""
+    from ragtune.train.rl import train_rl
+
+    if not recipe.rl.kb:
+        return train_rl(recipe, resume=resume)
+    from ragtune.types import embedding_text
+
+    with open_kb(Path(recipe.rl.kb)) as kb:
+        return train_rl(recipe, resume=resume,
+                        retrieve=lambda question, k: [embedding_text(h.text, h.meta) for h in kb.search(question, k)])
 
 
 def _report_run(record: dict[str, Any], as_json: bool) -> None:
@@ -59,14 +79,32 @@ def _report_run(record: dict[str, Any], as_json: bool) -> None:
         "device": record["device"]["device"],
         "precision": record["device"]["precision"],
     }
+    if record["method"] == "reward":
+        summary["eval_accuracy"] = metrics.get("eval", {}).get("eval_accuracy")
+    heldout = metrics.get("heldout")
+    if heldout:
+        keys = ("right_and_cited", "false_refusals", "correct_refusals", "mean_reward")
+        summary["heldout"] = {when: {k: (heldout[when] or {}).get(k) for k in keys} for when in ("before", "after")}
     if as_json:
         emit(summary)
         return
     table = Table(title=f"{record['method']} ({record['finetune']}) finished", show_header=False)
     for key, value in summary.items():
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        if key != "heldout":
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
-    console.print(f"serve it: ragtune ask \"...\" --llm local --llm-adapter {summary['run']}")
+    if heldout:
+        grades = Table(title="held-out questions, greedy answers")
+        for column in ("", "before", "after"):
+            grades.add_column(column)
+        for key in summary["heldout"]["after"]:
+            grades.add_row(key, *(str(summary["heldout"][when][key]) for when in ("before", "after")))
+        console.print(grades)
+    if record["method"] == "reward":
+        console.print(f"score it: ragtune model score {summary['run']} --data pairs.jsonl\n"
+                      f"use it:   ragtune ask \"...\" --best-of 4 --reward {summary['run']}")
+    else:
+        console.print(f"serve it: ragtune ask \"...\" --llm local --llm-adapter {summary['run']}")
 
 
 @app.command("sft")
@@ -99,6 +137,23 @@ def train_orpo_command(
 ) -> None:
     """ORPO (SFT and preference in one step, no reference model) on prompt/chosen/rejected pairs."""
     _train("orpo", recipe, set_, resume, as_json)
+
+
+@app.command("reward")
+def train_reward_command(
+    recipe: RecipeArg = None, set_: SetOpt = None, resume: ResumeOpt = False, as_json: JsonOpt = False
+) -> None:
+    """A reward model (score head, Bradley–Terry loss) on preference pairs or 👍/👎 feedback exports."""
+    _train("reward", recipe, set_, resume, as_json)
+
+
+@app.command("grpo")
+def train_grpo_command(
+    recipe: RecipeArg = None, set_: SetOpt = None, resume: ResumeOpt = False, as_json: JsonOpt = False
+) -> None:
+    """GRPO (or RLOO: rl.algorithm) on knowledge-base questions with verifiable rewards: cited claims the
+    sources support, refusing exactly when they lack the answer, containing the reference; plus a reward model."""
+    _train("grpo", recipe, set_, resume, as_json)
 
 
 @app.command("embedder")

