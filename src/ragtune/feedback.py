@@ -1,10 +1,8 @@
-"""Feedback store: answers served and the 👍/👎 (with corrections) users gave them, kept in the KB's ragtune.db."""
+"""Feedback store: answers served and the 👍/👎 (with corrections) users gave them, kept beside the KB's chunks."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,7 +12,9 @@ from typing import Any, Literal
 
 from ragtune.errors import ConfigError, StoreError
 from ragtune.guard.pii import redact_value
+from ragtune.store.factory import read_pointer
 from ragtune.store.local import DB_FILE
+from ragtune.store.postgres import Database, PostgresDatabase, SqliteDatabase, ensure_columns, kb_schema
 from ragtune.types import Answer
 
 Rating = Literal["up", "down"]
@@ -47,6 +47,23 @@ _SCHEMA = (
 _ADDED_COLUMNS = {"answers": {"cited": "TEXT NOT NULL DEFAULT '[]'", "documents": "TEXT"}}
 #: Decides whether an exported record may be shown, from its sources' document ids (None: not recorded).
 Visible = Callable[[list[str] | None], bool]
+
+
+def _postgres(statement: str) -> str:
+    # The same tables in Postgres: 64-bit serial ids and double-precision timestamps.
+    return statement.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY").replace(
+        " REAL ", " DOUBLE PRECISION ")
+
+
+def feedback_database(kb_dir: str | Path) -> Database:
+    """Where a KB's feedback lives: its Postgres schema for a KB stored in Postgres, else the folder's ragtune.db."""
+    location = read_pointer(Path(kb_dir))
+    if location is not None and location.kind == "postgres":
+        return PostgresDatabase(location.url, kb_schema(location.name))
+    db_path = Path(kb_dir) / DB_FILE
+    if not db_path.exists():
+        raise StoreError(f"no knowledge base at {kb_dir} — create it first ('ragtune init --kb {kb_dir}')")
+    return SqliteDatabase(db_path)
 
 
 @dataclass
@@ -82,28 +99,20 @@ class FeedbackRecord:
 
 
 class FeedbackStore:
-    """Answers and their feedback in ``KB/ragtune.db``, through a connection of its own (WAL allows both)."""
+    """Answers and their feedback beside the KB's chunks: in ``KB/ragtune.db`` through a connection of its own
+    (WAL allows both), or in the KB's schema when the KB lives in Postgres (shared by every server)."""
 
     def __init__(self, kb_dir: str | Path) -> None:
-        db_path = Path(kb_dir) / DB_FILE
-        if not db_path.exists():
-            raise StoreError(f"no knowledge base at {kb_dir} — create it first ('ragtune init --kb {kb_dir}')")
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
+        self._db = feedback_database(kb_dir)
+        postgres = self._db.dialect == "postgres"
+        with self._db.transaction() as tx:
             for statement in _SCHEMA:
-                self._conn.execute(statement)
-            for table, columns in _ADDED_COLUMNS.items():
-                present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
-                for column, definition in columns.items():
-                    if column not in present:
-                        self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                tx.execute(_postgres(statement) if postgres else statement)
+        for table, columns in _ADDED_COLUMNS.items():
+            ensure_columns(self._db, table, columns)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> FeedbackStore:
         return self
@@ -118,17 +127,18 @@ class FeedbackStore:
         cited = [{"number": c.number, "chunk_id": c.chunk_id} for c in answer.citations
                  if 1 <= c.number <= len(contexts)]
         documents = [hit.document_id for hit in answer.sources]
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO answers (id, question, answer, refused, model, contexts, created_at, cited,"
-                " documents) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (answer.id, answer.question, answer.answer, int(answer.refused), answer.model,
-                 json.dumps(contexts, ensure_ascii=False), time.time(), json.dumps(cited), json.dumps(documents)),
-            )
+        self._db.execute(
+            "INSERT INTO answers (id, question, answer, refused, model, contexts, created_at, cited, documents)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET question = excluded.question,"
+            " answer = excluded.answer, refused = excluded.refused, model = excluded.model,"
+            " contexts = excluded.contexts, created_at = excluded.created_at, cited = excluded.cited,"
+            " documents = excluded.documents",
+            (answer.id, answer.question, answer.answer, int(answer.refused), answer.model,
+             json.dumps(contexts, ensure_ascii=False), time.time(), json.dumps(cited), json.dumps(documents)),
+        )
 
     def has_answer(self, answer_id: str) -> bool:
-        with self._lock:
-            return self._conn.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone() is not None
+        return bool(self._db.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)))
 
     def add(
         self, answer_id: str, rating: str, *, corrected_answer: str | None = None, comment: str | None = None
@@ -136,36 +146,62 @@ class FeedbackStore:
         """Store a rating of a served answer; returns the feedback id."""
         if rating not in RATINGS:
             raise ConfigError(f"rating must be 'up' or 'down', got {rating!r}")
-        with self._lock:
-            if self._conn.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone() is None:
+        with self._db.transaction() as tx:
+            if not tx.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)):
                 raise StoreError(f"no answer with id {answer_id!r} in this knowledge base — rate an answer it gave")
-            cursor = self._conn.execute(
+            rows = tx.execute(
                 "INSERT INTO feedback (answer_id, rating, corrected_answer, comment, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (answer_id, rating, corrected_answer or None, comment or None, time.time()),
             )
-        return int(cursor.lastrowid or 0)
+        return int(rows[0]["id"])
 
     def records(self, *, after: int = 0) -> Iterator[FeedbackRecord]:
         """Every rating with its answer, oldest first (``after``: only ratings with a larger id)."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT f.answer_id, a.question, a.answer, f.rating, a.contexts, a.cited, f.corrected_answer,"
-                " f.comment, f.created_at, a.documents, f.id FROM feedback f JOIN answers a ON a.id = f.answer_id"
-                " WHERE f.id > ? ORDER BY f.id", (after,)
-            ).fetchall()
-        for (answer_id, question, answer, rating, contexts, cited, corrected, comment, created, documents,
-             feedback_id) in rows:
+        rows = self._db.execute(
+            "SELECT f.answer_id, a.question, a.answer, f.rating, a.contexts, a.cited, f.corrected_answer,"
+            " f.comment, f.created_at, a.documents, f.id FROM feedback f JOIN answers a ON a.id = f.answer_id"
+            " WHERE f.id > ? ORDER BY f.id", (after,)
+        )
+        for row in rows:
             yield FeedbackRecord(
-                answer_id=answer_id, question=question, answer=answer, rating=rating, contexts=json.loads(contexts),
-                cited=json.loads(cited), corrected_answer=corrected, comment=comment,
-                created_at=datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds"),
-                documents=json.loads(documents) if documents is not None else None, id=int(feedback_id),
+                answer_id=row["answer_id"], question=row["question"], answer=row["answer"], rating=row["rating"],
+                contexts=json.loads(row["contexts"]), cited=json.loads(row["cited"]),
+                corrected_answer=row["corrected_answer"], comment=row["comment"],
+                created_at=datetime.fromtimestamp(row["created_at"], UTC).isoformat(timespec="seconds"),
+                documents=json.loads(row["documents"]) if row["documents"] is not None else None,
+                id=int(row["id"]),
             )
 
+    def rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every answer and every rating as stored (for copying a KB to another store)."""
+        answers = [dict(r) for r in self._db.execute("SELECT * FROM answers ORDER BY created_at, id")]
+        ratings = [dict(r) for r in self._db.execute("SELECT * FROM feedback ORDER BY id")]
+        return answers, ratings
+
+    def add_rows(self, answers: list[dict[str, Any]], ratings: list[dict[str, Any]]) -> int:
+        """Store answers and ratings taken from another KB (``rows``); answers already here are kept, and so are
+        ratings equal to one here (so a copy can be re-run). Returns the number of ratings added."""
+        columns = ("id", "question", "answer", "refused", "model", "contexts", "created_at", "cited", "documents")
+        added = 0
+        with self._db.transaction() as tx:
+            for row in answers:
+                # ``documents`` is absent from rows read before the column existed (NULL: not recorded).
+                tx.execute(f"INSERT INTO answers ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+                           " ON CONFLICT (id) DO NOTHING", [row.get(c) for c in columns])
+            for row in ratings:
+                values = (row["answer_id"], row["rating"], row["corrected_answer"], row["comment"], row["created_at"])
+                if tx.execute("SELECT 1 FROM feedback WHERE answer_id = ? AND rating = ? AND created_at = ?",
+                              (row["answer_id"], row["rating"], row["created_at"])):
+                    continue
+                tx.execute("INSERT INTO feedback (answer_id, rating, corrected_answer, comment, created_at)"
+                           " VALUES (?, ?, ?, ?, ?)", values)
+                added += 1
+        return added
+
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = dict(self._conn.execute("SELECT rating, count(*) FROM feedback GROUP BY rating").fetchall())
+        rows = {r["rating"]: r["n"] for r in self._db.execute(
+            "SELECT rating, count(*) AS n FROM feedback GROUP BY rating")}
         return {rating: int(rows.get(rating, 0)) for rating in RATINGS}
 
 

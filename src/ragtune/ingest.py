@@ -23,7 +23,8 @@ from ragtune.guard.injection import InjectionScanner
 from ragtune.guard.pii import pii_kinds, redact_document
 from ragtune.parse import ParseOptions, parse, source_type_for, supported_extensions
 from ragtune.settings import Settings
-from ragtune.store.local import DocumentRecord, DocumentUpdate, LocalStore, chunk_tokens
+from ragtune.store.base import ChunkStore
+from ragtune.store.local import DocumentRecord, DocumentUpdate, chunk_tokens
 from ragtune.types import Chunk, Document, embedding_text
 
 log = logging.getLogger(__name__)
@@ -103,11 +104,11 @@ class _Item:
 
 
 class Ingestor:
-    """Incremental ingestion into a LocalStore: unchanged files are skipped by content hash, changed files
+    """Incremental ingestion into a ChunkStore: unchanged files are skipped by content hash, changed files
     are replaced atomically, identical files are recorded once, and failures never touch stored data."""
 
     def __init__(
-        self, store: LocalStore, embedder: Embedder, settings: Settings, *, chunker: str | None = None,
+        self, store: ChunkStore, embedder: Embedder, settings: Settings, *, chunker: str | None = None,
         acl: Iterable[str] | str | None = None,
     ) -> None:
         self.store = store
@@ -137,11 +138,11 @@ class Ingestor:
         started = time.perf_counter()
         report = IngestReport()
         roots = [Path(p) for p in paths]
-        files, missing = self._discover(roots, report)
+        files, missing = self.discover(roots, report)
         items = (self._read_file(uri, path) for uri, path in files)
         self._run(items, len(files), report, on_progress)
         if sync:
-            report.deleted = self._sync(roots, {uri for uri, _ in files})
+            report.deleted = self.sync(roots, {uri for uri, _ in files})
         # With --sync, a named file that is gone is the deletion the user asked for, not an error.
         for uri in missing:
             if uri not in report.deleted:
@@ -165,7 +166,9 @@ class Ingestor:
 
     # ------------------------------------------------------------------ discovery
 
-    def _discover(self, roots: list[Path], report: IngestReport) -> tuple[list[tuple[str, Path]], list[str]]:
+    def discover(self, roots: list[Path], report: IngestReport) -> tuple[list[tuple[str, Path]], list[str]]:
+        """The files to ingest under ``roots`` as (uri, path), and the URIs of roots that do not exist; files of
+        unsupported types are listed in ``report.skipped``."""
         supported = set(supported_extensions())
         found: dict[str, Path] = {}
         missing: list[str] = []
@@ -186,7 +189,8 @@ class Ingestor:
                 missing.append(file_uri(root))
         return list(found.items()), missing
 
-    def _sync(self, roots: list[Path], seen: set[str]) -> list[str]:
+    def sync(self, roots: list[Path], seen: set[str]) -> list[str]:
+        """Delete the documents under ``roots`` whose URIs are not in ``seen``; returns their URIs."""
         prefixes = [file_uri(r).rstrip("/") + "/" for r in roots if r.is_dir()]
         exact = {file_uri(r) for r in roots if not r.is_dir()}
         gone = [
@@ -268,7 +272,7 @@ class Ingestor:
         self._guard(item)
         item.tokens = [chunk_tokens(c, self.context) for c in item.chunks]
         # Store extensions (the knowledge graph) do their per-chunk work here, beside parsing, not in the commit.
-        for extension in self.store.extensions:
+        for extension in getattr(self.store, "extensions", ()):  # only the embedded store has extensions
             item.extras[extension.name] = extension.prepare(item.chunks)
         return item
 

@@ -33,6 +33,8 @@ from ragtune.retrieve import (
 from ragtune.retrieve.graph import GraphSearcher
 from ragtune.retrieve.router import Router, llm_decomposer
 from ragtune.settings import CHAMPION_FILE, Settings, load_settings
+from ragtune.store.base import ChunkStore
+from ragtune.store.factory import locate, open_store, stored_embedder
 from ragtune.store.local import CONTEXT_KEY, DB_FILE, PRECISION_KEY, DocumentRecord, LocalStore
 from ragtune.structured import (
     StructuredAnswer,
@@ -50,6 +52,16 @@ log = logging.getLogger(__name__)
 
 #: A viewer's access groups as callers give them: "hr,legal", ["hr", "legal"], or None (unrestricted).
 GroupsArg = str | Iterable[str] | None
+
+
+#: The audit log of a KB whose store is not the embedded one (Postgres): a SQLite file in the KB folder.
+AUDIT_FILE = "audit.db"
+
+
+def _graph_refusal(store: ChunkStore) -> str:
+    where = store.stats().get("store", "another store")
+    return (f"graph retrieval needs the local store — {store.directory} lives in {where}; drop the graph setting "
+            f"(--graph), or copy the KB with 'ragtune kb migrate --kb {store.directory} --to local' first")
 
 
 def default_actor() -> str:
@@ -112,7 +124,7 @@ class KnowledgeBase:
     """
 
     def __init__(
-        self, store: LocalStore, settings: Settings, embedder: Embedder | None = None, llm: LLM | None = None
+        self, store: ChunkStore, settings: Settings, embedder: Embedder | None = None, llm: LLM | None = None
     ) -> None:
         self.store = store
         self.settings = settings
@@ -121,9 +133,13 @@ class KnowledgeBase:
         self._client: CachedLLM | None = None
         self._llm_cache: LLMCache | None = None
         self._graph_searcher: GraphSearcher | None = None
-        # Once a KB has a graph, every writer keeps it in step, whatever its settings say.
-        if settings.graph or graph_enabled(store):
-            store.add_extension(KnowledgeGraph(store, EntityExtractor(ner=settings.graph_ner)))
+        # Once a KB has a graph, every writer keeps it in step, whatever its settings say. The graph's tables live
+        # in the embedded store's SQLite (Milvus KBs keep their catalog there too).
+        if isinstance(store, LocalStore):
+            if settings.graph or graph_enabled(store):
+                store.add_extension(KnowledgeGraph(store, EntityExtractor(ner=settings.graph_ner)))
+        elif settings.graph:
+            raise ConfigError(_graph_refusal(store))
         self._audit: AuditLog | None = None
         #: :meth:`serving_stamp` when this object was made.
         self.opened_stamp = self.serving_stamp()
@@ -144,9 +160,11 @@ class KnowledgeBase:
         if isinstance(embedder, str):
             overrides["embedder"], embedder = embedder, None
         settings = load_settings(path, **overrides)
-        stored = LocalStore.stored_embedder(path)
+        location = locate(path, settings)
+        stored = stored_embedder(path, location)
         if stored is None and not create:
-            raise StoreError(f"no knowledge base at {path} — run 'ragtune init --kb {path}' or ingest into it")
+            where = "" if location.kind == "local" else f" ({location.describe()})"
+            raise StoreError(f"no knowledge base at {path}{where} — run 'ragtune init --kb {path}' or ingest into it")
         wanted = embedder.name if embedder is not None else settings.embedder
         explicit = embedder is not None or "embedder" in settings.model_fields_set
         if stored is not None:
@@ -163,10 +181,10 @@ class KnowledgeBase:
             store = cls._store(path, settings, stored_name, stored_dim, create=False)
             try:
                 settings = cls._recorded_encoding(store, settings, embedder)
+                return cls(store, settings, embedder)
             except BaseException:
                 store.close()
                 raise
-            return cls(store, settings, embedder)
         embedder = embedder or _shared_embedder(settings.embedder, settings.embed_batch_size, settings.num_threads,
                                                 settings.embed_backend, settings.embed_precision)
         store = cls._store(path, settings, embedder.name, embedder.dim, create=True,
@@ -176,10 +194,14 @@ class KnowledgeBase:
             store.set_meta(PRECISION_KEY, precision)
             settings = settings.model_copy(update={"embed_precision": precision})
         store.set_meta(CONTEXT_KEY, str(CHUNK_CONTEXT_VERSION if settings.chunk_context else 0))
-        return cls(store, settings, embedder)
+        try:
+            return cls(store, settings, embedder)
+        except BaseException:
+            store.close()
+            raise
 
     @staticmethod
-    def _recorded_encoding(store: LocalStore, settings: Settings, embedder: Embedder | None) -> Settings:
+    def _recorded_encoding(store: ChunkStore, settings: Settings, embedder: Embedder | None) -> Settings:
         """The settings with the precision and chunk context the KB's vectors were made with; asking for others
         is an error naming the fix (vectors of two encodings must not mix)."""
         path = store.directory
@@ -204,13 +226,10 @@ class KnowledgeBase:
 
     @staticmethod
     def _store(path: Path, settings: Settings, name: str, dim: int, *, create: bool, checkpoint: str = ""
-               ) -> LocalStore:
-        return LocalStore(
-            path, embedder_name=name, dim=dim, create=create, bm25_k1=settings.bm25_k1, bm25_b=settings.bm25_b,
-            hnsw_m=settings.hnsw_m, hnsw_ef_construction=settings.hnsw_ef_construction,
-            hnsw_ef_search=settings.hnsw_ef_search, exact_search_below=settings.exact_search_below,
-            threads=settings.num_threads or 1, checkpoint=checkpoint,
-        )
+               ) -> ChunkStore:
+        # The store named by the folder (ragtune.db or store.json) or, for a new KB, by the 'store' setting.
+        return open_store(path, locate(path, settings), settings, embedder_name=name, dim=dim, create=create,
+                          checkpoint=checkpoint)
 
     @property
     def embedder(self) -> Embedder:
@@ -338,6 +357,8 @@ class KnowledgeBase:
     @property
     def graph(self) -> KnowledgeGraph | None:
         """The KB's knowledge graph (None until 'graph build' or an ingest with graph = true made one)."""
+        if not isinstance(self.store, LocalStore):
+            return None
         extension = self.store.extension(KnowledgeGraph.name)
         return extension if isinstance(extension, KnowledgeGraph) else None
 
@@ -365,6 +386,8 @@ class KnowledgeBase:
     ) -> dict[str, Any]:
         """Build (or finish) the knowledge graph of the chunks already stored; resumable, and kept in step with
         every later ingest. ``rebuild`` starts over; ``communities`` also recomputes the entity communities."""
+        if not isinstance(self.store, LocalStore):
+            raise ConfigError(_graph_refusal(self.store))
         graph = self.graph or KnowledgeGraph(self.store, EntityExtractor(ner=self.settings.graph_ner))
         report = graph.build(rebuild=rebuild, on_progress=on_progress)
         if communities:
@@ -621,7 +644,10 @@ class KnowledgeBase:
         """The KB's audit log (opened on first use; applies ``audit_retention_days``)."""
         if self._audit is None:
             s = self.settings
-            self._audit = AuditLog(self.path / DB_FILE, retention_days=s.audit_retention_days,
+            # The embedded store's database (a Milvus KB's catalog too); a KB in Postgres keeps its log in a
+            # SQLite file of its folder, so each server records what it served.
+            file = DB_FILE if isinstance(self.store, LocalStore) else AUDIT_FILE
+            self._audit = AuditLog(self.path / file, retention_days=s.audit_retention_days,
                                    redact_questions=s.audit_redact_questions)
         return self._audit
 
@@ -647,9 +673,9 @@ class KnowledgeBase:
     ) -> dict[str, Any]:
         """Switch the KB to another embedding model or precision (``embedder`` None: the current model): every
         chunk is re-encoded beside the old vectors, then both are swapped in one transaction (see
-        ``LocalStore.reembed``). Interrupted, the KB stays on the old model and a re-run with the same target
+        ``ChunkStore.reembed``). Interrupted, the KB stays on the old model and a re-run with the same target
         resumes. ``precision`` is fp32, int8 or auto (default: auto for a new model, the KB's for the same one).
-        With ``swap`` False the new vectors are only staged beside the live ones (``LocalStore.staged_vectors``)
+        With ``swap`` False the new vectors are only staged beside the live ones (``ChunkStore.staged_vectors``)
         for a caller to judge first; the same call with ``swap`` True then swaps them without encoding again.
         Returns what was done, with the checkpoint hash."""
         s = self.settings

@@ -108,10 +108,19 @@ class Settings(BaseSettings):
         "order calibration passages as fp32's do."
     )
 
+    # where knowledge bases live (see docs/stores.md)
+    store: str = Field(
+        "local", description="Store of a new knowledge base: 'local' (SQLite + HNSW + BM25 in the KB folder), "
+        "'postgresql://user@host/db' (Postgres + pgvector: several servers can share it), 'milvus://host:19530' "
+        "(vectors in Milvus, catalog in the KB folder) or 'package.module:Class' (a ChunkStore plug-in). An "
+        "existing KB reopens where its folder says it lives."
+    )
+
     # knowledge graph and routing (see README: entities without an LLM, graph retrieval, mode auto)
     graph: bool = Field(
         False, description="Build a chunk–entity graph (spaCy for English, jieba for Chinese, no LLM) and keep it in "
-        "step with the documents; needed by --mode graph (a KB with a graph keeps it even when this is off)."
+        "step with the documents; needed by --mode graph (a KB with a graph keeps it even when this is off). Local "
+        "and Milvus stores only (the graph lives in the KB folder's SQLite)."
     )
     graph_weight: float = Field(
         0.5, ge=0, description="RRF weight of the graph walk's ranking (modes graph, auto); at 1 it cost single-hop "
@@ -235,8 +244,9 @@ class Settings(BaseSettings):
     server_host: str = Field("127.0.0.1", description="Address `ragtune serve` listens on.")
     server_port: int = Field(8080, gt=0, lt=65536, description="Port `ragtune serve` listens on.")
     server_db: str = Field(
-        "ragtune_server.db", description="SQLite file of the server's API keys and ingestion jobs: an absolute path, "
-        "or a name inside the folder of the knowledge bases (--kb-root, or the folder holding the --kb folders)."
+        "ragtune_server.db", description="The server's API keys and ingestion jobs: a SQLite file (an absolute path, "
+        "or a name inside the folder of the knowledge bases: --kb-root, or the folder holding the --kb folders), or a "
+        "postgresql:// URL shared by several servers (with a Postgres store, its database unless set)."
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser ('*' for any)."

@@ -76,10 +76,12 @@ def test_jobs_left_running_by_a_crash_are_resumed_then_given_up(tmp_path):
 
     poison = JobQueue(db, lambda name: RecordingKb())
     bad = poison.submit("kb", [tmp_path / "c.txt"])
+    conn = sqlite3.connect(db, isolation_level=None)
     for _ in range(MAX_ATTEMPTS):
         poison._claim()
-        poison._conn.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (bad.id,))
-    poison._conn.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (bad.id,))
+        conn.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (bad.id,))
+    conn.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (bad.id,))
+    conn.close()
     poison.start()
     try:
         given_up = poison.wait(bad.id, 5)

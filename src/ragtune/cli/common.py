@@ -32,6 +32,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 EmbedderOpt = Annotated[str | None, typer.Option(
     "--embedder", help="Embedding model (name, directory or hub id). [default: the one the KB was built with, else "
     "the embedder setting: all-MiniLM-L6-v2]")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="Where a new KB lives: local, postgresql://user@host/db, milvus://host:19530 or "
+    "package.module:Class. An existing KB reopens where its folder says it lives. [default: the store setting: "
+    "local]")]
 RewriteOpt = Annotated[str | None, typer.Option(
     "--rewrite", help="Rewrite the query first with the LLM: hyde, multi, stepback or none. [default: the rewrite "
     "setting: none]")]

@@ -20,6 +20,7 @@ from ragtune.cli.common import (
     LlmOpt,
     RerankOpt,
     RewriteOpt,
+    StoreOpt,
     busy,
     cli_actor,
     console,
@@ -40,10 +41,10 @@ FilterOpt = Annotated[str | None, typer.Option(
     "--filter", help='Metadata filter as JSON, e.g. \'{"source_type": "md"}\'. [default: none]')]
 
 
-def init(kb: KbOpt = None, embedder: EmbedderOpt = None, as_json: JsonOpt = False) -> None:
+def init(kb: KbOpt = None, embedder: EmbedderOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Create an empty knowledge base."""
     try:
-        with open_kb(kb, create=True, embedder=embedder) as base:
+        with open_kb(kb, create=True, embedder=embedder, store=store) as base:
             stats = base.stats()
     except RagtuneError as exc:
         fail(str(exc), as_json)
@@ -66,6 +67,12 @@ def ingest(
     chunk_overlap: Annotated[int | None, typer.Option(
         help="Tokens shared by neighbouring chunks. [default: the chunk_overlap setting: 32]")] = None,
     embedder: EmbedderOpt = None,
+    store: StoreOpt = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Parse, chunk and embed on a Ray cluster (Ray Data actors); "
+                                      "the store's rules are the same.")] = False,
+    ray_address: Annotated[str, typer.Option(help="With --ray: 'local' starts a cluster here, 'auto' joins a "
+                                             "running one, or ray://HOST:10001.")] = "local",
+    ray_workers: Annotated[int, typer.Option(help="With --ray: embedding actors (one CPU each).")] = 2,
     graph: Annotated[bool | None, typer.Option(
         "--graph", help="Also build the knowledge graph and keep it in step (the setting graph = true).")] = None,
     acl: Annotated[str | None, typer.Option(
@@ -76,7 +83,7 @@ def ingest(
     """Ingest files and directories; unchanged files are skipped, changed ones replaced."""
     try:
         base = open_kb(kb, create=True, embedder=embedder, chunker=chunker, chunk_size=chunk_size,
-                     chunk_overlap=chunk_overlap, graph=graph)
+                     chunk_overlap=chunk_overlap, store=store, graph=graph)
     except RagtuneError as exc:
         fail(str(exc), as_json)
     try:
@@ -87,7 +94,14 @@ def ingest(
                 progress.update(task, completed=p.files_done, total=p.files_total,
                                 description=f"ingesting {Path(p.current).name[:40]}" if p.current else "ingesting")
 
-            report = base.ingest(paths, sync=sync, on_progress=update, acl=acl)
+            if ray:
+                from ragtune.ingest_ray import ray_ingest
+
+                report, workers = ray_ingest(base.store, base.settings, paths, address=ray_address,
+                                             workers=ray_workers, sync=sync, chunker=chunker, on_progress=update,
+                                             acl=acl)
+            else:
+                report, workers = base.ingest(paths, sync=sync, on_progress=update, acl=acl), None
     except KeyboardInterrupt:
         base.close()
         err_console.print("[yellow]interrupted[/] — documents committed so far are kept; run the same command "
@@ -98,6 +112,8 @@ def ingest(
         fail(str(exc), as_json)
     base.close()
     summary = report.to_dict()
+    if workers is not None:
+        summary["workers"] = workers
     if as_json:
         emit(summary)
     else:

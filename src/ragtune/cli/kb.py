@@ -21,6 +21,7 @@ from ragtune.cli.common import (
     emit,
     err_console,
     fail,
+    kb_path,
     open_kb,
     progress_bar,
     with_kb,
@@ -280,6 +281,45 @@ def kb_adapt(
                if report["decision"]["reembedded"] else "kept the current embedder (not better enough)")
     console.print(f"{report['questions']['kept']} questions from {report['questions']['chunks']} chunks; held-out "
                   f"nDCG@10 {before:.3f} → {after:.3f} ({report['gain']:+.3f}): {verdict}", highlight=False)
+
+
+@app.command("migrate")
+def kb_migrate(
+    to: Annotated[str, typer.Option("--to", help="The target store: local, postgresql://user@host/db, "
+                                    "milvus://host:19530 or package.module:Class.")],
+    kb: KbOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder of the copy [default: KB-KIND beside the KB].")
+                   ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The copy's name in a shared store [default: the KB's].")
+                    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a knowledge base to another store with its vectors (no re-embedding), then check counts and results.
+
+    The source is only read. Re-run the same command to resume an interrupted copy."""
+    from ragtune.migrate import migrate
+
+    try:
+        with progress_bar(as_json) as progress:
+            task = progress.add_task("copying documents", total=None)
+            report = migrate(kb_path(kb), to, out=out, name=name,
+                             on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    except RagtuneError as exc:
+        fail(str(exc), as_json)
+    if as_json:
+        emit(report.to_dict())
+    else:
+        console.print(f"copied {report.copied} documents ({report.chunks} chunks, {report.feedback} ratings; "
+                      f"{report.skipped} already there) to {escape(report.target)} in {report.seconds:.1f} s — "
+                      f"folder {escape(report.out)}", highlight=False)
+        console.print(f"check: counts {'match' if report.counts_match else 'DIFFER'}; top-10 identical on "
+                      f"{report.identical_top10.get('dense', 0)}/{report.queries} dense and "
+                      f"{report.identical_top10.get('sparse', 0)}/{report.queries} sparse queries "
+                      f"(overlap {report.top10_overlap})", highlight=False)
+        for problem in report.problems:
+            err_console.print(f"[red]problem[/] {escape(problem)}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command("acl")

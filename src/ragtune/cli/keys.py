@@ -38,7 +38,9 @@ def keys_create(
 ) -> None:
     """Create an API key; the key itself is shown only now."""
     from ragtune.server.keys import KeyStore
+    from ragtune.store.factory import POINTER_FILE
     from ragtune.store.local import DB_FILE
+    from ragtune.store.postgres import redact
 
     try:
         kb_name, folder = _key_scope(kb, kb_root, server_db)
@@ -50,16 +52,16 @@ def keys_create(
             store.close()
     except RagtuneError as exc:
         fail(str(exc), as_json)
-    missing = folder is not None and not (folder / DB_FILE).exists()
+    missing = folder is not None and not (folder / DB_FILE).exists() and not (folder / POINTER_FILE).exists()
     if as_json:
         emit({"key": secret, "id": record.id, "kb": record.kb, "role": record.role, "groups": record.groups,
-              "server_db": str(db), "kb_exists": not missing})
+              "server_db": redact(str(db)), "kb_exists": not missing})
         return
     scope = "every knowledge base" if record.kb == ALL_KBS else escape(record.kb)
     if record.groups is not None:
         scope += f", groups {escape(','.join(record.groups))}"
-    console.print(f"key {record.id} ({record.role} on {scope}), stored in {escape(str(db))} — store the key now, "
-                  "it is not shown again:", highlight=False)
+    console.print(f"key {record.id} ({record.role} on {scope}), stored in {escape(redact(str(db)))} — store the key "
+                  "now, it is not shown again:", highlight=False)
     print(secret)
     if missing:
         err_console.print(f"[yellow]note:[/] there is no knowledge base at {escape(str(folder))} yet; the key works "
@@ -109,7 +111,7 @@ def keys_revoke(
         console.print(f"revoked key {escape(key_id)}")
 
 
-def _key_scope(kb: str, kb_root: Path | None, server_db: Path | None) -> tuple[str, Path | None]:
+def _key_scope(kb: str, kb_root: Path | None, server_db: str | None) -> tuple[str, Path | None]:
     """The knowledge base name a key is for, and its folder (None for every KB)."""
     from ragtune.server.knowledge_bases import NAME_PATTERN
 
@@ -134,13 +136,14 @@ def _key_scope(kb: str, kb_root: Path | None, server_db: Path | None) -> tuple[s
     return folder.name, folder
 
 
-def _existing_db(kb_root: Path | None, kb: Path | None, server_db: Path | None, as_json: bool) -> Path:
-    """The server database named by the options; an error, never a new empty file, when it does not exist."""
+def _existing_db(kb_root: Path | None, kb: Path | None, server_db: str | None, as_json: bool) -> Path | str:
+    """The server database named by the options; an error, never a new empty file, when it does not exist
+    (a Postgres URL is a database that exists)."""
     try:
         db = resolve_server_db(kb_root, [kb] if kb is not None else [], server_db)
     except RagtuneError as exc:
         fail(str(exc), as_json)
-    if not db.is_file():
+    if isinstance(db, Path) and not db.is_file():
         fail(f"no server database at {db} — check --kb-root / --kb / --server-db (the same as given to 'ragtune "
              "serve'), or create a key first with 'ragtune keys create'", as_json)
     return db

@@ -19,7 +19,7 @@ from ragtune.retrieve.graph import GraphSearcher, Seed
 from ragtune.retrieve.rerank import Reranker
 from ragtune.retrieve.rewrite import REWRITES, QueryRewriter
 from ragtune.retrieve.router import Route, Router, global_question, split_question
-from ragtune.store.local import LocalStore
+from ragtune.store.base import ChunkStore
 from ragtune.timing import elapsed_ms
 from ragtune.types import Hit
 
@@ -54,7 +54,7 @@ class HybridRetriever:
     ``observer`` is told each search's result (the audit log records what was retrieved)."""
 
     def __init__(
-        self, store: LocalStore, embedder: Embedder, *, candidates: int = 100, dense_weight: float = 1.0,
+        self, store: ChunkStore, embedder: Embedder, *, candidates: int = 100, dense_weight: float = 1.0,
         sparse_weight: float = 1.0, rrf_k: int = 60, rewriter: QueryRewriter | None = None, rewrite: str = "none",
         rewrite_weight: float = 0.5, hyde_mix: bool = True, reranker: Reranker | None = None,
         rerank_candidates: int = 50, rerank_fusion: float = 0.0, document_weight: float = 0.0,

@@ -33,18 +33,25 @@ from ragtune.server.knowledge_bases import KnowledgeBases
 from ragtune.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from ragtune.server.state import ServerState
 from ragtune.settings import Settings, load_settings
+from ragtune.store.postgres import is_postgres_url, open_database
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-def server_db_path(settings: Settings, kb_root: Path | None = None, kbs: Sequence[str | Path] = ()) -> Path:
-    """Where a server keeps its API keys and jobs: the ``server_db`` setting when it is absolute, else that file
-    in the folder that holds the knowledge bases — ``kb_root``, or the one folder the ``kbs`` folders sit in.
+def server_db_path(settings: Settings, kb_root: Path | None = None, kbs: Sequence[str | Path] = ()) -> Path | str:
+    """Where a server keeps its API keys and jobs: the ``server_db`` setting when it is a Postgres URL or an
+    absolute path, else that file in the folder that holds the knowledge bases — ``kb_root``, or the one folder the
+    ``kbs`` folders sit in. With a Postgres ``store`` and no ``server_db`` set, the store's database, so every
+    server on the store shares keys and jobs.
 
     ``ragtune serve`` and ``ragtune keys`` both resolve it here, so a key made for a server is where that server
     reads it; nothing is ever put in the working directory by default.
     """
+    if is_postgres_url(settings.server_db):
+        return settings.server_db
+    if "server_db" not in settings.model_fields_set and is_postgres_url(settings.store):
+        return settings.store
     path = Path(settings.server_db).expanduser()
     if path.is_absolute():
         return path
@@ -76,12 +83,12 @@ def create_app(
     root = Path(kb_root).resolve() if kb_root is not None else None
     if root is None and not kbs:
         raise ConfigError("the server needs knowledge bases — pass --kb PATH (repeatable) or --kb-root FOLDER")
-    db_path = Path(server_db) if server_db is not None else server_db_path(settings, root, kbs)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    where = server_db if server_db is not None else server_db_path(settings, root, kbs)
+    database = open_database(where if is_postgres_url(str(where)) else Path(where))
     metrics = Metrics()
     registry = KnowledgeBases(root=root, paths=[Path(p) for p in kbs], settings=settings, embedder=embedder,
                               llm=llm, overrides=kb_overrides)
-    keys = KeyStore(db_path) if auth else None
+    keys = KeyStore(database) if auth else None
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
     def finished(job: Job, report: IngestReport | None) -> None:
@@ -93,8 +100,9 @@ def create_app(
             metrics.ingest_chunks.labels(job.kb).inc(report.chunks)
         metrics.jobs_pending.set(jobs.pending())
 
-    jobs = JobQueue(db_path, registry.get, finished)
-    loop_jobs = JobQueue(db_path, registry.get, runners={"loop": loop_api.loop_runner(registry)})
+    jobs = JobQueue(database, registry.get, finished)
+    # Loop runs take long: a queue (and worker) of their own, on the same jobs table.
+    loop_jobs = JobQueue(database, registry.get, runners={"loop": loop_api.loop_runner(registry)})
     state = ServerState(settings=settings, kbs=registry, jobs=jobs, keys=keys,
                         auth=Authenticator(keys, limiter, metrics.rate_limited.inc), metrics=metrics, llm=llm,
                         model_id=llm.name if llm is not None else settings.llm_model or BUNDLED_SMOLLM2,
@@ -113,6 +121,7 @@ def create_app(
             registry.close()
             if keys is not None:
                 keys.close()
+            database.close()
 
     # FastAPIOffline serves Swagger UI and ReDoc from files in its package: /docs works with no network.
     app = FastAPIOffline(

@@ -1,5 +1,6 @@
-"""Background jobs — ingestion, and other kinds such as loop runs — persisted in SQLite, run one at a time per queue
-by a worker thread, resumed after a restart."""
+"""Background jobs — ingestion, and other kinds such as loop runs — persisted in the server database, run one at a
+time per queue by each server's worker thread, resumed after a restart — or, on Postgres, by another server when the
+one running a job dies."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ import contextlib
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ragtune.ingest import IngestReport, Progress
+from ragtune.store.postgres import Database, PostgresDatabase, ensure_columns, lock_key, open_database
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,13 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
     report TEXT,
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL
+    created_at DOUBLE PRECISION NOT NULL,
+    started_at DOUBLE PRECISION,
+    finished_at DOUBLE PRECISION
 )"""
 # Added later, in place on older databases: the access groups the job's documents get (JSON; NULL: none given),
 # and what kind of job it is ('ingest', 'loop', ...; NULL: an ingestion job of an older server).
-_ACL_COLUMN = "acl"
-_KIND_COLUMN = "kind"
+_ADDED_COLUMNS = {"acl": "TEXT", "kind": "TEXT"}
 
 
 @dataclass
@@ -96,11 +96,15 @@ class JobQueue:
     """The ``jobs`` table of the server database and the worker thread that runs it.
 
     Ingestion commits document by document, so a job cut short by a crash or a shutdown leaves no half-stored
-    document; on the next start it is queued again, and the re-run skips what was already stored (by hash).
+    document; it is queued again, and the re-run skips what was already stored (by hash). On SQLite one server
+    owns the queue and re-queues its interrupted jobs on start. On Postgres any number of servers share it: a
+    server claims a job by taking a lock on it with its own connection and holds the lock while the job runs, so
+    no job runs twice; when a server dies, Postgres drops its connection and the lock, and the next server to
+    look claims the job (a 'running' job nobody holds) and resumes it. Each queue runs only the jobs of its kinds.
     """
 
     def __init__(
-        self, db_path: str | Path, open_kb: Callable[[str], Ingests],
+        self, db: str | Path | Database, open_kb: Callable[[str], Ingests],
         on_finished: Callable[[Job, IngestReport | None], None] | None = None, *, nice: int = 10,
         runners: dict[str, JobRunner] | None = None,
     ) -> None:
@@ -111,18 +115,18 @@ class JobQueue:
         self._nice = nice
         self._runners = runners or {}
         self._kinds = tuple(self._runners) or ("ingest",)
-        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(_SCHEMA)
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
-        for column in (_ACL_COLUMN, _KIND_COLUMN):
-            if column not in columns:
-                self._conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
+        # A database handed in is shared (the server's keys, another queue): its owner closes it.
+        self._owns_db = isinstance(db, (str, Path))
+        self._db = open_database(db)
+        self._db.execute(_SCHEMA)
+        ensure_columns(self._db, "jobs", _ADDED_COLUMNS)
+
+    def _mine(self) -> str:
+        """The condition selecting this queue's kinds (its parameters are ``self._kinds``)."""
+        return f"coalesce(kind, 'ingest') IN ({', '.join('?' * len(self._kinds))})"
 
     # ------------------------------------------------------------------ API
 
@@ -132,62 +136,55 @@ class JobQueue:
         ``kind`` a job of that kind (``paths`` then hold its arguments, e.g. the stages of a loop run)."""
         job = Job(uuid.uuid4().hex[:16], kb, "queued", [str(p) for p in paths],
                   files_total=len(paths) if kind == "ingest" else 0, created_at=time.time(), acl=acl, kind=kind)
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO jobs (id, kb, status, paths, files_total, created_at, acl, kind)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (job.id, kb, job.status, json.dumps(job.files), job.files_total, job.created_at,
-                 json.dumps(acl) if acl is not None else None, kind),
-            )
+        self._db.execute(
+            "INSERT INTO jobs (id, kb, status, paths, files_total, created_at, acl, kind)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.id, kb, job.status, json.dumps(job.files), job.files_total, job.created_at,
+             json.dumps(acl) if acl is not None else None, kind),
+        )
         self._wake.set()
         return job
 
     def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _job(row) if row else None
+        rows = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
 
     def list(self, kb: str | None = None, limit: int = 50) -> list[Job]:
         """Recent jobs of this queue's kinds, newest first (``kb``: of that knowledge base only)."""
-        marks = ",".join("?" * len(self._kinds))
-        sql = (f"SELECT * FROM jobs WHERE coalesce(kind, 'ingest') IN ({marks})" + (" AND kb = ?" if kb else "")
-               + " ORDER BY created_at DESC LIMIT ?")
-        with self._lock:
-            rows = self._conn.execute(sql, (*self._kinds, *((kb,) if kb else ()), limit)).fetchall()
-        return [_job(r) for r in rows]
+        sql = f"SELECT * FROM jobs WHERE {self._mine()}" + (" AND kb = ?" if kb else "") + (
+            " ORDER BY created_at DESC LIMIT ?")
+        return [_job(r) for r in self._db.execute(sql, (*self._kinds, *((kb,) if kb else ()), limit))]
 
     def pending(self) -> int:
         """Jobs of this queue's kinds waiting or running."""
-        marks = ",".join("?" * len(self._kinds))
-        with self._lock:
-            return int(self._conn.execute(
-                f"SELECT count(*) FROM jobs WHERE status IN ('queued', 'running') AND coalesce(kind, 'ingest') IN"
-                f" ({marks})", self._kinds).fetchone()[0])
+        rows = self._db.execute(
+            f"SELECT count(*) AS n FROM jobs WHERE status IN ('queued', 'running') AND {self._mine()}", self._kinds)
+        return int(rows[0]["n"])
 
     def forget_kb(self, kb: str) -> None:
         """Fail the queued jobs of a deleted knowledge base."""
-        with self._lock:
-            self._conn.execute(
-                "UPDATE jobs SET status = 'failed', error = 'the knowledge base was deleted', finished_at = ?"
-                " WHERE kb = ? AND status = 'queued'", (time.time(), kb),
-            )
+        self._db.execute(
+            "UPDATE jobs SET status = 'failed', error = 'the knowledge base was deleted', finished_at = ?"
+            " WHERE kb = ? AND status = 'queued'", (time.time(), kb),
+        )
 
     # ------------------------------------------------------------------ worker
 
     def start(self) -> None:
-        """Re-queue jobs a previous run left running, then start the worker."""
-        marks = ",".join("?" * len(self._kinds))
-        mine = f" AND coalesce(kind, 'ingest') IN ({marks})"
-        with self._lock:
-            self._conn.execute(
-                "UPDATE jobs SET status = 'failed', finished_at = ?, error = 'the server stopped during this job '"
-                " || attempts || ' times — check the files and upload them again' "
-                "WHERE status = 'running' AND attempts >= ?" + mine, (time.time(), MAX_ATTEMPTS, *self._kinds),
-            )
-            resumed = self._conn.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'" + mine,
-                                         self._kinds).rowcount
-        if resumed:
-            log.info("resuming %d ingestion job(s) interrupted by a restart", resumed)
+        """Re-queue jobs a previous run left running (SQLite: this server was their only runner), then start the
+        worker. On Postgres nothing is re-queued here: the worker claims jobs whose server is gone."""
+        if self._db.dialect == "sqlite":
+            with self._db.transaction() as tx:
+                tx.execute(
+                    "UPDATE jobs SET status = 'failed', finished_at = ?, error = 'the server stopped during this "
+                    "job ' || attempts || ' times — check the files and upload them again' "
+                    f"WHERE status = 'running' AND attempts >= ? AND {self._mine()}",
+                    (time.time(), MAX_ATTEMPTS, *self._kinds),
+                )
+                resumed = tx.execute(f"UPDATE jobs SET status = 'queued' WHERE status = 'running' AND {self._mine()}"
+                                     " RETURNING id", self._kinds)
+            if resumed:
+                log.info("resuming %d %s job(s) interrupted by a restart", len(resumed), "/".join(self._kinds))
         self._stop.clear()
         self._thread = threading.Thread(target=self._work, name=f"ragtune-{'-'.join(self._kinds)}-jobs", daemon=True)
         self._thread.start()
@@ -199,8 +196,8 @@ class JobQueue:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        with self._lock:
-            self._conn.close()
+        if self._owns_db:
+            self._db.close()
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """Block until a job is done or failed (for tests and scripts)."""
@@ -218,29 +215,69 @@ class JobQueue:
             # Ingestion yields the CPU to request handling: a lower priority for this thread only (Linux).
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
         while not self._stop.is_set():
-            job = self._claim()
+            try:
+                with self._claimed() as job:
+                    if job is not None:
+                        self._run(job)
+            except Exception:  # a database hiccup must not end the worker
+                log.exception("the ingestion worker failed to claim a job; retrying")
+                job = None
             if job is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
-                continue
-            self._run(job)
+
+    @contextlib.contextmanager
+    def _claimed(self) -> Iterator[Job | None]:
+        """The next job to run, claimed for as long as the block runs (None: nothing to do)."""
+        if not isinstance(self._db, PostgresDatabase):
+            yield self._claim()
+            return
+        with self._db.session() as session:
+            job = self._claim_postgres(session)
+            try:
+                yield job
+            finally:
+                if job is not None:
+                    session.execute("SELECT pg_advisory_unlock(?)", (lock_key("job", job.id),))
 
     def _claim(self) -> Job | None:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                marks = ",".join("?" * len(self._kinds))
-                row = self._conn.execute(
-                    "SELECT * FROM jobs WHERE status = 'queued' AND coalesce(kind, 'ingest') IN"
-                    f" ({marks}) ORDER BY created_at LIMIT 1", self._kinds).fetchone()
-                if row is not None:
-                    self._conn.execute(
-                        "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
-                        (time.time(), row["id"]),
-                    )
-            finally:
-                self._conn.execute("COMMIT")
-        return _job(row) if row else None
+        with self._db.transaction() as tx:
+            rows = tx.execute(f"SELECT * FROM jobs WHERE status = 'queued' AND {self._mine()} ORDER BY created_at"
+                              " LIMIT 1", self._kinds)
+            if not rows:
+                return None
+            tx.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
+                       (time.time(), rows[0]["id"]))
+        return _job({**rows[0], "status": "running", "attempts": rows[0]["attempts"] + 1})
+
+    def _claim_postgres(self, session: Any) -> Job | None:
+        # Queued jobs, and running ones whose server may have died: whoever gets a job's lock owns the job.
+        candidates = session.execute(
+            f"SELECT id FROM jobs WHERE status IN ('queued', 'running') AND {self._mine()} ORDER BY created_at"
+            " LIMIT 100", self._kinds)
+        for candidate in candidates:
+            key = lock_key("job", candidate["id"])
+            if not session.execute("SELECT pg_try_advisory_lock(?) AS got", (key,))[0]["got"]:
+                continue  # a live server runs it
+            rows = session.execute("SELECT * FROM jobs WHERE id = ? AND status IN ('queued', 'running')",
+                                   (candidate["id"],))
+            if not rows:  # finished between the two queries
+                session.execute("SELECT pg_advisory_unlock(?)", (key,))
+                continue
+            row = rows[0]
+            if row["status"] == "running":
+                log.info("job %s was left running by a server that stopped; resuming it", row["id"])
+                if row["attempts"] >= MAX_ATTEMPTS:
+                    session.execute(
+                        "UPDATE jobs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                        (time.time(), f"the server stopped during this job {row['attempts']} times — check the "
+                                      "files and upload them again", row["id"]))
+                    session.execute("SELECT pg_advisory_unlock(?)", (key,))
+                    continue
+            session.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
+                            (time.time(), row["id"]))
+            return _job({**row, "status": "running", "attempts": row["attempts"] + 1})
+        return None
 
     def _run(self, job: Job) -> None:
         if job.kind != "ingest":
@@ -302,8 +339,7 @@ class JobQueue:
 
     def _update(self, job_id: str, **values: Any) -> None:
         columns = ", ".join(f"{name} = ?" for name in values)
-        with self._lock:
-            self._conn.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
+        self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*values.values(), job_id))
 
     def _finish(self, job: Job, status: str, report: IngestReport | None, error: str | None = None) -> None:
         errors = [{"file": Path(s).name, "error": e} for s, e in (report.failed if report else [])]
@@ -323,7 +359,7 @@ class JobQueue:
             self._on_finished(finished, report)
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _job(row: Mapping[str, Any]) -> Job:
     return Job(
         id=row["id"], kb=row["kb"], status=row["status"], files=json.loads(row["paths"]),
         files_total=row["files_total"], files_done=row["files_done"], chunks=row["chunks"], current=row["current"],

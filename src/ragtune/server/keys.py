@@ -6,16 +6,15 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
-import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragtune.errors import ConfigError
 from ragtune.guard.acl import viewer_groups
+from ragtune.store.postgres import Database, ensure_columns, open_database
 
 ROLES: tuple[str, ...] = ("reader", "writer", "admin")
 ALL_KBS = "*"
@@ -27,8 +26,8 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS api_keys (
     kb TEXT NOT NULL,
     role TEXT NOT NULL CHECK (role IN ('reader', 'writer', 'admin')),
     name TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    revoked_at REAL
+    created_at DOUBLE PRECISION NOT NULL,
+    revoked_at DOUBLE PRECISION
 )"""
 # Added later, in place on older databases: the key's access groups as JSON (NULL: every document).
 _GROUPS_COLUMN = "groups"
@@ -66,21 +65,17 @@ def digest(secret: str) -> str:
 
 
 class KeyStore:
-    """The ``api_keys`` table of the server database."""
+    """The ``api_keys`` table of the server database (a SQLite file, or Postgres shared by several servers)."""
 
-    def __init__(self, db_path: str | Path) -> None:
-        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(_SCHEMA)
-        present = {row[1] for row in self._conn.execute("PRAGMA table_info(api_keys)")}
-        if _GROUPS_COLUMN not in present:
-            self._conn.execute(f"ALTER TABLE api_keys ADD COLUMN {_GROUPS_COLUMN} TEXT")
+    def __init__(self, db: str | Path | Database) -> None:
+        self._owns_db = isinstance(db, (str, Path))  # a database handed in is closed by its owner
+        self._db = open_database(db)
+        self._db.execute(_SCHEMA)
+        ensure_columns(self._db, "api_keys", {_GROUPS_COLUMN: "TEXT"})
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        if self._owns_db:
+            self._db.close()
 
     def create(
         self, kb: str, role: str, name: str = "", *, groups: str | Iterable[str] | None = None
@@ -96,40 +91,37 @@ class KeyStore:
         key_id = secrets.token_hex(4)
         secret = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
         record = ApiKey(key_id, kb, role, name, time.time(), groups=names)
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO api_keys (id, digest, kb, role, name, created_at, groups) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key_id, digest(secret), kb, role, name, record.created_at,
-                 json.dumps(list(names)) if names is not None else None),
-            )
+        self._db.execute(
+            "INSERT INTO api_keys (id, digest, kb, role, name, created_at, groups) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key_id, digest(secret), kb, role, name, record.created_at,
+             json.dumps(list(names)) if names is not None else None),
+        )
         return secret, record
 
     def verify(self, secret: str) -> ApiKey | None:
         """The live key whose secret this is, or None."""
         wanted = digest(secret)
-        with self._lock:
-            row = self._conn.execute(f"SELECT digest, {_COLUMNS} FROM api_keys WHERE digest = ?",
-                                     (wanted,)).fetchone()
-        if row is None or not hmac.compare_digest(row[0], wanted) or row[6] is not None:
+        rows = self._db.execute(f"SELECT digest, {_COLUMNS} FROM api_keys WHERE digest = ?", (wanted,))
+        if not rows:
             return None
-        return _key(row[1:])
+        row = rows[0]
+        if not hmac.compare_digest(row["digest"], wanted) or row["revoked_at"] is not None:
+            return None
+        return _key(row)
 
     def list(self) -> list[ApiKey]:
-        with self._lock:
-            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at").fetchall()
-        return [_key(row) for row in rows]
+        return [_key(row) for row in self._db.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at")]
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key by id; False when there is no such live key."""
-        with self._lock:
-            cursor = self._conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key_id)
-            )
-        return cursor.rowcount == 1
+        rows = self._db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id", (time.time(), key_id)
+        )
+        return len(rows) == 1
 
 
-def _key(row: Any) -> ApiKey:
-    """An ApiKey from a row of ``_COLUMNS``."""
-    key_id, kb, role, name, created_at, revoked_at, groups = row
-    return ApiKey(key_id, kb, role, name, created_at, revoked_at,
+def _key(row: Mapping[str, Any]) -> ApiKey:
+    """An ApiKey from a row with the columns of ``_COLUMNS``."""
+    groups = row["groups"]
+    return ApiKey(row["id"], row["kb"], row["role"], row["name"], row["created_at"], row["revoked_at"],
                   tuple(json.loads(groups)) if groups is not None else None)

@@ -18,6 +18,7 @@ from ragtune.llm.base import LLM
 from ragtune.server.errors import ApiError
 from ragtune.server.uploads import UploadArea
 from ragtune.settings import Settings
+from ragtune.store.factory import POINTER_FILE, parse_store, read_pointer, stored_embedder, write_pointer
 from ragtune.store.local import DB_FILE
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,19 @@ class KnowledgeBases:
             self.root.mkdir(parents=True, exist_ok=True)
 
     def names(self) -> list[str]:
-        found = {name for name, path in self.fixed.items() if (path / DB_FILE).exists()}
+        found = {name for name, path in self.fixed.items() if _is_kb(path)}
         if self.root is not None:
-            found.update(p.name for p in self.root.iterdir()
-                         if p.is_dir() and _NAME.fullmatch(p.name) and (p / DB_FILE).exists())
+            found.update(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name) and _is_kb(p))
+            # On a shared store, the KBs other servers created count too.
+            found.update(name for name in self._shared_names() if _NAME.fullmatch(name))
         return sorted(found)
+
+    def _shared_names(self) -> list[str]:
+        if parse_store(self.settings.store, "").kind != "postgres":
+            return []
+        from ragtune.store.pgvector import list_knowledge_bases
+
+        return list_knowledge_bases(parse_store(self.settings.store, "").url)
 
     def path(self, name: str) -> Path:
         check_name(name)
@@ -87,7 +96,10 @@ class KnowledgeBases:
                 self._retire(kb)
             if not self.exists(name):
                 raise self._missing(name)
-            kb = KnowledgeBase.open(self.path(name), embedder=self._embedder_for(name), **self.overrides)
+            path = self.path(name)
+            if not _is_kb(path):  # created by another server on the shared store: this server's folder for it
+                write_pointer(path, parse_store(self.settings.store, name))
+            kb = KnowledgeBase.open(path, embedder=self._embedder_for(name), **self.overrides)
             if self.llm is not None:
                 kb.llm = self.llm
             self._open[name] = kb
@@ -105,9 +117,9 @@ class KnowledgeBases:
 
     def _embedder_for(self, name: str) -> Embedder | None:
         """The server's embedder when the KB's vectors were made with it; else the KB loads its own."""
-        from ragtune.store.local import LocalStore
-
-        stored = LocalStore.stored_embedder(self.path(name))
+        path = self.path(name)
+        location = read_pointer(path) or parse_store("local", name)  # the folder says where the KB lives
+        stored = stored_embedder(path, location)
         if self.embedder is not None and stored is not None and stored[0] != self.embedder.name:
             return None
         return self.embedder
@@ -144,7 +156,8 @@ class KnowledgeBases:
             chosen: Any = embedder or self.embedder
             if embedder and self.embedder is not None and embedder == self.embedder.name:
                 chosen = self.embedder
-            kb = KnowledgeBase.open(self.root / name, create=True, embedder=chosen, **self.overrides)
+            kb = KnowledgeBase.open(self.root / name, create=True, embedder=chosen,
+                                    **{"store": self.settings.store, **self.overrides})
             if self.llm is not None:
                 kb.llm = self.llm
             self._open[name] = kb
@@ -158,6 +171,15 @@ class KnowledgeBases:
                 raise ApiError(409, f"{name!r} was given with --kb; delete its folder yourself",
                                "invalid_request_error", "kb_fixed")
             self._close(name)
+            location = read_pointer(self.path(name))
+            if location is not None and location.kind == "postgres":
+                from ragtune.store.pgvector import drop_knowledge_base
+
+                drop_knowledge_base(location.url, location.name)
+            elif location is not None and location.kind == "milvus":
+                from ragtune.store.milvus import drop_collection
+
+                drop_collection(location.url, location.name)
             shutil.rmtree(self.path(name))
 
     def _close(self, name: str) -> None:
@@ -186,3 +208,8 @@ class KnowledgeBases:
     def _missing(name: str) -> ApiError:
         return ApiError(404, f"no knowledge base named {name!r} — list them with GET /v1/kbs",
                         "invalid_request_error", "kb_not_found")
+
+
+def _is_kb(path: Path) -> bool:
+    """A folder holding a knowledge base: its own database, or the pointer to where its data lives."""
+    return (path / DB_FILE).exists() or (path / POINTER_FILE).exists()

@@ -468,3 +468,295 @@ def _py_equal(actual: Any, value: Any) -> bool:
 def _same_family(a: Any, b: Any) -> bool:
     # bool is an int subclass on purpose: SQLite stores booleans as the integers 1 and 0.
     return (isinstance(a, str) and isinstance(b, str)) or (isinstance(a, (int, float)) and isinstance(b, (int, float)))
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+# The same two-valued logic as SQLite: typed columns guard NULL with "IS NOT NULL" (so btree indexes still
+# serve the positive case), JSON fields are tested by containment (served by a GIN index on the document) or
+# wrapped in COALESCE(..., false). Strings compare byte-wise (COLLATE "C"), as SQLite and Python do.
+
+
+@dataclass(frozen=True)
+class PgColumn:
+    """How a store lays out one filterable field in Postgres.
+
+    ``kind`` "text" or "number": ``sql`` is a typed column (``c.source_type``, ``d.uri``). ``kind`` "json":
+    ``sql`` is a jsonb document (``c.meta``) holding the field under its own name.
+    """
+
+    sql: str
+    kind: Literal["text", "number", "json"]
+
+
+def compile_postgres(
+    filter: Mapping[str, Any] | str | None,
+    columns: Mapping[str, PgColumn],
+    list_fields: frozenset[str] = LIST_FIELDS,
+) -> tuple[str, list[Any]]:
+    """Compile a filter to a Postgres WHERE fragment with ``%s`` parameters (psycopg), selecting exactly what
+    ``matches`` selects. Only the store's trusted column expressions reach the SQL text; every value and JSON
+    key is a bound parameter. A filter that selects everything compiles to ``("TRUE", [])``.
+
+    Raises:
+        FilterError: the filter is malformed or names a field that is not in ``columns``.
+    """
+    loaded = _load(filter)
+    if not loaded:
+        return "TRUE", []
+    kinds: dict[str, FieldKind] = {name: "list" if name in list_fields else "any" for name in columns}
+    node = _parse(loaded, "filter", kinds)
+    params: list[Any] = []
+    return _pg(node, columns, list_fields, params), params
+
+
+def _pg(node: _Node, columns: Mapping[str, PgColumn], list_fields: frozenset[str], params: list[Any]) -> str:
+    if isinstance(node, _And):
+        if not node.parts:
+            return "TRUE"
+        return "(" + " AND ".join(_pg(part, columns, list_fields, params) for part in node.parts) + ")"
+    if isinstance(node, _Or):
+        return "(" + " OR ".join(_pg(part, columns, list_fields, params) for part in node.parts) + ")"
+    if isinstance(node, _Not):
+        return f"(NOT {_pg(node.part, columns, list_fields, params)})"
+    column, op, value = columns[node.field], node.op, node.value
+    if column.kind == "json":
+        return _pg_json(column.sql, node.field, op, value, node.field in list_fields, params)
+    return _pg_typed(column, op, value, params)
+
+
+def _pg_family(kind: str, value: Any) -> bool:
+    # Whether a value can equal a value of a typed column at all (strings only text, numbers only numbers).
+    return isinstance(value, str) if kind == "text" else isinstance(value, (int, float))
+
+
+def _pg_bind_number(value: Any) -> Any:
+    from decimal import Decimal
+
+    return Decimal(int(value)) if isinstance(value, bool) else Decimal(repr(value)) if isinstance(value, float) \
+        else Decimal(value)
+
+
+def _pg_typed(column: PgColumn, op: str, value: Any, params: list[Any]) -> str:
+    expr, kind = column.sql, column.kind
+    text = ' COLLATE "C"' if kind == "text" else ""
+    if op in ("$eq", "$ne"):
+        if value is None:
+            fragment = f"({expr} IS NULL)"
+        elif not _pg_family(kind, value) or (isinstance(value, float) and math.isinf(value)):
+            fragment = "FALSE"
+        else:
+            params.append(value if kind == "text" else _pg_bind_number(value))
+            fragment = f"({expr} = %s AND {expr} IS NOT NULL)"
+        return fragment if op == "$eq" else f"(NOT {fragment})"
+    if op in _RANGE_SQL:
+        if not _pg_family(kind, value):
+            return "FALSE"
+        params.append(value if kind == "text" else _pg_bind_number(value))
+        return f"({expr}{text} {_RANGE_SQL[op]} %s AND {expr} IS NOT NULL)"
+    if op in ("$in", "$nin"):
+        same = [v for v in value if v is not None and _pg_family(kind, v)
+                and not (isinstance(v, float) and math.isinf(v))]
+        pieces = []
+        if same:
+            params.append(same if kind == "text" else [_pg_bind_number(v) for v in same])
+            pieces.append(f"({expr} = ANY(%s) AND {expr} IS NOT NULL)")
+        if any(v is None for v in value):
+            pieces.append(f"({expr} IS NULL)")
+        fragment = "(" + " OR ".join(pieces) + ")" if pieces else "FALSE"
+        return fragment if op == "$in" else f"(NOT {fragment})"
+    if op == "$exists":
+        return f"({expr} IS NOT NULL)" if value else f"({expr} IS NULL)"
+    # $contains on a scalar column: a substring of a text value.
+    if kind != "text" or not isinstance(value, str):
+        return "FALSE"
+    params.append(value)
+    return f"(strpos({expr}, %s) > 0 AND {expr} IS NOT NULL)"
+
+
+def _pg_contains_json(document: str, field: str, value: Any, in_list: bool, params: list[Any]) -> str:
+    """``document`` holds ``value`` under ``field`` (as an element when ``in_list``), by jsonb containment."""
+    # Booleans and the numbers 1 and 0 are equal in the filter language (SQLite stores booleans as 1/0).
+    alternatives = [value]
+    if isinstance(value, bool):
+        alternatives.append(int(value))
+    elif isinstance(value, (int, float)) and value in (0, 1):
+        alternatives.append(bool(value))
+    pieces = []
+    for alternative in alternatives:
+        params.append(json.dumps({field: [alternative] if in_list else alternative}, ensure_ascii=False))
+        pieces.append(f"{document} @> %s::jsonb")
+    return "(" + " OR ".join(pieces) + ")"
+
+
+def _pg_json(document: str, field: str, op: str, value: Any, is_list: bool, params: list[Any]) -> str:
+    def typeof() -> str:
+        params.append(field)
+        return f"COALESCE(jsonb_typeof({document} -> %s), 'null')"
+
+    def equal(item: Any) -> str:
+        if item is None:
+            return f"({typeof()} = 'null')"
+        if isinstance(item, float) and math.isinf(item):  # JSON has no infinity, so nothing stored equals it
+            return "FALSE"
+        return _pg_contains_json(document, field, item, is_list, params)
+
+    if op == "$eq" or (op == "$contains" and is_list):
+        return equal(value)
+    if op == "$ne":
+        return f"(NOT {equal(value)})"
+    if op in ("$in", "$nin"):
+        fragment = "(" + " OR ".join(equal(v) for v in value) + ")" if value else "FALSE"
+        return fragment if op == "$in" else f"(NOT {fragment})"
+    if op == "$exists":
+        return f"({typeof()} {'<>' if value else '='} 'null')"
+    if op in _RANGE_SQL:
+        if isinstance(value, str):
+            kind = typeof()
+            params.extend([field, value])
+            return f"COALESCE({kind} = 'string' AND ({document} ->> %s) COLLATE \"C\" {_RANGE_SQL[op]} %s, false)"
+        kind = typeof()
+        params.extend([field, field, _pg_bind_number(value)])
+        number = (f"(CASE {kind} WHEN 'number' THEN ({document} ->> %s)::numeric "
+                  f"WHEN 'boolean' THEN ({document} ->> %s)::boolean::int END)")
+        return f"COALESCE({number} {_RANGE_SQL[op]} %s, false)"
+    # $contains on a scalar field: a substring of a text value.
+    if not isinstance(value, str):
+        return "FALSE"
+    kind = typeof()
+    params.extend([field, value])
+    return f"COALESCE({kind} = 'string' AND strpos({document} ->> %s, %s) > 0, false)"
+
+
+# --- Milvus --------------------------------------------------------------------------------------
+# Milvus expressions take no bound parameters on every server (templates came with 2.5), so values become
+# escaped literals. Every field lives in one JSON column. Each comparison is guarded by `exists`, so a
+# missing field makes it false (not unknown) and `not` keeps two-valued logic on every engine. What Milvus
+# cannot express exactly (a substring test: Milvus 2.3 matches prefixes only; strings with a NUL; infinity)
+# compiles to a superset, and the store filters the engine's candidates with ``compile_predicate``.
+
+_MILVUS_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def milvus_string(value: str) -> str | None:
+    """A Milvus string literal equal to ``value``, or None when one cannot be written (a NUL character)."""
+    if "\x00" in value:
+        return None
+    return '"' + "".join(_MILVUS_ESCAPES.get(ch, ch) for ch in value) + '"'
+
+
+def _milvus_literal(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return None if math.isinf(value) else repr(value)
+    return milvus_string(value)
+
+
+def compile_milvus(
+    filter: Mapping[str, Any] | str | None, *, json_field: str = "meta", primary_key: str = "id",
+    list_fields: frozenset[str] = LIST_FIELDS, fields: Collection[str] | None = None,
+) -> tuple[str | None, bool]:
+    """Compile a filter to a Milvus boolean expression over the JSON column ``json_field``.
+
+    Returns ``(expression, exact)``: ``expression`` is None when the filter selects everything; ``exact`` is
+    False when the expression selects a superset, which the caller narrows with ``compile_predicate``.
+    ``primary_key`` names the collection's non-negative integer key (``key >= 0`` is how a constant true is
+    written). Field names and values reach the expression only as escaped string or number literals.
+
+    Raises:
+        FilterError: the filter is malformed or names a field not in ``fields`` (default: ``ChunkMeta``'s).
+    """
+    loaded = _load(filter)
+    if not loaded:
+        return None, True
+    names = fields if fields is not None else CHUNK_META_FIELDS
+    kinds: dict[str, FieldKind] = {name: "list" if name in list_fields else "any" for name in names}
+    node = _parse(loaded, "filter", kinds)
+    state = {"exact": True}
+    expression = _milvus(node, True, _MilvusNames(json_field, primary_key, list_fields), state)
+    return expression, state["exact"]
+
+
+@dataclass(frozen=True)
+class _MilvusNames:
+    json_field: str
+    primary_key: str
+    list_fields: frozenset[str]
+
+    @property
+    def true(self) -> str:
+        return f"({self.primary_key} >= 0)"
+
+    @property
+    def false(self) -> str:
+        return f"({self.primary_key} < 0)"
+
+
+def _milvus(node: _Node, positive: bool, names: _MilvusNames, state: dict[str, bool]) -> str:
+    if isinstance(node, _And):
+        if not node.parts:
+            return names.true
+        return "(" + " and ".join(_milvus(part, positive, names, state) for part in node.parts) + ")"
+    if isinstance(node, _Or):
+        return "(" + " or ".join(_milvus(part, positive, names, state) for part in node.parts) + ")"
+    if isinstance(node, _Not):
+        return f"(not {_milvus(node.part, not positive, names, state)})"
+    fragment = _milvus_condition(node, names)
+    if fragment is None:
+        # Inexact: true where the condition counts positively, false under a negation, so the whole
+        # expression can only select too much, never too little.
+        state["exact"] = False
+        return names.true if positive else names.false
+    return fragment
+
+
+def _milvus_condition(node: _Condition, names: _MilvusNames) -> str | None:
+    key = milvus_string(node.field)
+    if key is None:
+        return None
+    ref = f"{names.json_field}[{key}]"
+    exists = f"(exists {ref})"
+    is_list = node.field in names.list_fields
+    op, value = node.op, node.value
+
+    def equal(item: Any) -> str | None:
+        if item is None:
+            return f"(not {exists})"
+        # Booleans and the numbers 1 and 0 are equal in the filter language.
+        alternatives = [item]
+        if isinstance(item, bool):
+            alternatives.append(int(item))
+        elif isinstance(item, (int, float)) and item in (0, 1):
+            alternatives.append(bool(item))
+        pieces = []
+        for alternative in alternatives:
+            literal = _milvus_literal(alternative)
+            if literal is None:
+                return None
+            pieces.append(f"json_contains({ref}, {literal})" if is_list else f"({ref} == {literal})")
+        return f"({exists} and ({' or '.join(pieces)}))"
+
+    if op == "$eq" or (op == "$contains" and is_list):
+        return equal(value)
+    if op == "$ne":
+        inner = equal(value)
+        return None if inner is None else f"(not {inner})"
+    if op in ("$in", "$nin"):
+        if not value:
+            fragment: str | None = names.false
+        else:
+            parts = [equal(v) for v in value]
+            fragment = None if any(p is None for p in parts) else "(" + " or ".join(p for p in parts if p) + ")"
+        if fragment is None:
+            return None
+        return fragment if op == "$in" else f"(not {fragment})"
+    if op == "$exists":
+        return exists if value else f"(not {exists})"
+    if op in _RANGE_SQL:
+        literal = _milvus_literal(value)
+        if literal is None:
+            return None
+        return f"({exists} and ({ref} {_RANGE_SQL[op]} {literal}))"
+    return None  # $contains on a text field: a substring test Milvus 2.3 cannot express

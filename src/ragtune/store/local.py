@@ -181,7 +181,11 @@ class LocalStore:
         exact_search_below: int = 20000,
         threads: int = 1,
         checkpoint: str = "",
+        dense_index: Any = None,
     ) -> None:
+        # ``dense_index``: a class like DenseIndex (made as ``cls(dim, **params)``, loaded as ``cls.load(path,
+        # ...)``) that keeps the vectors elsewhere, e.g. in Milvus (store/milvus.py); the catch-up is the same.
+        self._dense_index = dense_index or DenseIndex
         self.directory = Path(directory)
         db_path = self.directory / DB_FILE
         if not db_path.exists() and not create:
@@ -274,7 +278,7 @@ class LocalStore:
         path = self.directory / "index" / "dense"
         if path.exists():
             try:
-                index, meta = DenseIndex.load(path, ef_search=self._hnsw_params["ef_search"],
+                index, meta = self._dense_index.load(path, ef_search=self._hnsw_params["ef_search"],
                                               exact_below=self._hnsw_params["exact_below"],
                                               threads=self._hnsw_params["threads"])
                 # The checkpoint tells apart two models saved under one name (a directory retrained in place).
@@ -284,7 +288,7 @@ class LocalStore:
                 log.warning("dense index at %s belongs to another embedder; rebuilding it", path)
             except StoreError as exc:
                 log.warning("%s; rebuilding it from the database", exc)
-        return DenseIndex(self.dim, **self._hnsw_params), (0, 0)
+        return self._dense_index(self.dim, **self._hnsw_params), (0, 0)
 
     def _load_sparse(self) -> tuple[BM25Index, tuple[int, int]]:
         path = self.directory / "index" / "sparse"
@@ -702,6 +706,29 @@ class LocalStore:
         found = self.get(ids)
         return [found[i] for i in ids if i in found]
 
+    def export(self, document_ids: Sequence[str]) -> list[DocumentUpdate]:
+        """Documents as they are stored, chunks with their offsets, vectors and BM25 tokens (for ``kb migrate``)."""
+        out = []
+        for doc_id in document_ids:
+            record = self.document(doc_id)
+            if record is None:
+                continue
+            rows = self._conn.execute(
+                "SELECT c.uid, c.text, c.start_offset, c.end_offset, c.chunk_index, c.source_type, c.page_number,"
+                " c.language, c.meta, c.tokens, c.vector, d.uri FROM chunks c JOIN documents d ON d.id = c.document_id"
+                " WHERE c.document_id = ? ORDER BY c.chunk_index", (doc_id,),
+            ).fetchall()
+            chunks = [
+                Chunk(id=r["uid"], text=r["text"], start=r["start_offset"], end=r["end_offset"], meta=ChunkMeta(
+                    **json.loads(r["meta"]), source=r["uri"], document_id=doc_id, chunk_index=r["chunk_index"],
+                    source_type=r["source_type"] or "", page_number=r["page_number"], language=r["language"]))
+                for r in rows
+            ]
+            vectors = (np.frombuffer(b"".join(r["vector"] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+                       if rows else np.zeros((0, self.dim), np.float32))
+            out.append(DocumentUpdate(record, chunks, vectors, [r["tokens"].split() for r in rows]))
+        return out
+
     def verify(self) -> dict[str, Any]:
         """Consistency report: catalog counts, orphans, and whether the derived indexes match the database."""
         with self._lock:
@@ -791,7 +818,7 @@ class LocalStore:
                     heads = self._heads()
                 break
             self.embedder_name, self.dim = name, dim
-            self._dense = DenseIndex(dim, **self._hnsw_params)
+            self._dense = self._dense_index(dim, **self._hnsw_params)
             self._dense_seen = (0, 0)
             self._dirty = True
             self.refresh()
@@ -879,7 +906,7 @@ class LocalStore:
         """Drop the derived indexes and rebuild them from the database."""
         with self._lock:
             k1, b = self._bm25_params
-            self._dense, self._dense_seen = DenseIndex(self.dim, **self._hnsw_params), (0, 0)
+            self._dense, self._dense_seen = self._dense_index(self.dim, **self._hnsw_params), (0, 0)
             self._sparse, self._sparse_seen = BM25Index(k1=k1, b=b), (0, 0)
             self._dirty = True
             self.refresh()

@@ -1,0 +1,157 @@
+"""A knowledge base on Postgres and on Milvus, end to end with the real embedder: the same commands as the embedded
+store (ingest, re-ingest, change, sync, duplicates, filters, reopen) give the same results."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ragtune.errors import ConfigError
+from ragtune.ingest import document_id, file_uri
+from ragtune.kb import KnowledgeBase
+from ragtune.store.factory import POINTER_FILE
+
+pytestmark = pytest.mark.integration
+
+QUERIES = ["how do I rotate API keys", "refund window for enterprise plans", "年假有多少天", "hotel limit per night"]
+
+
+@pytest.fixture(params=["postgres", "milvus"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def test_the_same_commands_give_the_same_results_as_the_embedded_store(tmp_path: Path, embedder, docs_dir: Path,
+                                                                        store_url: str) -> None:
+    with KnowledgeBase.open(tmp_path / "local", create=True, embedder=embedder) as local:
+        assert local.ingest(docs_dir).ok
+        reference = {(q, mode): [h.chunk_id for h in local.search(q, k=5, mode=mode)]
+                     for q in QUERIES for mode in ("hybrid", "dense", "sparse")}
+        reference_stats = local.stats()
+    kb_dir = tmp_path / "shared"
+    with KnowledgeBase.open(kb_dir, create=True, embedder=embedder, store=store_url) as kb:
+        report = kb.ingest(docs_dir)
+        assert report.ok and len(report.added) == 5
+        assert (kb.stats()["documents"], kb.stats()["chunks"]) == (5, reference_stats["chunks"])
+        for (query, mode), want in reference.items():
+            assert [h.chunk_id for h in kb.search(query, k=5, mode=mode)] == want, (query, mode)
+        assert all(h.meta.source_type == "md" for h in kb.search("policy", k=10, filter={"source_type": "md"}))
+        again = kb.ingest(docs_dir)
+        assert len(again.unchanged) == 5 and again.chunks == 0
+    # The folder remembers where the KB lives: reopening needs no store setting.
+    assert json.loads((kb_dir / POINTER_FILE).read_text())["store"] == store_url
+    with pytest.raises(ConfigError, match="lives in"):
+        KnowledgeBase.open(kb_dir, embedder=embedder, store="local")
+    with KnowledgeBase.open(kb_dir, embedder=embedder) as kb:
+        target = docs_dir / "handbook" / "refunds.md"
+        target.write_text(target.read_text().replace("45 days", "60 days"))
+        (docs_dir / "handbook" / "travel.txt").unlink()
+        shutil.copy(docs_dir / "handbook" / "security.md", docs_dir / "security-copy.md")
+        report = kb.ingest(docs_dir, sync=True)
+        assert report.updated == [file_uri(target)] and len(report.deleted) == 1 and len(report.duplicates) == 1
+        assert any("60 days" in h.text for h in kb.search("refund window days", k=5))
+        original = document_id(file_uri(docs_dir / "handbook" / "security.md"))
+        assert kb.delete(original)
+        copy = document_id(file_uri(docs_dir / "security-copy.md"))
+        hits = kb.search("rotate API keys", k=3, filter={"document_id": copy})
+        assert hits and all(h.document_id == copy for h in hits)
+        assert kb.verify()["ok"]
+
+
+def test_access_groups_audit_and_graph_on_a_shared_store(tmp_path: Path, embedder, docs_dir: Path,
+                                                         store_url: str) -> None:
+    kb_dir = tmp_path / "shared"
+    refunds = docs_dir / "handbook" / "refunds.md"
+    with KnowledgeBase.open(kb_dir, create=True, embedder=embedder, store=store_url) as kb:
+        assert kb.ingest(docs_dir, acl="hr").ok
+        question = "refund window for enterprise plans"
+        assert kb.search(question, k=5, groups="sales", actor="test") == []
+        assert len(kb.search(question, k=5, groups="hr", actor="test")) == 5
+        assert kb.set_acl(document_id(file_uri(refunds)), "sales", actor="test")
+        for mode in ("sparse", "dense"):  # Milvus filters the dense side on its own copy of the groups
+            shown = kb.search(question, k=5, mode=mode, groups="sales", actor="test")
+            assert {h.source for h in shown} == {file_uri(refunds)}, mode
+        # Unchanged files ingested with other groups are regrouped in place, without re-embedding.
+        again = kb.ingest(docs_dir, acl="hr,sales")
+        assert len(again.unchanged) == 5 and len(kb.search("annual leave policy", k=5, groups="sales")) == 5
+        entries = kb.audit_log().entries(actor="test")
+        assert [e.action for e in entries] == ["search", "search", "acl", "search", "search"]
+        assert kb.audit_log().verify()["ok"]
+    # A Postgres KB keeps its audit log in a file of its own (no ragtune.db to mistake it for a local KB); a
+    # Milvus KB in its catalog.
+    postgres = store_url.startswith("postgresql")
+    assert (kb_dir / "audit.db").exists() == postgres and (kb_dir / "ragtune.db").exists() != postgres
+    if postgres:
+        with pytest.raises(ConfigError, match="graph retrieval needs the local store"):
+            KnowledgeBase.open(kb_dir, embedder=embedder, graph=True)
+        with KnowledgeBase.open(kb_dir, embedder=embedder) as kb, pytest.raises(ConfigError, match="local store"):
+            kb.build_graph()
+    else:  # the catalog is the embedded store's: the graph lives beside it
+        with KnowledgeBase.open(kb_dir, embedder=embedder, graph=True) as kb:
+            assert kb.build_graph()["chunks"] > 0 and kb.graph is not None
+            assert kb.search("refund window", k=3, mode="graph")
+
+
+def _committed(kb_dir: Path) -> int:
+    """Documents stored so far, read without writing anything (opening a KB may save its caught-up indexes)."""
+    db = kb_dir / "ragtune.db"
+    if db.exists():  # Milvus keeps its catalog in the folder
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+                return int(conn.execute("SELECT count(*) FROM documents").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+    with KnowledgeBase.open(kb_dir) as probe:
+        return int(probe.stats()["documents"])
+
+
+INGEST = """
+import sys
+from ragtune.kb import KnowledgeBase
+kb = KnowledgeBase.open(sys.argv[1], create=True, store=sys.argv[3])
+kb.ingest(sys.argv[2])
+kb.close()
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_ingest_loses_no_committed_document(tmp_path: Path, store_url: str) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(40):
+        facts = " ".join(f"Fact {i}.{j}: the widget number {i} has property {j * 7 % 13}." for j in range(12))
+        (corpus / f"doc{i:04d}.md").write_text(f"# Document {i}\n\n{facts}\n")
+    kb_dir = tmp_path / "kb"
+    # Small embedding batches: many commits, so the kill lands between two of them.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAGTUNE_EMBED_BATCH_SIZE": "2"}
+    proc = subprocess.Popen([sys.executable, "-c", INGEST, str(kb_dir), str(corpus), store_url], env=env)
+    deadline = time.monotonic() + 240
+    try:
+        while True:
+            assert proc.poll() is None, "ingest finished before it could be interrupted"
+            assert time.monotonic() < deadline, "no document was committed in time"
+            if (kb_dir / POINTER_FILE).exists() and _committed(kb_dir) >= 2:
+                break
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with KnowledgeBase.open(kb_dir) as kb:
+        committed = kb.documents()
+        assert 0 < len(committed) < 40
+        report = kb.verify()
+        assert report["ok"], report["problems"]
+        resumed = kb.ingest(corpus)
+        assert resumed.ok and len(resumed.unchanged) == len(committed) and len(resumed.added) == 40 - len(committed)
+        assert kb.stats()["documents"] == 40 and kb.verify()["ok"]
+        hits = kb.search("widget number 7 property", k=3, mode="sparse")
+        assert hits[0].source.endswith("doc0007.md")
