@@ -81,3 +81,23 @@ def test_auto_routes_and_explains(kb):
     # Nothing to retry with: no parts to split, nothing specific to walk from.
     assert result.route.refuse and "weak" in result.route.reason and result.route.steps == ["hybrid"]
     assert result.route.to_dict()["signals"]["best_dense"] is not None
+
+
+@pytest.mark.parametrize("mode", ["graph", "auto"])
+def test_access_groups_bound_the_graph_walk(kb, mode):
+    """A viewer never gets a chunk of a document outside their groups, nor a path that walks through one."""
+    question = "Which office does the team of the project led by Ada Park work from?"
+    first_hop, second_hop = (file_uri(TWOHOP / "docs" / f"en-project-office-1-{x}.md") for x in "ab")
+    hidden = next(d for d in kb.documents() if d.uri == second_hop)
+    assert second_hop in {h.source for h in kb.search(question, 10, mode=mode, groups="all")}
+    assert kb.set_acl(hidden.id, "finance", actor="test")
+    try:
+        hits = kb.search(question, 10, mode=mode, groups="all")
+        assert hits and second_hop not in {h.source for h in hits}
+        assert all(kb.can_read(h.document_id, "all") for h in hits)
+        assert not any(hidden.id in step for h in hits for step in h.path)
+        # The document's own group sees it again, and so does an unrestricted caller.
+        assert second_hop in {h.source for h in kb.search(question, 10, mode=mode, groups="finance,all")}
+        assert second_hop in {h.source for h in kb.search(question, 10, mode=mode)}
+    finally:
+        kb.set_acl(hidden.id, None, actor="test")
