@@ -4,11 +4,12 @@ and a Milvus server. What one backend does, all do: same documents, chunks, ids,
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conformance_cases import COMMON, DIM, EMBEDDER, StoreMaker, corpus, document, unit
+from conformance_cases import COMMON, DIM, EMBEDDER, StoreMaker, corpus, document, store_maker, unit
 from store_cases import INJECTION_VALUES, PARITY_FILTERS
 
 from ragtune.errors import EmbedderMismatchError, FilterError, StoreError
@@ -333,11 +334,12 @@ class _FixedEmbedder:
 
 
 def test_hybrid_ranking_equals_the_embedded_stores(filled: tuple[ChunkStore, list[DocumentUpdate]],
-                                                    make_store: StoreMaker, backend: str) -> None:
-    if backend != "local":
-        pytest.skip("compared once per backend of the filled store, against a local reference")
+                                                    request: pytest.FixtureRequest, tmp_path: Path) -> None:
     store, updates = filled
-    reference = make_store()
+    # The reference is always the embedded (local) store, whichever backend filled the store under test.
+    make_reference, opened = store_maker("local", request, tmp_path)
+    request.addfinalizer(lambda: [each.close() for each in opened])
+    reference = make_reference()
     reference.apply(corpus())
     for query in ("river mountain common", "refund warranty", "年假 common", "tenant landlord deposit"):
         for filter in (None, {"source_type": {"$in": ["pdf", "md"]}}):

@@ -127,11 +127,11 @@ kb.close()
 def test_sigkill_mid_ingest_loses_no_committed_document(tmp_path: Path, store_url: str) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for i in range(40):
+    n = 200  # several flushes of 16 batches of 2 chunks: the kill lands between two of them
+    for i in range(n):
         facts = " ".join(f"Fact {i}.{j}: the widget number {i} has property {j * 7 % 13}." for j in range(12))
         (corpus / f"doc{i:04d}.md").write_text(f"# Document {i}\n\n{facts}\n")
     kb_dir = tmp_path / "kb"
-    # Small embedding batches: many commits, so the kill lands between two of them.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAGTUNE_EMBED_BATCH_SIZE": "2"}
     proc = subprocess.Popen([sys.executable, "-c", INGEST, str(kb_dir), str(corpus), store_url], env=env)
     deadline = time.monotonic() + 240
@@ -147,11 +147,11 @@ def test_sigkill_mid_ingest_loses_no_committed_document(tmp_path: Path, store_ur
         proc.wait()
     with KnowledgeBase.open(kb_dir) as kb:
         committed = kb.documents()
-        assert 0 < len(committed) < 40
+        assert 0 < len(committed) < n
         report = kb.verify()
         assert report["ok"], report["problems"]
         resumed = kb.ingest(corpus)
-        assert resumed.ok and len(resumed.unchanged) == len(committed) and len(resumed.added) == 40 - len(committed)
-        assert kb.stats()["documents"] == 40 and kb.verify()["ok"]
+        assert resumed.ok and len(resumed.unchanged) == len(committed) and len(resumed.added) == n - len(committed)
+        assert kb.stats()["documents"] == n and kb.verify()["ok"]
         hits = kb.search("widget number 7 property", k=3, mode="sparse")
         assert hits[0].source.endswith("doc0007.md")
