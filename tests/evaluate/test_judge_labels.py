@@ -16,9 +16,8 @@ pytestmark = pytest.mark.unit
 
 LABELS = Path(__file__).resolve().parents[1] / "fixtures" / "judge_labels.jsonl"
 ROWS = [json.loads(line) for line in LABELS.read_text(encoding="utf-8").splitlines()]
-# Issue 15 asks for 0.90. judge-v1 measures 0.872 (en 0.846, zh 0.933; bench/results/eval_rag_judge.json): this
-# floor catches a regression; raise it when the judge reaches the goal.
-AUC_FLOOR = 0.85
+# Issue 15 asks for 0.90; the judge measures 0.905 (en 0.894, zh 0.933; bench/results/eval_rag_judge.json).
+AUC_FLOOR = 0.90
 
 
 def test_the_set_covers_both_languages_and_every_kind_of_error() -> None:

@@ -199,3 +199,22 @@ LiHua: Awesome! I'll be there around 5:30 PM then."""
 def test_chat_lines_are_framed_by_their_speaker(judge, claim, supported):
     (check,) = judge.check([claim], [CHAT])
     assert check.supported is supported, check.reason
+
+
+IDENTIFIERS = ("Report incidents in the #sec-oncall channel within one hour. The guest Wi-Fi password is "
+               "\"Harbor42\". Ticket INC-2041 tracks the outage; the 18th floor is closed.")
+
+
+@pytest.mark.parametrize(("claim", "supported", "named"), [
+    ("Report incidents in the #sec-oncall channel within one hour.", True, ""),
+    ("Report incidents in the #it-helpdesk channel within one hour.", False, "helpdesk"),
+    ("The guest Wi-Fi password is \"Harbor42\".", True, ""),
+    ("The guest Wi-Fi password is \"Harbor24\".", False, "Harbor24"),
+    ("Ticket INC-2041 tracks the outage.", True, ""),
+    ("Ticket INC-2014 tracks the outage.", False, "INC-2014"),
+    ("The 18th floor is closed.", True, ""),  # an ordinal is a quantity, not a code
+])
+def test_codes_and_channels_must_be_the_ones_the_sources_name(claim, supported, named):
+    (check,) = LexicalJudge().check([claim], [IDENTIFIERS])
+    assert check.supported is supported, check.reason
+    assert named in check.reason

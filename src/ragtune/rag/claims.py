@@ -74,6 +74,11 @@ _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$")
 # A capitalised word that is not first in its sentence, an acronym, or a word with digits: a name.
 _NAME_EN = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'-]*[A-Za-z0-9]|[A-Z]{2,}|[A-Za-z]+-?\d+[\w-]*)")
 _QUOTED = re.compile(r"[“「『\"]([^”」』\"]{1,20})[”」』\"]")
+# A code that mixes letters and digits, letters first ('Family123', 'INC-2041', 'X200'): compared as written, since
+# the terms leave digits to the number checks. A number with a suffix ('18th', '5km') is a quantity, not a code.
+_CODE = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z-]*\d[\w-]*(?<![-_])")
+# A channel, handle or tag ('#sec-oncall', '@priya.nair'): an identifier, as exact as a name, whatever its case.
+_HANDLE = re.compile(r"(?<![\w#@])[#@][A-Za-z][\w.-]*[A-Za-z0-9]")
 
 
 def strip_markers(text: str) -> str:
@@ -440,6 +445,11 @@ class LexicalJudge:
                 # The passage that states the claim's number is the one that supports it.
                 bound_terms |= frame_bound
                 source, evidence = context, stated_in
+        sources_text = "\n".join(u.text for u in analysis.units).lower()
+        unknown_codes = [c for c in dict.fromkeys(_CODE.findall(claim.text))
+                         if not re.search(rf"(?<![\w-]){re.escape(c.lower())}(?![\w-])", sources_text)]
+        if unknown_codes:
+            reasons.append(f"{_quote(unknown_codes)} {'is' if len(unknown_codes) == 1 else 'are'} not in the sources")
         missing_names = [claim.names[t] for t in claim.names if t not in bound_terms]
         if missing_names:
             known = [name for t, name in claim.names.items() if t not in bound_terms and t in analysis.terms]
@@ -625,6 +635,8 @@ def _names(text: str) -> frozenset[str]:
                 found |= set(_terms(m.group(1)))
     for m in _QUOTED.finditer(text):
         found |= set(_terms(m.group(1)))
+    for m in _HANDLE.finditer(text):
+        found |= set(_terms(m.group(0)))
     return frozenset(found - _META)
 
 
