@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
+from sigkill import committed_rows, kill_once_committed
 
 from ragtune.kb import KnowledgeBase
 
@@ -25,19 +18,6 @@ kb.close()
 """
 
 
-def _committed(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            return conn.execute("SELECT count(*) FROM graph_chunks").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
-
-
 def test_sigkill_mid_graph_ingest_leaves_a_kb_that_verifies_and_resumes(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -46,18 +26,8 @@ def test_sigkill_mid_graph_ingest_leaves_a_kb_that_verifies_and_resumes(tmp_path
                           for j in range(8))
         (corpus / f"doc{i:03d}.md").write_text(f"# Report {i}\n\n{people}\n")
     kb_path = tmp_path / "kb"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAGTUNE_EMBED_BATCH_SIZE": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", INGEST, str(kb_path), str(corpus)], env=env)
-    deadline = time.monotonic() + 240
-    try:
-        while _committed(kb_path / "ragtune.db") == 0:
-            assert proc.poll() is None, "ingest finished before it could be interrupted"
-            assert time.monotonic() < deadline, "nothing was committed in time"
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_once_committed(INGEST, [str(kb_path), str(corpus)],
+                        lambda: committed_rows(kb_path / "ragtune.db", "graph_chunks") > 0, embed_batch_size=1)
 
     with KnowledgeBase.open(kb_path) as kb:
         committed = kb.documents()

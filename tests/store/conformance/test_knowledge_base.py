@@ -4,16 +4,11 @@ store (ingest, re-ingest, change, sync, duplicates, filters, reopen) give the sa
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from sigkill import committed_rows, kill_once_committed, widget_corpus
 
 from ragtune.errors import ConfigError
 from ragtune.ingest import document_id, file_uri
@@ -105,11 +100,7 @@ def _committed(kb_dir: Path) -> int:
     """Documents stored so far, read without writing anything (opening a KB may save its caught-up indexes)."""
     db = kb_dir / "ragtune.db"
     if db.exists():  # Milvus keeps its catalog in the folder
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-                return int(conn.execute("SELECT count(*) FROM documents").fetchone()[0])
-        except sqlite3.Error:
-            return 0
+        return committed_rows(db, "documents")
     with KnowledgeBase.open(kb_dir) as probe:
         return int(probe.stats()["documents"])
 
@@ -126,25 +117,12 @@ kb.close()
 @pytest.mark.slow
 def test_sigkill_mid_ingest_loses_no_committed_document(tmp_path: Path, store_url: str) -> None:
     corpus = tmp_path / "corpus"
-    corpus.mkdir()
     n = 200  # several flushes of 16 batches of 2 chunks: the kill lands between two of them
-    for i in range(n):
-        facts = " ".join(f"Fact {i}.{j}: the widget number {i} has property {j * 7 % 13}." for j in range(12))
-        (corpus / f"doc{i:04d}.md").write_text(f"# Document {i}\n\n{facts}\n")
+    widget_corpus(corpus, n)
     kb_dir = tmp_path / "kb"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAGTUNE_EMBED_BATCH_SIZE": "2"}
-    proc = subprocess.Popen([sys.executable, "-c", INGEST, str(kb_dir), str(corpus), store_url], env=env)
-    deadline = time.monotonic() + 240
-    try:
-        while True:
-            assert proc.poll() is None, "ingest finished before it could be interrupted"
-            assert time.monotonic() < deadline, "no document was committed in time"
-            if (kb_dir / POINTER_FILE).exists() and _committed(kb_dir) >= 2:
-                break
-            time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_once_committed(INGEST, [str(kb_dir), str(corpus), store_url],
+                        lambda: (kb_dir / POINTER_FILE).exists() and _committed(kb_dir) >= 2, embed_batch_size=2,
+                        poll=0.2)
     with KnowledgeBase.open(kb_dir) as kb:
         committed = kb.documents()
         assert 0 < len(committed) < n
