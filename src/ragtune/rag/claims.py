@@ -172,6 +172,8 @@ class _Analysis:
     units: list[_Unit]
     terms: frozenset[str]
     df: dict[str, int]
+    #: The units' text, lower-cased: where a claim's codes must stand.
+    text: str = ""
 
 
 # Words policy text and answers use for one another ("costs" / "price", "window" / "period", "上限" / "最多"):
@@ -358,7 +360,7 @@ def _analyse(contexts: Sequence[str]) -> _Analysis:
     for u in units:
         for t in u.terms | u.headings:
             df[t] = df.get(t, 0) + 1
-    return _Analysis(units, frozenset(df), df)
+    return _Analysis(units, frozenset(df), df, "\n".join(u.text for u in units).lower())
 
 
 # ---------------------------------------------------------------------------------------------- the judge
@@ -445,9 +447,8 @@ class LexicalJudge:
                 # The passage that states the claim's number is the one that supports it.
                 bound_terms |= frame_bound
                 source, evidence = context, stated_in
-        sources_text = "\n".join(u.text for u in analysis.units).lower()
         unknown_codes = [c for c in dict.fromkeys(_CODE.findall(claim.text))
-                         if not re.search(rf"(?<![\w-]){re.escape(c.lower())}(?![\w-])", sources_text)]
+                         if not re.search(rf"(?<![\w-]){re.escape(c.lower())}(?![\w-])", analysis.text)]
         if unknown_codes:
             reasons.append(f"{_quote(unknown_codes)} {'is' if len(unknown_codes) == 1 else 'are'} not in the sources")
         missing_names = [claim.names[t] for t in claim.names if t not in bound_terms]
