@@ -14,22 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, git_state, loadavg, machine, write_json  # noqa: E402
+from _common import LIHUA_DIR, RESULTS_DIR, git_state, loadavg, machine, write_json  # noqa: E402
 
 from ragtune.evaluate import evaluate_rag  # noqa: E402
 from ragtune.kb import KnowledgeBase  # noqa: E402
 from ragtune.rag.claims import strip_markers  # noqa: E402
 
-# Beside the repository as on the development machine; RAGTUNE_LIHUA points elsewhere.
-LIHUA = Path(os.environ.get("RAGTUNE_LIHUA")
-             or Path(__file__).resolve().parents[2] / "shared" / "data" / "lihua-world")
+LIHUA = LIHUA_DIR  # beside the repository as on the development machine; RAGTUNE_LIHUA points elsewhere
 METRICS = ["context_recall@5", "context_recall@10", "context_recall", "context_precision", "answer_correctness",
            "faithfulness", "answer_relevancy", "citation_precision", "citation_recall", "refusal_accuracy",
            "false_refusal_rate"]

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, Phase, loadavg, machine, peak_rss_mib, write_json  # noqa: E402
+from _common import LIHUA_DIR, RESULTS_DIR, Phase, loadavg, machine, peak_rss_mib, write_json  # noqa: E402
 
-# Beside the repository as on the development machine; RAGTUNE_LIHUA points elsewhere.
-LIHUA = Path(os.environ.get("RAGTUNE_LIHUA")
-             or Path(__file__).resolve().parents[2] / "shared" / "data" / "lihua-world")
+LIHUA = LIHUA_DIR  # beside the repository as on the development machine; RAGTUNE_LIHUA points elsewhere
 METRICS = ["faithfulness", "answer_relevancy", "context_precision", "context_recall", "answer_correctness"]
 
 

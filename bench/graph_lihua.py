@@ -36,9 +36,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BENCH_DIR, RESULTS_DIR, loadavg, machine, percentiles, print_table, write_json  # noqa: E402
+from _common import LIHUA_DIR, RESULTS_DIR, loadavg, machine, percentiles, print_table, write_json  # noqa: E402
 
-LIHUA_DIR = Path(os.environ.get("RAGTUNE_LIHUA") or BENCH_DIR.parent.parent / "shared" / "data" / "lihua-world")
 MODES = ("hybrid", "graph", "auto")
 TYPES = ("Single", "Multi", "Null")
 # MiniRAG README, "Overall Performance Table" (LLM-judged accuracy / error rate, %).
