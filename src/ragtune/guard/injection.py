@@ -231,6 +231,15 @@ class InjectionScanner:
 
 # ---------------------------------------------------------------------------------------------- answers
 
+_FENCE_TAG = re.compile(r"<(/?)\s*(sources?)\b", re.IGNORECASE)
+
+
+def fence(text: str) -> str:
+    """Source text made safe to place between the prompt's ``<source>`` / ``<sources>`` fences: a tag of that
+    name inside a document (``</sources>`` followed by orders) is defanged so it cannot close the fence early."""
+    return _FENCE_TAG.sub(lambda m: f"<{m.group(1)}\u200b{m.group(2)}", text)
+
+
 _URL_RE = re.compile(r"https?://[^\s)\]>\"'“”]+|\bwww\.[^\s)\]>\"'“”]+", re.IGNORECASE)
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _IMAGE_RE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
