@@ -1,12 +1,16 @@
 """Structured output: schema-valid rate over 50 extraction questions with the bundled model, with and without
 retries (and how often the extracted value is right).
 
-    flock /tmp/ragtune-heavy.lock nice -n 5 python bench/guard_structured.py [--backend bundled|openai]
+    flock /tmp/ragtune-heavy.lock nice -n 5 python bench/guard_structured.py [--backend bundled|openai] \
+        [--decoding constrained|prompted]
+
+--decoding prompted hides the bundled model's constrained JSON writer (ragtune.llm.constrained), so the model has
+to write the JSON from the prompt as a remote model does (then, with retries, field by field).
 
 The knowledge base: the 48 product notes of the injection fixtures without their planted instructions
 (bench/guard_injection_data.py holds their facts) and examples/handbook. Questions: each note's question with the
 schema {"product": string, "answer": string}, and two handbook questions with integer fields. Results:
-bench/results/guard_structured_<backend>.json.
+bench/results/guard_structured_<backend>[_prompted].json.
 """
 
 from __future__ import annotations
@@ -49,6 +53,22 @@ def questions(docs: Path) -> list[dict[str, Any]]:
     return out
 
 
+class Prompted:
+    """The model without its constrained JSON writer: only chat, as a remote model."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm, self.name, self.context_window = llm, llm.name, llm.context_window
+
+    def count_tokens(self, text: str) -> int:
+        return int(self.llm.count_tokens(text))
+
+    def chat(self, messages: list[dict[str, str]], **params: Any) -> str:
+        return str(self.llm.chat(messages, **params))
+
+    def stream(self, messages: list[dict[str, str]], **params: Any) -> Any:
+        return self.llm.stream(messages, **params)
+
+
 def correct(data: Any, expect: Any) -> bool:
     if isinstance(expect, dict):
         return isinstance(data, dict) and all(data.get(k) == v for k, v in expect.items())
@@ -59,13 +79,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", choices=["bundled", "openai"], default="bundled")
     parser.add_argument("--retries", type=int, default=2)
+    parser.add_argument("--decoding", choices=["constrained", "prompted"], default="constrained")
     parser.add_argument("--limit", type=int, default=None, help="Only the first N questions (a quick look).")
     args = parser.parse_args()
     from ragtune.kb import KnowledgeBase
     from ragtune.structured import StructuredOutputError
 
     started = time.perf_counter()
-    result: dict[str, Any] = {"backend": args.backend}
+    result: dict[str, Any] = {"backend": args.backend, "decoding": args.decoding}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         items = questions(tmp / "docs")[: args.limit]
@@ -77,19 +98,24 @@ def main() -> None:
             from ragtune.llm.openai import OpenAICompatibleLLM
 
             kb.llm = OpenAICompatibleLLM("fake-extractive", base_url=next(fake_llm_server()), max_retries=0)
+        if args.decoding == "prompted":
+            kb.llm = Prompted(kb.llm)
         kb.ingest(tmp / "docs")
         # One run with retries: the first attempt's validity is the rate without retries.
         rows = []
         t = time.perf_counter()
         for item in items:
+            asked = time.perf_counter()
             try:
                 answer = kb.ask_structured(item["question"], item["schema"], retries=args.retries)
                 rows.append({"valid": not answer.refused, "attempts": answer.attempts, "data": answer.data,
+                             "strategy": answer.strategy, "seconds": round(time.perf_counter() - asked, 2),
                              "correct": correct(answer.data, item["expect"]), "errors": answer.errors,
                              "fields_with_sources": len(answer.field_sources)})
             except StructuredOutputError as exc:
                 rows.append({"valid": False, "attempts": exc.attempts, "errors": exc.errors,
-                             "reply": exc.last_reply[:200], "correct": False})
+                             "reply": exc.last_reply[:200], "correct": False,
+                             "seconds": round(time.perf_counter() - asked, 2)})
             print(len(rows), rows[-1]["valid"], rows[-1]["attempts"], flush=True)
         n = len(rows)
         result.update(
@@ -98,12 +124,15 @@ def main() -> None:
             schema_valid_rate_with_retries=round(sum(r["valid"] for r in rows) / n, 4),
             correct_rate=round(sum(r["correct"] for r in rows) / n, 4),
             mean_attempts=round(sum(r["attempts"] for r in rows) / n, 3),
+            strategies={k: sum(r.get("strategy") == k for r in rows) for k in ("constrained", "json", "fields")},
+            seconds_per_question_p50=sorted(r["seconds"] for r in rows)[n // 2],
             answer_seconds=round(time.perf_counter() - t, 1), rows=rows,
         )
         print({k: v for k, v in result.items() if k != "rows"})
         kb.close()
-    write_json(RESULTS_DIR / f"guard_structured_{args.backend}.json", {
-        "command": f"python bench/guard_structured.py --backend {args.backend}", **result,
+    suffix = "_prompted" if args.decoding == "prompted" else ""
+    write_json(RESULTS_DIR / f"guard_structured_{args.backend}{suffix}.json", {
+        "command": f"python bench/guard_structured.py --backend {args.backend} --decoding {args.decoding}", **result,
         "seconds": round(time.perf_counter() - started, 1), "loadavg": loadavg(), "machine": machine()})
 
 

@@ -43,6 +43,7 @@ from ragtune.structured import (
     field_sources,
     generate_fields,
     generate_structured,
+    json_writer,
     structured_messages,
     validation_errors,
 )
@@ -572,10 +573,11 @@ class KnowledgeBase:
             return llm.chat(messages, max_tokens=tokens, temperature=0.0)
 
         shown = [h.document_id for h in sources]
-        strategy = "json"
+        writer = json_writer(llm, schema)
+        strategy = "json" if writer is None else "constrained"
         try:
             data, attempts, errors = generate_structured(generate, structured_messages(question, schema, sources),
-                                                         schema, retries=retries)
+                                                         schema, retries=retries, write_json=writer)
         except StructuredOutputError as exc:
             # A model too small to write the JSON may still answer one field at a time (flat schemas only).
             def short(messages: list[dict[str, str]]) -> str:

@@ -49,7 +49,8 @@ class StructuredAnswer:
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
     refused: bool = False
-    #: How the object was made: "json" (the model wrote it) or "fields" (one short question per field).
+    #: How the object was made: "constrained" (the model wrote the values, ragtune the structure: in-process
+    #: models), "json" (the model wrote all of it) or "fields" (one short question per field).
     strategy: str = "json"
 
 
@@ -159,10 +160,11 @@ def structured_messages(question: str, schema: dict[str, Any], sources: Sequence
 
 def generate_structured(
     generate: Callable[[list[dict[str, str]]], str], messages: list[dict[str, str]], schema: dict[str, Any], *,
-    retries: int = 2,
+    retries: int = 2, write_json: Callable[[list[dict[str, str]]], str | None] | None = None,
 ) -> tuple[Any, int, list[str]]:
     """Generate until the reply validates: (data, attempts, errors on the way). Each invalid reply goes back to
-    the model with what was wrong.
+    the model with what was wrong. ``write_json`` (an in-process model's constrained decoding, see
+    ``ragtune.llm.constrained``) writes each attempt when it can follow the schema (it returns None when not).
 
     Raises:
         StructuredOutputError: still invalid after ``retries`` retries.
@@ -173,7 +175,8 @@ def generate_structured(
     errors: list[str] = []
     reply = ""
     for attempt in range(1, retries + 2):
-        reply = generate(conversation)
+        written = write_json(conversation) if write_json is not None else None
+        reply = written if written is not None else generate(conversation)
         try:
             data = extract_json(reply)
             problems = validation_errors(data, schema)
@@ -189,6 +192,16 @@ def generate_structured(
         f"the model's reply did not match the schema after {retries + 1} attempt(s) (last problem: {errors[-1]}) — "
         f"simplify the schema, allow more retries, or use a larger model", attempts=retries + 1, errors=errors,
         last_reply=reply[:2000])
+
+
+def json_writer(llm: Any, schema: dict[str, Any]) -> Callable[[list[dict[str, str]]], str | None] | None:
+    """The model's constrained JSON writer for ``schema`` (models that run in this process have one), or None."""
+    from ragtune.llm.constrained import constrainable
+
+    chat_json = getattr(llm, "chat_json", None)
+    if chat_json is None or not constrainable(schema):
+        return None
+    return lambda conversation: chat_json(conversation, schema)
 
 
 def _mentions(source: str, value: str) -> bool:

@@ -72,3 +72,27 @@ def test_groups_search_audit_and_keys_from_the_command_line(tmp_path):
     keys = json.loads(ragtune("keys", "list", "--server-db", str(tmp_path / "server.db"), "--json",
                               cwd=tmp_path).stdout)
     assert keys[0]["groups"] == ["all", "hr"]
+
+
+def test_ask_with_a_schema_answers_json_from_the_bundled_model(tmp_path):
+    """`ragtune ask --schema` with the default (bundled, in-process) model: constrained decoding writes JSON the
+    schema validates on the first attempt, with the field's source; a schema file that is not JSON is a clear
+    error."""
+    docs = tmp_path / "docs"
+    shutil.copytree(FIXTURES / "acl" / "hr", docs / "hr")
+    kb = str(tmp_path / "kb")
+    assert ragtune("ingest", str(docs), "--kb", kb, "--json", cwd=tmp_path).returncode == 0
+    schema = tmp_path / "leave.schema.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["weeks_birth_parents"], "properties": {
+        "weeks_birth_parents": {"type": "integer"}, "paid": {"type": "boolean"}}}))
+    done = ragtune("ask", "How many weeks of paid parental leave do birth parents get?", "--kb", kb,
+                   "--schema", str(schema), "--retries", "0", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["data"]["weeks_birth_parents"] == 20 and isinstance(answer["data"]["paid"], bool)
+    assert answer["strategy"] == "constrained" and answer["attempts"] == 1
+    cited = answer["field_sources"]["/weeks_birth_parents"]
+    assert cited and answer["sources"][cited[0] - 1]["source"].endswith("parental-leave.md")
+    schema.write_text("{not json")
+    bad = ragtune("ask", "How many weeks?", "--kb", kb, "--schema", str(schema), "--json", cwd=tmp_path)
+    assert bad.returncode == 1 and "not a readable JSON Schema" in json.loads(bad.stdout)["error"]

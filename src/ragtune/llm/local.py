@@ -219,6 +219,7 @@ class LocalLLM:
         self.model.to(self.device).eval()
         self.context_window = _context_window(self.model.config, self.tokenizer)
         self._answer_ids: tuple[list[int], list[int]] | None = None
+        self._filler: Any = None
 
     @staticmethod
     def _load(name: str, path: str) -> tuple[Any, Any]:
@@ -359,6 +360,24 @@ class LocalLLM:
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True)
                 replies[i] = "".join(truncate_at_stop([text], settings.stop)) if settings.stop else text
         return replies
+
+    def chat_json(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> str | None:
+        """A reply that is JSON of ``schema``'s shape, written with constrained decoding: ragtune writes the
+        structure, the model (greedy) only the values (see ``ragtune.llm.constrained``). None when the schema
+        uses keywords that decoding cannot follow; the caller then prompts for the JSON instead."""
+        from ragtune.llm.constrained import JsonFiller, constrainable
+
+        if not constrainable(schema):
+            return None
+        inputs = self._encode_chat(messages)
+        if self._filler is None:
+            self._filler = JsonFiller(self.model, self.tokenizer, self.device)
+        try:
+            text: str = self._filler.fill(inputs["input_ids"][0].tolist(), schema,
+                                          grounding="\n".join(m.get("content", "") for m in messages))
+        except RuntimeError as exc:  # torch errors (out of memory, a context overrun)
+            raise LLMError(f"LLM '{self.name}' failed while writing JSON: {exc}") from exc
+        return text
 
     def score_yes_no(self, prompts: list[str], *, batch_size: int = 8) -> list[float]:
         """How much more the model wants to answer "yes" than "no" to each prompt (a log-odds, > 0 = yes).

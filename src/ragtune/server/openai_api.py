@@ -26,7 +26,7 @@ from ragtune.server.auth import authorize
 from ragtune.server.errors import ApiError
 from ragtune.server.state import Key, ServerState, State
 from ragtune.store.filters import validate_filter
-from ragtune.structured import StructuredOutputError, check_schema, generate_structured
+from ragtune.structured import StructuredOutputError, check_schema, generate_structured, json_writer
 from ragtune.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,8 @@ def _passthrough_structured(body: ChatRequest, llm: Any, messages: list[dict[str
                    f"nothing else:\n{json.dumps(schema, ensure_ascii=False)}"}
     try:
         data, _, _ = generate_structured(lambda conversation: llm.chat(conversation, **params),
-                                         [instruction, *messages], schema, retries=body.retries)
+                                         [instruction, *messages], schema, retries=body.retries,
+                                         write_json=json_writer(llm, schema))
     except StructuredOutputError as exc:
         raise ApiError(422, str(exc), "invalid_request_error", "schema_validation_failed") from None
     except RagtuneError as exc:
