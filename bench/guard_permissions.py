@@ -3,6 +3,10 @@ questions per key (a reader of each group, an admin), every retrieval mode, thro
 and the CLI; 20+ adversarial requests; and the audit entries each path left.
 
     flock /tmp/ragtune-heavy.lock nice -n 5 python bench/guard_permissions.py
+    flock /tmp/ragtune-heavy.lock nice -n 5 python bench/guard_permissions.py --graph
+
+--graph builds the KB's entity graph and adds the graph and auto modes to the Python and HTTP paths; the command
+line then searches in those two modes only (result: guard_permissions_graph.json).
 
 A leak is any retrieved hit, cited source, shown snippet, refusal's closest source or exported row from a
 document outside the key's groups. Results: bench/results/guard_permissions.json.
@@ -31,7 +35,7 @@ CORPUS = ROOT / "tests" / "fixtures" / "guard" / "acl"
 sys.path.insert(0, str(ROOT / "tests" / "server"))
 GROUP_OF = {"hr": "hr", "legal": "legal", "eng": "eng", "public": "all"}
 KEYS = {"hr_reader": "hr,all", "legal_reader": "legal,all", "eng_reader": "eng,all", "admin": None}
-MODES = ("dense", "sparse", "hybrid")
+MODES = ["dense", "sparse", "hybrid"]
 
 
 def group_of(path_or_name: str) -> str:
@@ -126,7 +130,7 @@ def http_api(server: Any, questions: dict[str, list[str]]) -> dict[str, Any]:
                     leaks[f"search_{mode}"] += sum(not readable(h["name"], groups) for h in hits["hits"])
                 reply = http.post("/v1/chat/completions", json={
                     "model": "kb:corp", "messages": [{"role": "user", "content": question}],
-                    "mode": MODES[i % 3], "stream": i % 2 == 1}, timeout=120)
+                    "mode": MODES[i % len(MODES)], "stream": i % 2 == 1}, timeout=120)
                 if i % 2:
                     events = [json.loads(line[6:]) for line in reply.text.splitlines() if line.startswith("data: {")]
                     body = events[-1]
@@ -224,8 +228,8 @@ def adversarial(server: Any, kb_dir: Path, env: dict[str, str]) -> list[dict[str
     return results
 
 
-def cli_path(kb_dir: Path, questions: dict[str, list[str]], n: int, env: dict[str, str], llm_url: str
-             ) -> dict[str, Any]:
+def cli_path(kb_dir: Path, questions: dict[str, list[str]], n: int, env: dict[str, str], llm_url: str,
+             modes: list[str], asks: bool = True) -> dict[str, Any]:
     """Every question of every key through ``ragtune search --queries`` (one process per key and mode), and every
     tenth through ``ragtune ask`` (one process each, the tests' OpenAI-compatible backend)."""
     leaks: Counter[str] = Counter()
@@ -235,7 +239,7 @@ def cli_path(kb_dir: Path, questions: dict[str, list[str]], n: int, env: dict[st
         batch = kb_dir.parent / f"{key}.txt"
         batch.write_text("\n".join(questions[key][:n]) + "\n", encoding="utf-8")
         scope = ["--as-groups", groups] if groups else []
-        for mode in MODES:
+        for mode in modes:
             run = subprocess.run([sys.executable, "-m", "ragtune", "search", "--queries", str(batch), "--kb",
                                   str(kb_dir), "--mode", mode, "-k", "10", "--json", *scope],
                                  capture_output=True, text=True, env=env, timeout=1800)
@@ -245,7 +249,7 @@ def cli_path(kb_dir: Path, questions: dict[str, list[str]], n: int, env: dict[st
                 searches += 1
                 checks[f"search_{mode}"] += len(hits)
                 leaks[f"search_{mode}"] += sum(not readable(h["source"], groups) for h in hits)
-        for question in questions[key][:n:10]:
+        for question in questions[key][:n:10] if asks else []:
             run = subprocess.run([sys.executable, "-m", "ragtune", "ask", question, "--kb", str(kb_dir), "--llm",
                                   "openai", "--llm-model", "fake", "--llm-base-url", llm_url, "--json", *scope],
                                  capture_output=True, text=True, env=env, timeout=300)
@@ -264,7 +268,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--cli-questions", type=int, default=100)
+    parser.add_argument("--graph", action="store_true", help="Build the entity graph; add modes graph and auto.")
     args = parser.parse_args()
+    if args.graph:
+        MODES.extend(["graph", "auto"])
     from harness import fake_llm_server, running_server
 
     from ragtune.embed import load_embedder
@@ -282,7 +289,7 @@ def main() -> None:
         kb_dir = root / "corp"
         shutil.copytree(CORPUS, kb_dir / "docs")
         (kb_dir / "ragtune.toml").write_text('[acl_rules]\n"hr" = ["hr"]\n"legal" = ["legal"]\n"eng" = ["eng"]\n')
-        with KnowledgeBase.open(kb_dir, create=True, embedder=embedder) as kb:
+        with KnowledgeBase.open(kb_dir, create=True, embedder=embedder, graph=args.graph) as kb:
             kb.ingest(kb_dir / "docs")
             result["documents"] = Counter(kb.document_groups(d)[0] for d in kb.documents())
             t = time.perf_counter()
@@ -300,8 +307,11 @@ def main() -> None:
             result["adversarial"] = adversarial(server, kb_dir, env)
             key_ids = {name: secret.split("_")[1] for name, secret in server.keys.items()}
         t = time.perf_counter()
-        result["cli"] = cli_path(kb_dir, questions, args.cli_questions, env, llm_url)
-        result["cli"]["seconds"] = round(time.perf_counter() - t, 1)
+        if args.cli_questions:
+            # With --graph the command line searches in the two graph modes only (the others and ask: the main run).
+            result["cli"] = cli_path(kb_dir, questions, args.cli_questions, env, llm_url,
+                                     MODES[3:] if args.graph else MODES, asks=not args.graph)
+            result["cli"]["seconds"] = round(time.perf_counter() - t, 1)
         with KnowledgeBase.open(kb_dir) as kb:
             entries = kb.audit_log().entries()
             by = Counter(f"{e.actor.split(':')[0]}:{e.action}" for e in entries)
@@ -309,9 +319,9 @@ def main() -> None:
             result["audit"] = {
                 "entries": len(entries), "by_path_and_action": dict(by),
                 "http_entries_per_key": {name: http_by_key.get(f"key:{kid}", 0) for name, kid in key_ids.items()},
-                # 3 searches and 1 chat per question (document lists are not audited); legal_reader adds the
-                # adversarial searches and chats.
-                "expected_http_entries_per_key": 4 * args.questions,
+                # a search per mode and 1 chat per question (document lists are not audited); legal_reader adds
+                # the adversarial searches and chats.
+                "expected_http_entries_per_key": (len(MODES) + 1) * args.questions,
                 "verify": kb.audit_log().verify(),
                 "shown_outside_groups": sum(
                     1 for e in entries if e.groups is not None for d in e.shown
@@ -320,12 +330,12 @@ def main() -> None:
     next(llm_gen, None)
     result["adversarial_denied"] = sum(r["denied"] for r in result["adversarial"])
     result["adversarial_total"] = len(result["adversarial"])
-    result["total_leaks"] = sum(result[p]["total_leaks"] for p in ("python_api", "http_api", "cli"))
+    result["total_leaks"] = sum(result[p]["total_leaks"] for p in ("python_api", "http_api", "cli") if p in result)
     print(json.dumps({k: result[k] for k in ("total_leaks", "adversarial_denied", "adversarial_total")}))
-    write_json(RESULTS_DIR / "guard_permissions.json", {
+    write_json(RESULTS_DIR / ("guard_permissions_graph.json" if args.graph else "guard_permissions.json"), {
         "command": f"python bench/guard_permissions.py --questions {args.questions} --cli-questions "
-                   f"{args.cli_questions}", **result, "seconds": round(time.perf_counter() - started, 1),
-        "loadavg": loadavg(), "machine": machine()})
+                   f"{args.cli_questions}" + (" --graph" if args.graph else ""), **result,
+        "seconds": round(time.perf_counter() - started, 1), "loadavg": loadavg(), "machine": machine()})
 
 
 if __name__ == "__main__":
