@@ -132,7 +132,8 @@ def main() -> None:
         kb.close()
     suffix = "_prompted" if args.decoding == "prompted" else ""
     write_json(RESULTS_DIR / f"guard_structured_{args.backend}{suffix}.json", {
-        "command": f"python bench/guard_structured.py --backend {args.backend} --decoding {args.decoding}", **result,
+        "command": f"python bench/guard_structured.py --backend {args.backend} --decoding {args.decoding} "
+                   f"--retries {args.retries}", **result,
         "seconds": round(time.perf_counter() - started, 1), "loadavg": loadavg(), "machine": machine()})
 
 
