@@ -6,6 +6,11 @@ and every filterable field live in a Milvus collection, kept in step with the ca
 Milvus' own BM25 function (Milvus >= 2.5 or Lite) over ragtune's tokens instead of the catalog's BM25 index;
 ``consistency=`` is Milvus' consistency level of searches: the default ``Session`` sees this process's own writes
 at once (``Strong`` waits for every writer's, measured ~300 ms a search on Milvus 2.3; ``Bounded`` lags).
+``seal_rows=`` (default 1024) and ``seal_timeout=`` (seconds, default 300): when an ingest, migration or re-embed
+has written at least ``seal_rows`` rows, it ends by flushing them and waiting until the server searches them
+through the HNSW index. Until then a server searches new rows in growing segments, whose interim IVF index
+(Milvus' default ``nprobe`` 16 of 128 lists) ignores ``ef``: measured on SciFact, 79 % of the exact top 200 against
+99.8 % once sealed. ``seal_rows=0`` never waits (the server seals on its own schedule).
 
 The catalog is the source of truth: a crash between its commit and the Milvus write is caught up on the next
 open (the collection is written with upserts keyed by the catalog's chunk ids, so a replay is harmless), and
@@ -20,6 +25,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +63,12 @@ def bm25_text(tokens: Iterable[str]) -> str:
     return " ".join("t" + hashlib.blake2b(token.encode("utf-8"), digest_size=6).hexdigest() for token in tokens)
 
 
+def served_by_index(segment: Any) -> bool:
+    """A loaded segment the server searches through its vector index (the state is an enum or a string)."""
+    state = getattr(segment.state, "name", str(segment.state))
+    return state.rsplit(".", 1)[-1] == "Sealed" and bool(segment.index_name)
+
+
 def collection_name(name: str) -> str:
     """A Milvus collection name for a KB (letters, digits and underscores, unique per name)."""
     slug = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")[:40] or "kb"
@@ -72,6 +84,8 @@ class MilvusTarget:
     collection: str
     sparse: str = "catalog"  # or "milvus"
     consistency: str = "Session"
+    seal_rows: int = 1024
+    seal_timeout: float = 300.0
 
     @classmethod
     def from_url(cls, url: str, collection: str) -> MilvusTarget:
@@ -82,6 +96,12 @@ class MilvusTarget:
             raise ConfigError(f"{redact(url)}: sparse={sparse!r} — use sparse=milvus (Milvus' BM25) or leave it out "
                               "(the catalog's BM25)")
         consistency = options.get("consistency", "Session")
+        try:
+            seal_rows = int(options.get("seal_rows", 1024))
+            seal_timeout = float(options.get("seal_timeout", 300))
+        except ValueError:
+            raise ConfigError(f"{redact(url)}: seal_rows must be a whole number of rows and seal_timeout seconds "
+                              "(e.g. seal_rows=1024&seal_timeout=300)") from None
         if parts.hostname:
             token = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}" if parts.username else ""
             uri = f"http://{parts.hostname}:{parts.port or 19530}"
@@ -89,7 +109,12 @@ class MilvusTarget:
             if not parts.path:
                 raise ConfigError(f"{url!r} names no Milvus — use milvus://host:19530 or milvus:///path/to/file.db")
             uri, token = parts.path, ""
-        return cls(uri, token, collection, sparse, consistency)
+        return cls(uri, token, collection, sparse, consistency, max(seal_rows, 0), max(seal_timeout, 0.0))
+
+    @property
+    def lite(self) -> bool:
+        """Milvus Lite (a local file): no segments to hand off; a flush makes rows searchable."""
+        return not self.uri.startswith("http")
 
 
 _CLIENTS: dict[tuple[str, str], Any] = {}
@@ -139,6 +164,7 @@ class MilvusIndex:
         self.ef_construction = ef_construction
         self.ef_search = ef_search
         self._ids: np.ndarray | None = None  # loaded only when membership is asked (verify)
+        self._unsealed = 0  # rows written since the last seal
 
     # --- the collection
 
@@ -204,6 +230,7 @@ class MilvusIndex:
             rows = [self._row(*row) for row in self.rows(ids[start:start + _BATCH])]
             if rows:
                 self.client.upsert(self.target.collection, rows)
+                self._unsealed += len(rows)
         if self._ids is not None:
             self._ids = np.union1d(self._ids, np.asarray(ids, dtype=np.int64))
 
@@ -228,6 +255,37 @@ class MilvusIndex:
 
     # --- searches
 
+    def seal(self) -> bool:
+        """Flush the rows written so far and wait (up to the target's ``seal_timeout``) until the server searches
+        all of them through the HNSW index: built on sealed segments and those segments loaded. False on timeout
+        (searches stay right, only approximate on the rows not yet handed off)."""
+        name = self.target.collection
+        started = time.monotonic()
+        self.client.flush(name)
+        self._unsealed = 0
+        if self.target.lite:
+            return True
+        while True:
+            try:
+                info = self.client.describe_index(name, "vector") or {}
+                segments = self.client.list_loaded_segments(name)
+            except Exception as exc:  # a server without these calls: the flush is all we can do
+                log.warning("Milvus collection %s flushed; cannot follow its indexing (%s)", name, exc)
+                return False
+            total = int(info.get("total_rows", 0))
+            indexed = int(info.get("indexed_rows", 0))
+            served = sum(int(s.num_rows) for s in segments if served_by_index(s))
+            if indexed >= total and served >= total:
+                log.info("Milvus collection %s sealed: %d rows searched through HNSW (%.1fs)", name, total,
+                         time.monotonic() - started)
+                return True
+            if time.monotonic() - started > self.target.seal_timeout:
+                log.warning("Milvus collection %s: %d of %d rows indexed and %d served from sealed segments after "
+                            "%.0fs; the rest are searched approximately until the server hands them off",
+                            name, indexed, total, served, self.target.seal_timeout)
+                return False
+            time.sleep(0.5)
+
     def search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``DenseIndex.search``: the ``k`` best ids and scores, restricted to ``allowed`` ids when given."""
         expression = None
@@ -242,7 +300,9 @@ class MilvusIndex:
     def search_expression(self, vector: np.ndarray, k: int, expression: str | None, *, with_meta: bool = False
                           ) -> list[tuple[int, float, dict[str, Any]]]:
         limit = min(k, _MAX_TOPK)
-        params = {"metric_type": "IP", "params": {"ef": max(self.ef_search, limit)}}
+        # ef twice the limit: at ef = k Milvus' HNSW found 98.5 % of the exact top 200 on SciFact, at 2k 99.8 %
+        # (hnswlib, the embedded store, 99.3 % at ef = k).
+        params = {"metric_type": "IP", "params": {"ef": min(max(self.ef_search, 2 * limit), _MAX_TOPK)}}
         result = self.client.search(
             self.target.collection, data=[np.asarray(vector, dtype=np.float32).ravel().tolist()],
             filter=expression or "", limit=limit, output_fields=["meta"] if with_meta else [],
@@ -269,6 +329,8 @@ class MilvusIndex:
         tmp = directory / f".{_STATE_FILE}.tmp"
         tmp.write_text(json.dumps({**meta, "collection": self.target.collection, "dim": self.dim}), encoding="utf-8")
         os.replace(tmp, directory / _STATE_FILE)
+        if self.target.seal_rows and self._unsealed >= self.target.seal_rows:
+            self.seal()
 
 
 class MilvusIndexFactory:
