@@ -109,6 +109,15 @@ def test_a_number_of_another_row_is_explained_by_that_row():
     assert not check.supported and check.reason == "the sources state 250 EUR for Paris, not 180 EUR"
 
 
+def test_a_unit_in_the_claims_subject_is_named_in_the_reason():
+    # 'EUR' is a unit (left out of the claim's terms) and part of its subject: the reason still needs a word for it
+    # (this raised KeyError: 'eur' while grading a GRPO sample).
+    (check,) = default_judge().check(["Costs of 250 EUR must be submitted within 30 days."], [TRAVEL])
+    assert not check.supported
+    stated, _, named = check.reason.partition("; 30 days is stated for")[2].partition(", not ")
+    assert stated and "EUR" in named.split(", ")
+
+
 def test_scores_rank_supported_claims_above_planted_errors(judge):
     good = [c.score for c in judge.check(SUPPORTED, CONTEXTS)]
     bad = [c.score for c in judge.check([c for c, _ in UNSUPPORTED], CONTEXTS)]

@@ -418,9 +418,10 @@ class LexicalJudge:
             weight = 1.0 + math.log((n + 1) / (df + 1))
             # Words the claim repeats from the question say little; words found nowhere say something unchecked.
             weights[t] = weight * (0.5 if t in asked else 2.0 if not df else 1.0)
-        surface = _surface(text, terms)
-        names = {t: s for t, s in surface.items() if t in _names(text)}
         subject = _subject(text) & frozenset(analysis.df)
+        # The subject may hold a unit the terms leave out ('EUR' in "the EUR limit is 30"): it needs a word too.
+        surface = _surface(text, terms | subject)
+        names = {t: s for t, s in surface.items() if t in terms and t in _names(text)}
         return _Claim(text, terms, weights, names, surface, _frames(text, frozenset()),
                       bool(_NEGATION.search(text)), subject)
 
@@ -533,12 +534,12 @@ class LexicalJudge:
                 not candidates or rival_fit >= max(c[0] for c in candidates) + self.margin):
             # Another amount of the same kind is said about this claim's subject: the claim took the wrong one.
             subject = [claim.surface[t] for t in rival.distinct if t in claim.terms] or \
-                [claim.surface[t] for t in claim.subject]
+                [claim.surface[t] for t in _by_weight(claim.subject, claim.weights)]
             return 0.0, None, (f"the sources state {rival.quantity.surface.strip()} for {_quote(subject) or 'this'}, "
                                f"not {stated}"), frozenset(), ""
         if not candidates and off_subject:
             f = max(off_subject, key=lambda c: c[0])[2]
-            missing = [claim.surface[t] for t in claim.subject if t not in f.sentence]
+            missing = [claim.surface[t] for t in _by_weight(claim.subject, claim.weights) if t not in f.sentence]
             return 0.0, None, f"{stated} is stated for {_about(f, wanted)}, not {_quote(missing)}", frozenset(), ""
         if not candidates:
             f, wrong = max(misbound, key=lambda m: fit(m[0]))
@@ -595,6 +596,11 @@ def _same_kind(a: Quantity, b: Quantity) -> bool:
     if a.unit and b.unit:
         return a.unit == b.unit
     return a.unit is None and b.unit is None
+
+
+def _by_weight(terms: Iterable[str], weights: dict[str, float]) -> list[str]:
+    """Terms heaviest first (then alphabetically): reasons read the same on every run."""
+    return sorted(terms, key=lambda t: (-weights.get(t, 0.0), t))
 
 
 def _surface(text: str, terms: Iterable[str]) -> dict[str, str]:
