@@ -77,6 +77,7 @@ def pick(scores: list[list[float]]) -> list[int]:
 def part_one(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, Any]:
     from ragtune.llm.bundled import BUNDLED_SMOLLM2
     from ragtune.llm.local import chat_template, resolve_model
+    from ragtune.train.best_of import checks
     from ragtune.train.merge import load_trained
     from ragtune.train.model import load_tokenizer
     from ragtune.train.recipe import RewardsSection
@@ -106,8 +107,8 @@ def part_one(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, 
     t = time.perf_counter()
     rm_scores = grouped(reward_model.score(flat_samples))
     score_seconds = (time.perf_counter() - t) / len(rows)
-    # What a checker can compute at inference, without a reference or an answerability label.
-    checker = Rewards.from_section(RewardsSection(refusal=0, correctness=0))
+    # What a checker can compute at inference, without a reference or an answerability label (--reward checks).
+    checker = checks()
     oracle = Rewards.from_section(RewardsSection())
     choices = {
         "greedy": [0] * len(rows),

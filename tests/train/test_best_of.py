@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ragtune.errors import ConfigError
-from ragtune.train.best_of import best_of_n, sample_of
+from ragtune.train.best_of import best_of_n, checks, sample_of
 from ragtune.train.rewards import Sample
 from ragtune.types import Answer, ChunkMeta, Hit
 
@@ -77,3 +77,14 @@ def test_sample_of_an_answer() -> None:
     answer = Answer(id="1", question="q", answer="a [1].", grounded=True, language="zh", sources=[SOURCE])
     assert sample_of(answer) == Sample(question="q", answer="a [1].", contexts=("Refunds within 14 days.",),
                                        language="zh")
+
+
+@pytest.mark.unit
+def test_the_checks_keep_the_answer_its_source_supports() -> None:
+    # The real claim judge: a number the source does not state loses to the cited, supported one, whatever the order.
+    kb = ScriptedKB("Refunds within 30 days [1].", "Refunds within 14 days [1].",
+                    "Refunds within 30 days [1].")
+    outcome = best_of_n(kb, "How long do I have to ask for a refund?", checks(), n=3)
+    assert outcome.chosen == 1 and outcome.answer.answer == "Refunds within 14 days [1]."
+    supported, wrong = outcome.candidates[1][1], outcome.candidates[0][1]
+    assert supported == pytest.approx(1.0) and wrong < supported

@@ -81,10 +81,25 @@ def test_reward_score_grpo_and_best_of(tmp_path: Path, tiny_model_dir: str, hand
 
 
 @pytest.mark.e2e
-def test_flag_and_recipe_errors_exit_cleanly(tmp_path: Path) -> None:
+def test_best_of_chosen_by_the_checks(handbook_kb: Path) -> None:
+    # No reward model: the bundled model answers 3 times and the verifiable checks choose.
+    result = CliRunner().invoke(app, ["ask", "How long must passwords be?", "--kb", str(handbook_kb), "--best-of",
+                                      "3", "--reward", "checks", "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    scores = [c["score"] for c in answer["best_of"]["candidates"]]
+    assert len(scores) == 3 and answer["best_of"]["chosen"] == scores.index(max(scores))
+    assert answer["best_of"]["candidates"][answer["best_of"]["chosen"]]["answer"] == answer["answer"]
+
+
+@pytest.mark.e2e
+def test_flag_and_recipe_errors_exit_cleanly(tmp_path: Path, handbook_kb: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["ask", "q", "--kb", str(tmp_path / "kb"), "--best-of", "4", "--json"])
     assert result.exit_code == 1 and "--reward RUN" in json.loads(result.stdout)["error"]
+    result = runner.invoke(app, ["ask", "q", "--kb", str(handbook_kb), "--best-of", "2", "--reward",
+                                 str(tmp_path / "runs" / "nope"), "--json"])
+    assert result.exit_code == 1 and "--reward checks" in json.loads(result.stdout)["error"]
     result = runner.invoke(app, ["train", "grpo", str(ROOT / "recipes" / "grpo.toml"), "--set", "rl.algorithm=ppo",
                                  "--json"])
     assert result.exit_code == 1 and "no longer ships PPOTrainer" in json.loads(result.stdout)["error"]

@@ -269,9 +269,11 @@ def ask(
         "--answer-mode", help="auto (the model's answer, else a quote of the sources), generative or extractive. "
         "[default: the answer_mode setting: auto]")] = None,
     best_of: Annotated[int, typer.Option("--best-of", help="Answer N times (greedy, then sampled) and keep the one "
-                                         "the --reward model scores highest.")] = 1,
-    reward: Annotated[Path | None, typer.Option("--reward", help="Reward model run ('ragtune train reward') that "
-                                                "chooses among --best-of answers. [default: none]")] = None,
+                                         "--reward scores highest.")] = 1,
+    reward: Annotated[str | None, typer.Option("--reward", help="What chooses among --best-of answers: a reward "
+                                               "model run ('ragtune train reward'), or 'checks' (the share of claims "
+                                               "the cited sources support, and a length penalty). [default: none]")
+                      ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from the knowledge base with numbered, verified sources.
@@ -281,7 +283,8 @@ def ask(
     from ragtune.rag.answer_json import answer_json
 
     if best_of < 1 or (best_of > 1) != (reward is not None):
-        fail("--best-of N (N > 1) and --reward RUN go together: e.g. --best-of 4 --reward runs/reward-001", as_json)
+        fail("--best-of N (N > 1) and --reward RUN go together: e.g. --best-of 4 --reward runs/reward-001 "
+             "(or --reward checks)", as_json)
     try:
         base = open_kb(kb, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url, llm_adapter=llm_adapter)
     except RagtuneError as exc:
@@ -334,7 +337,8 @@ def ask(
         return
     if chosen is not None:
         scores = ", ".join(f"{sc:.2f}" for _, sc in chosen.candidates)
-        err_console.print(f"best of {best_of}: answer {chosen.chosen + 1} chosen (reward model scores {scores}; "
+        by = "check scores" if reward == "checks" else "reward model scores"
+        err_console.print(f"best of {best_of}: answer {chosen.chosen + 1} chosen ({by} {scores}; "
                           f"{chosen.timings['total'] / 1000:.1f} s)", highlight=False)
     if streamed:
         console.print()
@@ -404,9 +408,10 @@ def _relative(source: str) -> str:
         return source
 
 
-def _best_of(base: Any, question: str, reward: Path, n: int, **options: Any) -> Any:
-    from ragtune.train.best_of import best_of_n
+def _best_of(base: Any, question: str, reward: str, n: int, **options: Any) -> Any:
+    from ragtune.train.best_of import CHECKS, best_of_n, checks
     from ragtune.train.reward import RewardModel
 
+    scorer = checks() if reward == CHECKS and not Path(reward).exists() else RewardModel(Path(reward))
     with console.status(f"answering {n} times…"):
-        return best_of_n(base, question, RewardModel(reward), n=n, **options)
+        return best_of_n(base, question, scorer, n=n, **options)

@@ -217,7 +217,8 @@ class RewardModel:
                 raise ConfigError(f"{run_dir} is a '{method}' run, not a reward model — train one with 'ragtune "
                                   "train reward recipes/reward.toml'")
         elif not run_dir.is_dir():
-            raise ConfigError(f"{run_dir}: no such reward model — give the run directory of 'ragtune train reward'")
+            raise ConfigError(f"{run_dir}: no such reward model — give the run directory of 'ragtune train reward' "
+                              "(ask --best-of also takes --reward checks)")
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be greater than 0, got {batch_size}")
         try:

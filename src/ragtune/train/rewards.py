@@ -309,6 +309,10 @@ class Rewards:
                     totals[i] += weight * value
         return totals
 
+    def score(self, samples: Sequence[Sample]) -> list[float]:
+        """:meth:`total`, so weighted rewards choose among best-of-n answers like a reward model does."""
+        return self.total(samples)
+
     def trl_functions(self) -> tuple[list[Callable[..., list[float | None]]], list[float]]:
         """The rewards as TRL reward functions (one per reward, named for its log lines) and their weights.
 
