@@ -71,8 +71,9 @@ def train_sft_adapter(work: Path, train_rows: list[dict[str, Any]], args: argpar
     record = finished(run_dir)
     if record:
         return record
-    data = write_jsonl(work / "sft.jsonl", [
-        {"messages": [*r["prompt"], {"role": "assistant", "content": r["reference"]}]} for r in train_rows])
+    data = work / "sft.jsonl"
+    write_jsonl(data, [{"messages": [*r["prompt"], {"role": "assistant", "content": r["reference"]}]}
+                       for r in train_rows])
     recipe = load_recipe(ROOT / "recipes" / "sft-lora.toml", [
         f"data.path={json.dumps(str(data))}", f"output.dir={json.dumps(str(run_dir))}", "output.report_to=[]",
         f"train.epochs={args.sft_epochs}", "train.batch_size=4", "train.grad_accum=2", "train.logging_steps=2",
