@@ -9,6 +9,8 @@ For each data set (LiHua-World's chat logs, SciFact's abstracts):
    ``graph = true``, where extraction runs in the parsing thread beside the embedder.
 4. Disk: the database and index files of the plain KB, the graph tables' bytes (SQLite dbstat).
 5. Query latency (warm, one process) of hybrid, graph and auto over the data set's questions.
+6. (SciFact only) nDCG@10 and recall@100 of hybrid, graph and auto on the train queries (809), over the graph KB:
+   the graph must not cost a single-hop collection quality.
 
 Each phase is recorded in WORKDIR/state-DATASET.json as it finishes, so an interrupted run resumes; KBs live in
 WORKDIR (default /tmp/ragtune-graph-bench). Heavy: run it under the shared lock, niced, one thread:
@@ -119,6 +121,14 @@ def run_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         save()
     if "latency_ms" not in state:
         state["latency_ms"] = latencies(dataset, graph_kb, args.queries)
+        save()
+    if dataset == "scifact" and "quality" not in state:
+        from ragtune.evaluate.retrieval import evaluate_beir
+
+        report = evaluate_beir(default_scifact_dir(), graph_kb, split="train", modes=MODES)
+        state["quality"] = {"split": "train", "queries": report["queries"],
+                            **{mode: {k: v for k, v in r["metrics"].items() if k in ("ndcg_cut_10", "recall_100")}
+                               for mode, r in report["modes"].items()}}
         save()
     plain_bytes = dir_bytes(plain_kb)
     out = {
