@@ -81,8 +81,28 @@ class TestEntityExtractor:
         with pytest.raises(ConfigError, match="one language per text"):
             extractor.extract(["a", "b"], ["en"])
 
+    def test_coarse_tags_match_the_attribute_ruler(self, extractor):
+        # The extractor skips spaCy's attribute ruler (half the tagging time) and reads its table instead: every
+        # token must be a noun or a proper noun exactly when the ruler says so, the word exceptions included
+        # ("everyone" is tagged NN but is a pronoun). Other coarse tags are not needed (AUX and VERB may differ).
+        import spacy
+
+        from ragtune.graph.extract import SPACY_MODEL, _pos
+
+        texts = [case["text"] for case in CASES if case["language"] == "en"] + [
+            "Everyone asked Ada Park about something; nobody knew anything about the Lumen rollout in Berlin."]
+        assert "attribute_ruler" not in extractor.nlp.pipe_names
+        ruler = spacy.load(SPACY_MODEL, disable=["parser", "lemmatizer", "ner"])
+        for fast, full in zip(extractor.nlp.pipe(texts), ruler.pipe(texts), strict=True):
+            assert [(t.text, _noun(_pos(t))) for t in fast] == [(t.text, _noun(t.pos_)) for t in full]
+        assert {_pos(t) for t in extractor.nlp(texts[-1]) if t.lower_ in ("everyone", "nobody")} == {"PRON"}
+
     def test_empty_text_has_no_entities(self, extractor):
         assert extractor.extract(["", "   "]) == [[], []]
+
+
+def _noun(pos: str) -> str:
+    return pos if pos in ("NOUN", "PROPN") else "-"
 
 
 @pytest.mark.unit
