@@ -331,17 +331,8 @@ class HybridRetriever:
                     hit.scores["dense"] = float(dense[cid])
                 hits.append(hit)
         named = {s.entity.id for s in seeds if s.entity.kind != "concept"}
-        coverage = 1.0
-        specific = 0
-        if self.graph is not None:
-            specific = len(self.graph.specific(seeds))
-            if len(named) >= 2:
-                mentioned: dict[int, set[int]] = {}
-                for cid, eid, _ in self.graph.graph.entities_of([c for c in top if c in found]):
-                    mentioned.setdefault(cid, set()).add(eid)
-                coverage = max((len(named & m) / len(named) for m in mentioned.values()), default=0.0)
-        return self.router.signals(query, hits, linked_entities=len(named), specific_entities=specific,
-                                   entity_coverage=coverage)
+        specific = len(self.graph.specific(seeds)) if self.graph is not None else 0
+        return self.router.signals(query, hits, linked_entities=len(named), specific_entities=specific)
 
     def _rerank(self, reranker: Reranker, query: str, hits: list[Hit]) -> list[Hit]:
         """Rerank the first ``rerank_candidates`` hits; the rest keep their first-stage order after them.
