@@ -101,3 +101,20 @@ def test_access_groups_bound_the_graph_walk(kb, mode):
         assert second_hop in {h.source for h in kb.search(question, 10, mode=mode)}
     finally:
         kb.set_acl(hidden.id, None, actor="test")
+
+
+@pytest.mark.parametrize(("question", "weight"), [
+    ("Which office does the team of the project led by Ada Park work from?", 0.5),  # 'led by': a second hop
+    ("What is Ada Park working on?", 0.15),  # names someone, asks nothing beyond her: graph_weight_one_hop
+])
+def test_the_walk_counts_less_for_a_question_without_a_second_hop(kb, question, weight):
+    from ragtune.retrieve.router import multi_hop_pattern
+
+    assert bool(multi_hop_pattern(question)) == (weight == 0.5)
+    hits = kb.retrieve(question, 10, mode="graph").hits
+    # Weighted RRF: a hit's score is the sum of weight / (60 + rank) over the rankings that found it.
+    walked = [h for h in hits if {"dense_rank", "sparse_rank", "graph_rank"} <= set(h.scores)]
+    assert walked
+    for hit in walked:
+        rest = hit.score - 1 / (60 + hit.scores["dense_rank"]) - 1 / (60 + hit.scores["sparse_rank"])
+        assert rest * (60 + hit.scores["graph_rank"]) == pytest.approx(weight, abs=1e-6)

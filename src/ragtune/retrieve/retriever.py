@@ -18,7 +18,7 @@ from ragtune.retrieve.fusion import document_fusion, reciprocal_rank_fusion
 from ragtune.retrieve.graph import GraphSearcher, Seed
 from ragtune.retrieve.rerank import Reranker
 from ragtune.retrieve.rewrite import REWRITES, QueryRewriter
-from ragtune.retrieve.router import Route, Router, global_question, split_question
+from ragtune.retrieve.router import Route, Router, global_question, multi_hop_pattern, split_question
 from ragtune.store.base import ChunkStore
 from ragtune.timing import elapsed_ms
 from ragtune.types import Hit
@@ -58,7 +58,8 @@ class HybridRetriever:
         sparse_weight: float = 1.0, rrf_k: int = 60, rewriter: QueryRewriter | None = None, rewrite: str = "none",
         rewrite_weight: float = 0.5, hyde_mix: bool = True, reranker: Reranker | None = None,
         rerank_candidates: int = 50, rerank_fusion: float = 0.0, document_weight: float = 0.0,
-        graph: GraphSearcher | None = None, graph_weight: float = 0.5, router: Router | None = None,
+        graph: GraphSearcher | None = None, graph_weight: float = 0.5, graph_weight_one_hop: float | None = None,
+        router: Router | None = None,
         access: AccessPolicy | None = None, groups: Iterable[str] | None = None,
         observer: Callable[[SearchResult], None] | None = None,
     ) -> None:
@@ -78,8 +79,8 @@ class HybridRetriever:
             raise ConfigError("rerank_fusion must be >= 0.")
         if document_weight < 0:
             raise ConfigError("document_weight must be >= 0.")
-        if graph_weight < 0:
-            raise ConfigError("graph_weight must be >= 0.")
+        if graph_weight < 0 or (graph_weight_one_hop or 0) < 0:
+            raise ConfigError("graph_weight and graph_weight_one_hop must be >= 0.")
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
@@ -95,6 +96,8 @@ class HybridRetriever:
         self.document_weight = document_weight
         self.graph = graph
         self.graph_weight = graph_weight
+        # Mode graph on a question that shows no second hop: the walk's ranking counts for less (None: the same).
+        self.graph_weight_one_hop = graph_weight if graph_weight_one_hop is None else graph_weight_one_hop
         self.router = router or Router(graph_available=graph is not None)
         self.access = access or AccessPolicy()
         self.groups = frozenset(groups) if groups is not None else None
@@ -258,7 +261,9 @@ class HybridRetriever:
         allowed = self.store.allowed_ids(filter)
         ranked = self.graph.rank(query, pool, allowed=allowed, seeds=seeds)
         lists.append(ranked.ranking)
-        weights.append(self.graph_weight)
+        # The router sends only multi-hop and whole-collection questions here; mode graph sends every question.
+        weights.append(self.graph_weight if multi_hop_pattern(query) or global_question(query)
+                       else self.graph_weight_one_hop)
         if global_question(query):
             lists.append([(c, 1.0) for c in self.graph.community_chunks(query, allowed=allowed)])
             weights.append(self.graph_weight)

@@ -182,6 +182,12 @@ class Router:
         return split_question(query)
 
 
+def multi_hop_pattern(query: str) -> str:
+    """The words that make a question multi-hop ("before", "led by", 之前, 负责的…的), or '' when none do."""
+    found = (_MULTI_ZH if detect_language(query) == "zh" else _MULTI_EN).search(query)
+    return found.group(0) if found else ""
+
+
 def global_question(query: str) -> bool:
     """Whether a question asks about the whole collection ("What are the main themes?", "主要内容")."""
     return bool((_GLOBAL_ZH if detect_language(query) == "zh" else _GLOBAL_EN).search(query))
