@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,13 +21,16 @@ StageArg = Annotated[str, typer.Option("--stage", help="embedder, reranker, llm 
 
 
 def _with_progress(kb: Path | None, as_json: bool, action: Any) -> Any:
-    """Open the KB and run ``action(base, update)`` under a progress bar; errors and Ctrl-C end cleanly."""
+    """Open the KB and run ``action(base, update)`` under a progress bar; errors and Ctrl-C end cleanly.
+
+    What the work prints goes to stderr (transformers' trainer prints its log lines): stdout carries the command's
+    result only, so ``--json`` output parses."""
     try:
         base = open_kb(kb)
     except RagtuneError as exc:
         fail(str(exc), as_json)
     try:
-        with base, progress_bar(as_json) as progress:
+        with base, progress_bar(as_json) as progress, contextlib.redirect_stdout(sys.stderr):
             task = progress.add_task("working", total=None)
 
             def update(stage: str, done: int, total: int) -> None:
