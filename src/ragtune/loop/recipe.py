@@ -178,6 +178,9 @@ class MeasureSection(RecipeSection):
     seed: int = Field(default=0, description="Seed of the bootstrap (same data and seed: same verdict).")
     latency_questions: int = Field(default=20, ge=1, description="Eval questions timed (fresh, champion and "
                                    "challenger alternating) for latency_p95 when answers are generated.")
+    latency_repeats: int = Field(default=3, ge=1, description="Times each eval question is retrieved by each system "
+                                 "(alternating) for latency_p95 of the retrieval stages; the fastest counts, so load "
+                                 "from other processes does not decide the guard.")
     rss_questions: int = Field(default=5, ge=1, description="Questions a separate process serves with each system "
                                "to measure its peak RSS.")
 
