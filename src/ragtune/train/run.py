@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -43,7 +44,7 @@ def run_directory(recipe: Recipe, *, resume: bool) -> Path:
         while f"{recipe.method}-{number:03d}" in taken:
             number += 1
         path = runs / f"{recipe.method}-{number:03d}"
-    checkpoints = list(path.glob("checkpoint-*")) if path.is_dir() else []
+    checkpoints = complete_checkpoints(path) if path.is_dir() and resume else list(path.glob("checkpoint-*"))
     if resume and not checkpoints:
         raise TrainingError(f"--resume: {path} has no checkpoint-* directory to continue from — drop --resume")
     if not resume and (checkpoints or (path / RUN_FILE).exists()):
@@ -355,9 +356,29 @@ def resumable_checkpoints(directory: Path, identity: dict[str, Any], resume: boo
     checkpoints in the same place are an error rather than silently mixed into this one."""
     directory.mkdir(parents=True, exist_ok=True)
     marker = directory / "recipe.json"
-    checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    checkpoints = complete_checkpoints(directory) if resume else sorted(directory.glob("checkpoint-*"))
     if checkpoints and marker.is_file() and json.loads(marker.read_text()) != identity:
         raise ConfigError(f"{directory.parent} holds checkpoints of a run with another recipe or data — give a new "
                           f"--out directory, or delete {directory} to start over")
     marker.write_text(json.dumps(identity, indent=2))
     return checkpoints if resume else []
+
+
+#: Files of which a checkpoint holds one when its weights were written: a full model, or a PEFT adapter.
+_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin",
+            "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def complete_checkpoints(directory: Path) -> list[Path]:
+    """The ``checkpoint-N`` folders of ``directory`` in step order, after deleting any a kill left half-written
+    (no weights, or no trainer_state.json): the trainer resumes from the last folder, and a partial one would fail
+    the resume ("no file named model.safetensors")."""
+    complete = []
+    for checkpoint in sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
+        if (checkpoint / "trainer_state.json").is_file() and any((checkpoint / f).is_file() for f in _WEIGHTS):
+            complete.append(checkpoint)
+        else:
+            log.warning("%s was left half-written by an interrupted run; deleting it and resuming from the one "
+                        "before", checkpoint)
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return complete
