@@ -60,6 +60,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ragtune-graph-bench"))
     parser.add_argument("--mode", action="append", choices=MODES, help="repeatable; default all three")
     parser.add_argument("--answers", action="store_true", help="also answer every question with the default LLM")
+    parser.add_argument("--answer-mode", action="append", choices=MODES,
+                        help="with --answers: only these modes (repeatable; default: every retrieval mode)")
     parser.add_argument("--set", action="append", default=[], help="setting overrides, e.g. graph_weight=0.5")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "graph_lihua.json")
     return parser.parse_args()
@@ -81,7 +83,9 @@ def main() -> None:
             kb.build_graph()
         graph_stats = kb.graph.stats() if kb.graph else {}
         retrieval = {mode: evaluate_retrieval(kb, questions, mode) for mode in modes}
-        answers = {mode: evaluate_answers(kb, questions, mode, args.workdir) for mode in modes} if args.answers else {}
+        answer_modes = args.answer_mode or modes
+        answers = ({mode: evaluate_answers(kb, questions, mode, args.workdir) for mode in answer_modes}
+                   if args.answers else {})
     result = {
         "data": str(LIHUA_DIR), "questions": {t: sum(q["type"] == t for q in questions) for t in TYPES},
         "settings": overrides, "kb": str(kb_path), "graph": graph_stats, "retrieval": retrieval,
