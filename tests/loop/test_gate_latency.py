@@ -17,14 +17,14 @@ pytestmark = pytest.mark.unit
 
 
 class SlowSometimes:
-    """Retrieves in ~2 ms, except every ``every``-th call, which another process slowed to ~12 ms."""
+    """Retrieves in ~2 ms, except every ``every``-th call, which another process slowed to ~40 ms."""
 
     def __init__(self, every: int) -> None:
         self.every, self.calls = every, 0
 
     def retrieve(self, query: str, k: int) -> Any:
         self.calls += 1
-        time.sleep(0.012 if self.every and self.calls % self.every == 0 else 0.002)
+        time.sleep(0.040 if self.every and self.calls % self.every == 0 else 0.002)
         return SimpleNamespace(hits=[])
 
 
@@ -43,9 +43,9 @@ def _p95(repeats: int) -> tuple[float, float, SlowSometimes]:
 def test_the_fastest_of_several_runs_counts() -> None:
     champion, challenger, system = _p95(repeats=3)
     assert system.calls == 60
-    assert challenger < 1.5 * champion  # the slowed calls never decide: each question also ran unslowed
+    assert challenger < 20 and champion < 20  # ms: the slowed calls never decide, each question also ran unslowed
 
 
 def test_one_run_each_lets_load_decide() -> None:
     champion, challenger, _ = _p95(repeats=1)
-    assert challenger > 3 * champion  # what the guard saw before: the load, not the system
+    assert challenger >= 40 > champion  # ms: what the guard saw before was the load, not the system
