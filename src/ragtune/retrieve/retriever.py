@@ -261,10 +261,10 @@ class HybridRetriever:
         allowed = self.store.allowed_ids(filter)
         ranked = self.graph.rank(query, pool, allowed=allowed, seeds=seeds)
         lists.append(ranked.ranking)
+        whole_collection = global_question(query)
         # The router sends only multi-hop and whole-collection questions here; mode graph sends every question.
-        weights.append(self.graph_weight if multi_hop_pattern(query) or global_question(query)
-                       else self.graph_weight_one_hop)
-        if global_question(query):
+        weights.append(self.graph_weight if whole_collection or multi_hop_pattern(query) else self.graph_weight_one_hop)
+        if whole_collection:
             lists.append([(c, 1.0) for c in self.graph.community_chunks(query, allowed=allowed)])
             weights.append(self.graph_weight)
         detail["graph"] = {cid: (rank, score) for rank, (cid, score) in enumerate(ranked.ranking, 1)}

@@ -114,12 +114,11 @@ class Router:
         covers = [len(terms & words) / len(terms) if terms else 0.0 for words in top]
         union = set().union(*top) if top else set()
         dense = [h.scores["dense"] for h in hits[:3] if "dense" in h.scores]
-        multi = (_MULTI_ZH if language == "zh" else _MULTI_EN).search(query)
         glob = (_GLOBAL_ZH if language == "zh" else _GLOBAL_EN).search(query)
         best = max(covers, default=0.0)
         return {
             "language": language,
-            "multi_hop_pattern": multi.group(0) if multi else "",
+            "multi_hop_pattern": multi_hop_pattern(query),
             "global_pattern": glob.group(0) if glob else "",
             "linked_entities": linked_entities,
             "specific_entities": specific_entities,
