@@ -99,10 +99,11 @@ class TestRecipe:
         with pytest.raises(RecipeError, match="not a multiple of rl.num_generations = 3"):
             check_batch(recipe)
 
-    def test_ppo_is_refused_with_the_reason(self, toy_file: Path) -> None:
-        recipe = load_recipe(None, [f"data.path={toy_file}", "rl.algorithm=ppo"], method="grpo")
-        with pytest.raises(RecipeError, match="TRL 1.16 no longer ships PPOTrainer"):
-            train_rl(recipe, TOY)
+    def test_ppo_settings_are_checked(self) -> None:
+        recipe = load_recipe(None, ["rl.algorithm=ppo", "rl.gae_lambda=0.9", "rl.vf_coef=0.5"], method="grpo")
+        assert (recipe.rl.algorithm, recipe.rl.gae_lambda, recipe.rl.vf_coef) == ("ppo", 0.9, 0.5)
+        with pytest.raises(RecipeError, match="rl.gamma"):
+            load_recipe(None, ["rl.algorithm=ppo", "rl.gamma=1.5"], method="grpo")
 
     def test_a_typo_in_the_rl_section_is_caught(self) -> None:
         with pytest.raises(RecipeError, match="did you mean 'rl.num_generations'"):
@@ -145,12 +146,108 @@ def test_grpo_raises_the_mean_reward_on_a_toy_task(peaked_model_dir: str, toy_fi
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_handbook_questions_with_held_out_grades(tiny_model_dir: str, tmp_path: Path) -> None:
+def test_ppo_raises_the_mean_reward_on_a_toy_task_and_resumes_with_its_value_head(
+        peaked_model_dir: str, toy_file: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from ragtune.train.ppo import VALUE_HEAD_FILE
+
+    run_dir = tmp_path / "run"
+    settings = {"rl.algorithm": "ppo", "train.learning_rate": 0.1, "rl.beta": 0.0, "model.finetune": "full",
+                "train.lr_scheduler": "constant", "train.eval_steps": 4}
+    record = train_rl(load_recipe(None, rl_overrides(peaked_model_dir, toy_file, run_dir, **settings, **{
+        "train.max_steps": 8}), method="grpo"), TOY)
+    history = record["log_history"]
+    rewards = mean_reward(history)
+    assert len(rewards) == 8
+    assert statistics.fmean(rewards[-3:]) > statistics.fmean(rewards[:3]) + 0.05
+    logged = [h for h in history if "reward" in h]
+    assert all("value_loss" in h and "value/mean" in h for h in logged)
+    assert logged[-1]["value/mean"] != 0  # the critic learned something from its zero start
+    head = load_file(str(run_dir / VALUE_HEAD_FILE))
+    assert head["weight"].shape[0] == 1 and (run_dir / "checkpoint-8" / VALUE_HEAD_FILE).is_file()
+    resumed = train_rl(load_recipe(None, rl_overrides(peaked_model_dir, toy_file, run_dir, **settings, **{
+        "train.max_steps": 10}), method="grpo"), TOY, resume=True)
+    assert resumed["metrics"]["global_step"] == 10
+    # resumed with the checkpoint's head, not a fresh zero one: its first values are not all zero
+    first_resumed = next(h for h in resumed["log_history"] if "reward" in h and h["step"] == 9)
+    assert first_resumed["value/mean"] != 0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("error", "named"), [
+    ("CUDA error: device-side assert triggered\nCUDA kernel errors might be reported later", "device-side assert"),
+    ("probability tensor contains either `inf`, `nan` or element < 0", "hold NaN or inf"),
+])
+def test_sampling_failures_of_a_diverged_policy_are_diagnosed(error: str, named: str) -> None:
+    from types import SimpleNamespace
+
+    from ragtune.train.rl import _SamplingGuard
+
+    class Sampler:
+        def _generate_and_score_completions(self, inputs: object) -> object:
+            raise RuntimeError(error)
+
+    class Guarded(_SamplingGuard, Sampler):
+        state = SimpleNamespace(global_step=7)
+        args = SimpleNamespace(bf16=True, fp16=False, learning_rate=5e-5)
+
+    with pytest.raises(TrainingError, match=rf"diverged: .*{named}.* at step 8 .*precision bf16.*model.precision"):
+        Guarded()._generate_and_score_completions({})
+
+    class Other(Sampler):
+        def _generate_and_score_completions(self, inputs: object) -> object:
+            raise RuntimeError("CUDA out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):  # not divergence: passed on unchanged
+        type("G", (_SamplingGuard, Other), {"state": Guarded.state, "args": Guarded.args})(
+        )._generate_and_score_completions({})
+
+
+@pytest.mark.unit
+class TestPPOArithmetic:
+    def test_gae_with_lambda_one_gives_reward_to_go_minus_value(self) -> None:
+        import torch
+
+        from ragtune.train.ppo import gae, terminal_rewards
+
+        mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+        rewards = terminal_rewards(torch.tensor([2.0, -1.0]), mask)
+        assert rewards.tolist() == [[0, 0, 2.0], [0, -1.0, 0]]
+        values = torch.tensor([[0.5, 1.0, 1.5], [0.2, 0.4, 9.0]])  # 9.0 lies past the second row's end
+        advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=1.0)
+        assert torch.allclose(advantages, torch.tensor([[1.5, 1.0, 0.5], [-1.2, -1.4, 0.0]]))
+        assert torch.allclose(returns, torch.tensor([[2.0, 2.0, 2.0], [-1.0, -1.0, 0.0]]))
+
+    def test_gae_with_lambda_zero_is_the_one_step_error(self) -> None:
+        import torch
+
+        from ragtune.train.ppo import gae
+
+        mask = torch.ones(1, 3)
+        values = torch.tensor([[0.5, 1.0, 1.5]])
+        advantages, _ = gae(torch.tensor([[0.0, 0.0, 2.0]]), values, mask, gamma=0.9, lam=0.0)
+        assert torch.allclose(advantages, torch.tensor([[0.9 * 1.0 - 0.5, 0.9 * 1.5 - 1.0, 2.0 - 1.5]]))
+
+    def test_whitening_ignores_padding(self) -> None:
+        import torch
+
+        from ragtune.train.ppo import whiten
+
+        mask = torch.tensor([[1, 1, 0]])
+        out = whiten(torch.tensor([[1.0, 3.0, 100.0]]), mask)
+        assert torch.allclose(out, torch.tensor([[-1.0, 1.0, 0.0]]), atol=1e-4)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_handbook_questions_with_held_out_grades(tiny_model_dir: str, tmp_path: Path, algorithm: str) -> None:
     held = [json.loads(line) for line in (DATA / "handbook-rl-heldout.jsonl").read_text().splitlines()]
     eval_file = write_jsonl(tmp_path / "held.jsonl", held[:2] + held[-2:])
     recipe = load_recipe(None, rl_overrides(tiny_model_dir, DATA / "handbook-rl.jsonl", tmp_path / "run", **{
         "data.max_examples": 2, "data.eval_path": str(eval_file), "data.max_seq_len": 1024,
-        "train.max_steps": 1}), method="grpo")
+        "train.max_steps": 1, "rl.algorithm": algorithm}), method="grpo")
     record = train_rl(recipe, Rewards.from_section(RewardsSection()))
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()  # served with --llm-adapter
     logged = next(h for h in record["log_history"] if "reward" in h)

@@ -162,9 +162,8 @@ class RLSection(RecipeSection):
 
     algorithm: Literal["grpo", "rloo", "ppo"] = Field(
         default="grpo",
-        description="grpo = group-relative policy optimisation; rloo = REINFORCE leave-one-out. ppo is refused: "
-        "TRL 1.16 no longer ships PPOTrainer (grpo with rl.iterations > 1 is PPO's clipped objective with a group "
-        "baseline instead of a value model).",
+        description="grpo = group-relative policy optimisation; rloo = REINFORCE leave-one-out; ppo = proximal policy "
+        "optimisation with a learned value head and per-token GAE advantages (ragtune's, on TRL's GRPO trainer).",
     )
     num_generations: int = Field(
         default=4, ge=2, description="Answers sampled per question; each is judged against its group's mean."
@@ -185,6 +184,21 @@ class RLSection(RecipeSection):
     )
     scale_rewards: Literal["group", "batch", "none"] = Field(
         default="group", description="Divide advantages by the reward spread of the group, the batch, or not at all."
+    )
+    vf_coef: float = Field(default=0.1, ge=0, description="PPO: weight of the value loss beside the policy loss.")
+    value_clip: float = Field(
+        default=0.2, gt=0, description="PPO: how far a value may move from its rollout-time value per update."
+    )
+    value_learning_rate: float = Field(
+        default=1e-3, gt=0, description="PPO: learning rate of the value head (a fresh linear layer; the shared "
+        "backbone moves at train.learning_rate)."
+    )
+    gamma: float = Field(default=1.0, gt=0, le=1, description="PPO: discount per token.")
+    gae_lambda: float = Field(
+        default=1.0, ge=0, le=1,
+        description="PPO: GAE's bias/variance trade-off. 1 = each token's advantage is the answer's reward minus "
+        "the critic's value, which is a batch baseline while the fresh critic still reads ~0; below 1 leans on "
+        "the critic (0.95 is common once it is trained).",
     )
     kb: str = Field(
         default="", description="Knowledge base whose search gives the sources of questions that carry none."

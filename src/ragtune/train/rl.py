@@ -1,4 +1,4 @@
-"""Online reinforcement learning on knowledge-base questions (GRPO or RLOO through TRL) with rewards ragtune
+"""Online reinforcement learning on knowledge-base questions (GRPO, RLOO or PPO on TRL) with rewards ragtune
 verifies itself: cited claims the sources support, refusing exactly when the sources lack the answer,
 containing the reference answer, and staying short — optionally plus a reward model's score.
 
@@ -13,9 +13,8 @@ is the RAG prompt the pipeline builds, so the adapter learns on what it will be 
 (``data.eval_path`` or ``data.eval_split``) are answered greedily before and after training and graded
 (right+cited, false and correct refusals, mean reward); run.json keeps both.
 
-PPO is not offered: TRL 1.16 removed ``PPOTrainer`` and its value-head models. GRPO's loss is PPO's clipped
-surrogate with the group's mean reward as the baseline instead of a learned value model; ``rl.iterations``
-> 1 reuses each batch of samples for several clipped updates, as PPO does.
+``rl.algorithm = "ppo"`` trains a value head beside the policy and uses per-token GAE advantages instead of the
+group baseline (:mod:`ragtune.train.ppo`).
 """
 
 from __future__ import annotations
@@ -40,13 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Finds the sources of a question: (question, how many) -> source texts, best first.
 Retrieve = Callable[[str, int], list[str]]
-
-PPO_REMOVED = (
-    "rl.algorithm = 'ppo': TRL 1.16 no longer ships PPOTrainer (it was removed with its value-head models) — use "
-    "rl.algorithm = 'grpo', whose loss is PPO's clipped objective with a group baseline instead of a value model "
-    "(set rl.iterations = 2 or more for PPO-style reuse of each batch), or 'rloo'"
-)
-
 
 # ---------------------------------------------------------------------------------------------- data
 
@@ -141,8 +133,10 @@ def evaluate_policy(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], 
 # ---------------------------------------------------------------------------------------------- training
 
 
-# torch.multinomial's complaint about a distribution holding NaN, inf or negative probabilities.
+# torch.multinomial's complaint about a distribution holding NaN, inf or negative probabilities; on a CUDA GPU the
+# same check is a device-side assert (seen on an H200 with a bf16 policy: docs/training.md).
 _NOT_FINITE = re.compile(r"\b(?:nan|inf)\b", re.IGNORECASE)
+_DEVICE_ASSERT = "device-side assert"
 
 
 class _SamplingGuard:
@@ -154,15 +148,18 @@ class _SamplingGuard:
             return super()._generate_and_score_completions(inputs)  # type: ignore[misc]
         except RuntimeError as exc:
             text = str(exc)
-            if not _NOT_FINITE.search(text):
+            on_gpu = _DEVICE_ASSERT in text
+            if not (_NOT_FINITE.search(text) or on_gpu):
                 raise
             state, args = self.state, self.args  # type: ignore[attr-defined]
             precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+            what = ("sampling stopped on a CUDA device-side assert, which torch raises there for NaN or inf "
+                    "next-token probabilities" if on_gpu else "the policy's next-token probabilities hold NaN or inf")
             raise TrainingError(
-                f"training diverged: the policy's next-token probabilities hold NaN or inf at step "
-                f"{state.global_step + 1} (learning rate {args.learning_rate:.3g}, precision {precision}; {text}) — "
-                "lower train.learning_rate, use model.precision = 'fp32', and resume from the last checkpoint with "
-                "--resume"
+                f"training diverged: {what} at step {state.global_step + 1} (learning rate "
+                f"{args.learning_rate:.3g}, precision {precision}; {text.splitlines()[0] if text else ''}) — lower "
+                "train.learning_rate, use model.precision = 'fp32', and resume from the last checkpoint with --resume"
+                + (" (in a new process: the GPU is unusable after the assert)" if on_gpu else "")
             ) from exc
 
 
@@ -186,7 +183,12 @@ def _trainer_and_config(recipe: Recipe, arguments: dict[str, Any], weights: list
         return RLOOTrainer, RLOOConfig(**common)
     from trl import GRPOConfig, GRPOTrainer
 
-    return GRPOTrainer, GRPOConfig(**common, loss_type=rl.loss_type, scale_rewards=rl.scale_rewards)
+    config = GRPOConfig(**common, loss_type=rl.loss_type, scale_rewards=rl.scale_rewards)
+    if rl.algorithm == "ppo":
+        from ragtune.train.ppo import ppo_trainer_class
+
+        return ppo_trainer_class(recipe), config
+    return GRPOTrainer, config
 
 
 def check_batch(recipe: Recipe) -> None:
@@ -221,7 +223,7 @@ def train_rl(
     recipe: Recipe, rewards: Rewards | None = None, *, resume: bool = False, plan: DevicePlan | None = None,
     retrieve: Retrieve | None = None,
 ) -> dict[str, Any]:
-    """Run GRPO (or RLOO) as ``recipe`` says, rewarding answers with ``rewards`` (default: the recipe's
+    """Run GRPO (or RLOO, or PPO) as ``recipe`` says, rewarding answers with ``rewards`` (default: the recipe's
     [rewards]); returns the run record (also written to run.json, with the held-out grades before and after
     under metrics.heldout). ``retrieve`` finds the sources of questions that carry none."""
     from datasets import Dataset
@@ -230,8 +232,6 @@ def train_rl(
 
     if recipe.method != "grpo":
         raise RecipeError(f"train_rl got a '{recipe.method}' recipe — run it with 'ragtune train {recipe.method}'")
-    if recipe.rl.algorithm == "ppo":
-        raise RecipeError(PPO_REMOVED)
     check_batch(recipe)
     rewards = rewards or recipe_rewards(recipe)
     plan = plan or plan_device(recipe)
