@@ -103,7 +103,7 @@ class IngestWorker:
         s = self.settings
         # The KB's model, backend and precision (its recorded ones: see KnowledgeBase.open), so vectors match.
         self.embedder = load_embedder(s.embedder, batch_size=s.embed_batch_size, num_threads=s.num_threads or 1,
-                                      backend=s.embed_backend, precision=s.embed_precision)
+                                      backend=s.embed_backend, precision=s.embed_precision, device=s.embed_device)
         self.name = f"{os.uname().nodename}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -265,7 +265,8 @@ def _load_embedder(settings: Settings) -> Any:
     from ragtune.embed import load_embedder
 
     return load_embedder(settings.embedder, batch_size=settings.embed_batch_size, num_threads=settings.num_threads,
-                         backend=settings.embed_backend, precision=settings.embed_precision)
+                         backend=settings.embed_backend, precision=settings.embed_precision,
+                         device=settings.embed_device)
 
 
 def _merge(report: IngestReport, other: IngestReport) -> None:

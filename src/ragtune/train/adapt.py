@@ -291,7 +291,7 @@ def candidate_embedder(kb: Any, model_dir: Path, precision: str | None) -> Any:
 
     s = kb.settings
     return load_embedder(str(model_dir.resolve()), batch_size=s.embed_batch_size, num_threads=s.num_threads,
-                         backend=s.embed_backend, precision=precision or "auto")
+                         backend=s.embed_backend, precision=precision or "auto", device=s.embed_device)
 
 
 class StagedStore:
