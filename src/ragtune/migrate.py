@@ -138,8 +138,12 @@ def _copy(src: ChunkStore, dst: ChunkStore, report: MigrationReport, batch: int,
     records = src.documents()
     report.documents = len(records)
     existing = {d.id: d for d in dst.documents()}
-    # Originals before their duplicates, so a duplicate's original is there when it arrives.
-    order = sorted(records, key=lambda d: (d.status == "duplicate", d.uri))
+    # In the order the source wrote their chunks, so the copy numbers its chunks in the same relative order: ranks
+    # that tie (BM25 often does) go to the lower id in every store, and the copy ranks as the source does. Then the
+    # documents without chunks, originals before their duplicates (a duplicate's original must be there first).
+    written = getattr(src, "write_order", None)
+    position = {doc_id: i for i, doc_id in enumerate(written())} if written else {}
+    order = sorted(records, key=lambda d: (d.status == "duplicate", position.get(d.id, len(position)), d.uri))
     done = 0
     for start in range(0, len(order), batch):
         part = order[start:start + batch]

@@ -12,8 +12,9 @@ import pytest
 
 @pytest.mark.integration
 def test_models_load_without_hub_kernels(tiny_model_dir: str) -> None:
-    import ragtune  # noqa: F401  (sets the default)
     from transformers import AutoModelForCausalLM
+
+    import ragtune  # noqa: F401  (sets the default)
 
     assert os.environ["USE_HUB_KERNELS"] == "0"
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

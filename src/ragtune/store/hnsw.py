@@ -25,7 +25,11 @@ class DenseIndex:
     """Inner-product HNSW over normalised vectors, keyed by integer chunk ids.
 
     Filtered queries whose allowed set is small are answered exactly (brute force), because graph search
-    with a restrictive filter wastes most of its visits; larger allowed sets use hnswlib's filter hook.
+    with a restrictive filter wastes most of its visits; larger allowed sets use hnswlib's filter hook. An index
+    of at most ``exact_below`` vectors answers every query exactly, from a matrix kept beside the graph (as the
+    Postgres store does): at that size a matrix product costs about what a graph walk does, finds the true nearest
+    vectors, and ranks the same whatever order the graph was built in, so a copy of a knowledge base
+    (``kb migrate``) returns what the original returns. Ties go to the lower chunk id.
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class DenseIndex:
             self._index = _loaded
         self._index.set_ef(ef_search)
         self._ids: set[int] = set()
+        self._matrix: tuple[np.ndarray, np.ndarray] | None = None  # (sorted ids, their vectors) for exact search
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -75,6 +80,7 @@ class DenseIndex:
                 self._index.resize_index(max(needed, int(self._index.get_max_elements() * 1.5)))
             self._index.add_items(vectors, id_array, num_threads=self.threads)
             self._ids.update(id_array.tolist())
+            self._matrix = None
 
     def remove(self, ids: Iterable[int]) -> None:
         """Mark ids deleted; unknown ids are ignored (tombstones may name chunks this index never saw)."""
@@ -83,11 +89,14 @@ class DenseIndex:
                 if chunk_id in self._ids:
                     self._index.mark_deleted(int(chunk_id))
                     self._ids.discard(chunk_id)
+                    self._matrix = None
 
     def search(self, vector: np.ndarray, k: int, allowed: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Ids and cosine scores of the ``k`` nearest vectors, best first, restricted to ``allowed`` if given."""
         vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         with self._lock:
+            if len(self._ids) <= self.exact_below:
+                return self._exact(vector, allowed, k)
             if allowed is not None and len(allowed) <= self.exact_below:
                 return self._exact(vector, allowed & self._ids, k)
             # Large allowed sets go to the graph as they are: intersecting 200k ids with the index's
@@ -105,16 +114,34 @@ class DenseIndex:
                 return self._exact(vector, allowed & self._ids if allowed is not None else set(self._ids), k)
         return labels[0].astype(np.int64), (1.0 - distances[0]).astype(np.float32)
 
-    def _exact(self, vector: np.ndarray, allowed: set[int], k: int) -> tuple[np.ndarray, np.ndarray]:
-        if not allowed or k <= 0:
+    def _exact(self, vector: np.ndarray, allowed: set[int] | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over ``allowed`` (None = every vector), ids ascending so ties go to the lower id."""
+        if len(self._ids) <= self.exact_below:
+            ids, matrix = self._all()
+            if allowed is not None:
+                keep = np.isin(ids, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+                ids, matrix = ids[keep], matrix[keep]
+        else:
+            if not allowed:
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            ids = np.sort(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+            matrix = np.asarray(self._index.get_items(ids, return_type="numpy"), dtype=np.float32)
+        if len(ids) == 0 or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        ids = np.fromiter(allowed, dtype=np.int64, count=len(allowed))
-        matrix = np.asarray(self._index.get_items(ids, return_type="numpy"), dtype=np.float32)
         scores = matrix @ vector[0]
         k = min(k, len(ids))
         top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[np.lexsort((ids[top], -scores[top]))]
         return ids[top], scores[top].astype(np.float32)
+
+    def _all(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every live id (ascending) and its vector, read from the graph once after each change."""
+        if self._matrix is None:
+            ids = np.array(sorted(self._ids), dtype=np.int64)
+            matrix = (np.asarray(self._index.get_items(ids, return_type="numpy"), dtype=np.float32) if len(ids)
+                      else np.zeros((0, self.dim), dtype=np.float32))
+            self._matrix = (ids, matrix)
+        return self._matrix
 
     def save(self, directory: Path, meta: dict[str, Any]) -> None:
         """Write index and meta to a temporary directory, then swap it in with one rename."""

@@ -598,6 +598,11 @@ class LocalStore:
         sql = "SELECT * FROM documents" + (" WHERE status = ?" if status else "") + " ORDER BY uri"
         return [_record(r) for r in self._conn.execute(sql, (status,) if status else ())]
 
+    def write_order(self) -> list[str]:
+        """Ids of the documents that have chunks, in the order their chunks were written (chunk ids ascending)."""
+        rows = self._conn.execute("SELECT document_id FROM chunks GROUP BY document_id ORDER BY min(id)")
+        return [r[0] for r in rows]
+
     def count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
 

@@ -469,6 +469,12 @@ class PostgresStore:
                                         " ORDER BY uri COLLATE \"C\""), (status,) if status else ()).fetchall()
         return [_record(r) for r in rows]
 
+    def write_order(self) -> list[str]:
+        """Ids of the documents that have chunks, in the order their chunks were written (chunk ids ascending)."""
+        with self._read() as conn:
+            rows = conn.execute(self._q("SELECT document_id FROM {s}.chunks GROUP BY document_id ORDER BY min(id)"))
+            return [r[0] for r in rows.fetchall()]
+
     def count(self) -> int:
         with self._read() as conn:
             return int(_row(conn, self._q("SELECT count(*) FROM {s}.chunks"))[0])

@@ -103,3 +103,38 @@ def test_the_cli_copies_a_kb_to_milvus(tmp_path: Path, source: Path, milvus_url:
                               "postgres://nowhere:1/x", "--out", str(source), "--json"], env=env, capture_output=True,
                              text=True, timeout=300)
     assert refused.returncode == 1 and "folder of its own" in json.loads(refused.stdout)["error"]
+
+
+@pytest.mark.integration
+def test_a_copy_ranks_ties_and_near_neighbours_as_the_source_does(tmp_path: Path, embedder, postgres_url: str) -> None:
+    """Written out of URI order, with BM25 ties: the copies number chunks in the source's order, so a tie goes to
+    the same chunk in every copy, and dense search below exact_search_below is exact, so the copy's graph (built
+    in another order) cannot change a rank."""
+    kb_dir, docs = tmp_path / "kb", tmp_path / "docs"
+    docs.mkdir()
+    notes = {f"{name}.md": f"# Shift notes {name}\n\nThe night shift checks the boiler pressure gauge.\n"
+             for name in ("zulu", "mike", "alpha", "kilo")}
+    with KnowledgeBase.open(kb_dir, create=True, embedder=embedder) as kb:
+        for name, text in notes.items():  # one ingest each, in reverse alphabetical order
+            (docs / name).write_text(text)
+            assert kb.ingest(docs / name).ok
+        (docs / "mike.md").write_text(notes["mike.md"] + "\nAlso the backup generator.\n")
+        assert kb.ingest(docs / "mike.md").ok  # a new version: its chunks are written last
+        order = kb.store.write_order()
+    assert len(order) == 4
+    before = snapshot(kb_dir)
+    ties = [h.meta.source for h in KnowledgeBase.open(kb_dir).search("boiler pressure gauge night shift", k=4,
+                                                                      mode="sparse")]
+    assert [Path(s).stem for s in ties] != sorted(Path(s).stem for s in ties)  # not URI order: the test can fail
+    pg = migrate(kb_dir, postgres_url, out=tmp_path / "kb-pg", name="ties")
+    assert pg.ok, pg.problems
+    back = migrate(tmp_path / "kb-pg", "local", out=tmp_path / "kb-back")
+    assert back.ok, back.problems
+    with KnowledgeBase.open(tmp_path / "kb-pg") as there:
+        assert there.store.write_order() == order
+    same(before, snapshot(tmp_path / "kb-back"))
+    with KnowledgeBase.open(kb_dir) as a, KnowledgeBase.open(tmp_path / "kb-back") as b:
+        for mode in ("sparse", "dense", "hybrid"):
+            query = "boiler pressure gauge night shift"
+            assert [h.chunk_id for h in a.search(query, 4, mode=mode)] == [h.chunk_id for h in b.search(query, 4,
+                                                                                                        mode=mode)]
