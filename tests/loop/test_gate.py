@@ -139,3 +139,20 @@ def test_the_gates_interval_is_scipys_paired_bootstrap(trial: int) -> None:
     assert result.target["low"] == pytest.approx(reference.confidence_interval.low, abs=1e-6)
     assert result.target["high"] == pytest.approx(reference.confidence_interval.high, abs=1e-6)
     assert result.promote == (reference.confidence_interval.low > 0)
+
+
+@pytest.mark.parametrize(("target", "guards_ok", "kept"), [
+    ({"metric": "ndcg@10", "measured": True, "low": -0.01, "high": 0.04}, True, True),     # not yet reliable
+    ({"metric": "ndcg@10", "measured": True, "low": 0.0, "high": 0.0}, True, True),        # changed nothing yet
+    ({"metric": "ndcg@10", "measured": True, "low": -0.09, "high": -0.02}, True, False),   # reliably worse
+    ({"metric": "ndcg@10", "measured": True, "low": -0.01, "high": 0.04}, False, False),   # broke a guard
+    ({"metric": "false_refusal_rate", "measured": True, "low": -0.03, "high": 0.01}, True, True),  # lower is better
+    ({"metric": "false_refusal_rate", "measured": True, "low": 0.01, "high": 0.05}, True, False),
+    ({"metric": "ndcg@10", "measured": False}, True, False),                               # nothing measured
+])
+def test_only_an_inconclusive_rejection_keeps_its_feedback(target: dict, guards_ok: bool, kept: bool) -> None:
+    from ragtune.loop.runner import inconclusive
+
+    verdict = {"promote": False, "reasons": [], "target": target,
+               "guards": [{"metric": "latency_p95", "ok": True}, {"metric": "faithfulness", "ok": guards_ok}]}
+    assert inconclusive(verdict) is kept

@@ -20,6 +20,7 @@ from ragtune.evaluate.samples import file_sha256
 from ragtune.kb import KnowledgeBase
 from ragtune.loop import init_loop, loop_history, loop_status, rollback, run_loop
 from ragtune.loop.hygiene import normalise_question
+from ragtune.loop.runner import inconclusive
 from ragtune.loop.workspace import Workspace
 
 EMBEDDER_RECIPE = """
@@ -68,8 +69,12 @@ def test_init_freezes_the_eval_set_and_records_what_serves(handbook_kb: Path, em
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_a_run_turns_new_feedback_into_a_recorded_decision_and_rollback_is_atomic(handbook_kb: Path, embedder) -> None:
-    recipe = write_recipe(handbook_kb.parent / "loop.toml", EMBEDDER_RECIPE)
+@pytest.mark.parametrize("carry", [True, False])
+def test_a_run_turns_new_feedback_into_a_recorded_decision_and_rollback_is_atomic(handbook_kb: Path, embedder,
+                                                                                   carry: bool) -> None:
+    text = EMBEDDER_RECIPE if carry else EMBEDDER_RECIPE.replace("[measure]", "[data]\ncarry_inconclusive = false\n"
+                                                                            "[measure]")
+    recipe = write_recipe(handbook_kb.parent / "loop.toml", text)
     with KnowledgeBase.open(handbook_kb, embedder=embedder) as kb:
         init_loop(kb, recipe)
         run = run_loop(kb)
@@ -105,17 +110,23 @@ def test_a_run_turns_new_feedback_into_a_recorded_decision_and_rollback_is_atomi
         assert kb.settings.embedder == expected and kb.store.reembed_pending() is None
         assert loop_status(kb)["stages"]["embedder"]["champion"] == ("v001" if stage["outcome"] == "promoted"
                                                                      else "v000")
-        # The next run takes only new feedback: none yet.
-        again = run_loop(kb)
-        assert again["phases"]["embedder"]["outcome"] == "waiting"
-        through = ws.state()["stages"]["embedder"]["feedback_through"]
-        assert through == stage["feedback"]["through"]
+        first_ids = {i for a, b in stage["feedback"]["ids"] for i in range(a, b + 1)}
+        through = ws.state()["stages"].get("embedder", {}).get("feedback_through", 0)
+        kept = decision.get("feedback_kept", False)
+        assert kept == (carry and stage["outcome"] == "rejected" and inconclusive(stage["verdict"]))
+        if kept:  # "not yet": its feedback waits for more
+            assert through < min(first_ids) and "data.carry_inconclusive" in decision["why"][-1]
+        else:  # decided: the next run takes only new feedback, none yet
+            again = run_loop(kb)
+            assert again["phases"]["embedder"]["outcome"] == "waiting"
+            assert through == stage["feedback"]["through"]
         add_feedback(kb, "n", ["What is the refund policy for enterprise plans?", "How do I request a refund?",
                                "Who is the finance director?", "How long is sick leave?", "What is in onboarding?",
                                "What is the per diem for travel?", PII_QUESTION + " thanks"])
         third = run_loop(kb, stages=["embedder"])
-        ids = [i for first, last in third["phases"]["embedder"]["feedback"]["ids"] for i in range(first, last + 1)]
-        assert ids and min(ids) > through
+        ids = {i for first, last in third["phases"]["embedder"]["feedback"]["ids"] for i in range(first, last + 1)}
+        assert ids and min(ids - first_ids) > stage["feedback"]["through"]
+        assert (first_ids <= ids) == kept  # kept feedback trains again, beside the new
 
         # Rollback: make the other version serve, through the atomic re-embed, and back.
         target = "v001" if stage["outcome"] == "rejected" else "v000"

@@ -155,6 +155,11 @@ class DataSection(RecipeSection):
     pii: bool = Field(default=True, description="Redact personal data (guard/pii.py: e-mail, phone, IBAN, card, "
                       "Chinese and EU ID numbers, addresses) in every row before it is written.")
     pii_kinds: list[str] = Field(default_factory=list, description="Only these kinds ([] = all).")
+    carry_inconclusive: bool = Field(
+        default=True, description="A challenger rejected only because its gain is not yet reliable (the target's CI "
+        "not wholly below zero, no guard broken) leaves its feedback for the next run, which trains on it with what "
+        "arrives since, so small batches add up; a challenger that was worse (CI entirely below zero) or broke a "
+        "guard uses its feedback up. false = every decided run uses its feedback up.")
     near_duplicate: float = Field(default=0.9, gt=0, le=1, description="Similarity (0-1, edit-distance ratio of the "
                                   "normalised questions) at which a training question counts as an eval question "
                                   "(leakage) or as a repeat.")
