@@ -58,3 +58,18 @@ def test_ties_go_to_the_lower_id_and_filters_and_deletions_hold() -> None:
     assert index.search(base, 3)[0].tolist()[:2] == [7, 40]
     index.add([200], base[None, :])
     assert index.search(base, 3)[0].tolist() == [7, 40, 200]
+
+
+def test_the_exact_matrix_follows_adds_and_removals_without_rereading_the_graph() -> None:
+    vecs = vectors(600, seed=5)
+    index = built(np.arange(0, 1200, 2)[:300], vecs[:300], np.arange(300))
+    index.search(vecs[0], 5)  # builds the matrix
+    index.add([1, 3, 5000], vecs[300:303])  # ids below and above the existing ones
+    index.remove([0, 2, 4])
+    reread = DenseIndex(16, m=4, ef_construction=8, ef_search=8)
+    live = {i: v for i, v in zip(np.arange(0, 1200, 2)[:300].tolist() + [1, 3, 5000], vecs[:303], strict=True)
+            if i not in (0, 2, 4)}
+    reread.add(list(live), np.stack(list(live.values())))
+    for query in vectors(20, seed=6):
+        assert index.search(query, 10)[0].tolist() == reread.search(query, 10)[0].tolist()
+    assert index._matrix is not None and index._matrix[0].tolist() == sorted(live)
