@@ -5,8 +5,10 @@ decision.
 
 The KB is the handbook examples plus 400 SciFact abstracts (so encoding takes long enough to be interrupted),
 rated by a scripted user; the embedder stage trains for two epochs. Promotion is made long by documents
-ingested while the run measures (a user keeps adding files): the swap must first encode their chunks. When the
-gate rejects instead, promotion is interrupted the other way it happens, a rollback's re-encode.
+ingested while the run measures (a user keeps adding files): the swap must first encode their chunks. The
+promotion scenario's gate has a non-inferiority margin (`min_gain = -1`), so its challenger is promoted whatever it
+measures and the kill lands in a real promotion. A rollback's re-encode, the other way a version comes to serve,
+is killed too.
 
     flock /tmp/ragtune-heavy.lock nice -n 5 .venv/bin/python bench/loop_crash.py
 """
@@ -69,6 +71,8 @@ enabled = false
 resamples = 2000
 rss_questions = 2
 """
+#: The promotion scenario's gate: a non-inferiority margin of 100 points, so its run reaches a promotion to kill.
+PROMOTING_RECIPE = RECIPE.replace('target = "ndcg@10"\n', 'target = "ndcg@10"\nmin_gain = -1.0\n')
 
 
 def rate_all(kb: KnowledgeBase, tag: str, questions: list[str]) -> None:
@@ -183,8 +187,11 @@ class Bench:
                 "seconds": round(time.perf_counter() - started, 1), "after": snapshot(kb_path)["verify"]["ok"]}
 
     def kill_in_run(self, name: str, when: Callable[[Path], bool], label: str,
-                    during: Callable[[Path], None] | None = None, delay: float = 0.0) -> dict[str, Any]:
+                    during: Callable[[Path], None] | None = None, delay: float = 0.0,
+                    recipe: str | None = None) -> dict[str, Any]:
         kb_path = self.fresh(name)
+        if recipe is not None:  # this scenario's gate (the loop reads its kept recipe at every run)
+            (kb_path / "loop" / "recipe.toml").write_text(recipe)
         before = snapshot(kb_path)
         process = command(kb_path, "run")
         if during is not None:
@@ -248,10 +255,13 @@ class Bench:
             "reembedding": self.kill_in_run(
                 "reembedding", lambda p: phase(p) == "prepare" and 0 < staged(p)[0] < staged(p)[1] * 0.7,
                 "re-embedding"),
+            # A non-inferiority margin of 100 points: the challenger passes the gate whatever it measures, so
+            # this run does reach the promotion it is killed in (the guards still apply).
             "promotion": self.kill_in_run("promotion", lambda p: phase(p) == "promote", "promotion",
-                                          during=self.add_documents, delay=1.0),
+                                          during=self.add_documents, delay=1.0, recipe=PROMOTING_RECIPE),
         }
         results["promotion_by_rollback"] = self.kill_in_rollback()
+        results["promotion"]["recipe"] = PROMOTING_RECIPE
         write_json(self.args.out, {
             "what": "SIGKILL of 'ragtune loop run' during training, re-embedding and promotion (and of 'ragtune loop "
                     "rollback' mid re-encode); handbook + 400 SciFact abstracts, embedder stage",

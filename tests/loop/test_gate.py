@@ -116,6 +116,19 @@ def test_min_gain_raises_the_bar() -> None:
                        gate=GateSection(target="ndcg@10", guards={}, min_gain=0.1)).promote
 
 
+def test_a_negative_min_gain_is_a_non_inferiority_margin() -> None:
+    base = [0.2, 0.4, 0.6, 0.8] * 10
+    slightly_worse = [x - 0.005 for x in base]
+    much_worse = [x - 0.05 for x in base]
+    margin = GateSection(target="ndcg@10", guards={}, min_gain=-0.01)
+    assert not verdict({"ndcg@10": base}, {"ndcg@10": slightly_worse}).promote
+    accepted = verdict({"ndcg@10": base}, {"ndcg@10": slightly_worse}, gate=margin)
+    assert accepted.promote and accepted.reasons[0].endswith("above -0.0100 (non-inferiority margin)")
+    assert not verdict({"ndcg@10": base}, {"ndcg@10": much_worse}, gate=margin).promote
+    with pytest.raises(ValueError, match="min_gain"):
+        GateSection(min_gain=-2)
+
+
 def test_same_measurements_and_seed_give_the_same_verdict() -> None:
     rng = np.random.default_rng(9)
     base = rng.random(50)

@@ -72,8 +72,10 @@ def decide(gate: GateSection, comparison: Mapping[str, Any], system: Mapping[str
                   "confidence": confidence, "min_gain": gate.min_gain}
         interval = f"{confidence:.0%} CI {_signed(found['low'])} … {_signed(found['high'])}"
         if improved:
+            margin = "zero" if not gate.min_gain else _signed(-gate.min_gain if lower else gate.min_gain)
             reasons.append(f"{name} {_signed(found['difference'])} ({interval}, n={found['n']}): "
-                           f"{'below' if lower else 'above'} {'zero' if not gate.min_gain else gate.min_gain}")
+                           f"{'below' if lower else 'above'} {margin}"
+                           + (" (non-inferiority margin)" if gate.min_gain < 0 else ""))
         else:
             reasons.append(f"{name} {_signed(found['difference'])} ({interval}, n={found['n']}): not reliably "
                            f"{'lower' if lower else 'higher'} than the champion's")

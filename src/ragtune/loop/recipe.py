@@ -50,7 +50,11 @@ class GateSection(RecipeSection):
 
     target: str = Field(default="ndcg@10", description="The metric that must improve: the lower bound of the paired "
                         "bootstrap CI of (challenger - champion) over the eval set must be above zero.")
-    min_gain: float = Field(default=0.0, ge=0, description="The CI's lower bound must also exceed this (points).")
+    min_gain: float = Field(
+        default=0.0, ge=-1, le=1,
+        description="The CI's lower bound must also exceed this (points). Negative = a non-inferiority margin: a "
+        "challenger passes when it is reliably no worse than that (e.g. -0.01 to adopt a smaller or faster model "
+        "that loses at most a point); the guards still apply.")
     guards: dict[str, float] = Field(
         default_factory=default_guards, description="Metric = tolerance: answer and retrieval metrics may not drop "
         "by more than tolerance points (0.01 = one point); latency_p95 and peak_rss may not rise by more than "
