@@ -5,7 +5,8 @@ decision.
 
 The KB is the handbook examples plus 400 SciFact abstracts (so encoding takes long enough to be interrupted),
 rated by a scripted user; the embedder stage trains for two epochs. Promotion is made long by documents
-ingested while the run measures (a user keeps adding files): the swap must first encode their chunks. The
+ingested while the run is held just before it measures (a user keeps adding files): the swap must first encode
+their chunks. The
 promotion scenario's gate has a non-inferiority margin (`min_gain = -1`), so its challenger is promoted whatever it
 measures and the kill lands in a real promotion. A rollback's re-encode, the other way a version comes to serve,
 is killed too.
@@ -195,8 +196,15 @@ class Bench:
         before = snapshot(kb_path)
         process = command(kb_path, "run")
         if during is not None:
+            # The run is stopped while the documents go in (SIGSTOP/SIGCONT), so they are there before it
+            # promotes and the promotion must encode their chunks: long enough to be killed in, every time.
             wait_for(lambda: phase(kb_path) in ("measure", "decide", "promote", "reject"), process)
-            during(kb_path)
+            os.kill(process.pid, signal.SIGSTOP)
+            try:
+                during(kb_path)
+                before = snapshot(kb_path)  # what the champion answers with the new documents in
+            finally:
+                os.kill(process.pid, signal.SIGCONT)
         reached = wait_for(lambda: when(kb_path), process)
         if not reached:
             out, err = process.communicate()
