@@ -21,8 +21,22 @@ def main(argv: list[str] | None = None) -> None:
                 served.ask(question)
             else:
                 served.retrieve(question, 20)
-    # ru_maxrss is in kilobytes on Linux.
-    print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory, in MB. Linux's ru_maxrss survives exec: a probe started by a large
+    process (the loop after training: 16 GB) would report its parent's size, the same for every system, so the
+    memory guard compared nothing. /proc/self/status's VmHWM belongs to this program's memory alone."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, kilobytes elsewhere
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, 1)
 
 
 if __name__ == "__main__":
