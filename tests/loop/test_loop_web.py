@@ -30,6 +30,8 @@ min_examples = 3
 [demonstrations.gate]
 target = "answer_correctness"
 guards = { refusal_accuracy = 0.01, citation_precision = 0.01, faithfulness = 0.01, latency_p95 = 3.0 }
+[data]
+carry_inconclusive = false   # a rejected first run uses its feedback up, so the page's run finds none (waiting)
 [measure]
 resamples = 1000
 latency_questions = 3
