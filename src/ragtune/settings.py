@@ -16,6 +16,10 @@ from pydantic_settings import (
 
 from ragtune.errors import ConfigError
 
+#: ``embed_device`` values: 'auto' (a CUDA GPU when torch sees one and the precision allows it, else the CPU),
+#: 'cpu', 'cuda' or 'cuda:N' (checked here and by ``embed.load_embedder``).
+EMBED_DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+
 CONFIG_FILE = "ragtune.toml"
 DEFAULT_KB = "ragtune_kb"
 #: The settings ``ragtune loop`` promotes (reranker, LLM adapter, demonstrations, refusal threshold), inside the KB
@@ -45,7 +49,7 @@ class Settings(BaseSettings):
         "the model cache), 'torch', or 'auto' = onnx for local model directories, torch for hub ids."
     )
     embed_device: str = Field(
-        "auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        "auto", pattern=EMBED_DEVICE_PATTERN,
         description="Where sentence-transformers embedders run: 'cpu', 'cuda' / 'cuda:N' (torch, fp16 weights, the "
         "same normalised vectors to within rounding), or 'auto' = a CUDA GPU when torch sees one and the precision "
         "is not int8, else the CPU.",

@@ -164,7 +164,7 @@ def test_the_gates_interval_is_scipys_paired_bootstrap(trial: int) -> None:
     ({"metric": "ndcg@10", "measured": False}, True, False),                               # nothing measured
 ])
 def test_only_an_inconclusive_rejection_keeps_its_feedback(target: dict, guards_ok: bool, kept: bool) -> None:
-    from ragtune.loop.runner import inconclusive
+    from ragtune.loop.gate import inconclusive
 
     verdict = {"promote": False, "reasons": [], "target": target,
                "guards": [{"metric": "latency_p95", "ok": True}, {"metric": "faithfulness", "ok": guards_ok}]}

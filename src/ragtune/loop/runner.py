@@ -26,9 +26,9 @@ from ragtune.feedback import FeedbackRecord, FeedbackStore
 from ragtune.jsonl import read_jsonl, write_jsonl
 from ragtune.loop import datasets
 from ragtune.loop.evaluation import measure
-from ragtune.loop.gate import decide
+from ragtune.loop.gate import decide, inconclusive
 from ragtune.loop.hygiene import HygieneReport, LeakageGuard, Redactor, clean_rows
-from ragtune.loop.recipe import LOWER_IS_BETTER, STAGES, LoopRecipe, load_loop_recipe
+from ragtune.loop.recipe import STAGES, LoopRecipe, load_loop_recipe
 from ragtune.loop.stages import STAGE_RUNNERS, Stage, StageRun
 from ragtune.loop.workspace import Workspace, atomic_write, atomic_write_json, now, read_json
 
@@ -386,17 +386,6 @@ def _record_phase(work: StageRun, stage: Stage, run: dict[str, Any], record: dic
         current = state["stages"].setdefault(stage.name, {"feedback_through": 0})
         current["feedback_through"] = max(int(current.get("feedback_through", 0)), int(through))
         ws.save_state(state)
-
-
-def inconclusive(verdict: dict[str, Any]) -> bool:
-    """Whether a rejection says only "not yet": the target was measured, its interval does not lie wholly on the
-    side of a loss (a batch too small to change anything, CI 0 … 0, is "not yet" too), and every guard held. A
-    challenger reliably worse, or one that broke a guard, is not."""
-    target = verdict.get("target") or {}
-    if not target.get("measured"):
-        return False
-    could_gain = target["low"] <= 0 if target["metric"] in LOWER_IS_BETTER else target["high"] >= 0
-    return bool(could_gain) and all(g.get("ok", True) for g in verdict.get("guards", []))
 
 
 # ---------------------------------------------------------------------------------------------- reading

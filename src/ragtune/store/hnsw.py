@@ -99,10 +99,8 @@ class DenseIndex:
         """Ids and cosine scores of the ``k`` nearest vectors, best first, restricted to ``allowed`` if given."""
         vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         with self._lock:
-            if len(self._ids) <= self.exact_below:
+            if len(self._ids) <= self.exact_below or (allowed is not None and len(allowed) <= self.exact_below):
                 return self._exact(vector, allowed, k)
-            if allowed is not None and len(allowed) <= self.exact_below:
-                return self._exact(vector, allowed & self._ids, k)
             # Large allowed sets go to the graph as they are: intersecting 200k ids with the index's
             # 1M on every query cost more than the search, and the graph only returns indexed ids.
             live = len(allowed) if allowed is not None else len(self._ids)
@@ -115,20 +113,22 @@ class DenseIndex:
                 labels, distances = self._index.knn_query(vector, k=k, filter=filter_fn, num_threads=1)
             except RuntimeError:
                 # hnswlib cannot always fill k results after many deletions; exact search always can.
-                return self._exact(vector, allowed & self._ids if allowed is not None else set(self._ids), k)
+                return self._exact(vector, allowed, k)
         return labels[0].astype(np.int64), (1.0 - distances[0]).astype(np.float32)
 
     def _exact(self, vector: np.ndarray, allowed: set[int] | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Brute force over ``allowed`` (None = every vector), ids ascending so ties go to the lower id."""
+        """Brute force over the live ids in ``allowed`` (None = every vector), ids ascending so ties go to the lower
+        id: from the kept matrix in a small index, else reading just those vectors from the graph."""
         if len(self._ids) <= self.exact_below:
             ids, matrix = self._all()
             if allowed is not None:
                 keep = np.isin(ids, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
                 ids, matrix = ids[keep], matrix[keep]
         else:
-            if not allowed:
+            live = self._ids if allowed is None else allowed & self._ids
+            if not live:
                 return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-            ids = np.sort(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+            ids = np.sort(np.fromiter(live, dtype=np.int64, count=len(live)))
             matrix = np.asarray(self._index.get_items(ids, return_type="numpy"), dtype=np.float32)
         if len(ids) == 0 or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)

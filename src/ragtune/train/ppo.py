@@ -140,10 +140,10 @@ def ppo_trainer_class(recipe: Recipe) -> type:
             with torch.no_grad():
                 values = []
                 size = self.args.per_device_train_batch_size
+                decoder = backbone(self.model)
                 for part in range(0, ids.size(0), size):
                     with self.accelerator.autocast():
-                        hidden = backbone(self.model)(input_ids=ids[part:part + size],
-                                                      attention_mask=attention[part:part + size])[0]
+                        hidden = decoder(input_ids=ids[part:part + size], attention_mask=attention[part:part + size])[0]
                     values.append(self._values(hidden, tokens))
                 old_values = torch.cat(values) * mask
             advantages, returns = gae(terminal_rewards(rewards, mask), old_values, mask, gamma=rl.gamma,
