@@ -5,10 +5,11 @@ choice, ``data.eval`` of the recipe), 20 % held out (reported, never trained on 
 Variants differ only in their negatives: ``mined`` (hard negatives from ragtune's hybrid retriever, ranks
 1-30, margin filter 0.95), ``inbatch`` (the same pairs, in-batch negatives only), ``generated`` (LLM-written
 negatives from ``ragtune data gen-negatives``; pairs without a usable one train in-batch only),
-``mined+generated`` (a query's generated negative where there is one, its mined one otherwise), and
-``synthetic`` uses no labels at all: LLM-written questions for a random sample of corpus chunks (``ragtune
-data synth-queries``), mined negatives, a fixed number of epochs (nothing labelled to choose a checkpoint
-with). Each step skips what already exists, so it resumes:
+``mined+generated`` (a query's generated negative where there is one, its mined one otherwise), ``distilled``
+(the mined triplets labelled by a trained cross-encoder, ``--teacher``: MarginMSE, so the reranker's ordering
+costs nothing at query time), and ``synthetic`` uses no labels at all: LLM-written questions for a random
+sample of corpus chunks (``ragtune data synth-queries``), mined negatives, a fixed number of epochs (nothing
+labelled to choose a checkpoint with). Each step skips what already exists, so it resumes:
 
     # 1. splits, mined train/dev triplets, pairs (CPU; needs a KB of the corpus, built if missing)
     .venv/bin/python bench/train_embedder.py prepare --kb /tmp/evals/scifact_256
@@ -18,6 +19,8 @@ with). Each step skips what already exists, so it resumes:
     .venv/bin/python bench/train_embedder.py synth --kb /tmp/evals/scifact_256 --sample 150
     # 2. train a variant with the shipped recipe's defaults (overrides: --set section.field=value)
     .venv/bin/python bench/train_embedder.py train --variant mined --set train.epochs=2
+    # 2b. distil a cross-encoder trained by bench/train_reranker.py (same split) into the embedder
+    .venv/bin/python bench/train_embedder.py train --variant distilled --teacher runs/reranker-scifact/lr5e-05
     # 3. copy the KB, `reembed` the copy with the tuned model, evaluate dense and hybrid on the held-out queries
     .venv/bin/python bench/train_embedder.py evaluate --variant mined --kb /tmp/evals/scifact_256
     # 4. one table of every variant evaluated so far -> bench/results/train_embedder.json
@@ -46,7 +49,7 @@ from _common import (  # noqa: E402
     write_json,
 )
 
-VARIANTS = ("mined", "inbatch", "generated", "mined+generated", "synthetic")
+VARIANTS = ("mined", "inbatch", "generated", "mined+generated", "distilled", "synthetic")
 NEGATIVES = 4
 RANK_WINDOW = (1, 30)
 MARGIN = 0.95
@@ -129,7 +132,11 @@ def train(args: argparse.Namespace) -> None:
         # No labels, so no dev qrels: a fixed number of epochs and the last model. (Held-out synthetic
         # questions pass the round trip by construction, score nDCG@10 = 1.0 throughout and cannot choose.)
         "synthetic": [f"data.triplets=['{args.out / 'synthetic.jsonl'}']", "data.eval_split=0"],
+        "distilled": [f"data.triplets=['{args.out / 'triplets.jsonl'}']", "loss.kind=margin_mse",
+                      f"loss.teacher='{(args.teacher or Path()).resolve()}'"],
     }[args.variant]
+    if args.variant == "distilled" and not args.teacher:
+        sys.exit("--variant distilled needs --teacher DIR (a cross-encoder from bench/train_reranker.py)")
     dev = [] if args.variant == "synthetic" else [f"data.eval=['{args.out / 'dev.jsonl'}']"]
     overrides = [*data, *dev, f"output.dir='{args.out / (args.name or args.variant)}'",
                  *([f"train.num_threads={args.threads}"] if args.threads else []), *args.set]
@@ -210,6 +217,7 @@ def main() -> None:
     steps["synth"].add_argument("--sample", type=int, default=150, help="corpus chunks to write questions for")
     steps["train"].add_argument("--variant", choices=VARIANTS, required=True)
     steps["train"].add_argument("--threads", type=int, default=None)
+    steps["train"].add_argument("--teacher", type=Path, default=None, help="distilled: the cross-encoder to distil")
     steps["train"].add_argument("--set", action="append", default=[], help="recipe override, section.field=value")
     steps["evaluate"].add_argument("--variant", choices=("base", *VARIANTS), required=True)
     for name in ("train", "evaluate"):

@@ -108,6 +108,61 @@ class TestExamples:
         with pytest.raises(RecipeError, match="triplet"):
             train_embedder(recipe)
 
+    def test_margin_mse_needs_negatives_and_a_cross_encoder_teacher(self, tmp_path: Path) -> None:
+        from ragtune.train.embedder import train_embedder
+
+        pairs, triplets = tmp_path / "p.jsonl", tmp_path / "t.jsonl"
+        write_jsonl(pairs, [{"query": f"q{i}", "positive": f"P{i}"} for i in range(5)])
+        write_jsonl(triplets, [{"query": f"q{i}", "positive": f"P{i}", "negatives": ["N"]} for i in range(5)])
+        common = ["loss.kind=margin_mse", "data.eval_split=0", f"output.dir='{tmp_path / 'run'}'"]
+        with pytest.raises(RecipeError, match="'margin_mse' needs a negative for every query"):
+            train_embedder(load_embedder_recipe(None, [*common, f"data.pairs=['{pairs}']"]))
+        with pytest.raises(ConfigError, match="needs loss.teacher — a cross-encoder directory"):
+            train_embedder(load_embedder_recipe(None, [*common, f"data.triplets=['{triplets}']"]))
+        with pytest.raises(ConfigError, match="is not a cross-encoder directory .no config.json."):
+            train_embedder(load_embedder_recipe(None, [*common, f"data.triplets=['{triplets}']",
+                                                       f"loss.teacher='{tmp_path}'"]))
+        assert not (tmp_path / "run").exists()  # refused before anything was written
+
+    def test_teacher_scores_are_cached_per_teacher_and_resume_after_a_cut_line(self, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+        import sentence_transformers
+
+        from ragtune.train import distill
+
+        teacher = tmp_path / "teacher"
+        teacher.mkdir()
+        (teacher / "config.json").write_text("{}")
+        calls: list[list[tuple[str, str]]] = []
+
+        class Scorer:  # stands in for the CrossEncoder: the cache logic is what is tested here
+            num_labels = 1
+
+            def __init__(self, *args, **kwargs) -> None:
+                pass
+
+            def predict(self, pairs, **kwargs):
+                calls.append(list(pairs))
+                return np.array([len(q) - len(p) for q, p in pairs], dtype=np.float32)
+
+        monkeypatch.setattr(sentence_transformers, "CrossEncoder", Scorer)
+        cache = tmp_path / "run" / distill.TEACHER_SCORES
+        pairs = [("query one", "a"), ("query one", "bbb"), ("q2", "cc"), ("query one", "a")]
+        scores, scored = distill.teacher_scores(str(teacher), pairs, cache, batch_size=2)
+        assert scored == 3 and [len(c) for c in calls] == [2, 1]
+        assert scores[distill._key("query one", "bbb")] == 6.0
+        lines = cache.read_text().splitlines()
+        cache.write_text("\n".join(lines[:2]) + "\n" + lines[2][:10])  # killed while writing the last line
+        again, scored = distill.teacher_scores(str(teacher), pairs, cache, batch_size=2)
+        assert scored == 1 and again == scores and calls[-1] == [("q2", "cc")]
+        assert distill.teacher_scores(str(teacher), pairs, cache)[1] == 0  # the rescored row was kept whole
+        (teacher / "config.json").write_text('{"retrained": true}')  # another teacher in the same place
+        _, scored = distill.teacher_scores(str(teacher), pairs, cache, batch_size=2)
+        assert scored == 3
+        rows = {"anchor": ["query one"], "positive": ["a"], "negative": ["bbb"]}
+        labels = distill.margin_labels(rows, str(teacher), tmp_path / "run", None, scale=0.5)
+        assert labels.labels == [0.5 * (8.0 - 6.0)] and labels.scored == 0
+
 
 def _heldout_mrr(encode_queries, encode_documents) -> float:
     ids = list(FIXTURE["passages"])

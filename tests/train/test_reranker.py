@@ -184,6 +184,65 @@ class TestTraining:
         # Scores are what sentence-transformers' predict returns (its activation applied).
         assert np.all((reference > 0) & (reference < 1))
 
+    def test_margin_mse_moves_the_cross_encoders_ranking_into_the_embedder(
+        self, kb: KnowledgeBase, trained: Path, tmp_path: Path
+    ) -> None:
+        from scipy.stats import spearmanr
+
+        from ragtune.embed import load_embedder
+        from ragtune.retrieve.rerank import CrossEncoderReranker
+        from ragtune.train.distill import TEACHER_SCORES, margin_labels
+        from ragtune.train.embedder import load_embedder_recipe, train_embedder
+
+        triplets = mine_hard_negatives(kb, [_pair(q, p) for q, p in FIXTURE["train"]], n_negatives=3,
+                                       rank_window=(1, 10))
+        data = tmp_path / "triplets.jsonl"
+        write_jsonl(data, [t.to_dict() for t in triplets])
+        out = tmp_path / "student"
+        recipe = load_embedder_recipe(None, [
+            "loss.kind=margin_mse", f"loss.teacher='{trained}'", "loss.teacher_max_length=64", "data.negatives=3",
+            f"data.triplets=['{data}']", "data.eval_split=0", "train.epochs=6", "train.learning_rate=1e-4",
+            "train.batch_size=16", "model.max_seq_length=64", f"output.dir='{out}'", "output.report_to=[]"])
+        run = train_embedder(recipe)
+        pairs = len({(t.query, text) for t in triplets for text in (t.positive, *t.negatives[:3])})
+        assert run["data"]["teacher_pairs"] == pairs and run["data"]["teacher_scored_now"] == pairs
+        assert 0 < run["data"]["teacher_scale"] < 1  # logits span more than cosines: fitted down
+        assert len((out / TEACHER_SCORES).read_text().splitlines()) == pairs
+
+        teacher = CrossEncoderReranker(trained, max_length=64, backend="torch")
+        base = load_embedder("all-MiniLM-L6-v2", backend="torch")
+        student = load_embedder(str(out), backend="torch")
+
+        def margins(model) -> tuple[list[float], list[float]]:
+            """(model's, teacher's) score margin of each training row: positive minus negative."""
+            own, theirs = [], []
+            for t in triplets:
+                for negative in t.negatives[:3]:
+                    vectors = model.encode_documents([t.positive, negative]) @ model.encode_queries([t.query])[0]
+                    scores = teacher.score(t.query, [t.positive, negative])
+                    own.append(float(vectors[0] - vectors[1]))
+                    theirs.append(float(scores[0] - scores[1]))
+            return own, theirs
+
+        def agreement(model) -> float:
+            """Mean Spearman correlation of the model's and the teacher's scores over held-out passages, per
+            held-out query: queries and passages training never saw."""
+            texts = [FIXTURE["passages"][pid] for pid in FIXTURE["passages"] if pid[0] in "hd"]
+            return float(np.mean([spearmanr(model.encode_documents(texts) @ model.encode_queries([q])[0],
+                                            teacher.score(q, texts)).statistic for q, _, _ in FIXTURE["heldout"]]))
+
+        before, after = (spearmanr(*margins(m)).statistic for m in (base, student))
+        assert after > before + 0.4 and after > 0.6, (before, after)  # it learned the teacher's margins
+        before, after = agreement(base), agreement(student)
+        assert after > before + 0.1, (before, after)  # and ranks unseen passages more like the teacher, too
+
+        # The teacher's scores are kept: computing the labels again scores nothing; another teacher scores anew.
+        rows = {"anchor": [triplets[0].query], "positive": [triplets[0].positive],
+                "negative": [triplets[0].negatives[0]]}
+        again = margin_labels(rows, str(trained), out, None, scale=1.0, max_length=64)
+        assert again.scored == 0 and again.pairs == 2
+        assert margin_labels(rows, str(trained), out, None, scale=1.0, max_length=96).scored == 2
+
     def test_a_rerun_with_another_recipe_refuses_to_mix_checkpoints(self, kb: KnowledgeBase, trained: Path) -> None:
         from ragtune.train.reranker import load_reranker_recipe, train_reranker
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ragtune.errors import ConfigError
+from ragtune.train.distill import check_teacher, margin_labels
 from ragtune.train.negatives import Triplet, read_pairs, read_triplets
 from ragtune.train.recipe import RECIPE_PATH, RecipeError, RecipeSection, read_recipe_data, validate_recipe
 from ragtune.train.run import ENCODER_ADVICE, guarded, resumable_checkpoints, run_encoder_training, step_plan
@@ -53,11 +54,19 @@ class EmbedderDataSection(RecipeSection):
 
 
 class EmbedderLossSection(RecipeSection):
-    """The contrastive loss."""
+    """The training loss."""
 
-    kind: Literal["mnrl", "cached_mnrl", "triplet"] = Field(
+    kind: Literal["mnrl", "cached_mnrl", "triplet", "margin_mse"] = Field(
         default="mnrl", description="mnrl = MultipleNegativesRankingLoss (in-batch + hard negatives); cached_mnrl = "
-        "the same with gradient caching (large batches in little memory); triplet = TripletLoss (needs negatives).")
+        "the same with gradient caching (large batches in little memory); triplet = TripletLoss (needs negatives); "
+        "margin_mse = distil a cross-encoder (loss.teacher): learn its score margins between each positive and "
+        "negative, so its ranking comes at no query-time cost (needs negatives).")
+    teacher: str = Field(default="", description="margin_mse: the cross-encoder directory to distil (e.g. from "
+                         "'ragtune train reranker').", json_schema_extra=RECIPE_PATH)
+    teacher_scale: float = Field(default=0.0, ge=0, description="margin_mse: factor on the teacher's margins "
+                                 "(0 = fitted to the student's similarity spread before training).")
+    teacher_max_length: int = Field(default=256, gt=8, description="margin_mse: tokens per (query, passage) pair "
+                                    "for the teacher.")
     mini_batch_size: int = Field(default=32, gt=0, description="cached_mnrl: texts per forward pass.")
     triplet_margin: float = Field(default=0.3, gt=0, description="triplet: cosine-distance margin.")
     matryoshka_dims: list[int] = Field(default_factory=list, description="Also train truncated embeddings of these "
@@ -199,6 +208,7 @@ def _rows(examples: Sequence[Triplet], negatives: int) -> tuple[dict[str, list[s
 def _loss(model: Any, recipe: EmbedderRecipe) -> Any:
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
+        MarginMSELoss,
         MatryoshkaLoss,
         MultipleNegativesRankingLoss,
         TripletDistanceMetric,
@@ -211,6 +221,8 @@ def _loss(model: Any, recipe: EmbedderRecipe) -> Any:
         loss = MultipleNegativesRankingLoss(model)
     elif spec.kind == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=spec.mini_batch_size)
+    elif spec.kind == "margin_mse":
+        loss = MarginMSELoss(model)  # dot product of normalised vectors: the cosine the KB ranks by
     else:
         loss = TripletLoss(model, distance_metric=TripletDistanceMetric.COSINE, triplet_margin=spec.triplet_margin)
     if spec.matryoshka_dims:
@@ -242,9 +254,12 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
     triplet_rows, pair_rows = _rows(train_examples, recipe.data.negatives)
     if not triplet_rows["anchor"] and not pair_rows["anchor"]:
         raise RecipeError("no training examples left after holding out data.eval_split — add data or lower it")
-    if recipe.loss.kind == "triplet" and pair_rows["anchor"]:
-        raise RecipeError(f"loss.kind = 'triplet' needs a negative for every query, but {len(pair_rows['anchor'])} "
+    kind = recipe.loss.kind
+    if kind in ("triplet", "margin_mse") and pair_rows["anchor"]:
+        raise RecipeError(f"loss.kind = '{kind}' needs a negative for every query, but {len(pair_rows['anchor'])} "
                           "have none — use 'mnrl', mine negatives for them, or drop data.pairs")
+    if kind == "margin_mse":
+        check_teacher(recipe.loss.teacher)
 
     import torch
     from datasets import Dataset
@@ -273,7 +288,18 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
         raise ConfigError(f"cannot load base model '{recipe.model.base_model}': {exc} — give a local "
                           "sentence-transformers directory (nothing is downloaded at run time)") from exc
     model.max_seq_length = recipe.model.max_seq_length
-    datasets = {name: Dataset.from_dict(rows) for name, rows in (("triplets", triplet_rows), ("pairs", pair_rows))
+    distilled: dict[str, Any] = {}
+    if kind == "margin_mse":
+        margins = margin_labels(
+            triplet_rows, recipe.loss.teacher, out, model, scale=recipe.loss.teacher_scale,
+            max_length=recipe.loss.teacher_max_length,
+            on_progress=lambda done, total: log.info("teacher scores: %d/%d pairs", done, total))
+        columns: dict[str, list[Any]] = {**triplet_rows, "label": margins.labels}
+        distilled = {"teacher": recipe.loss.teacher, "teacher_scale": round(margins.scale, 6),
+                     "teacher_pairs": margins.pairs, "teacher_scored_now": margins.scored}
+    else:
+        columns = dict(triplet_rows)
+    datasets = {name: Dataset.from_dict(rows) for name, rows in (("triplets", columns), ("pairs", pair_rows))
                 if rows["anchor"]}
     train_dataset: Any = next(iter(datasets.values())) if len(datasets) == 1 else datasets
 
@@ -326,7 +352,7 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
         sources[e.source] = sources.get(e.source, 0) + 1
     counts = {"queries": len(examples), "train_queries": len(train_examples),
               "heldout_queries": len({e.query for e in heldout}),
-              "rows": {name: len(d) for name, d in datasets.items()}, "sources": sources}
+              "rows": {name: len(d) for name, d in datasets.items()}, "sources": sources, **distilled}
     return run_encoder_training(
         trainer, out, kind="embedder", method=recipe.loss.kind, base_model=base, recipe=recipe.model_dump(),
         data=counts, bf16=bf16, resume_from=checkpoints[-1] if checkpoints else None, measure="heldout",
