@@ -112,9 +112,10 @@ def test_the_walk_counts_less_for_a_question_without_a_second_hop(kb, question, 
 
     assert bool(multi_hop_pattern(question)) == (weight == 0.5)
     hits = kb.retrieve(question, 10, mode="graph").hits
-    # Weighted RRF: a hit's score is the sum of weight / (60 + rank) over the rankings that found it.
+    # Weighted RRF: a hit's score is the sum of weight / (k + rank) over the rankings that found it.
+    k, dense = kb.settings.rrf_k, kb.settings.dense_weight
     walked = [h for h in hits if {"dense_rank", "sparse_rank", "graph_rank"} <= set(h.scores)]
     assert walked
     for hit in walked:
-        rest = hit.score - 1 / (60 + hit.scores["dense_rank"]) - 1 / (60 + hit.scores["sparse_rank"])
-        assert rest * (60 + hit.scores["graph_rank"]) == pytest.approx(weight, abs=1e-6)
+        rest = hit.score - dense / (k + hit.scores["dense_rank"]) - 1 / (k + hit.scores["sparse_rank"])
+        assert rest * (k + hit.scores["graph_rank"]) == pytest.approx(weight, abs=1e-6)

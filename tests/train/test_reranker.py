@@ -39,7 +39,9 @@ def embedder():
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory, embedder):
-    base = KnowledgeBase.open(tmp_path_factory.mktemp("rerank") / "kb", create=True, embedder=embedder)
+    # The fusion the assertions below were set with: hybrid ranks pick the mined negatives, and so the trained model.
+    base = KnowledgeBase.open(tmp_path_factory.mktemp("rerank") / "kb", create=True, embedder=embedder, rrf_k=60,
+                              dense_weight=1.0)
     docs = [_doc(f"fixture:{pid}", text) for pid, text in FIXTURE["passages"].items()]
     docs.append(_doc(DUPLICATE, FIXTURE["passages"]["p03"]))
     base.ingest_documents(docs, total=len(docs))

@@ -11,8 +11,8 @@ SNIPPET_CHARS = 400
 
 #: What each retriever's score is, for readers of ``score_kind`` (and of the CLI's search legend).
 SCORE_KINDS: dict[str, str] = {
-    "rrf": "reciprocal-rank fusion of the dense and BM25 rankings, Σ weight / (rrf_k + rank): about 0.016 for a "
-           "first place in one list at rrf_k=60 (compare ranks, not values)",
+    "rrf": "reciprocal-rank fusion of the dense and BM25 rankings, Σ weight / (rrf_k + rank): about 0.05 for a "
+           "first place in one list at the default rrf_k=20 (compare ranks, not values)",
     "cosine": "dense: cosine similarity of the query and chunk embeddings, -1 to 1",
     "bm25": "sparse: BM25 keyword score, unbounded, higher for rarer matching terms",
     "rerank": "the reranker's relevance score for the query and chunk",
