@@ -133,6 +133,7 @@ class TestExamples:
         teacher = tmp_path / "teacher"
         teacher.mkdir()
         (teacher / "config.json").write_text("{}")
+        (teacher / "model.safetensors").write_bytes(b"weights")
         calls: list[list[tuple[str, str]]] = []
 
         class Scorer:  # stands in for the CrossEncoder: the cache logic is what is tested here
@@ -156,7 +157,7 @@ class TestExamples:
         again, scored = distill.teacher_scores(str(teacher), pairs, cache, batch_size=2)
         assert scored == 1 and again == scores and calls[-1] == [("q2", "cc")]
         assert distill.teacher_scores(str(teacher), pairs, cache)[1] == 0  # the rescored row was kept whole
-        (teacher / "config.json").write_text('{"retrained": true}')  # another teacher in the same place
+        (teacher / "model.safetensors").write_bytes(b"retrained")  # another teacher in the same place
         _, scored = distill.teacher_scores(str(teacher), pairs, cache, batch_size=2)
         assert scored == 3
         rows = {"anchor": ["query one"], "positive": ["a"], "negative": ["bbb"]}

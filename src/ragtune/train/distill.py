@@ -44,16 +44,8 @@ class Margins:
 
 
 def _key(query: str, passage: str, teacher: str = "") -> str:
-    """A pair's key in the cache; ``teacher`` (see :func:`teacher_identity`) keeps another teacher's scores apart."""
+    """A pair's key in the cache; ``teacher`` (its weights' hash, max_length) keeps other teachers' scores apart."""
     return hashlib.sha1(f"{teacher}\x00{query}\x00{passage}".encode()).hexdigest()
-
-
-def teacher_identity(directory: Path, max_length: int) -> str:
-    """The teacher's weights (file names, sizes, modification times) and truncation: a teacher trained again in
-    place, or read with another max_length, scores every pair again."""
-    files = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin", ".json") and p.is_file())
-    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
-    return hashlib.sha1("|".join([str(directory.resolve()), str(max_length), *parts]).encode()).hexdigest()[:16]
 
 
 def check_teacher(path: str) -> Path:
@@ -75,8 +67,11 @@ def teacher_scores(
     """The teacher's logit for each distinct (query, passage) pair, by ``_key(query, passage)``; the pairs this
     teacher already scored into ``cache`` are read from it and the others scored and appended batch by batch (an
     interrupted scoring resumes). Returns the scores and how many pairs were scored now."""
+    from ragtune.embed import checkpoint_hash
+
     directory = check_teacher(teacher)
-    identity = teacher_identity(directory, max_length)
+    # A teacher trained again in place, or read with another max_length, scores every pair again.
+    identity = f"{checkpoint_hash(str(directory))}:{max_length}"
     scores: dict[str, float] = {}
     text = cache.read_text(encoding="utf-8") if cache.exists() else ""
     if text:

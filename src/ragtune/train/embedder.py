@@ -289,16 +289,15 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
                           "sentence-transformers directory (nothing is downloaded at run time)") from exc
     model.max_seq_length = recipe.model.max_seq_length
     distilled: dict[str, Any] = {}
+    columns: dict[str, list[Any]] = dict(triplet_rows)
     if kind == "margin_mse":
         margins = margin_labels(
             triplet_rows, recipe.loss.teacher, out, model, scale=recipe.loss.teacher_scale,
             max_length=recipe.loss.teacher_max_length,
             on_progress=lambda done, total: log.info("teacher scores: %d/%d pairs", done, total))
-        columns: dict[str, list[Any]] = {**triplet_rows, "label": margins.labels}
+        columns["label"] = margins.labels
         distilled = {"teacher": recipe.loss.teacher, "teacher_scale": round(margins.scale, 6),
                      "teacher_pairs": margins.pairs, "teacher_scored_now": margins.scored}
-    else:
-        columns = dict(triplet_rows)
     datasets = {name: Dataset.from_dict(rows) for name, rows in (("triplets", columns), ("pairs", pair_rows))
                 if rows["anchor"]}
     train_dataset: Any = next(iter(datasets.values())) if len(datasets) == 1 else datasets
