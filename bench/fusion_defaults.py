@@ -27,28 +27,12 @@ SETTINGS = {"k=60, dense 1.0 (before)": {"rrf_k": 60, "dense_weight": 1.0},
 
 
 def scifact(kb_path: Path, beir: Path, settings: dict[str, Any], modes: tuple[str, ...]) -> dict[str, Any]:
-    from ragtune.evaluate.beir import load_beir
-    from ragtune.evaluate.ir import evaluate
-    from ragtune.kb import KnowledgeBase
+    from ragtune.evaluate.retrieval import evaluate_beir
 
-    dataset = load_beir(beir, "train")
-    held = set((RESULTS_DIR / "scifact_split" / "heldout_queries.txt").read_text().split())
-    out: dict[str, Any] = {}
-    with KnowledgeBase.open(kb_path, **settings) as kb:
-        for mode in modes:
-            run: dict[str, dict[str, float]] = {}
-            for qid, text in dataset.queries.items():
-                ranked: dict[str, float] = {}
-                for hit in kb.retrieve(text, 100, mode=mode, candidates=100).hits:
-                    ranked.setdefault(hit.source.rsplit("/", 1)[-1], 1.0 / (len(ranked) + 1))
-                run[qid] = ranked
-            heldout = {q: r for q, r in run.items() if q in held}
-            out[mode] = {
-                "all": round(evaluate(run, dataset.qrels, ["ndcg_cut_10"])["ndcg_cut_10"], 4),
-                "heldout": round(evaluate(heldout, {q: dataset.qrels[q] for q in heldout},
-                                          ["ndcg_cut_10"])["ndcg_cut_10"], 4),
-            }
-    return out
+    held = (RESULTS_DIR / "scifact_split" / "heldout_queries.txt").read_text().split()
+    scores = {group: evaluate_beir(beir, kb_path, split="train", modes=modes, query_ids=ids, **settings)["modes"]
+              for group, ids in (("all", None), ("heldout", held))}
+    return {mode: {group: scores[group][mode]["metrics"]["ndcg_cut_10"] for group in scores} for mode in modes}
 
 
 def main() -> None:

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
 
     # retrieval
     candidates: int = Field(100, gt=0, description="Hits taken from each retriever before fusion.")
-    # k = 20 with dense at 0.8 (chosen on SciFact train + dev) held on SciFact's held-out queries (+0.016 nDCG@10)
+    # k = 20 with dense at 0.8 (chosen on SciFact train + dev) held on SciFact's held-out queries (+0.020 nDCG@10)
     # and on LiHua-World (evidence recall@10 single-hop +0.012, multi-hop +0.041) against the textbook 60 / 1.0.
     dense_weight: float = Field(0.8, ge=0, description="Weight of the dense ranking in weighted RRF.")
     sparse_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in weighted RRF.")
