@@ -1,4 +1,5 @@
-"""Embedding speed and agreement per backend and precision: torch fp32, ONNX fp32, ONNX int8 (per channel).
+"""Embedding speed and agreement per backend and precision: torch fp32, ONNX fp32, ONNX int8 (per channel), and on
+a CPU with AMX the bf16 document encoding that 'auto' picks there (queries on ONNX fp32).
 
 On a seeded sample of SciFact chunk texts (title + abstract, truncated by the model at 256 tokens) and queries:
 documents per second and milliseconds per query (one at a time, as a search embeds it), wall and CPU time of
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -24,12 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, cpu_seconds, default_scifact_dir, loadavg, machine, percentiles, write_json  # noqa: E402
 
 from ragtune.embed import load_embedder  # noqa: E402
+from ragtune.embed.bf16 import BF16_MIN_TEXTS, cpu_has_amx_bf16  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--beir", type=Path, default=default_scifact_dir())
-    ap.add_argument("--docs", type=int, default=128)
+    ap.add_argument("--docs", type=int, default=256)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--out", type=Path, default=RESULTS_DIR / "embed_speed.json")
     args = ap.parse_args()
@@ -38,10 +41,16 @@ def main() -> None:
     queries = [json.loads(line)["text"] for line in (args.beir / "queries.jsonl").open()][: args.queries]
     results = {}
     reference: dict[str, np.ndarray] = {}
-    for label, backend, precision in (("torch fp32", "torch", "fp32"), ("onnx fp32", "onnx", "fp32"),
-                                      ("onnx int8", "onnx", "int8")):
+    variants = [("torch fp32", "torch", "fp32", False), ("onnx fp32", "onnx", "fp32", False),
+                ("onnx int8", "onnx", "int8", False)]
+    if cpu_has_amx_bf16():
+        # What 'auto' runs on this CPU: documents in bf16 (torch, AMX), queries on ONNX fp32.
+        variants.append(("bf16 documents (AMX), onnx fp32 queries", "onnx", "fp32", True))
+    for label, backend, precision, bf16 in variants:
+        os.environ["RAGTUNE_CPU_BF16"] = "1" if bf16 else "0"
         embedder = load_embedder("all-MiniLM-L6-v2", backend=backend, precision=precision, num_threads=1)
-        embedder.encode_documents(docs[:4])
+        assert ("documents" in embedder.describe()) is bf16, embedder.describe()
+        embedder.encode_documents(docs[: BF16_MIN_TEXTS if bf16 else 4])  # bf16: loads the torch model
         embedder.encode_queries(queries[:4])
         wall, cpu = time.perf_counter(), cpu_seconds()
         vectors = embedder.encode_documents(docs)

@@ -37,8 +37,20 @@ def _build(path: Path, **settings: object) -> dict:
         return kb.stats()
 
 
+@pytest.fixture
+def fresh_embedders():
+    """Knowledge bases in one process share loaded embedders; a test that changes what 'auto' chooses must not
+    get one loaded before it, nor leave its own to the tests after it."""
+    from ragtune.kb import _shared_embedder
+
+    _shared_embedder.cache_clear()
+    yield
+    _shared_embedder.cache_clear()
+
+
 @pytest.mark.integration
-def test_a_new_kb_records_int8_and_chunk_context_and_embeds_with_them(tmp_path):
+def test_a_new_kb_records_int8_and_chunk_context_and_embeds_with_them(tmp_path, monkeypatch, fresh_embedders):
+    monkeypatch.setenv("RAGTUNE_CPU_BF16", "0")  # int8 is the choice on a CPU without AMX
     stats = _build(tmp_path / "kb")
     assert stats["embedder_precision"] == "int8" and stats["chunk_context"] == 1
     with KnowledgeBase.open(tmp_path / "kb") as kb:
@@ -115,3 +127,32 @@ def test_cli_reembeds_to_another_precision_and_adapt_needs_enough_chunks(tmp_pat
     assert stats["embedder_precision"] == "int8"
     small = runner.invoke(app, ["kb", "adapt", "--kb", str(path), "--budget", "0.5", "--json"])
     assert small.exit_code == 1 and "ingest more documents" in json.loads(small.stdout)["error"]
+
+
+@pytest.mark.integration
+def test_on_an_amx_cpu_a_new_kb_is_fp32_with_bf16_documents_and_opens_anywhere(tmp_path, monkeypatch,
+                                                                                 fresh_embedders):
+    import ragtune.embed.bf16 as bf16
+    import ragtune.embed.factory as factory
+    from ragtune.embed.onnx import OnnxEmbedder
+    from ragtune.kb import _shared_embedder
+
+    monkeypatch.setattr(factory, "cpu_has_amx_bf16", lambda: True)  # bf16 is emulated (slowly) elsewhere
+    monkeypatch.setattr(bf16, "BF16_MIN_TEXTS", 1)  # the fixture's few chunks go to bf16 as a large ingest would
+    stats = _build(tmp_path / "kb")
+    assert stats["embedder_precision"] == "fp32"
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        assert kb.embedder.describe()["documents"].startswith("bf16")
+        rows = _rows(kb.path)
+        texts = [embedding_text(r[0], ChunkMeta.model_validate_json(r[1]), 1) for r in rows]
+        stored = np.vstack([np.frombuffer(r[3], dtype=np.float32) for r in rows])
+        assert np.array_equal(stored, kb.embedder.encode_documents(texts))
+        assert isinstance(kb.embedder, OnnxEmbedder)
+        exact = kb.embedder._encode(texts, "")  # ONNX fp32, as a CPU without AMX encodes them
+        assert not np.array_equal(stored, exact) and np.sum(stored * exact, axis=1).min() > 0.9995
+        top = kb.search("how often are API keys rotated", k=1)[0].chunk_id
+    monkeypatch.setattr(factory, "cpu_has_amx_bf16", lambda: False)
+    _shared_embedder.cache_clear()
+    with KnowledgeBase.open(tmp_path / "kb") as kb:  # the same KB on a CPU without AMX: fp32 ONNX, no mismatch
+        assert kb.embedder.precision == "fp32" and "documents" not in kb.embedder.describe()
+        assert kb.search("how often are API keys rotated", k=1)[0].chunk_id == top

@@ -7,9 +7,12 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
+
 from ragtune.embed.base import Embedder
+from ragtune.embed.bf16 import bf16_agreement, bf16_ok, cpu_has_amx_bf16
 from ragtune.embed.e5 import E5_NAME
-from ragtune.embed.onnx import PRECISIONS
+from ragtune.embed.onnx import PRECISIONS, OnnxExport
 from ragtune.errors import ConfigError
 from ragtune.settings import EMBED_DEVICE_PATTERN
 
@@ -64,8 +67,9 @@ def load_embedder(
     run by ONNX Runtime or torch.
 
     ``backend`` 'auto' runs a local model directory on ONNX Runtime (exported once, see ``embed.onnx``) and a hub
-    id or an unexportable model on torch. ``precision`` 'auto' is int8 where the export's int8 vectors follow
-    fp32 closely (``OnnxExport.int8_ok``), else fp32; int8 needs the ONNX backend.
+    id or an unexportable model on torch. ``precision`` 'auto' is fp32 with documents encoded in bf16 on a CPU
+    with AMX (faster than int8 there, fp32's vectors to within rounding: ``embed.bf16``), else int8 where the
+    export's int8 vectors follow fp32 closely (``OnnxExport.int8_ok``), else fp32; int8 needs the ONNX backend.
 
     ``device`` (see :func:`resolve_device`): on a GPU the torch backend runs the model in fp16 and returns the same
     normalised fp32 vectors as the CPU's, to within rounding, so a knowledge base's vectors stay comparable."""
@@ -124,12 +128,40 @@ def _onnx_embedder(name: str, backend: str, precision: str, batch_size: int, num
             raise
         log.warning("embedder '%s' could not be exported to ONNX; running it on torch", name, exc_info=True)
         return None
-    chosen = precision if precision != "auto" else ("int8" if export.int8_ok else "fp32")
-    if precision == "auto" and chosen == "fp32":
+    bf16 = precision in ("auto", "fp32") and bf16_documents(export, path)
+    chosen = precision if precision != "auto" else ("fp32" if bf16 or not export.int8_ok else "int8")
+    if precision == "auto" and chosen == "fp32" and not bf16:
         log.info("embedder '%s': int8 vectors differ too much from fp32 (mean cosine %.4f, min %.4f); using fp32",
                  name, export.int8_mean_agreement, export.int8_min_agreement)
     return OnnxEmbedder(name, path, export.checkpoint, precision=chosen, batch_size=batch_size,
-                        num_threads=num_threads, export=export)
+                        num_threads=num_threads, export=export, documents_bf16=bf16)
+
+
+def bf16_documents(export: OnnxExport, path: str) -> bool:
+    """Whether the fp32 embedder of ``export`` encodes documents in bf16: on a CPU with AMX, for a model whose
+    bf16 vectors follow fp32 on the calibration texts (measured once per export, see ``embed.bf16``)."""
+    if not cpu_has_amx_bf16():
+        return False
+    from ragtune.embed.onnx import CALIBRATION_TEXTS, OnnxRunner
+
+    def reference() -> np.ndarray:
+        directory = Path(export.directory)
+        runner = OnnxRunner(export.model_file("fp32"), directory / "tokenizer.json", inputs=export.inputs,
+                            pad_id=export.pad_id, max_seq_length=export.max_seq_length,
+                            do_lower_case=export.do_lower_case)
+        return runner.run(list(CALIBRATION_TEXTS), batch_size=8)
+
+    try:
+        agreement = bf16_agreement(export.directory, path, reference, CALIBRATION_TEXTS)
+    except (ImportError, RuntimeError, OSError, ValueError):
+        log.warning("embedder at %s: bf16 encoding could not be checked; documents stay on ONNX", path,
+                    exc_info=True)
+        return False
+    if not bf16_ok(agreement):
+        log.info("embedder at %s: bf16 vectors differ from fp32 (mean cosine %.5f, min %.5f); not used", path,
+                 agreement["mean"], agreement["min"])
+        return False
+    return True
 
 
 # Files that hold a model's weights; configs and tokenizers may change without changing any vector.

@@ -1,0 +1,127 @@
+"""Document encoding in bfloat16 on CPUs with AMX (Intel Xeon 4th generation and later).
+
+On such a CPU, torch runs the sentence-transformers model in bf16 through oneDNN's AMX kernels: the bundled MiniLM
+encodes SciFact abstracts in 15 ms each on one thread against 20 ms for ONNX int8 (one text at a time, see
+``embed.onnx.batch_size_for``) and 59 ms for ONNX fp32, and its vectors keep a cosine of 0.99995 to fp32's where
+int8 keeps 0.995 (``bench/results/embed_speed.json``). So on AMX the ONNX embedder at fp32 encodes *documents*
+(bulk work: ingest, re-embed; batches of ``BF16_MIN_TEXTS`` or more, and every batch once the model is loaded) in
+bf16 and keeps queries on ONNX fp32 — the vectors are fp32's to within rounding, as
+the GPU's fp16 ones are, and the KB records fp32. Without AMX, bf16 is emulated and slower than int8, so it is never
+chosen there.
+
+Whether a model keeps its vectors in bf16 is measured once per export on the calibration texts and cached beside it
+(``bf16.json``): a model whose bf16 vectors drift (mean cosine below 0.9995 or any below 0.999) is not encoded in bf16.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragtune.embed.base import normalise
+
+log = logging.getLogger(__name__)
+
+#: bf16 document vectors must follow fp32 this closely on the calibration texts (mean, min cosine).
+BF16_MIN_AGREEMENT = (0.9995, 0.999)
+#: Texts per bf16 batch: 32 encoded SciFact abstracts fastest on one thread (16: 15.2 ms, 32: 15.0, 64: 17.9 each).
+BF16_BATCH = 32
+#: Fewer documents than this go to ONNX fp32 until the bf16 model is loaded: importing torch and loading the model
+#: takes a few seconds, which encoding a handful of passages 44 ms faster each does not pay back.
+BF16_MIN_TEXTS = 128
+_RECORD = "bf16.json"
+
+
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (the ``amx_bf16`` flag of /proc/cpuinfo; Linux only).
+    ``RAGTUNE_CPU_BF16=0`` says no, to encode documents exactly as ONNX fp32 or int8 do."""
+    if os.environ.get("RAGTUNE_CPU_BF16", "").strip().lower() in ("0", "off", "false", "no"):
+        return False
+    return _amx_flag()
+
+
+@cache
+def _amx_flag() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split(":", 1)[1].split()
+    except OSError:
+        return False
+    return False
+
+
+class Bf16DocumentEncoder:
+    """A sentence-transformers model in bf16 on the CPU: normalised fp32 vectors of passages, batched by length
+    (sentence-transformers sorts them). The model loads at the first call, so a process that only answers queries
+    never imports torch for it."""
+
+    def __init__(self, path: str, *, batch_size: int = BF16_BATCH, num_threads: int | None = None) -> None:
+        self.path = path
+        self.batch_size = max(1, min(batch_size, BF16_BATCH))
+        self.num_threads = num_threads
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            import torch
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # it would interleave with ragtune's own progress output
+            if self.num_threads:
+                torch.set_num_threads(self.num_threads)
+            model = SentenceTransformer(self.path, device="cpu")
+            model.to(torch.bfloat16)
+            model.eval()
+            self._model = model
+        return self._model
+
+    def worth_it(self, count: int) -> bool:
+        """Whether ``count`` documents should go to bf16: once the model is loaded always, before that only a
+        batch large enough to pay for loading it."""
+        return self._model is not None or count >= BF16_MIN_TEXTS
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalised fp32 vectors of ``texts`` (prefixes already applied by the caller)."""
+        model = self._load()
+        vectors = model.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True,
+                               normalize_embeddings=False, show_progress_bar=False)
+        return normalise(vectors.float().cpu().numpy())
+
+
+def bf16_agreement(export_dir: str | Path, path: str, reference: Callable[[], np.ndarray],
+                   texts: Sequence[str]) -> dict[str, float]:
+    """Cosine of bf16 vectors to ``reference()`` (fp32 vectors of ``texts``), measured once and cached in the
+    export folder; a cache made from other texts or another model folder is measured again."""
+    record = Path(export_dir) / _RECORD
+    try:
+        cached = json.loads(record.read_text())
+        if cached.get("texts") == len(texts) and cached.get("source") == str(path):
+            return {"mean": float(cached["mean"]), "min": float(cached["min"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    vectors = Bf16DocumentEncoder(path).encode(texts)
+    cosines = np.sum(vectors * normalise(np.asarray(reference(), dtype=np.float32)), axis=1)
+    result = {"mean": round(float(cosines.mean()), 6), "min": round(float(cosines.min()), 6)}
+    try:  # a read-only cache only costs the measurement next time
+        with tempfile.NamedTemporaryFile("w", dir=record.parent, suffix=".tmp", delete=False) as f:
+            json.dump({**result, "texts": len(texts), "source": str(path)}, f)
+        os.replace(f.name, record)
+    except OSError:
+        log.debug("could not cache the bf16 agreement in %s", record, exc_info=True)
+    return result
+
+
+def bf16_ok(agreement: dict[str, float]) -> bool:
+    mean, low = BF16_MIN_AGREEMENT
+    return agreement["mean"] >= mean and agreement["min"] >= low
