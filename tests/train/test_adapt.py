@@ -92,6 +92,11 @@ class TestAdapt:
         assert hit.document_id and hit.text
         saved = json.loads((kb.path / "adapt" / STATE_FILE).read_text())
         assert saved["decision"]["reembedded"] is True and "timings" in saved
+        # Training gets the plan's share of the budget as a hard limit (the plan only estimates step times).
+        run = json.loads((kb.path / "adapt" / "embedder" / "run.json").read_text())
+        assert run["recipe"]["train"]["max_minutes"] == round(saved["plan"]["train_seconds"] / 60, 2) > 0
+        assert run["metrics"]["time_limit_minutes"] == run["recipe"]["train"]["max_minutes"]
+        assert report["train"]["stopped_by_time_limit_at_step"] is None  # this small run fits its budget
 
     def test_a_finished_run_is_reported_again_without_asking_or_training(self, adapted) -> None:
         kb, data, writer = adapted

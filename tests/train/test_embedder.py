@@ -229,3 +229,26 @@ def test_cli_training_run_improves_held_out_retrieval_and_eval_uses_the_run(tmp_
         assert result["embedder"] == model
         scores[name] = result["modes"]["dense"]["metrics"]["ndcg_cut_10"]
     assert scores["tuned"] > scores["base"], scores
+
+
+@pytest.mark.integration
+def test_a_time_limit_stops_training_at_the_step_it_runs_out_and_keeps_the_evaluated_model(tmp_path: Path) -> None:
+    from ragtune.train.embedder import train_embedder
+
+    passages = FIXTURE["passages"]
+    rows = [{"query": query, "positive": passages[pid],
+             "negatives": [passages[p] for p in passages if _topic(p) != _topic(pid)][:1]}
+            for query, pid in FIXTURE["train"]]
+    write_jsonl(tmp_path / "triplets.jsonl", rows)
+    out = tmp_path / "emb"
+    recipe = EmbedderRecipe.model_validate({
+        "model": {"base_model": "all-MiniLM-L6-v2"},
+        "data": {"triplets": [str(tmp_path / "triplets.jsonl")], "eval_split": 0.2},
+        "train": {"epochs": 50, "batch_size": 4, "max_minutes": 0.0005, "num_threads": 1},  # 30 ms: the first step
+        "output": {"dir": str(out), "report_to": []},
+    })
+    metrics = train_embedder(recipe, resume=False)["metrics"]
+    assert metrics["stopped_by_time_limit_at_step"] == metrics["global_step"] == 1  # of 50 epochs' steps
+    assert metrics["time_limit_minutes"] == 0.0005
+    assert metrics["best_checkpoint"].endswith("checkpoint-1")  # evaluated and saved where it stopped
+    assert (out / "model.safetensors").is_file() and json.loads((out / "run.json").read_text())["status"] == "finished"

@@ -21,7 +21,14 @@ from ragtune.errors import ConfigError
 from ragtune.train.distill import check_teacher, margin_labels
 from ragtune.train.negatives import Triplet, read_pairs, read_triplets
 from ragtune.train.recipe import RECIPE_PATH, RecipeError, RecipeSection, read_recipe_data, validate_recipe
-from ragtune.train.run import ENCODER_ADVICE, guarded, resumable_checkpoints, run_encoder_training, step_plan
+from ragtune.train.run import (
+    ENCODER_ADVICE,
+    guarded,
+    resumable_checkpoints,
+    run_encoder_training,
+    step_plan,
+    time_limit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +94,8 @@ class EmbedderTrainSection(RecipeSection):
     logging_steps: int = Field(default=10, gt=0, description="Log loss and learning rate every N steps.")
     seed: int = Field(default=42, description="Random seed for the held-out split and the data order.")
     num_threads: int | None = Field(default=None, gt=0, description="CPU threads for torch (None: torch's default).")
+    max_minutes: float = Field(default=0, ge=0, description="Stop after this many minutes of training (0 = no "
+                               "limit); the step it stops at is evaluated and saved, and the best checkpoint kept.")
 
 
 class EmbedderOutputSection(RecipeSection):
@@ -341,6 +350,9 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
     callbacks: list[Any] = (
         [EarlyStoppingCallback(early_stopping_patience=train.patience)] if evaluator and train.patience else []
     )
+    limit = time_limit(train.max_minutes, has_eval=evaluator is not None) if train.max_minutes else None
+    if limit is not None:
+        callbacks.append(limit)
     trainer = guarded(SentenceTransformerTrainer, ENCODER_ADVICE)(
         model=model, args=args, train_dataset=train_dataset, loss=_loss(model, recipe), evaluator=evaluator,
         callbacks=callbacks,
@@ -358,6 +370,8 @@ def train_embedder(recipe: EmbedderRecipe, *, resume: bool = True) -> dict[str, 
         before=before,
         evaluate=lambda: _rounded(evaluator(model)) if evaluator is not None else {},
         save=lambda: model.save(str(out)),
+        finished=lambda: {"time_limit_minutes": train.max_minutes, "stopped_by_time_limit_at_step": limit.stopped_at}
+        if limit is not None else {},
     )
 
 

@@ -109,6 +109,33 @@ def callbacks(recipe: Recipe, *, has_eval: bool) -> list[Any]:
     return []
 
 
+def time_limit(minutes: float, *, has_eval: bool) -> Any:
+    """A trainer callback that stops training once ``minutes`` have passed since this invocation's training
+    began (a resumed run gets the whole limit again), after evaluating and saving the step it stops at — so with
+    ``load_best_model_at_end`` the best checkpoint, not merely the last, is what the run ends with. Callers that
+    plan epochs from an estimated step time keep their time budget even when the estimate is wrong."""
+    from transformers import TrainerCallback
+
+    class TimeLimit(TrainerCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+            self.stopped_at: int | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.started = time.monotonic()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.stopped_at is None and time.monotonic() - self.started >= minutes * 60:
+                self.stopped_at = state.global_step
+                log.info("time limit of %.1f minutes reached at step %d of %d; stopping", minutes,
+                         state.global_step, state.max_steps)
+                control.should_training_stop = True
+                control.should_save = True
+                control.should_evaluate = has_eval
+
+    return TimeLimit()
+
+
 #: What to do about a diverged LLM run (the default advice of the loss guard).
 LLM_ADVICE = ("lower train.learning_rate, use model.precision = 'fp32', check that row for empty or garbled text, "
               "and resume from the last checkpoint with --resume")
@@ -290,11 +317,13 @@ def run_encoder_training(
     trainer: Any, out: Path, *, kind: str, method: str, base_model: str, recipe: dict[str, Any],
     data: dict[str, Any], bf16: bool, resume_from: Path | None, evaluate: Callable[[], dict[str, float]],
     save: Callable[[], None], measure: str, before: dict[str, float],
+    finished: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train a sentence-transformers trainer made with :func:`guarded` (the embedder's or the reranker's), from
     ``resume_from`` when given, then ``evaluate`` and ``save`` the model and write run.json; returns the record.
     A diverged run writes its run.json (status "diverged") before the error goes up. ``measure`` names the
-    evaluation in the metrics: ``{measure}_before`` (``before``, measured by the caller) and ``{measure}_after``."""
+    evaluation in the metrics: ``{measure}_before`` (``before``, measured by the caller) and ``{measure}_after``;
+    ``finished`` adds the caller's own facts about the finished training (e.g. where a time limit stopped it)."""
     import torch
 
     started = dt.datetime.now(dt.UTC)
@@ -318,6 +347,7 @@ def run_encoder_training(
     return record("finished", {
         "global_step": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
         "train_seconds": round(seconds, 1), f"{measure}_before": before, f"{measure}_after": after,
+        **(finished() if finished is not None else {}),
     })
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
