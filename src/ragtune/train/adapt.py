@@ -38,7 +38,7 @@ WORK_DIR = "adapt"
 STATE_FILE = "adapt.json"
 METRICS = ("ndcg_cut_10", "recip_rank_10", "recall_10")
 #: A training step's cost in document encodings per row of the batch (see ``plan``).
-STEP_ENCODINGS_PER_ROW = 48
+STEP_ENCODINGS_PER_ROW = 36
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,11 @@ class AdaptPlan:
 
 def plan(config: AdaptConfig, total_chunks: int, embed_seconds_per_chunk: float) -> AdaptPlan:
     """Split the budget: re-encoding the KB once is a fixed cost; what is left goes half to writing questions,
-    half to training. A training step costs about 48 document encodings per row of the batch (query, positive
-    and two negatives, forward and backward in fp32 torch, against the KB's int8 or bf16 encoding: measured
-    19–23 s per step of 32 rows against 12 ms per chunk on the 2-core CPU of bench/adapt_scifact.py; the estimate
-    of 12 this replaces planned 4x too many steps). The estimate sets the epochs; the time limit given to
-    training keeps the budget whatever the estimate."""
+    half to training. A training step costs about 36 document encodings per row of the batch (query, positive
+    and two negatives, forward and backward in fp32 torch, evaluations included, against the KB's int8 or bf16
+    encoding: 13.4 s per step of 32 rows against 12.2 ms per int8 chunk on the 2-core CPU of
+    bench/adapt_scifact.py; the estimate of 12 this replaces planned 3x too many steps). The estimate sets the
+    epochs; the time limit given to training keeps the budget whatever the estimate."""
     budget = config.budget_minutes * 60
     reembed = total_chunks * embed_seconds_per_chunk * 1.1 + 60
     left = budget - reembed
