@@ -50,7 +50,7 @@ def fresh_embedders():
 
 @pytest.mark.integration
 def test_a_new_kb_records_int8_and_chunk_context_and_embeds_with_them(tmp_path, monkeypatch, fresh_embedders):
-    monkeypatch.setenv("RAGTUNE_CPU_BF16", "0")  # int8 is the choice on a CPU without AMX
+    monkeypatch.setenv("RAGTUNE_CPU_BF16", "0")  # whatever the CPU: no embedder loaded with bf16 documents
     stats = _build(tmp_path / "kb")
     assert stats["embedder_precision"] == "int8" and stats["chunk_context"] == 1
     with KnowledgeBase.open(tmp_path / "kb") as kb:
@@ -130,8 +130,7 @@ def test_cli_reembeds_to_another_precision_and_adapt_needs_enough_chunks(tmp_pat
 
 
 @pytest.mark.integration
-def test_on_an_amx_cpu_a_new_kb_is_fp32_with_bf16_documents_and_opens_anywhere(tmp_path, monkeypatch,
-                                                                                 fresh_embedders):
+def test_on_an_amx_cpu_an_fp32_kb_gets_bf16_documents_and_opens_anywhere(tmp_path, monkeypatch, fresh_embedders):
     import ragtune.embed.bf16 as bf16
     import ragtune.embed.factory as factory
     from ragtune.embed.onnx import OnnxEmbedder
@@ -139,7 +138,7 @@ def test_on_an_amx_cpu_a_new_kb_is_fp32_with_bf16_documents_and_opens_anywhere(t
 
     monkeypatch.setattr(factory, "cpu_has_amx_bf16", lambda: True)  # bf16 is emulated (slowly) elsewhere
     monkeypatch.setattr(bf16, "BF16_MIN_TEXTS", 1)  # the fixture's few chunks go to bf16 as a large ingest would
-    stats = _build(tmp_path / "kb")
+    stats = _build(tmp_path / "kb", embed_precision="fp32")
     assert stats["embedder_precision"] == "fp32"
     with KnowledgeBase.open(tmp_path / "kb") as kb:
         assert kb.embedder.describe()["documents"].startswith("bf16")

@@ -1,13 +1,14 @@
-"""Document encoding in bfloat16 on CPUs with AMX (Intel Xeon 4th generation and later).
+"""Document encoding in bfloat16 on CPUs with AMX (Intel Xeon 4th generation and later), for fp32 knowledge bases.
 
-On such a CPU, torch runs the sentence-transformers model in bf16 through oneDNN's AMX kernels: the bundled MiniLM
-encodes SciFact abstracts in 15 ms each on one thread against 20 ms for ONNX int8 (one text at a time, see
-``embed.onnx.batch_size_for``) and 59 ms for ONNX fp32, and its vectors keep a cosine of 0.99995 to fp32's where
-int8 keeps 0.995 (``bench/results/embed_speed.json``). So on AMX the ONNX embedder at fp32 encodes *documents*
-(bulk work: ingest, re-embed; batches of ``BF16_MIN_TEXTS`` or more, and every batch once the model is loaded) in
-bf16 and keeps queries on ONNX fp32 — the vectors are fp32's to within rounding, as
-the GPU's fp16 ones are, and the KB records fp32. Without AMX, bf16 is emulated and slower than int8, so it is never
-chosen there.
+On such a CPU, torch runs the sentence-transformers model in bf16 through oneDNN's AMX kernels: on one thread the
+bundled MiniLM encodes SciFact abstracts in 15 ms each against 59 ms for ONNX fp32, and its vectors keep a cosine
+of 0.99995 to fp32's (``bench/results/embed_speed.json``). So on AMX an
+ONNX embedder at fp32 encodes *documents* (bulk work: ingest, re-embed; batches of ``BF16_MIN_TEXTS`` or more, and
+every batch once the model is loaded) in bf16 and keeps queries on ONNX fp32 — the vectors are fp32's to within
+rounding, as the GPU's fp16 ones are, and the KB records fp32. It is not the default: ONNX int8 (16 ms per chunk)
+is about as fast, and int8 queries cost half of fp32's (``bench/results/peer_llamaindex_bf16_documents.json``: a
+SciFact ingest with bf16 documents took 185 s against 174 s in int8). Without AMX, bf16 is emulated and slow, so
+it is never used there.
 
 Whether a model keeps its vectors in bf16 is measured once per export on the calibration texts and cached beside it
 (``bf16.json``): a model whose bf16 vectors drift (mean cosine below 0.9995 or any below 0.999) is not encoded in bf16.
@@ -32,8 +33,8 @@ log = logging.getLogger(__name__)
 
 #: bf16 document vectors must follow fp32 this closely on the calibration texts (mean, min cosine).
 BF16_MIN_AGREEMENT = (0.9995, 0.999)
-#: Texts per bf16 batch: 32 encoded SciFact abstracts fastest on one thread (16: 15.2 ms, 32: 15.0, 64: 17.9 each).
-BF16_BATCH = 32
+#: Texts per bf16 batch: on 1,024 SciFact chunks, one thread, 16 was fastest (8: 14.5 ms, 16: 13.9, 32: 16.7 each).
+BF16_BATCH = 16
 #: Fewer documents than this go to ONNX fp32 until the bf16 model is loaded: importing torch and loading the model
 #: takes a few seconds, which encoding a handful of passages 44 ms faster each does not pay back.
 BF16_MIN_TEXTS = 128

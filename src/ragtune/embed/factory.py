@@ -67,9 +67,9 @@ def load_embedder(
     run by ONNX Runtime or torch.
 
     ``backend`` 'auto' runs a local model directory on ONNX Runtime (exported once, see ``embed.onnx``) and a hub
-    id or an unexportable model on torch. ``precision`` 'auto' is fp32 with documents encoded in bf16 on a CPU
-    with AMX (faster than int8 there, fp32's vectors to within rounding: ``embed.bf16``), else int8 where the
-    export's int8 vectors follow fp32 closely (``OnnxExport.int8_ok``), else fp32; int8 needs the ONNX backend.
+    id or an unexportable model on torch. ``precision`` 'auto' is int8 where the export's int8 vectors follow
+    fp32 closely (``OnnxExport.int8_ok``), else fp32; int8 needs the ONNX backend. At fp32 on a CPU with AMX,
+    documents are encoded in bf16 (fp32's vectors to within rounding, about 4x faster: ``embed.bf16``).
 
     ``device`` (see :func:`resolve_device`): on a GPU the torch backend runs the model in fp16 and returns the same
     normalised fp32 vectors as the CPU's, to within rounding, so a knowledge base's vectors stay comparable."""
@@ -128,11 +128,11 @@ def _onnx_embedder(name: str, backend: str, precision: str, batch_size: int, num
             raise
         log.warning("embedder '%s' could not be exported to ONNX; running it on torch", name, exc_info=True)
         return None
-    bf16 = precision in ("auto", "fp32") and bf16_documents(export, path)
-    chosen = precision if precision != "auto" else ("fp32" if bf16 or not export.int8_ok else "int8")
-    if precision == "auto" and chosen == "fp32" and not bf16:
+    chosen = precision if precision != "auto" else ("int8" if export.int8_ok else "fp32")
+    if precision == "auto" and chosen == "fp32":
         log.info("embedder '%s': int8 vectors differ too much from fp32 (mean cosine %.4f, min %.4f); using fp32",
                  name, export.int8_mean_agreement, export.int8_min_agreement)
+    bf16 = chosen == "fp32" and bf16_documents(export, path)
     return OnnxEmbedder(name, path, export.checkpoint, precision=chosen, batch_size=batch_size,
                         num_threads=num_threads, export=export, documents_bf16=bf16)
 

@@ -427,8 +427,8 @@ class OnnxEmbedder:
             pad_id=self.export.pad_id, max_seq_length=self.max_seq_length, do_lower_case=self.export.do_lower_case,
             num_threads=num_threads,
         )
-        # On AMX CPUs documents (the bulk of the work) are encoded in bf16 by torch: fp32's vectors to within
-        # rounding, faster than int8 here (see embed.bf16). Queries stay on ONNX: no torch in a query process.
+        # At fp32 on AMX CPUs documents (the bulk of the work) are encoded in bf16 by torch: fp32's vectors to
+        # within rounding, 4x faster (see embed.bf16). Queries stay on ONNX: no torch in a query process.
         self._bf16: Bf16DocumentEncoder | None = (
             Bf16DocumentEncoder(path, batch_size=batch_size, num_threads=num_threads) if documents_bf16 else None)
 
