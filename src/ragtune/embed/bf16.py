@@ -16,6 +16,7 @@ Whether a model keeps its vectors in bf16 is measured once per export on the cal
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -105,9 +106,10 @@ def bf16_agreement(export_dir: str | Path, path: str, reference: Callable[[], np
     """Cosine of bf16 vectors to ``reference()`` (fp32 vectors of ``texts``), measured once and cached in the
     export folder; a cache made from other texts or another model folder is measured again."""
     record = Path(export_dir) / _RECORD
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
     try:
         cached = json.loads(record.read_text())
-        if cached.get("texts") == len(texts) and cached.get("source") == str(path):
+        if cached.get("texts") == digest and cached.get("source") == str(path):
             return {"mean": float(cached["mean"]), "min": float(cached["min"])}
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -116,7 +118,7 @@ def bf16_agreement(export_dir: str | Path, path: str, reference: Callable[[], np
     result = {"mean": round(float(cosines.mean()), 6), "min": round(float(cosines.min()), 6)}
     try:  # a read-only cache only costs the measurement next time
         with tempfile.NamedTemporaryFile("w", dir=record.parent, suffix=".tmp", delete=False) as f:
-            json.dump({**result, "texts": len(texts), "source": str(path)}, f)
+            json.dump({**result, "texts": digest, "source": str(path)}, f)
         os.replace(f.name, record)
     except OSError:
         log.debug("could not cache the bf16 agreement in %s", record, exc_info=True)

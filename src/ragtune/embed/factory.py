@@ -7,12 +7,10 @@ import logging
 import re
 from pathlib import Path
 
-import numpy as np
-
 from ragtune.embed.base import Embedder
-from ragtune.embed.bf16 import bf16_agreement, bf16_ok, cpu_has_amx_bf16
+from ragtune.embed.bf16 import cpu_has_amx_bf16
 from ragtune.embed.e5 import E5_NAME
-from ragtune.embed.onnx import PRECISIONS, OnnxExport
+from ragtune.embed.onnx import PRECISIONS
 from ragtune.errors import ConfigError
 from ragtune.settings import EMBED_DEVICE_PATTERN
 
@@ -132,36 +130,9 @@ def _onnx_embedder(name: str, backend: str, precision: str, batch_size: int, num
     if precision == "auto" and chosen == "fp32":
         log.info("embedder '%s': int8 vectors differ too much from fp32 (mean cosine %.4f, min %.4f); using fp32",
                  name, export.int8_mean_agreement, export.int8_min_agreement)
-    bf16 = chosen == "fp32" and bf16_documents(export, path)
     return OnnxEmbedder(name, path, export.checkpoint, precision=chosen, batch_size=batch_size,
-                        num_threads=num_threads, export=export, documents_bf16=bf16)
-
-
-def bf16_documents(export: OnnxExport, path: str) -> bool:
-    """Whether the fp32 embedder of ``export`` encodes documents in bf16: on a CPU with AMX, for a model whose
-    bf16 vectors follow fp32 on the calibration texts (measured once per export, see ``embed.bf16``)."""
-    if not cpu_has_amx_bf16():
-        return False
-    from ragtune.embed.onnx import CALIBRATION_TEXTS, OnnxRunner
-
-    def reference() -> np.ndarray:
-        directory = Path(export.directory)
-        runner = OnnxRunner(export.model_file("fp32"), directory / "tokenizer.json", inputs=export.inputs,
-                            pad_id=export.pad_id, max_seq_length=export.max_seq_length,
-                            do_lower_case=export.do_lower_case)
-        return runner.run(list(CALIBRATION_TEXTS), batch_size=8)
-
-    try:
-        agreement = bf16_agreement(export.directory, path, reference, CALIBRATION_TEXTS)
-    except (ImportError, RuntimeError, OSError, ValueError):
-        log.warning("embedder at %s: bf16 encoding could not be checked; documents stay on ONNX", path,
-                    exc_info=True)
-        return False
-    if not bf16_ok(agreement):
-        log.info("embedder at %s: bf16 vectors differ from fp32 (mean cosine %.5f, min %.5f); not used", path,
-                 agreement["mean"], agreement["min"])
-        return False
-    return True
+                        num_threads=num_threads, export=export,
+                        documents_bf16=chosen == "fp32" and cpu_has_amx_bf16())
 
 
 # Files that hold a model's weights; configs and tokenizers may change without changing any vector.

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.embed.base import normalise, prefixes_for
-from ragtune.embed.bf16 import Bf16DocumentEncoder
+from ragtune.embed.bf16 import Bf16DocumentEncoder, bf16_agreement, bf16_ok
 from ragtune.errors import ConfigError
 from ragtune.paths import default_cache_dir
 from ragtune.tokens import HFTokenCounter, TokenCounter
@@ -408,7 +408,7 @@ class OnnxEmbedder:
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"embed_precision '{precision}' is not one of {', '.join(PRECISIONS)}")
-        if documents_bf16 and precision != "fp32":
+        if documents_bf16 and precision != "fp32":  # True asks for bf16 documents where they keep fp32's vectors
             raise ConfigError("bf16 document encoding stands in for fp32 only (int8 vectors are int8's own)")
         if batch_size <= 0:
             raise ConfigError("embed_batch_size must be greater than 0.")
@@ -430,7 +430,25 @@ class OnnxEmbedder:
         # At fp32 on AMX CPUs documents (the bulk of the work) are encoded in bf16 by torch: fp32's vectors to
         # within rounding, 4x faster (see embed.bf16). Queries stay on ONNX: no torch in a query process.
         self._bf16: Bf16DocumentEncoder | None = (
-            Bf16DocumentEncoder(path, batch_size=batch_size, num_threads=num_threads) if documents_bf16 else None)
+            Bf16DocumentEncoder(path, batch_size=batch_size, num_threads=num_threads)
+            if documents_bf16 and self._bf16_keeps_vectors() else None)
+
+    def _bf16_keeps_vectors(self) -> bool:
+        """Whether bf16 vectors of this model follow this (fp32) runner's on the calibration texts: measured once
+        per export and cached beside it (``embed.bf16``)."""
+        try:
+            agreement = bf16_agreement(
+                self.export.directory, self.path,
+                lambda: self._runner.run(list(CALIBRATION_TEXTS), batch_size=8), CALIBRATION_TEXTS)
+        except (ImportError, RuntimeError, OSError, ValueError):
+            log.warning("embedder at %s: bf16 encoding could not be checked; documents stay on ONNX", self.path,
+                        exc_info=True)
+            return False
+        if not bf16_ok(agreement):
+            log.info("embedder at %s: bf16 vectors differ from fp32 (mean cosine %.5f, min %.5f); not used",
+                     self.path, agreement["mean"], agreement["min"])
+            return False
+        return True
 
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         if not texts:
