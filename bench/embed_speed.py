@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, cpu_seconds, default_scifact_dir, loadavg, machine, percentiles, write_json  # noqa: E402
 
 from ragtune.embed import load_embedder  # noqa: E402
-from ragtune.embed.bf16 import BF16_MIN_TEXTS, cpu_has_amx_bf16  # noqa: E402
+from ragtune.embed.bf16 import BF16_MIN_TEXTS  # noqa: E402
+from ragtune.embed.cpu import cpu_has_amx_bf16  # noqa: E402
 
 
 def main() -> None:

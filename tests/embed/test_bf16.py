@@ -12,7 +12,8 @@ import pytest
 import ragtune.embed.bf16 as bf16
 import ragtune.embed.factory as factory
 from ragtune.embed import checkpoint_hash, load_embedder
-from ragtune.embed.bf16 import Bf16DocumentEncoder, bf16_ok, cpu_has_amx_bf16
+from ragtune.embed.bf16 import Bf16DocumentEncoder, bf16_ok
+from ragtune.embed.cpu import cpu_has_amx_bf16
 from ragtune.embed.onnx import OnnxEmbedder, OnnxExport, export_onnx
 from ragtune.embed.sentence_transformers import resolve_model
 
@@ -35,6 +36,7 @@ def amx(monkeypatch: pytest.MonkeyPatch, cache: Path, export: OnnxExport) -> Non
     """This CPU counts as one with AMX (elsewhere torch emulates bf16: slower, the same numbers), with the
     module's own model cache (so bf16.json is written there)."""
     monkeypatch.setattr(factory, "cpu_has_amx_bf16", lambda: True)
+    monkeypatch.setenv("RAGTUNE_CPU_INT8", "1")  # CPUs with AMX have its int8 instructions too
     monkeypatch.setenv("RAGTUNE_MODEL_CACHE", str(cache))
 
 

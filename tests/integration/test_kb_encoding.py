@@ -51,6 +51,7 @@ def fresh_embedders():
 @pytest.mark.integration
 def test_a_new_kb_records_int8_and_chunk_context_and_embeds_with_them(tmp_path, monkeypatch, fresh_embedders):
     monkeypatch.setenv("RAGTUNE_CPU_BF16", "0")  # whatever the CPU: no embedder loaded with bf16 documents
+    monkeypatch.setenv("RAGTUNE_CPU_INT8", "1")  # a CPU with int8 dot products (VNNI, AMX, Arm dotprod)
     stats = _build(tmp_path / "kb")
     assert stats["embedder_precision"] == "int8" and stats["chunk_context"] == 1
     with KnowledgeBase.open(tmp_path / "kb") as kb:
@@ -155,3 +156,20 @@ def test_on_an_amx_cpu_an_fp32_kb_gets_bf16_documents_and_opens_anywhere(tmp_pat
     with KnowledgeBase.open(tmp_path / "kb") as kb:  # the same KB on a CPU without AMX: fp32 ONNX, no mismatch
         assert kb.embedder.precision == "fp32" and "documents" not in kb.embedder.describe()
         assert kb.search("how often are API keys rotated", k=1)[0].chunk_id == top
+
+
+@pytest.mark.integration
+def test_on_a_cpu_without_int8_dot_products_a_new_kb_records_fp32_and_keeps_it(tmp_path, monkeypatch,
+                                                                                fresh_embedders):
+    monkeypatch.setenv("RAGTUNE_CPU_BF16", "0")
+    monkeypatch.setenv("RAGTUNE_CPU_INT8", "0")
+    stats = _build(tmp_path / "kb")
+    assert stats["embedder_precision"] == "fp32"
+    # The KB keeps the precision it was built with, wherever it is opened next.
+    monkeypatch.setenv("RAGTUNE_CPU_INT8", "1")
+    from ragtune.kb import _shared_embedder
+
+    _shared_embedder.cache_clear()
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        assert kb.embedder.precision == "fp32"
+        assert kb.search("how often do API keys rotate", k=1)

@@ -22,7 +22,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -40,26 +39,6 @@ BF16_BATCH = 16
 #: takes a few seconds, which encoding a handful of passages 44 ms faster each does not pay back.
 BF16_MIN_TEXTS = 128
 _RECORD = "bf16.json"
-
-
-def cpu_has_amx_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (the ``amx_bf16`` flag of /proc/cpuinfo; Linux only).
-    ``RAGTUNE_CPU_BF16=0`` says no, to encode documents exactly as ONNX fp32 or int8 do."""
-    if os.environ.get("RAGTUNE_CPU_BF16", "").strip().lower() in ("0", "off", "false", "no"):
-        return False
-    return _amx_flag()
-
-
-@cache
-def _amx_flag() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return "amx_bf16" in line.split(":", 1)[1].split()
-    except OSError:
-        return False
-    return False
 
 
 class Bf16DocumentEncoder:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ragtune.embed.base import Embedder
-from ragtune.embed.bf16 import cpu_has_amx_bf16
+from ragtune.embed.cpu import cpu_has_amx_bf16
 from ragtune.embed.e5 import E5_NAME
 from ragtune.embed.onnx import PRECISIONS
 from ragtune.errors import ConfigError
@@ -66,7 +66,8 @@ def load_embedder(
 
     ``backend`` 'auto' runs a local model directory on ONNX Runtime (exported once, see ``embed.onnx``) and a hub
     id or an unexportable model on torch. ``precision`` 'auto' is int8 where the export's int8 vectors follow
-    fp32 closely (``OnnxExport.int8_ok``), else fp32; int8 needs the ONNX backend. At fp32 on a CPU with AMX,
+    fp32 closely and the CPU has int8 dot-product instructions (``embed.onnx.choose_precision``), else fp32; int8
+    needs the ONNX backend. At fp32 on a CPU with AMX,
     documents are encoded in bf16 (fp32's vectors to within rounding, about 4x faster: ``embed.bf16``).
 
     ``device`` (see :func:`resolve_device`): on a GPU the torch backend runs the model in fp16 and returns the same
@@ -103,7 +104,7 @@ def load_embedder(
 def _onnx_embedder(name: str, backend: str, precision: str, batch_size: int, num_threads: int | None
                    ) -> Embedder | None:
     """The ONNX embedder, or None where 'auto' falls back to torch (explicit 'onnx' raises instead)."""
-    from ragtune.embed.onnx import OnnxEmbedder, export_onnx, onnx_available
+    from ragtune.embed.onnx import OnnxEmbedder, choose_precision, export_onnx, onnx_available
     from ragtune.embed.sentence_transformers import resolve_model
 
     explicit = backend == "onnx" or precision == "int8"
@@ -126,10 +127,7 @@ def _onnx_embedder(name: str, backend: str, precision: str, batch_size: int, num
             raise
         log.warning("embedder '%s' could not be exported to ONNX; running it on torch", name, exc_info=True)
         return None
-    chosen = precision if precision != "auto" else ("int8" if export.int8_ok else "fp32")
-    if precision == "auto" and chosen == "fp32":
-        log.info("embedder '%s': int8 vectors differ too much from fp32 (mean cosine %.4f, min %.4f); using fp32",
-                 name, export.int8_mean_agreement, export.int8_min_agreement)
+    chosen = choose_precision(export, precision)
     return OnnxEmbedder(name, path, export.checkpoint, precision=chosen, batch_size=batch_size,
                         num_threads=num_threads, export=export,
                         documents_bf16=chosen == "fp32" and cpu_has_amx_bf16())

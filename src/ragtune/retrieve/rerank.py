@@ -183,7 +183,7 @@ def _onnx_cross_encoder(path: Path, local: bool, backend: str, precision: str, m
                         num_threads: int | None, batch_size: int) -> tuple[_OnnxCrossEncoder, str] | None:
     """The cross-encoder on ONNX Runtime with its activation, or None where 'auto' falls back to torch."""
     from ragtune.embed import checkpoint_hash
-    from ragtune.embed.onnx import OnnxRunner, export_onnx, onnx_available
+    from ragtune.embed.onnx import OnnxRunner, choose_precision, export_onnx, onnx_available
 
     explicit = backend == "onnx" or precision == "int8"
     if not onnx_available() or not local:
@@ -198,7 +198,7 @@ def _onnx_cross_encoder(path: Path, local: bool, backend: str, precision: str, m
             raise
         log.warning("cross-encoder '%s' could not be exported to ONNX; running it on torch", path, exc_info=True)
         return None
-    chosen = precision if precision != "auto" else ("int8" if export.int8_ok else "fp32")
+    chosen = choose_precision(export, precision)
     runner = OnnxRunner(export.model_file(chosen), Path(export.directory) / "tokenizer.json", inputs=export.inputs,
                         pad_id=export.pad_id, max_seq_length=max_length, do_lower_case=False, num_threads=num_threads)
     return _OnnxCrossEncoder(runner, chosen, batch_size), export.activation
