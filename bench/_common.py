@@ -56,8 +56,24 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "hnswlib": _version("hnswlib"),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu": cpu_model(),
         "git": git_state(),
     }
+
+
+def cpu_model() -> dict[str, Any]:
+    """The CPU's name and the instructions the automatic precision choices look at (speeds differ by CPU)."""
+    from ragtune.embed.cpu import INT8_FLAGS, cpu_flags, cpu_has_amx_bf16, cpu_has_fast_int8
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    flags = cpu_flags() or frozenset()
+    return {"model": name, "int8_dot_flags": sorted(flags & INT8_FLAGS), "fast_int8": cpu_has_fast_int8(),
+            "amx_bf16": cpu_has_amx_bf16(), "avx512f": "avx512f" in flags, "avx2": "avx2" in flags}
 
 
 def _version(package: str) -> str | None:
