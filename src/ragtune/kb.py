@@ -349,7 +349,7 @@ class KnowledgeBase:
         s = self.settings
         return HybridRetriever(
             self.store, _NoEmbedder() if sparse_only else self.embedder, candidates=s.candidates,
-            dense_weight=s.dense_weight, sparse_weight=s.sparse_weight, rrf_k=s.rrf_k,
+            dense_weight=s.dense_weight, sparse_weight=s.sparse_weight, rrf_k=s.rrf_k, fusion=s.fusion,
             rewriter=self.rewriter() if s.rewrite != "none" else None, rewrite=s.rewrite,
             rewrite_weight=s.rewrite_weight, hyde_mix=s.hyde_mix, reranker=self.reranker(rerank),
             rerank_candidates=s.rerank_candidates, rerank_fusion=s.rerank_fusion, document_weight=s.document_weight,

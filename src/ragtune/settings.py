@@ -79,8 +79,13 @@ class Settings(BaseSettings):
     candidates: int = Field(100, gt=0, description="Hits taken from each retriever before fusion.")
     # k = 20 with dense at 0.8 (chosen on SciFact train + dev) held on SciFact's held-out queries (+0.020 nDCG@10)
     # and on LiHua-World (evidence recall@10 single-hop +0.012, multi-hop +0.041) against the textbook 60 / 1.0.
-    dense_weight: float = Field(0.8, ge=0, description="Weight of the dense ranking in weighted RRF.")
-    sparse_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in weighted RRF.")
+    # DBSF against RRF, same weights: SciFact hybrid nDCG@10 0.733 against 0.721 (809 train queries; held-out 152:
+    # 0.701 / 0.703), LiHua-World multi-hop evidence recall@10 0.788 against 0.758 (bench/results/fusion_dbsf.json).
+    fusion: Literal["dbsf", "rrf"] = Field(
+        "dbsf", description="How the rankings are fused: 'dbsf' (scores, each ranking scaled by its own spread) or "
+        "'rrf' (reciprocal ranks).")
+    dense_weight: float = Field(0.8, ge=0, description="Weight of the dense ranking in the fusion.")
+    sparse_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in the fusion.")
     rrf_k: int = Field(20, ge=0, description="RRF constant k (smaller: the first places of each ranking count more).")
     document_weight: float = Field(
         0.0, ge=0, description="Weight of document-level fusion: chunk hits are grouped by document in each ranking, "

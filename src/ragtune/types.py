@@ -169,6 +169,8 @@ class Hit(BaseModel):
     #: Graph retrieval: the steps from the question to this chunk ("question: Ada Park", "chunk UID",
     #: "entity: Lumen"); empty when the graph walk did not find it.
     path: list[str] = Field(default_factory=list)
+    #: How ``score`` was fused from several retrievers' rankings ('dbsf' or 'rrf'); empty for one retriever's own.
+    fusion: str = ""
 
 
 class Citation(BaseModel):

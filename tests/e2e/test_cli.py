@@ -86,7 +86,7 @@ def test_cli_workflow(tmp_path, docs_dir):
     assert hits[0]["metadata"]["source_type"] == "md"
     # The server's vocabulary (number, name, snippet), and what the score is.
     assert [h["number"] for h in hits] == [1, 2] and hits[0]["name"] == hits[0]["source"]
-    assert hits[0]["score_kind"] == "rrf" and {"dense", "dense_rank"} <= hits[0]["scores"].keys()
+    assert hits[0]["score_kind"] == "dbsf" and {"dense", "dense_rank"} <= hits[0]["scores"].keys()
     assert "loading" not in found.stderr, "no spinner when stderr is not a terminal"
     shown, terminal = ragtune_in_a_terminal("search", "refund window for enterprise plans", "--kb", kb, "-k", "2",
                                             cwd=tmp_path)

@@ -53,7 +53,7 @@ def minilm_export(cache: Path) -> OnnxExport:
 def test_bundled_minilm_exports_close_to_torch_and_int8_is_chosen(minilm_export, monkeypatch, cache):
     monkeypatch.setenv("RAGTUNE_MODEL_CACHE", str(cache))
     monkeypatch.setenv("RAGTUNE_CPU_BF16", "0")  # exact ONNX fp32 documents (tests/embed/test_bf16.py: bf16)
-    monkeypatch.setenv("RAGTUNE_CPU_INT8", "1")  # a CPU with int8 dot products: 'auto' takes int8 where it keeps quality
+    monkeypatch.setenv("RAGTUNE_CPU_INT8", "1")  # int8 dot products: 'auto' takes int8 where it keeps quality
     torch_vectors = load_embedder("all-MiniLM-L6-v2", backend="torch").encode_documents(TEXTS)
     fp32 = load_embedder("all-MiniLM-L6-v2", precision="fp32")
     assert fp32.backend == "onnx" and fp32.precision == "fp32"

@@ -107,12 +107,15 @@ def test_access_groups_bound_the_graph_walk(kb, mode):
     ("Which office does the team of the project led by Ada Park work from?", 0.5),  # 'led by': a second hop
     ("What is Ada Park working on?", 0.15),  # names someone, asks nothing beyond her: graph_weight_one_hop
 ])
-def test_the_walk_counts_less_for_a_question_without_a_second_hop(kb, question, weight):
+def test_the_walk_counts_less_for_a_question_without_a_second_hop(kb, question, weight, monkeypatch):
     from ragtune.retrieve.router import multi_hop_pattern
 
     assert bool(multi_hop_pattern(question)) == (weight == 0.5)
+    # Weighted RRF, where the weights can be read back: a hit's score is the sum of weight / (k + rank) over the
+    # rankings that found it (DBSF, the default, weighs the same way after scaling each ranking's scores).
+    monkeypatch.setattr(kb, "settings", kb.settings.model_copy(update={"fusion": "rrf"}))
     hits = kb.retrieve(question, 10, mode="graph").hits
-    # Weighted RRF: a hit's score is the sum of weight / (k + rank) over the rankings that found it.
+    assert all(h.fusion == "rrf" for h in hits)
     k, dense = kb.settings.rrf_k, kb.settings.dense_weight
     walked = [h for h in hits if {"dense_rank", "sparse_rank", "graph_rank"} <= set(h.scores)]
     assert walked

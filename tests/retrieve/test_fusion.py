@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from ragtune.errors import ConfigError
-from ragtune.retrieve.fusion import document_fusion, reciprocal_rank_fusion
+from ragtune.retrieve.fusion import document_fusion, fuse, reciprocal_rank_fusion, score_fusion
 
 pytestmark = pytest.mark.unit
 
 
 def ids(fused: list[tuple[str, float]]) -> list[str]:
     return [doc_id for doc_id, _ in fused]
+
+
+def scored(rankings: list[list[str]]) -> list[list[tuple[str, float]]]:
+    """Rankings with falling scores (RRF reads only the order)."""
+    return [[(i, 1.0 / n) for n, i in enumerate(ranking, 1)] for ranking in rankings]
 
 
 class TestReciprocalRankFusion:
@@ -140,26 +147,70 @@ class TestDocumentFusion:
         rankings = [["y1", "x1"], ["x2"]]
         document_of = {"x1": "X", "x2": "X", "y1": "Y"}
         assert ids(reciprocal_rank_fusion(rankings)) == ["y1", "x2", "x1"]
-        fused = dict(document_fusion(rankings, document_of, document_weight=1.0))
+        fused = dict(document_fusion(scored(rankings), document_of, document_weight=1.0))
         assert list(fused) == ["x2", "x1", "y1"]
         assert fused["y1"] == pytest.approx(2 / 61)
         assert fused["x2"] == pytest.approx(2 / 61 + 1 / 62) and fused["x1"] == pytest.approx(1 / 61 + 2 / 62)
 
     def test_weight_zero_is_plain_rrf_and_unknown_ids_are_their_own_document(self) -> None:
         rankings = [["a", "b", "c"], ["c", "b"]]
-        assert document_fusion(rankings, {}, document_weight=0.0) == reciprocal_rank_fusion(rankings)
+        assert document_fusion(scored(rankings), {}, document_weight=0.0) == reciprocal_rank_fusion(rankings)
         # Without documents every chunk is its own: the order is chunk RRF's, the scores (1 + w) times.
-        fused = document_fusion(rankings, {}, document_weight=0.5)
+        fused = document_fusion(scored(rankings), {}, document_weight=0.5)
         plain = reciprocal_rank_fusion(rankings)
         assert ids(fused) == ids(plain)
         assert all(score == pytest.approx(1.5 * p) for (_, score), (_, p) in zip(fused, plain, strict=True))
 
     def test_retriever_weights_apply_to_documents_too(self) -> None:
         # Dense weight 2: doc D (dense rank 1) beats doc S (sparse rank 1).
-        fused = document_fusion([["d1"], ["s1"]], {"d1": "D", "s1": "S"}, weights=[2.0, 1.0], document_weight=1.0)
+        fused = document_fusion(scored([["d1"], ["s1"]]), {"d1": "D", "s1": "S"}, weights=[2.0, 1.0],
+                                document_weight=1.0)
         assert ids(fused) == ["d1", "s1"]
 
     @pytest.mark.parametrize("weight", [-1.0, float("inf"), float("nan")])
     def test_bad_document_weight_is_rejected(self, weight: float) -> None:
         with pytest.raises(ConfigError, match="document_weight"):
-            document_fusion([["a"]], {}, document_weight=weight)
+            document_fusion(scored([["a"]]), {}, document_weight=weight)
+
+
+class TestScoreFusion:
+    def test_margins_count_where_rrf_hears_only_the_order(self) -> None:
+        # BM25 puts "b" far ahead of everything; dense has "a" first by a hair. RRF ties them (each is first
+        # once, second once), DBSF follows the clear winner.
+        dense = [("a", 0.61), ("b", 0.60), ("c", 0.30), ("d", 0.29)]
+        sparse = [("b", 30.0), ("a", 9.0), ("c", 8.5), ("d", 8.0)]
+        rrf = dict(fuse([dense, sparse], method="rrf", k=60))
+        assert rrf["a"] == pytest.approx(rrf["b"])
+        assert ids(score_fusion([dense, sparse]))[0] == "b"
+
+    def test_normalisation_is_mean_minus_three_sigma_over_six_sigma(self) -> None:
+        ranking = [("x", 3.0), ("y", 1.0)]  # mean 2, sigma 1: x -> (3 - (2 - 3)) / 6, y -> (1 + 1) / 6
+        fused = dict(score_fusion([ranking], weights=[2.0]))
+        assert fused["x"] == pytest.approx(2 * 4 / 6) and fused["y"] == pytest.approx(2 * 2 / 6)
+
+    def test_scale_free_absent_ids_get_nothing_and_equal_scores_give_one(self) -> None:
+        small = [("a", 0.9), ("b", 0.5), ("c", 0.1)]
+        large = [(i, s * 1000 + 7) for i, s in small]  # the same spread on another scale
+        a, b = score_fusion([small]), score_fusion([large])
+        assert ids(a) == ids(b) and [s for _, s in a] == pytest.approx([s for _, s in b])
+        fused = dict(score_fusion([small, [("z", 5.0)]]))
+        assert fused["z"] == 1.0 and fused["c"] == pytest.approx((0.1 - 0.5 + 3 * math.sqrt(0.32 / 3)) /
+                                                                 (6 * math.sqrt(0.32 / 3)))
+
+    def test_weights_switch_rankings_off_and_ties_are_deterministic(self) -> None:
+        first, second = [("a", 2.0), ("b", 1.0)], [("c", 2.0), ("d", 1.0)]
+        assert ids(score_fusion([first, second], weights=[1, 0])) == ["a", "b"]
+        assert ids(score_fusion([first, second])) == ["a", "c", "b", "d"]  # equal scores: best rank, then order
+        with pytest.raises(ConfigError, match="weights must not sum to zero"):
+            score_fusion([first, second], weights=[0, 0])
+
+    def test_document_fusion_with_dbsf_credits_a_document_found_twice(self) -> None:
+        rankings = [[("y1", 0.9), ("x1", 0.8), ("w1", 0.1)], [("x2", 12.0), ("v1", 1.0)]]
+        document_of = {"x1": "X", "x2": "X", "y1": "Y", "w1": "W", "v1": "V"}
+        plain = ids(fuse(rankings, method="dbsf"))
+        both = ids(document_fusion(rankings, document_of, method="dbsf", document_weight=1.0))
+        assert plain.index("x1") > plain.index("y1") and both.index("x1") < both.index("y1")
+
+    def test_unknown_method_names_the_choices(self) -> None:
+        with pytest.raises(ConfigError, match="unknown fusion 'sum' — one of dbsf, rrf"):
+            fuse([[("a", 1.0)]], method="sum")

@@ -105,6 +105,27 @@ def kb(tmp_path_factory, embedder):
 
 @pytest.mark.integration
 class TestComposition:
+    @pytest.mark.parametrize("query", ["how do I rotate API keys", "年假有多少天", "refund window enterprise"])
+    def test_hybrid_fuses_the_dense_and_bm25_rankings_by_their_scores(self, kb: KnowledgeBase, query: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+        from ragtune.retrieve.fusion import reciprocal_rank_fusion, score_fusion
+
+        s = kb.settings
+        assert s.fusion == "dbsf"
+        dense = kb.store.dense_search(kb.embedder.encode_queries([query])[0], s.candidates, None)
+        sparse = kb.store.sparse_search(query, s.candidates, None)
+        expected = score_fusion([dense, sparse], weights=[s.dense_weight, s.sparse_weight])[:5]
+        hits = kb.retrieve(query, 5).hits
+        assert [h.fusion for h in hits] == ["dbsf"] * len(hits)
+        assert [h.score for h in hits] == pytest.approx([score for _, score in expected], abs=1e-9)
+        assert [h.scores.get("dense_rank") for h in hits] == [
+            next((r for r, (i, _) in enumerate(dense, 1) if i == cid), None) for cid, _ in expected]
+        # The same rankings under fusion = "rrf": ranks only.
+        monkeypatch.setattr(kb, "settings", s.model_copy(update={"fusion": "rrf"}))
+        rrf = reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in sparse]],
+                                     weights=[s.dense_weight, s.sparse_weight], k=s.rrf_k)[:5]
+        assert [h.score for h in kb.retrieve(query, 5).hits] == pytest.approx([score for _, score in rrf])
+
     def test_multi_query_retrieves_what_only_a_paraphrase_finds(self, kb: KnowledgeBase) -> None:
         query = "zebra quokka"  # matches nothing by itself
         plain = kb.retrieve(query, 3, mode="sparse")

@@ -56,7 +56,7 @@ def test_create_upload_search_and_delete(live):
 
         hits = http.post("/v1/kbs/notes/search", json={"query": "how much is parking", "k": 2}).json()["hits"]
         assert hits[0]["name"] == "parking.txt" and "30 euros" in hits[0]["text"]
-        assert hits[0]["number"] == 1 and hits[0]["score_kind"] == "rrf"  # the CLI's vocabulary too
+        assert hits[0]["number"] == 1 and hits[0]["score_kind"] == "dbsf"  # the CLI's vocabulary too
         md_only = http.post("/v1/kbs/notes/search", json={"query": "parking", "filter": {"source_type": "md"}}).json()
         assert [h["name"] for h in md_only["hits"]] == ["bundle/team__oncall.md"]
 

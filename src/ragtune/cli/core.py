@@ -241,7 +241,7 @@ def _scores(hit: Any, kind: str) -> str:
     """The hit's score named by what it is, with each retriever's rank and score behind a fused one."""
     parts = []
     for name, label in (("dense", "cosine"), ("sparse", "bm25")):
-        if kind in ("rrf", "rerank") and name in hit.scores:
+        if kind in ("dbsf", "rrf", "rerank") and name in hit.scores:
             parts.append(f"{label} {hit.scores[name]:.3f} #{int(hit.scores[f'{name}_rank'])}")
     shown = f"{kind} {hit.score:.4f}"
     return shown + (f" ({', '.join(parts)})" if parts else "")

@@ -11,6 +11,9 @@ SNIPPET_CHARS = 400
 
 #: What each retriever's score is, for readers of ``score_kind`` (and of the CLI's search legend).
 SCORE_KINDS: dict[str, str] = {
+    "dbsf": "score fusion of the dense and BM25 rankings: each retriever's scores scaled by their own spread, "
+            "(s − mean + 3σ) / 6σ, weighted and summed: about 1.5 for a hit far ahead in both lists (compare ranks, "
+            "not values across queries)",
     "rrf": "reciprocal-rank fusion of the dense and BM25 rankings, Σ weight / (rrf_k + rank): about 0.05 for a "
            "first place in one list at the default rrf_k=20 (compare ranks, not values)",
     "cosine": "dense: cosine similarity of the query and chunk embeddings, -1 to 1",
@@ -20,9 +23,12 @@ SCORE_KINDS: dict[str, str] = {
 
 
 def score_kind(hit: Hit, mode: str) -> str:
-    """What ``hit.score`` measures: 'rrf' (hybrid), 'cosine' (dense), 'bm25' (sparse) or 'rerank'."""
+    """What ``hit.score`` measures: 'dbsf' or 'rrf' (fused: hybrid, graph, auto), 'cosine' (dense), 'bm25' (sparse)
+    or 'rerank'."""
     if "rerank" in hit.scores:
         return "rerank"
+    if hit.fusion:
+        return hit.fusion
     return {"hybrid": "rrf", "dense": "cosine", "sparse": "bm25"}.get(mode, "rrf")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from ragtune.embed import Embedder
 from ragtune.errors import ConfigError
 from ragtune.guard.acl import AccessPolicy
-from ragtune.retrieve.fusion import document_fusion, reciprocal_rank_fusion
+from ragtune.retrieve.fusion import FUSIONS, document_fusion, fuse, reciprocal_rank_fusion
 from ragtune.retrieve.graph import GraphSearcher, Seed
 from ragtune.retrieve.rerank import Reranker
 from ragtune.retrieve.rewrite import REWRITES, QueryRewriter
@@ -55,7 +55,8 @@ class HybridRetriever:
 
     def __init__(
         self, store: ChunkStore, embedder: Embedder, *, candidates: int = 100, dense_weight: float = 1.0,
-        sparse_weight: float = 1.0, rrf_k: int = 60, rewriter: QueryRewriter | None = None, rewrite: str = "none",
+        sparse_weight: float = 1.0, rrf_k: int = 60, fusion: str = "rrf", rewriter: QueryRewriter | None = None,
+        rewrite: str = "none",
         rewrite_weight: float = 0.5, hyde_mix: bool = True, reranker: Reranker | None = None,
         rerank_candidates: int = 50, rerank_fusion: float = 0.0, document_weight: float = 0.0,
         graph: GraphSearcher | None = None, graph_weight: float = 0.5, graph_weight_one_hop: float | None = None,
@@ -86,6 +87,9 @@ class HybridRetriever:
         self.candidates = candidates
         self.weights = (dense_weight, sparse_weight)
         self.rrf_k = rrf_k
+        if fusion not in FUSIONS:
+            raise ConfigError(f"unknown fusion '{fusion}' — one of {', '.join(FUSIONS)}")
+        self.fusion = fusion
         self.rewriter = rewriter
         self.rewrite = rewrite
         self.rewrite_weight = rewrite_weight
@@ -142,13 +146,12 @@ class HybridRetriever:
             route, paths = self._route(query, lists, weights, detail, pool, filter, timings)
         t = time.perf_counter()
         if len(lists) > 1:
-            ids = [[i for i, _ in ranking] for ranking in lists]
             if self.document_weight > 0:
-                document_of = self.store.document_ids(list({i for ranking in ids for i in ranking}))
-                fused = document_fusion(ids, document_of, weights=weights, k=self.rrf_k,
+                document_of = self.store.document_ids(list({i for ranking in lists for i, _ in ranking}))
+                fused = document_fusion(lists, document_of, method=self.fusion, weights=weights, k=self.rrf_k,
                                         document_weight=self.document_weight)
             else:
-                fused = reciprocal_rank_fusion(ids, weights=weights, k=self.rrf_k)
+                fused = fuse(lists, method=self.fusion, weights=weights, k=self.rrf_k)
         else:
             fused = lists[0]
         depth = max(k, self.rerank_candidates) if reranker is not None else k
@@ -168,6 +171,7 @@ class HybridRetriever:
                 log.warning("dropped chunk %s: not readable by groups %s", hit.chunk_id, sorted(self.groups or ()))
                 continue
             hit.score = float(score)
+            hit.fusion = self.fusion if len(lists) > 1 else ""
             hit.path = paths.get(chunk_id, [])
             for name, ranks in detail.items():
                 if chunk_id in ranks:
@@ -265,7 +269,8 @@ class HybridRetriever:
         # The router sends only multi-hop and whole-collection questions here; mode graph sends every question.
         weights.append(self.graph_weight if whole_collection or multi_hop_pattern(query) else self.graph_weight_one_hop)
         if whole_collection:
-            lists.append([(c, 1.0) for c in self.graph.community_chunks(query, allowed=allowed)])
+            # In their communities' order, with falling scores (equal ones would all count as a ranking's best).
+            lists.append([(c, 1.0 / n) for n, c in enumerate(self.graph.community_chunks(query, allowed=allowed), 1)])
             weights.append(self.graph_weight)
         detail["graph"] = {cid: (rank, score) for rank, (cid, score) in enumerate(ranked.ranking, 1)}
         timings["graph"] = timings.get("graph", 0.0) + elapsed_ms(t, 3)
