@@ -132,7 +132,7 @@ def run_ragtune(beir: Path, dataset: Any, queries: dict[str, str], kb_dir: Path,
         ingest = {"wall_s": time.perf_counter() - t, "cpu_s": _self_cpu() - c, "chunks": report.chunks,
                   "stages_s": report.to_dict()["stages_s"], "loadavg_before": load, "loadavg_after": loadavg(),
                   "settings": {k: getattr(kb.settings, k) for k in ("chunk_size", "chunk_context", "embed_backend",
-                                                                    "embed_precision", "dense_weight",
+                                                                    "embed_precision", "fusion", "dense_weight",
                                                                     "sparse_weight", "rrf_k", "document_weight")},
                   "embedder": kb.embedder.describe() if hasattr(kb.embedder, "describe") else {}}
     prefix = f"beir:{name}/"
