@@ -5,11 +5,12 @@ first document ("the project led by Ada Park"); the second document (where "the 
 office") shares no key entity with the question, only the bridge ("Lumen") with the first. Three chains of each
 kind share their wording, so words alone cannot tell the right second document from its two look-alikes.
 
-    .venv/bin/python bench/graph_twohop.py
+    .venv/bin/python bench/graph_twohop.py [--fusion rrf --out /tmp/twohop-rrf.json]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -32,10 +33,16 @@ MODES = ("hybrid", "graph", "auto")
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fusion", choices=("dbsf", "rrf"), help="default: the setting's default")
+    ap.add_argument("--out", type=Path, default=RESULTS_DIR / "graph_twohop.json")
+    args = ap.parse_args()
+    settings = {"fusion": args.fusion} if args.fusion else {}
     questions = json.loads((FIXTURE / "questions.json").read_text(encoding="utf-8"))
     results: dict[str, dict[str, object]] = {}
     per_question: dict[str, dict[str, bool]] = defaultdict(dict)
-    with tempfile.TemporaryDirectory() as tmp, KnowledgeBase.open(Path(tmp) / "kb", create=True, graph=True) as kb:
+    with tempfile.TemporaryDirectory() as tmp, KnowledgeBase.open(Path(tmp) / "kb", create=True, graph=True,
+                                                                              **settings) as kb:
         kb.ingest(FIXTURE / "docs")
         for mode in MODES:
             found = {"en": 0, "zh": 0}
@@ -58,8 +65,9 @@ def main() -> None:
                              "en": f"{found['en']}/{total['en']}", "zh": f"{found['zh']}/{total['zh']}",
                              "first_hop_in_top5": first_hop, "latency_ms": percentiles(times),
                              **({"routes": dict(routes)} if routes else {})}
-    write_json(RESULTS_DIR / "graph_twohop.json", {
-        "fixture": str(FIXTURE.relative_to(BENCH_DIR.parent)), "modes": results, "per_question": per_question,
+    write_json(args.out, {
+        "fixture": str(FIXTURE.relative_to(BENCH_DIR.parent)), "fusion": kb.settings.fusion, "modes": results,
+        "per_question": per_question,
         "loadavg": loadavg(), "machine": machine(),
     })
     print_table([[m, r["both_in_top5"], r["en"], r["zh"], r["first_hop_in_top5"]] for m, r in results.items()],

@@ -93,8 +93,8 @@ def test_cli_workflow(tmp_path, docs_dir):
     assert shown.returncode == 0, terminal
     assert "loading the embedding model" in terminal, "a spinner on stderr in a terminal while the model loads"
     first_line = shown.stdout.splitlines()[0]
-    assert re.search(r"rrf 0\.0\d+ \(cosine 0\.\d+ #\d+, bm25 \d+\.\d+ #\d+\)", first_line), shown.stdout
-    assert "scores: rrf" in shown.stdout and "compare ranks, not values" in shown.stdout
+    assert re.search(r"dbsf \d\.\d+ \(cosine 0\.\d+ #\d+, bm25 \d+\.\d+ #\d+\)", first_line), shown.stdout
+    assert "scores: dbsf" in shown.stdout and "compare ranks, not values" in shown.stdout
     assert "cosine" in shown.stdout and "BM25 keyword score" in shown.stdout and "loading" not in shown.stdout
     sparse = ragtune("search", "refund window", "--kb", kb, "--mode", "sparse", cwd=tmp_path)
     assert "bm25 " in sparse.stdout.splitlines()[0] and "rrf" not in sparse.stdout

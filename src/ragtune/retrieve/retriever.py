@@ -264,7 +264,13 @@ class HybridRetriever:
         t = time.perf_counter()
         allowed = self.store.allowed_ids(filter)
         ranked = self.graph.rank(query, pool, allowed=allowed, seeds=seeds)
-        lists.append(ranked.ranking)
+        ranking = ranked.ranking
+        if self.fusion == "dbsf":
+            # The walk's scores are visit probabilities that span orders of magnitude (the seed's own chunk far
+            # ahead, the second hop a few percent of it): scaled by their spread they would leave the second hop
+            # nothing. The walk enters the score fusion by its ranks.
+            ranking = [(cid, 1.0 / (self.rrf_k + rank)) for rank, (cid, _) in enumerate(ranking, 1)]
+        lists.append(ranking)
         whole_collection = global_question(query)
         # The router sends only multi-hop and whole-collection questions here; mode graph sends every question.
         weights.append(self.graph_weight if whole_collection or multi_hop_pattern(query) else self.graph_weight_one_hop)
