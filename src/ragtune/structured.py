@@ -288,24 +288,49 @@ def generate_fields(generate: Callable[[list[dict[str, str]]], str], question: s
 
 def field_sources(data: Any, sources: Sequence[Hit], min_support: float = 0.5) -> dict[str, list[int]]:
     """For each leaf value (JSON pointer), the numbers of the sources that state it: the value appears in the
-    source, or (longer strings) most of its terms do."""
+    source, or (longer strings) most of its terms do. Where several sources hold the value, those that hold it
+    in a sentence naming its field ("Birth parents receive 20 weeks" for ``weeks_birth_parents``, not "capped
+    at 20 percent") are the ones that state it; when none does, all of them are kept."""
     out: dict[str, list[int]] = {}
 
-    def walk(value: Any, pointer: str) -> None:
+    def walk(value: Any, pointer: str, key: str) -> None:
         if isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}")
+            for name, item in value.items():
+                walk(item, f"{pointer}/{str(name).replace('~', '~0').replace('/', '~1')}", str(name))
         elif isinstance(value, list):
             for i, item in enumerate(value):
-                walk(item, f"{pointer}/{i}")
+                walk(item, f"{pointer}/{i}", key)
         elif value is not None and not isinstance(value, bool):
             text = str(value).strip()
             if not text:
                 return
             found = [n for n, hit in enumerate(sources, 1) if _mentions(hit.text, text)
                      or (isinstance(value, str) and len(text) > 12 and support(text, hit.text) >= min_support)]
+            if len(found) > 1:
+                named = [n for n in found if _stated_with_field(sources[n - 1].text, text, key)]
+                found = named or found
             if found:
                 out[pointer or "/"] = found
 
-    walk(data, "")
+    walk(data, "", "")
     return out
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？;；])\s*|\n+")
+
+
+def _stated_with_field(source: str, value: str, key: str) -> bool:
+    """Whether a sentence of ``source`` holds ``value`` together with a word of the field name ``key``: its English
+    words of three letters or more (split at '_', '-', spaces and camel case; 'weeks' matches 'week', not
+    'weekdays') or any two consecutive Chinese characters of it."""
+    english = {w.lower().removesuffix("s") for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", key) if len(w) >= 3}
+    chinese = {run[i : i + 2] for run in re.findall(r"[\u4e00-\u9fff]{2,}", key) for i in range(len(run) - 1)}
+    patterns = [re.compile(rf"(?<![a-z]){re.escape(w)}(?:e?s)?(?![a-z])") for w in english]
+    if not patterns and not chinese:
+        return False
+    for sentence in _SENTENCE_END.split(source):
+        if _mentions(sentence, value):
+            lowered = sentence.lower()
+            if any(p.search(lowered) for p in patterns) or any(c in sentence for c in chinese):
+                return True
+    return False

@@ -97,6 +97,21 @@ class TestLogic:
         found = field_sources({"product": "Aster X200", "years": 3, "features": ["Wi-Fi 6", "Bluetooth"]}, hits)
         assert found == {"/product": [1], "/years": [1], "/features/0": [2]}
 
+    def test_a_value_in_several_sources_points_at_those_that_state_it_with_its_field(self):
+        def hit(n: int, text: str) -> Hit:
+            return Hit(chunk_id=str(n), document_id=str(n), source=f"{n}.md", text=text, score=1, meta=ChunkMeta())
+
+        hits = [hit(1, "Bonuses are capped at 20 percent. The office closes at 20:00 on weekdays."),
+                hit(2, "Birth parents receive 20 weeks of paid leave; other parents receive 12 weeks."),
+                hit(3, "员工每年享有20天年假，病假另计。"), hit(4, "The order ships in 20 boxes.")]
+        found = field_sources({"weeks_birth_parents": 20, "weeksOtherParents": 12, "年假天数": 20,
+                               "box_count": 99, "items": [20]}, hits)
+        # 'weeks' matches 'week' in hit 2, not 'weekdays' in hit 1; the Chinese key by its characters (年假).
+        assert found["/weeks_birth_parents"] == [2] and found["/weeksOtherParents"] == [2]
+        assert found["/年假天数"] == [3]
+        assert "/box_count" not in found
+        assert found["/items/0"] == [1, 2, 3, 4]  # no field words next to it anywhere: every source that has it
+
 
 class ScriptedLLM:
     name = "scripted"
