@@ -175,7 +175,8 @@ def sweep(args: argparse.Namespace) -> None:
             embedder = _CachedEmbedder(kb.embedder)
             s = kb.settings
             context = kb.store.chunk_context
-            base = dict(candidates=CHUNK_DEPTH, dense_weight=1.0, sparse_weight=1.0, rrf_k=60, document_weight=0.0)
+            base = dict(candidates=CHUNK_DEPTH, dense_weight=1.0, sparse_weight=1.0, rrf_k=60, document_weight=0.0,
+                        fusion="rrf")
             rows: dict[str, Any] = {}
             for mode in ("dense", "sparse", "hybrid"):
                 retriever = HybridRetriever(store, embedder, **base)  # type: ignore[arg-type]
@@ -187,7 +188,7 @@ def sweep(args: argparse.Namespace) -> None:
                 store.sparse_index = header_index(kb, boost) if boost is not None else None
                 retriever = HybridRetriever(store, embedder, candidates=CHUNK_DEPTH,  # type: ignore[arg-type]
                                             dense_weight=dense_w, sparse_weight=1.0, rrf_k=rrf_k,
-                                            document_weight=doc_w)
+                                            document_weight=doc_w, fusion="rrf")
                 label = f"hybrid boost={boost} document_weight={doc_w:g} rrf_k={rrf_k} dense_weight={dense_w:g}"
                 rows[label] = scores(run_queries(retriever, dataset.queries, "hybrid", prefix), dataset.qrels, parts)
                 if boost is not None:

@@ -55,7 +55,7 @@ class HybridRetriever:
 
     def __init__(
         self, store: ChunkStore, embedder: Embedder, *, candidates: int = 100, dense_weight: float = 1.0,
-        sparse_weight: float = 1.0, rrf_k: int = 60, fusion: str = "rrf", rewriter: QueryRewriter | None = None,
+        sparse_weight: float = 1.0, rrf_k: int = 60, fusion: str = "dbsf", rewriter: QueryRewriter | None = None,
         rewrite: str = "none",
         rewrite_weight: float = 0.5, hyde_mix: bool = True, reranker: Reranker | None = None,
         rerank_candidates: int = 50, rerank_fusion: float = 0.0, document_weight: float = 0.0,

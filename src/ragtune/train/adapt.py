@@ -215,7 +215,7 @@ def adapt_knowledge_base(
         retriever = HybridRetriever(
             candidate, candidate_embedder(kb, model_dir, staged.get("precision")),  # type: ignore[arg-type]
             candidates=s.candidates, dense_weight=s.dense_weight, sparse_weight=s.sparse_weight, rrf_k=s.rrf_k,
-            document_weight=s.document_weight,
+            fusion=s.fusion, document_weight=s.document_weight,
         )
         progress("judging the new embedder", 0, len(heldout_q))
         state.save("after", _judge(retriever, heldout_q))
