@@ -147,23 +147,23 @@ class TestDocumentFusion:
         rankings = [["y1", "x1"], ["x2"]]
         document_of = {"x1": "X", "x2": "X", "y1": "Y"}
         assert ids(reciprocal_rank_fusion(rankings)) == ["y1", "x2", "x1"]
-        fused = dict(document_fusion(scored(rankings), document_of, document_weight=1.0))
+        fused = dict(document_fusion(scored(rankings), document_of, method="rrf", document_weight=1.0))
         assert list(fused) == ["x2", "x1", "y1"]
         assert fused["y1"] == pytest.approx(2 / 61)
         assert fused["x2"] == pytest.approx(2 / 61 + 1 / 62) and fused["x1"] == pytest.approx(1 / 61 + 2 / 62)
 
     def test_weight_zero_is_plain_rrf_and_unknown_ids_are_their_own_document(self) -> None:
         rankings = [["a", "b", "c"], ["c", "b"]]
-        assert document_fusion(scored(rankings), {}, document_weight=0.0) == reciprocal_rank_fusion(rankings)
-        # Without documents every chunk is its own: the order is chunk RRF's, the scores (1 + w) times.
-        fused = document_fusion(scored(rankings), {}, document_weight=0.5)
         plain = reciprocal_rank_fusion(rankings)
+        assert document_fusion(scored(rankings), {}, method="rrf", document_weight=0.0) == plain
+        # Without documents every chunk is its own: the order is chunk RRF's, the scores (1 + w) times.
+        fused = document_fusion(scored(rankings), {}, method="rrf", document_weight=0.5)
         assert ids(fused) == ids(plain)
         assert all(score == pytest.approx(1.5 * p) for (_, score), (_, p) in zip(fused, plain, strict=True))
 
     def test_retriever_weights_apply_to_documents_too(self) -> None:
         # Dense weight 2: doc D (dense rank 1) beats doc S (sparse rank 1).
-        fused = document_fusion(scored([["d1"], ["s1"]]), {"d1": "D", "s1": "S"}, weights=[2.0, 1.0],
+        fused = document_fusion(scored([["d1"], ["s1"]]), {"d1": "D", "s1": "S"}, method="rrf", weights=[2.0, 1.0],
                                 document_weight=1.0)
         assert ids(fused) == ["d1", "s1"]
 

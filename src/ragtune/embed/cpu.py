@@ -37,15 +37,19 @@ def cpu_flags() -> frozenset[str] | None:
     return frozenset()
 
 
+def _switch(variable: str) -> bool | None:
+    """The environment variable as a yes/no override (0/off/false/no, 1/on/true/yes), or None when it says neither."""
+    setting = os.environ.get(variable, "").strip().lower()
+    return False if setting in _OFF else True if setting in _ON else None
+
+
 def cpu_has_fast_int8() -> bool:
     """Whether int8 inference pays on this CPU: it has int8 dot-product instructions (``INT8_FLAGS``). Where the
     flags cannot be read, Arm (Apple silicon has dotprod) and x86 alike answer yes, as ragtune did before it read
     them. ``RAGTUNE_CPU_INT8=0`` or ``=1`` overrides the answer."""
-    setting = os.environ.get("RAGTUNE_CPU_INT8", "").strip().lower()
-    if setting in _OFF:
-        return False
-    if setting in _ON:
-        return True
+    override = _switch("RAGTUNE_CPU_INT8")
+    if override is not None:
+        return override
     flags = cpu_flags()
     if flags is None:
         return platform.machine().lower() in ("arm64", "aarch64", "x86_64", "amd64")
@@ -55,6 +59,6 @@ def cpu_has_fast_int8() -> bool:
 def cpu_has_amx_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices natively (the ``amx_bf16`` flag; Linux only).
     ``RAGTUNE_CPU_BF16=0`` says no, to encode documents exactly as ONNX fp32 or int8 do."""
-    if os.environ.get("RAGTUNE_CPU_BF16", "").strip().lower() in _OFF:
+    if _switch("RAGTUNE_CPU_BF16") is False:
         return False
     return "amx_bf16" in (cpu_flags() or ())

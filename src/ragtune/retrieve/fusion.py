@@ -36,21 +36,8 @@ def reciprocal_rank_fusion(
     if k < 0:
         raise ConfigError(f"k must be >= 0, got {k}")
     weights = _checked_weights(rankings, weights)
-
-    terms: dict[Id, list[float]] = {}  # insertion order records first appearance
-    best_rank: dict[Id, int] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        if weight == 0:
-            continue
-        seen: set[Id] = set()
-        for rank, doc_id in enumerate(ranking, start=1):
-            if doc_id in seen:
-                continue
-            seen.add(doc_id)
-            terms.setdefault(doc_id, []).append(weight / (k + rank))
-            if rank < best_rank.get(doc_id, rank + 1):
-                best_rank[doc_id] = rank
-    return _sorted(terms, best_rank)
+    return _summed([[(i, w / (k + rank)) for rank, i in enumerate(r, 1)]
+                    for r, w in zip(rankings, weights, strict=True) if w])
 
 
 def score_fusion(
@@ -71,25 +58,18 @@ def score_fusion(
     :func:`reciprocal_rank_fusion` (an id repeated in a ranking counts at its first position).
     """
     weights = _checked_weights([[i for i, _ in r] for r in rankings], weights)
-    terms: dict[Id, list[float]] = {}
-    best_rank: dict[Id, int] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        if weight == 0 or not ranking:
-            continue
-        values = [float(score) for _, score in ranking]
-        mean = math.fsum(values) / len(values)
-        spread = 6.0 * math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
-        low = mean - spread / 2
-        seen: set[Id] = set()
-        for rank, (doc_id, score) in enumerate(ranking, start=1):
-            if doc_id in seen:
-                continue
-            seen.add(doc_id)
-            normalised = (float(score) - low) / spread if spread > 0 else 1.0
-            terms.setdefault(doc_id, []).append(weight * normalised)
-            if rank < best_rank.get(doc_id, rank + 1):
-                best_rank[doc_id] = rank
-    return _sorted(terms, best_rank)
+    return _summed([[(i, w * v) for i, v in _scaled(r)] for r, w in zip(rankings, weights, strict=True) if w])
+
+
+def _scaled(ranking: Sequence[tuple[Id, float]]) -> list[tuple[Id, float]]:
+    """``ranking`` with each score s as (s - (μ - 3σ)) / 6σ over the ranking's scores (1 where σ is 0)."""
+    if not ranking:
+        return []
+    values = [float(score) for _, score in ranking]
+    mean = math.fsum(values) / len(values)
+    spread = 6.0 * math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+    low = mean - spread / 2
+    return [(i, (v - low) / spread if spread > 0 else 1.0) for (i, _), v in zip(ranking, values, strict=True)]
 
 
 def _checked_weights(rankings: Sequence[Sequence[Hashable]], weights: Sequence[float] | None) -> Sequence[float]:
@@ -115,7 +95,21 @@ def _checked_weights(rankings: Sequence[Sequence[Hashable]], weights: Sequence[f
     return weights
 
 
-def _sorted(terms: dict[Id, list[float]], best_rank: dict[Id, int]) -> list[tuple[Id, float]]:
+def _summed(rankings: Sequence[Sequence[tuple[Id, float]]]) -> list[tuple[Id, float]]:
+    """Each id's terms (already weighted) summed over the rankings, best first: an id repeated in a ranking counts
+    at its first position; ties go to the best rank in any ranking, then to first appearance (ranking by ranking,
+    top to bottom)."""
+    terms: dict[Id, list[float]] = {}  # insertion order records first appearance
+    best_rank: dict[Id, int] = {}
+    for ranking in rankings:
+        seen: set[Id] = set()
+        for rank, (doc_id, term) in enumerate(ranking, start=1):
+            if doc_id in seen:
+                continue
+            seen.add(doc_id)
+            terms.setdefault(doc_id, []).append(term)
+            if rank < best_rank.get(doc_id, rank + 1):
+                best_rank[doc_id] = rank
     # fsum is exactly rounded, so equal contributions summed in a different order give equal scores
     # and ties are decided by the tie-break below, not by floating-point noise.
     scored = [
@@ -145,7 +139,7 @@ def document_fusion(
     rankings: Sequence[Sequence[tuple[Id, float]]],
     document_of: dict[Id, str],
     *,
-    method: str = "rrf",
+    method: str = "dbsf",
     weights: Sequence[float] | None = None,
     k: int = 60,
     document_weight: float = 1.0,
