@@ -52,6 +52,10 @@ def test_the_supporting_passage_is_quoted_and_cited(doc_source, question, doc, e
         ("Who is the chief executive of the company?", "benefits.md"),
         ("产假有多少天？", "福利制度.md"),  # 婚假 is not 产假
         ("出国出差的住宿标准是多少？", "差旅制度.md"),  # abroad is not covered
+        # A year the question states must be stated where the answer is: the sources give no 2030 figures.
+        ("What is the 2030 budget of Project Nimbus?", "projects.md"),  # the budget, but of no year
+        ("When is the first launch of Project Nimbus planned in 2030?", "projects.md"),  # the 2027 launch
+        ("Project Nimbus在2030年的预算是多少？", "projects.md"),
     ],
 )
 def test_no_passage_is_quoted_when_none_answers(doc_source, question, doc):
@@ -89,3 +93,26 @@ def test_a_chat_lines_later_sentence_is_quoted_with_its_speaker():
             "AdamSmith: Hi Li Hua! You can come by anytime after 5 PM today.")
     extract = _extract("After what time can Li Hua come by, according to Adam Smith?", Source(1, [hit("c.txt", chat)]))
     assert extract is not None and extract.text == "“AdamSmith: You can come by anytime after 5 PM today.” [1]"
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        # The year is stated by the heading the passage stands under; other numbers a question states need not be
+        # in the answer ('which two', a date written another way).
+        ("Which two engineers lead Project Quill?", "“Tomas Berg leads a team of 12 engineers, and the first release "
+                                                   "is planned for March 2026.” [1]"),
+        ("Who leads the team of 12 engineers?", "“Tomas Berg leads a team of 12 engineers, and the first release is "
+                                               "planned for March 2026.” [1]"),
+        ("What is the budget for 2030?", "“The budget is 5.2 million EUR.” [1]"),
+        ("2030年的预算是多少？", "“预算为520万元。”[1]"),
+        ("Who opened the office on 2026-03-12?", "“Mara Quist opened the Lisbon office on 12 March 2026.” [1]"),
+    ],
+)
+def test_a_year_in_the_question_is_found_in_the_passage_or_its_heading(doc_source, question, expected):
+    plan = Source(1, [hit("plan.md", "## Plan for 2030\n\nThe budget is 5.2 million EUR.\n\n## Offices\n\n"
+                                     "Mara Quist opened the Lisbon office on 12 March 2026.\n\n## 2030年计划\n\n"
+                                     "预算为520万元。")])
+    source = doc_source("projects.md") if "engineers" in question else plan
+    extract = _extract(question, source)
+    assert extract is not None and extract.text == expected

@@ -67,6 +67,16 @@ def test_a_supported_sentence_that_does_not_answer_is_not_an_answer(doc_source):
     assert result.removed_claims[-1].reason == "supported, but does not answer the question"
 
 
+def test_an_answer_for_another_year_than_the_one_asked_is_not_an_answer(doc_source):
+    # The sources give the budget of no year: a supported sentence about it does not answer the 2030 question.
+    result = _verify("What is the 2030 budget of Project Nimbus?",
+                     "Project Nimbus has a budget of 3.4 million EUR [1].", [doc_source("projects.md")])
+    assert not result.answered and result.text == ""
+    answered = _verify("What is the budget of Project Nimbus?",
+                       "Project Nimbus has a budget of 3.4 million EUR [1].", [doc_source("projects.md")])
+    assert answered.answered and "3.4 million EUR" in answered.text
+
+
 def test_repeats_truncated_repeats_loops_and_unfinished_sentences_are_removed(doc_source):
     answer = ("The meal allowance is 55 EUR per travel day [1]. The meal allowance is 55 EUR per travel day [1]. "
               "The meal allowance is 55 EUR\n1.1.1.1.1.1.1.1\nPrivate cars are reimbursed at")

@@ -32,6 +32,7 @@ class Passage:
     context: frozenset[str]  # the headings, table header and lead-in it stands under
     chunk_id: str
     position: int  # order within the source
+    around: str = ""  # the text of those headings, table header and lead-in (for the years they state)
 
 
 @dataclass
@@ -48,9 +49,9 @@ def passages(source: Source) -> list[Passage]:
     found: list[Passage] = []
     for part in source.ordered:
         text = passage_with_headings(part)
-        headings: dict[int, frozenset[str]] = {}
+        headings: dict[int, tuple[frozenset[str], str]] = {}
         header: list[str] = []
-        lead_in: frozenset[str] = frozenset()
+        lead_in: tuple[frozenset[str], str] = (frozenset(), "")
         previous = ""
         sentences = labelled_sentences(text)
         # Everyone who speaks in a conversation is part of what each of its lines is about.
@@ -62,11 +63,12 @@ def passages(source: Source) -> list[Passage]:
                 sentence = f"{speaker}: {sentence}"
             if _HEADING.match(sentence):
                 level = len(sentence) - len(sentence.lstrip("#"))
-                headings = {lvl: t for lvl, t in headings.items() if lvl < level}
-                headings[level] = terms_of(sentence)
-                header, lead_in, previous = [], frozenset(), ""
+                headings = {lvl: h for lvl, h in headings.items() if lvl < level}
+                headings[level] = (terms_of(sentence), sentence)
+                header, lead_in, previous = [], (frozenset(), ""), ""
                 continue
-            context = frozenset().union(*headings.values(), lead_in, speakers)
+            context = frozenset().union(*(t for t, _ in headings.values()), lead_in[0], speakers)
+            around = "\n".join([*(h for _, h in headings.values()), lead_in[1]])
             if sentence.startswith("|"):
                 if _TABLE_RULE.match(sentence):
                     continue
@@ -76,21 +78,22 @@ def passages(source: Source) -> list[Passage]:
                     continue
                 quoted = _row_text(header, cells)
                 found.append(Passage(source.number, quoted, terms_of(" ".join(cells)),
-                                     context | terms_of(" ".join(header)), part.chunk_id, len(found)))
+                                     context | terms_of(" ".join(header)), part.chunk_id, len(found),
+                                     f"{around}\n{' | '.join(header)}"))
                 continue
             header = []
             quoted = _ITEM_MARK.sub("", sentence)
             if previous and _LEANS_BACK.match(quoted):
                 quoted = _join(previous, quoted)
-            found.append(Passage(source.number, quoted, terms_of(quoted), context, part.chunk_id, len(found)))
+            found.append(Passage(source.number, quoted, terms_of(quoted), context, part.chunk_id, len(found), around))
             previous = sentence
-            lead_in = terms_of(sentence) if sentence.endswith((":", "：")) else lead_in
+            lead_in = (terms_of(sentence), sentence) if sentence.endswith((":", "：")) else lead_in
     return found
 
 
 def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: float = 0.6) -> Extract | None:
-    """The best passage that answers the question — fills its slot, names what it asks for and every name it
-    holds, and covers ``min_coverage`` of its focus — quoted and cited; None when no passage does.
+    """The best passage that answers the question — fills its slot, names what it asks for and every name and
+    year it holds, and covers ``min_coverage`` of its focus — quoted and cited; None when no passage does.
 
     Scored by the focus terms it holds (its own words count fully, those of its headings, table header or
     lead-in 0.7), then by the rank of its source and its position there.
@@ -100,7 +103,7 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
         for passage in passages(source):
             present = passage.terms | passage.context
             if not focus.keeps_names(present) or not focus.names_head(present, passage.text) \
-                    or not focus.filled_by(passage.text):
+                    or not focus.filled_by(passage.text) or not focus.keeps_years(passage.text, passage.around):
                 continue
             covered = focus.coverage(passage.terms, passage.context)
             if covered < min_coverage:

@@ -4,7 +4,7 @@ to tell an answer from a supported sentence that does not answer."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ragtune.rag.claims import names_in, strip_markers, terms_of
@@ -43,6 +43,8 @@ _TIME_ZH = re.compile("几点|什么时候|何时|哪一天|哪天|哪年|哪月
 _NAME_ZH = re.compile("谁|哪个|哪家|哪些|哪里|哪儿|哪|什么")
 _YES_NO_ZH = re.compile("吗[？?]?\\s*$|是否|能否|可否")
 
+_YEAR = re.compile(r"(?:19|20|21)\d\d")
+
 # A follow-up leans on the conversation: it opens with 'and'/'what about', names no subject of its own, or
 # points back with a pronoun.
 _FOLLOW_UP_EN = re.compile(
@@ -70,6 +72,11 @@ class Focus:
     borrowed: dict[str, float] = field(default_factory=dict)
 
     @property
+    def asked_years(self) -> frozenset[str]:
+        """The years among the numbers the question states."""
+        return frozenset(v for v in self.asked_values if _YEAR.fullmatch(v))
+
+    @property
     def terms(self) -> frozenset[str]:
         return frozenset(self.weights)
 
@@ -90,6 +97,16 @@ class Focus:
     def keeps_names(self, present: Iterable[str]) -> bool:
         return self.names <= set(present)
 
+    def keeps_years(self, *texts: str) -> bool:
+        """Whether every year the question states ('the 2030 budget', '2030年的预算') is stated in ``texts`` (a
+        passage and the headings, table header or lead-in it stands under): a passage about the 2027 launch does
+        not answer when the 2030 one is asked for. Other numbers a question states are often not in the answer
+        ('which two pastries', 'more than 7 days'), so only years bind."""
+        if not self.asked_years:
+            return True
+        found = {q.value for text in texts for q in quantities(text)}
+        return self.asked_years <= found
+
     def names_head(self, present: Iterable[str], text: str) -> bool:
         """Whether a passage is about what was asked for: it holds a head word, or states an amount in its unit."""
         if not self.heads and not self.head_units:
@@ -98,12 +115,15 @@ class Focus:
             return True
         return any(q.unit in self.head_units for q in quantities(text))
 
-    def answered_by(self, text: str, present: Iterable[str], *, min_coverage: float = 0.5) -> bool:
+    def answered_by(
+        self, text: str, present: Iterable[str], *, evidence: Sequence[str] = (), min_coverage: float = 0.5
+    ) -> bool:
         """Whether ``text`` (with ``present``: its terms and those of the passages around it) answers: it fills
-        the slot, keeps the question's names and head, and holds ``min_coverage`` of its focus."""
+        the slot, keeps the question's names and head, holds ``min_coverage`` of its focus, and the passages that
+        back it (``evidence``, with their headings) state the years the question states."""
         have = set(present)
         return (self.filled_by(text) and self.keeps_names(have) and self.names_head(have, text)
-                and self.coverage(have) >= min_coverage)
+                and self.coverage(have) >= min_coverage and self.keeps_years(*evidence))
 
     def filled_by(self, text: str) -> bool:
         """Whether ``text`` holds what the question asks for: a number it does not state itself, or new terms."""

@@ -219,10 +219,13 @@ class AnswerVerifier:
         """Whether this sentence answers the question: it fills the slot and, with the passages that back it,
         holds the question's names and most of its focus."""
         present = set(terms_of(kept.text))
+        backing: list[str] = []
         for n, evidence in kept.evidence.items():
             # The headings of the passage that backs it, not of every passage of its document.
-            present |= terms_of(evidence) | terms_of(section(_part_holding(self.sources[n - 1], evidence)))
-        return self.focus.answered_by(kept.text, present)
+            backing += [evidence, section(_part_holding(self.sources[n - 1], evidence))]
+            present |= terms_of(backing[-2]) | terms_of(backing[-1])
+        # The years the question states must come from the sources, not from the model's own sentence.
+        return self.focus.answered_by(kept.text, present, evidence=backing)
 
     def _release(self) -> str:
         text = join_sentences([k.text for k in self._released]) if self._released else ""
