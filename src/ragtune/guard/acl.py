@@ -19,7 +19,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ragtune.errors import ConfigError
-from ragtune.store.filters import matches, validate_filter
+from ragtune.store.filters import validate_filter
 
 #: The chunk metadata field that holds a document's access groups.
 ACL_FIELD = "acl"
@@ -105,11 +105,6 @@ class AccessPolicy:
         if spec is None:
             return access
         return {"$and": [access, spec]}
-
-    def allows_meta(self, meta: Mapping[str, Any], viewer: Groups | None) -> bool:
-        """Whether a chunk's metadata passes :meth:`clause` (the check on every hit after the store's filter)."""
-        access = self.clause(viewer)
-        return access is None or matches(access, meta)
 
 
 @dataclass(frozen=True)

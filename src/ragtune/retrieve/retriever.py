@@ -20,6 +20,7 @@ from ragtune.retrieve.rerank import Reranker
 from ragtune.retrieve.rewrite import REWRITES, QueryRewriter
 from ragtune.retrieve.router import Route, Router, global_question, multi_hop_pattern, split_question
 from ragtune.store.base import ChunkStore
+from ragtune.store.filters import matches
 from ragtune.timing import elapsed_ms
 from ragtune.types import Hit
 
@@ -161,12 +162,13 @@ class HybridRetriever:
         timings["fuse"] = elapsed_ms(t, 3)
         t = time.perf_counter()
         records = self.store.get([i for i, _ in top])
+        access = self.access.clause(self.groups)  # None: no hit to check (dumping each one's metadata costs)
         hits = []
         for chunk_id, score in top:
             hit = records.get(chunk_id)
             if hit is None:  # deleted between search and fetch
                 continue
-            if not self.access.allows_meta(hit.meta.model_dump(), self.groups):
+            if access is not None and not matches(access, hit.meta.model_dump()):
                 # The store's filter already excluded it; a chunk re-grouped between search and fetch lands here.
                 log.warning("dropped chunk %s: not readable by groups %s", hit.chunk_id, sorted(self.groups or ()))
                 continue
