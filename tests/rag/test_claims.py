@@ -175,6 +175,10 @@ def test_split_claims_drops_markers_labels_and_prompt_echoes(answer, claims):
         ("within six hours; one of the keys", [("6", "hour")]),
         ("twenty-four hours", [("24", "hour")]),
         ("3.4 million EUR", [("3400000", "eur")]),
+        # Abbreviated scales state the same amount as the words; '5m' (metres) and '5MB' are not millions.
+        ("a 10k EUR budget, €2.5M, 3bn and 16K tokens", [("10000", "eur"), ("2500000", "eur"), ("3000000000", None),
+                                                        ("16000", None)]),
+        ("5m of cable, a 5MB file", [("5", None), ("5", "mb")]),
         ("45% off on 2024-03-01 at 9:00 and 7:30", [("45", "%"), ("2024-03-01", None), ("9", None), ("7:30", None)]),
         ("全职员工每年享有二十天带薪年假", [("20", "day")]),
         ("提前五个工作日通知", [("5", "day")]),

@@ -76,6 +76,10 @@ _DIGITS = re.compile(r"(?<![A-Za-z0-9_.])\d+(?:,\d{3})+(?:\.\d+)?(?![\d,])|(?<![
 
 _SCALE_WORDS = {"thousand": 1000, "million": 10**6, "billion": 10**9, "万": 10**4, "亿": 10**8}
 _SCALE_AFTER = re.compile(r"\s*(thousand|million|billion|万|亿)(?![a-z])", re.IGNORECASE)
+# Abbreviated scales glued to the digits ('10k', '€2.5M', '3bn'; 'bn'/'mn' also after a space). Case matters:
+# '5m' is five metres and '5MB' a size, so only a capital M alone means million.
+_SCALE_ABBREVIATED = re.compile(r"(?:(k|K|M|bn|mn)|\s(bn|mn))(?![A-Za-z])")
+_ABBREVIATED = {"k": 1000, "K": 1000, "M": 10**6, "mn": 10**6, "bn": 10**9}
 
 _ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
               "九": 9}
@@ -92,8 +96,8 @@ _ZH_COUNTED = re.compile(
 
 
 def quantities(text: str) -> list[Quantity]:
-    """Every number stated in ``text``, in order: '10,000 EUR', '€180', 'six hours', '二十天', '45%', '9:30',
-    '2024-03-01'. Values are canonical, so '二十天' and '20 days' are both 20 with unit 'day'."""
+    """Every number stated in ``text``, in order: '10,000 EUR', '€180', '€10k', 'six hours', '二十天', '45%',
+    '9:30', '2024-03-01'. Values are canonical, so '二十天' and '20 days' are both 20 with unit 'day'."""
     text = unicodedata.normalize("NFKC", text)
     found: list[Quantity] = []
     taken: list[tuple[int, int]] = []
@@ -113,10 +117,14 @@ def quantities(text: str) -> list[Quantity]:
     for m in _DIGITS.finditer(text):
         number, end = m.group().replace(",", ""), m.end()
         scale = _SCALE_AFTER.match(text, end)
+        short = None if scale else _SCALE_ABBREVIATED.match(text, end)
         if scale:
             # '3.4 million' and '3,400,000' state the same amount.
             number = format(Decimal(number) * _SCALE_WORDS[scale.group(1).lower()], "f")
             end = scale.end()
+        elif short:
+            number = format(Decimal(number) * _ABBREVIATED[short.group(1) or short.group(2)], "f")
+            end = short.end()
         add(_canonical(number), m.start(), end)
     for m in _WORD_NUMBER.finditer(text):
         if _NOT_COUNTED.match(text, m.end()):
