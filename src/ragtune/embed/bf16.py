@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ragtune.embed.base import normalise
+from ragtune.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +95,7 @@ def bf16_agreement(export_dir: str | Path, path: str, reference: Callable[[], np
     cosines = np.sum(vectors * normalise(np.asarray(reference(), dtype=np.float32)), axis=1)
     result = {"mean": round(float(cosines.mean()), 6), "min": round(float(cosines.min()), 6)}
     try:  # a read-only cache only costs the measurement next time
-        with tempfile.NamedTemporaryFile("w", dir=record.parent, suffix=".tmp", delete=False) as f:
-            json.dump({**result, "texts": digest, "source": str(path)}, f)
-        os.replace(f.name, record)
+        atomic_write_json(record, {**result, "texts": digest, "source": str(path)}, indent=None)
     except OSError:
         log.debug("could not cache the bf16 agreement in %s", record, exc_info=True)
     return result

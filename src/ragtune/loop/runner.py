@@ -23,6 +23,7 @@ from ragtune.errors import ConfigError
 from ragtune.evaluate.evalset import EvalSetReport, build_eval_set, feedback_rows, unanswerable_probes
 from ragtune.evaluate.samples import file_sha256
 from ragtune.feedback import FeedbackRecord, FeedbackStore
+from ragtune.files import atomic_write, atomic_write_json
 from ragtune.jsonl import read_jsonl, write_jsonl
 from ragtune.loop import datasets
 from ragtune.loop.evaluation import measure
@@ -30,7 +31,7 @@ from ragtune.loop.gate import decide, inconclusive
 from ragtune.loop.hygiene import HygieneReport, LeakageGuard, Redactor, clean_rows
 from ragtune.loop.recipe import STAGES, LoopRecipe, load_loop_recipe
 from ragtune.loop.stages import STAGE_RUNNERS, Stage, StageRun
-from ragtune.loop.workspace import Workspace, atomic_write, atomic_write_json, now, read_json
+from ragtune.loop.workspace import Workspace, now, read_json
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import ConfigError, StoreError
+from ragtune.files import atomic_write, atomic_write_json
 from ragtune.settings import CHAMPION_FILE
 
 LOOP_DIR = "loop"
@@ -24,26 +25,6 @@ RECIPE_FILE = "recipe.toml"
 EVALSET_FILE = "evalset.jsonl"
 VERSION_FILE = "version.json"
 RUN_FILE = "run.json"
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one rename, after the bytes are on disk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from ragtune.errors import ConfigError, StoreError
+from ragtune.files import atomic_write_json
 from ragtune.store.local import DB_FILE, LocalStore
 from ragtune.store.postgres import is_postgres_url, redact
 
@@ -82,12 +82,8 @@ def read_pointer(directory: Path) -> StoreLocation | None:
 
 def write_pointer(directory: Path, location: StoreLocation) -> None:
     """Record in the KB folder where its data lives (the URL as given: keep passwords in PGPASSWORD or .pgpass)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{POINTER_FILE}.tmp"
-    tmp.write_text(json.dumps({"kind": location.kind, "store": location.url, "name": location.name}, indent=2),
-                   encoding="utf-8")
-    os.replace(tmp, directory / POINTER_FILE)
+    atomic_write_json(Path(directory) / POINTER_FILE,
+                      {"kind": location.kind, "store": location.url, "name": location.name})
 
 
 def locate(directory: Path, settings: Settings) -> StoreLocation:

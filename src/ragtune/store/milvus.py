@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -35,6 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 
 from ragtune.errors import ConfigError, StoreError
+from ragtune.files import atomic_write_json
 from ragtune.store.base import FilterSpec, Ranking
 from ragtune.store.filters import compile_milvus, compile_predicate, validate_filter
 from ragtune.store.local import DocumentUpdate, LocalStore, chunk_tokens
@@ -324,11 +324,8 @@ class MilvusIndex:
     # --- persistence of what the collection covers (the collection persists itself)
 
     def save(self, directory: Path, meta: dict[str, Any]) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{_STATE_FILE}.tmp"
-        tmp.write_text(json.dumps({**meta, "collection": self.target.collection, "dim": self.dim}), encoding="utf-8")
-        os.replace(tmp, directory / _STATE_FILE)
+        atomic_write_json(Path(directory) / _STATE_FILE,
+                          {**meta, "collection": self.target.collection, "dim": self.dim}, indent=None)
         if self.target.seal_rows and self._unsealed >= self.target.seal_rows:
             self.seal()
 

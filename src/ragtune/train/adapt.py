@@ -26,6 +26,7 @@ import numpy as np
 from ragtune.embed.bf16 import BF16_MIN_TEXTS
 from ragtune.errors import ConfigError
 from ragtune.evaluate.ir import evaluate
+from ragtune.files import atomic_write_json
 from ragtune.jsonl import write_jsonl
 from ragtune.retrieve import HybridRetriever
 from ragtune.train.negatives import TrainingPair, Triplet, mine_hard_negatives, read_triplets
@@ -105,7 +106,7 @@ class _State:
 
     def __init__(self, directory: Path, key: str, *, reset: bool = False) -> None:
         self.path = directory / STATE_FILE
-        data = json.loads(self.path.read_text()) if self.path.is_file() and not reset else {}
+        data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() and not reset else {}
         self.data: dict[str, Any] = data if data.get("key") == key else {"key": key}
 
     def done(self, phase: str) -> bool:
@@ -113,7 +114,7 @@ class _State:
 
     def save(self, phase: str, value: Any) -> None:
         self.data[phase] = value
-        self.path.write_text(json.dumps(self.data, indent=2) + "\n")
+        atomic_write_json(self.path, self.data)  # a crash mid-write must not lose the finished phases
 
 
 def adapt_knowledge_base(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import ConfigError, LLMError
+from ragtune.files import atomic_write_json
 from ragtune.llm.bundled import BUNDLED_SMOLLM2
 from ragtune.llm.local import resolve_model
 from ragtune.train.model import is_adapter_dir, load_tokenizer
@@ -69,6 +70,6 @@ def merge_adapter(run_dir: str | Path, out: str | Path, *, base: str | None = No
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     record = {"run": str(Path(run_dir).resolve()), "base_model": base_of(run_dir, base), "dtype": dtype}
-    (out / MERGE_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    atomic_write_json(out / MERGE_FILE, record)
     log.info("merged %s into %s", run_dir, out)
     return out

@@ -19,7 +19,6 @@ group baseline (:mod:`ragtune.train.ppo`).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import statistics
@@ -27,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ragtune.files import atomic_write_json
 from ragtune.train.data import DataError, data_hash, feedback_prompt, read_rows, split_eval
 from ragtune.train.device import DevicePlan, plan_device
 from ragtune.train.evaluation import generate_answers
@@ -265,5 +265,5 @@ def train_rl(
         log.info("answering %d held-out questions after training", len(eval_rows))
         after = evaluate_policy(trainer.model, tokenizer, eval_rows, rewards, max_new_tokens=max_new)
         record["metrics"]["heldout"] = {"before": before, "after": after}
-        (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+        atomic_write_json(run_dir / RUN_FILE, record)
     return record

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import ConfigError, RagtuneError
+from ragtune.files import atomic_write_json
 from ragtune.train.device import DevicePlan
 from ragtune.train.recipe import Recipe
 
@@ -309,7 +310,7 @@ def write_run_record(
         "metrics": metrics,
         "log_history": [{k: v for k, v in entry.items() if isinstance(v, (int, float, str))} for entry in history],
     }
-    (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    atomic_write_json(run_dir / RUN_FILE, record)
     return record
 
 
