@@ -99,7 +99,7 @@ def test_a_chat_lines_later_sentence_is_quoted_with_its_speaker():
     ("question", "expected"),
     [
         # The year is stated by the heading the passage stands under; other numbers a question states need not be
-        # in the answer ('which two', a date written another way).
+        # in the answer ('which two', a date written another way); a date states its year.
         ("Which two engineers lead Project Quill?", "“Tomas Berg leads a team of 12 engineers, and the first release "
                                                    "is planned for March 2026.” [1]"),
         ("Who leads the team of 12 engineers?", "“Tomas Berg leads a team of 12 engineers, and the first release is "
@@ -107,11 +107,13 @@ def test_a_chat_lines_later_sentence_is_quoted_with_its_speaker():
         ("What is the budget for 2030?", "“The budget is 5.2 million EUR.” [1]"),
         ("2030年的预算是多少？", "“预算为520万元。”[1]"),
         ("Who opened the office on 2026-03-12?", "“Mara Quist opened the Lisbon office on 12 March 2026.” [1]"),
+        ("Who opened the Porto office in 2026?", "“Jon Ek opened the Porto office on 2026-05-04.” [1]"),
     ],
 )
 def test_a_year_in_the_question_is_found_in_the_passage_or_its_heading(doc_source, question, expected):
     plan = Source(1, [hit("plan.md", "## Plan for 2030\n\nThe budget is 5.2 million EUR.\n\n## Offices\n\n"
-                                     "Mara Quist opened the Lisbon office on 12 March 2026.\n\n## 2030年计划\n\n"
+                                     "Mara Quist opened the Lisbon office on 12 March 2026.\n\n## Branches\n\n"
+                                     "Jon Ek opened the Porto office on 2026-05-04.\n\n## 2030年计划\n\n"
                                      "预算为520万元。")])
     source = doc_source("projects.md") if "engineers" in question else plan
     extract = _extract(question, source)

@@ -44,6 +44,7 @@ _NAME_ZH = re.compile("谁|哪个|哪家|哪些|哪里|哪儿|哪|什么")
 _YES_NO_ZH = re.compile("吗[？?]?\\s*$|是否|能否|可否")
 
 _YEAR = re.compile(r"(?:19|20|21)\d\d")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # A follow-up leans on the conversation: it opens with 'and'/'what about', names no subject of its own, or
 # points back with a pronoun.
@@ -105,6 +106,7 @@ class Focus:
         if not self.asked_years:
             return True
         found = {q.value for text in texts for q in quantities(text)}
+        found |= {value[:4] for value in found if _ISO_DATE.fullmatch(value)}  # '2026' is stated by '2026-03-12'
         return self.asked_years <= found
 
     def names_head(self, present: Iterable[str], text: str) -> bool:
