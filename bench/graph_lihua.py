@@ -8,7 +8,8 @@ bench/graph_cost.py). For each of the 319 dev questions and each mode the best 1
   type (Single, Multi); ``all@10``: share of questions with every evidence file in the top 10.
 - refusal (Null questions are the positives): the answer pipeline's own gate (best dense score below the
   calibrated threshold and no top-3 chunk holding half the question's terms, on the hits of that mode), and for
-  auto also the router's advice (``route.refuse``). Precision, recall and F1 of refusing.
+  auto also the router's advice (``route.refuse``). Precision, recall and F1 of refusing; ``refusal_gate`` is the
+  gate alone — what the answer pipeline does, since it does not act on the router's advice.
 - ``--answers``: ``kb.ask(question, mode=...)`` with the bundled SmolLM2-135M for every question; each answer is
   appended to WORKDIR/answers-MODE.jsonl as it comes, so an interrupted run resumes. Accuracy by normalised
   containment: a Null question is correct when refused; Yes/No references must match the answer's first yes/no;
@@ -112,6 +113,7 @@ def evaluate_retrieval(kb: Any, questions: list[dict[str, Any]], mode: str) -> d
     threshold, languages = REFUSAL_GATES[kb.settings.embedder]
     per_type: dict[str, list[dict[str, float]]] = defaultdict(list)
     refusals: list[tuple[bool, bool]] = []  # (unanswerable, refused)
+    gated: list[tuple[bool, bool]] = []  # (unanswerable, refused by the gate alone)
     routes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     times = []
     for q in questions:
@@ -133,12 +135,14 @@ def evaluate_retrieval(kb: Any, questions: list[dict[str, Any]], mode: str) -> d
         gate = not top or (not lexical and (not dense or max(dense) < threshold))
         refused = gate or bool(result.route and result.route.refuse)
         refusals.append((q["type"] == "Null", refused))
+        gated.append((q["type"] == "Null", gate))
         if result.route:
             routes[q["type"]][result.route.decision + ("+refuse" if result.route.refuse else "")] += 1
     out: dict[str, Any] = {}
     for qtype, rows in per_type.items():
         out[qtype] = {k: round(sum(r[k] for r in rows) / len(rows), 4) for k in rows[0]} | {"n": len(rows)}
     out["refusal"] = _f1(refusals)
+    out["refusal_gate"] = _f1(gated)
     out["latency_ms"] = {**percentiles(times), "loadavg": loadavg()}
     single = [t for t, q in zip(times, questions, strict=True) if q["type"] == "Single"]
     out["latency_ms_single"] = percentiles(single)
