@@ -90,6 +90,21 @@ def test_an_unsupported_answer_is_refused_in_generative_mode_and_quoted_in_auto_
     assert quoted.documents[0].cited and "30 days" in quoted.documents[0].snippet
 
 
+def test_a_question_about_a_year_the_sources_never_state_is_refused(policies):
+    # The sources give Nimbus's budget for no year and its launch for 2027: neither answers a 2030 question, whether
+    # the model restates the budget or the extractive path looks for a passage.
+    question = "What is the 2030 budget of Project Nimbus?"
+    policies.llm = ScriptedLLM("Project Nimbus has a budget of 3.4 million EUR [1].")
+    assert policies.ask(question, answer_mode="generative").refused
+    policies.llm = ScriptedLLM("Project Nimbus has a budget of 3.4 million EUR [1].")
+    answer = policies.ask(question)  # auto: the generated sentence fails, then no passage states 2030
+    assert answer.refused and answer.answer == REFUSAL["en"]
+    assert policies.ask("When is the first launch of Project Nimbus planned in 2030?", answer_mode="extractive").refused
+    policies.llm = ScriptedLLM("Project Nimbus has a budget of 3.4 million EUR [1].")
+    answered = policies.ask("What is the budget of Project Nimbus?", answer_mode="generative")
+    assert not answered.refused and "3.4 million EUR" in answered.answer
+
+
 def test_the_models_i_dont_know_gives_way_to_the_sources(policies):
     policies.llm = ScriptedLLM("I don't know.")
     answer = policies.ask("How many parking spaces does the garage have?")
