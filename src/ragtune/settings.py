@@ -152,6 +152,13 @@ class Settings(BaseSettings):
         False, description="Also run spaCy's named-entity recogniser on English text (typed names: person, org, "
         "place); 2.5x the extraction time. Changing it calls for 'ragtune graph build --rebuild'."
     )
+    graph_extractor: Literal["rules", "llm"] = Field(
+        "rules", description="How the graph finds entities: 'rules' (spaCy, jieba, patterns; no LLM), or 'llm': the "
+        "rules plus the entities the KB's LLM names in each chunk (one cached call per chunk; for a capable "
+        "OpenAI-compatible model — the bundled 135M model is not one). Changing it calls for 'ragtune graph build "
+        "--rebuild'."
+    )
+    graph_llm_max_tokens: int = Field(256, gt=0, description="Longest entity list the LLM may write for one chunk.")
     decompose: Literal["rules", "llm"] = Field(
         "rules", description="How mode auto splits a two-part question: by rule ('Did A before B?'), or by asking "
         "the LLM first and falling back to the rules when its sub-questions are unusable."

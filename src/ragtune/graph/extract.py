@@ -135,6 +135,11 @@ class EntityExtractor:
 
     # ------------------------------------------------------------------ public
 
+    @property
+    def version(self) -> str:
+        """What the graph records as its extractor: a change calls for ``graph build --rebuild``."""
+        return EXTRACTOR_VERSION
+
     def extract(self, texts: Sequence[str], languages: Sequence[str | None] | None = None) -> list[list[Mention]]:
         """The entities of each text, merged by key (a text's mentions of one entity add up)."""
         langs = list(languages) if languages is not None else [None] * len(texts)

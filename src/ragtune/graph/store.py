@@ -87,13 +87,18 @@ class KnowledgeGraph:
         self.extractor = extractor or EntityExtractor()
         self._total: tuple[tuple[int, int], int] | None = None
 
+    @property
+    def extractor_version(self) -> str:
+        """What the graph records as its extractor (one without a version of its own counts as the rules')."""
+        return str(getattr(self.extractor, "version", EXTRACTOR_VERSION))
+
     # ------------------------------------------------------------------ store extension
 
     def create(self, conn: sqlite3.Connection) -> None:
         for statement in (s.strip() for s in _SCHEMA.split(";")):
             if statement:
                 conn.execute(statement)
-        conn.execute("INSERT OR IGNORE INTO graph_state VALUES ('extractor', ?)", (EXTRACTOR_VERSION,))
+        conn.execute("INSERT OR IGNORE INTO graph_state VALUES ('extractor', ?)", (self.extractor_version,))
 
     def prepare(self, chunks: list[Chunk]) -> list[list[Mention]]:
         return self.extractor.extract(
@@ -151,7 +156,7 @@ class KnowledgeGraph:
             if rebuild:
                 for table in ("graph_mentions", "graph_chunks", "graph_entities", "graph_communities"):
                     conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
-                conn.execute("INSERT OR REPLACE INTO graph_state VALUES ('extractor', ?)", (EXTRACTOR_VERSION,))
+                conn.execute("INSERT OR REPLACE INTO graph_state VALUES ('extractor', ?)", (self.extractor_version,))
             repaired = _repair(conn)
         with self.store.read() as conn:
             total = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
@@ -208,7 +213,7 @@ class KnowledgeGraph:
             "entities": sum(kinds.values()), "kinds": kinds, "mentions": mentions, "chunks": chunks,
             "chunks_in_graph": covered, "chunks_missing": max(chunks - covered, 0),
             "communities": communities, "communities_stale": communities > 0 and state.get("communities_of")
-            != self.fingerprint(), "extractor": state.get("extractor"), "current_extractor": EXTRACTOR_VERSION,
+            != self.fingerprint(), "extractor": state.get("extractor"), "current_extractor": self.extractor_version,
             "disk_bytes": disk,
         }
 
