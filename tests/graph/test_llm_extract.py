@@ -27,9 +27,11 @@ class TestParse:
         assert parse_entities(reply, SHIP) == [("Maren Holt", "person"), ("Tromsø", "place"),
                                                ("orbital relay", "thing"), ("old harbour office", "name")]
 
-    def test_names_the_text_does_not_hold_are_dropped(self):
-        # A small model invents: only what the chunk states becomes an entity.
+    def test_names_the_text_does_not_hold_and_copied_sentences_are_dropped(self):
+        # A small model invents, or copies the text: only names the chunk states become entities.
         assert parse_entities("Maren Holt | person\nNASA | org\n\n | person", SHIP) == [("Maren Holt", "person")]
+        copied = f"{ZH} | name\n王芳 | person\nThe orbital relay she designs goes up in spring | thing"
+        assert parse_entities(copied, ZH + SHIP) == [("王芳", "person")]
 
     def test_chinese_types(self):
         assert parse_entities("王芳 | 人物\n青岛 | 地点\n星火项目 | 项目", ZH) == [

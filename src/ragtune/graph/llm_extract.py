@@ -39,12 +39,20 @@ _KINDS = {
     "项目": "thing", "事件": "thing",
 }
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d{1,3}[.)、])\s*")
+# A name holds no sentence punctuation; longer than this it is a copied sentence, not a name.
+_SENTENCE_MARK = re.compile(r"[，。！？；,!?;]|\.\s")
+_MAX_WORDS, _MAX_HAN = 8, 12
+
+
+def _plausible(name: str) -> bool:
+    if not name or _SENTENCE_MARK.search(name):
+        return False
+    return len(name.split()) <= _MAX_WORDS and len(HAN_RE.findall(name)) <= _MAX_HAN
 
 
 def parse_entities(reply: str, text: str) -> list[tuple[str, str]]:
     """(name, kind) pairs from a reply of lines 'name | type'. A name the text does not contain is dropped (a
-    small or careless model invents), as is an unknown type's line when it has no name; unknown types count as a
-    bare name."""
+    small or careless model invents), and so is a sentence copied whole; unknown types count as a bare name."""
     found: list[tuple[str, str]] = []
     folded = text.casefold()
     for line in reply.splitlines():
@@ -53,7 +61,7 @@ def parse_entities(reply: str, text: str) -> list[tuple[str, str]]:
             continue
         name, _, kind = line.partition("|")
         name = name.strip().strip("\"'“”「」")
-        if not name or len(name) > 80 or name.casefold() not in folded:
+        if not _plausible(name) or name.casefold() not in folded:
             continue
         found.append((name, _KINDS.get(kind.strip().lower(), "name")))
     return found
