@@ -19,6 +19,7 @@ from typing import Any
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.guard.injection import fence
 from ragtune.rag.citations import support
+from ragtune.text import split_sentences
 from ragtune.types import Hit
 
 log = logging.getLogger(__name__)
@@ -316,9 +317,6 @@ def field_sources(data: Any, sources: Sequence[Hit], min_support: float = 0.5) -
     return out
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？;；])\s*|\n+")
-
-
 def _stated_with_field(source: str, value: str, key: str) -> bool:
     """Whether a sentence of ``source`` holds ``value`` together with a word of the field name ``key``: its English
     words of three letters or more (split at '_', '-', spaces and camel case; 'weeks' matches 'week', not
@@ -328,7 +326,8 @@ def _stated_with_field(source: str, value: str, key: str) -> bool:
     patterns = [re.compile(rf"(?<![a-z]){re.escape(w)}(?:e?s)?(?![a-z])") for w in english]
     if not patterns and not chinese:
         return False
-    for sentence in _SENTENCE_END.split(source):
+    for start, end in split_sentences(source, semicolons=True, line_breaks=True):
+        sentence = source[start:end]
         if _mentions(sentence, value):
             lowered = sentence.lower()
             if any(p.search(lowered) for p in patterns) or any(c in sentence for c in chinese):

@@ -111,6 +111,9 @@ class TestLogic:
         assert found["/年假天数"] == [3]
         assert "/box_count" not in found
         assert found["/items/0"] == [1, 2, 3, 4]  # no field words next to it anywhere: every source that has it
+        # A decimal point is not a sentence end: 2.5 stands with 'days' in hit 2's sentence.
+        decimals = [hit(1, "Bonuses are capped at 2.5 percent."), hit(2, "Sick days accrue at 2.5 per month.")]
+        assert field_sources({"sick_days": 2.5}, decimals) == {"/sick_days": [2]}
 
 
 class ScriptedLLM:
