@@ -63,6 +63,9 @@ class TestExtractor:
         assert set(rules) < set(found)
         assert found[entity_key("Maren Holt", "person")].kind == "person"
         assert llm.version == f"{EXTRACTOR_VERSION}+llm:capable-model" != extractor.version
+        # The prompt is in the language the chunk is read in (the rules' own test: jieba for Chinese).
+        llm.extract([ZH])
+        assert model.prompts[0].startswith("List the named entities") and model.prompts[-1].startswith("列出")
 
     def test_a_failed_reply_keeps_the_rules_mentions_and_questions_cost_no_call(self, extractor, caplog):
         model = FakeModel()

@@ -114,6 +114,13 @@ def entity_key(name: str, kind: str = "name") -> str:
     return key
 
 
+def is_chinese(text: str, language: str | None = None) -> bool:
+    """Whether a text is read as Chinese (jieba) rather than English (spaCy): its language says so, or, when none
+    is given, detection does; a text in another language counts as Chinese when it holds Han characters."""
+    language = language or detect_language(text) or "en"
+    return language == "zh" or (language != "en" and bool(HAN_RE.search(text)))
+
+
 class EntityExtractor:
     """Finds entities in chunk texts and questions, by language: spaCy's small English pipeline (proper-noun and
     capitalised runs and compound noun phrases from its tagger; with ``ner``, also its recogniser's typed names)
@@ -148,8 +155,7 @@ class EntityExtractor:
         found: list[list[tuple[str, str]]] = [[] for _ in texts]
         english: list[int] = []
         for i, (text, lang) in enumerate(zip(texts, langs, strict=True)):
-            lang = lang or detect_language(text) or "en"
-            if lang == "zh" or (lang != "en" and HAN_RE.search(text)):
+            if is_chinese(text, lang):
                 found[i] = _chinese_mentions(text)
             else:
                 english.append(i)

@@ -9,7 +9,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 
-from ragtune.graph.extract import EXTRACTOR_VERSION, KIND_WEIGHTS, EntityExtractor, Mention, entity_key
+from ragtune.graph.extract import EXTRACTOR_VERSION, KIND_WEIGHTS, EntityExtractor, Mention, entity_key, is_chinese
 from ragtune.text import HAN_RE
 
 __all__ = ["LLMEntityExtractor", "parse_entities"]
@@ -85,7 +85,7 @@ class LLMEntityExtractor(EntityExtractor):
     def extract(self, texts: Sequence[str], languages: Sequence[str | None] | None = None) -> list[list[Mention]]:
         ruled = super().extract(texts, languages)
         langs = list(languages) if languages is not None else [None] * len(texts)
-        prompts = [PROMPTS["zh" if lang == "zh" or (lang is None and HAN_RE.search(text)) else "en"].format(text=text)
+        prompts = [PROMPTS["zh" if is_chinese(text, lang) else "en"].format(text=text)
                    for text, lang in zip(texts, langs, strict=True)]
         replies = self.generate_many(prompts)
         failed = sum(isinstance(reply, Exception) for reply in replies)
