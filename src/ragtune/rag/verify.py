@@ -222,8 +222,9 @@ class AnswerVerifier:
         backing: list[str] = []
         for n, evidence in kept.evidence.items():
             # The headings of the passage that backs it, not of every passage of its document.
-            backing += [evidence, section(_part_holding(self.sources[n - 1], evidence))]
-            present |= terms_of(backing[-2]) | terms_of(backing[-1])
+            heading = section(_part_holding(self.sources[n - 1], evidence))
+            backing += [evidence, heading]
+            present |= terms_of(evidence) | terms_of(heading)
         # The years the question states must come from the sources, not from the model's own sentence.
         return self.focus.answered_by(kept.text, present, evidence=backing)
 
