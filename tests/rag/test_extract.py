@@ -118,3 +118,27 @@ def test_a_year_in_the_question_is_found_in_the_passage_or_its_heading(doc_sourc
     source = doc_source("projects.md") if "engineers" in question else plan
     extract = _extract(question, source)
     assert extract is not None and extract.text == expected
+
+
+REPORT = Source(1, [hit("report.md", "## Results\n\nIn 2025 the company opened two plants. Revenue grew to 5.1 million "
+                                     "EUR and costs were 3.2 million EUR.\n\nIn 2024 revenue was 4.0 million EUR. The "
+                                     "headcount reached 120 people.\n\n## Outlook\n\nThe headcount will grow.\n\n"
+                                     "## 年报\n\n公司在2023年成立。员工人数为15人。")])
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        # The sentence before states the year a sentence stands under, until another year or heading.
+        ("What was the revenue in 2025?", "“Revenue grew to 5.1 million EUR and costs were 3.2 million EUR.” [1]"),
+        ("What was the headcount in 2024?", "“The headcount reached 120 people.” [1]"),
+        ("2023年员工人数是多少？", "“员工人数为15人。”[1]"),
+        # 2025 was followed by 2024; a new heading ends the year above it.
+        ("What was the headcount in 2025?", None),
+        ("How will the headcount change in 2024?", None),
+        ("2024年员工人数是多少？", None),
+    ],
+)
+def test_a_year_stated_by_the_sentence_before_frames_the_passage(question, expected):
+    extract = _extract(question, REPORT)
+    assert (extract.text if extract else None) == expected

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from answer_helpers import hit
 
 from ragtune.rag.claims import LexicalJudge, split_claims, strip_markers
 from ragtune.rag.question import analyse_question
+from ragtune.rag.sources import Source
 from ragtune.rag.verify import AnswerVerifier, is_loop, verify_answer
 
 pytestmark = pytest.mark.unit
@@ -146,10 +148,6 @@ def test_chinese_answers_are_verified_with_chinese_claims(doc_source):
 
 
 def test_another_sections_heading_does_not_make_a_sentence_answer():
-    from answer_helpers import hit
-
-    from ragtune.rag.sources import Source
-
     source = Source(1, [
         hit("expenses.md", "| City | Hotel limit per night |\n| --- | --- |\n| Paris | 250 EUR |", chunk=1,
             heading_path=("Expense policy", "Hotels")),
@@ -171,3 +169,20 @@ def test_a_yes_or_no_answer_keeps_its_particle_when_the_rest_is_supported(doc_so
     assert answer.answered and answer.text == "No, quiet rooms are on floor 4 and cannot be booked [1]."
     bare = _verify(question, "No.", sources)
     assert not bare.answered and bare.removed_claims[0].reason == "a bare yes or no the sources cannot confirm"
+
+
+def test_a_year_stated_by_the_sentence_before_backs_the_answer():
+    # "In 2025 the company opened two plants. Revenue grew to 5.1 million EUR." — the revenue is 2025's, so the
+    # model may say so; the headcount stands under 2024, so it is not 2025's.
+    source = Source(1, [hit("report.md", "## Results\n\nIn 2025 the company opened two plants. Revenue grew to 5.1 "
+                                         "million EUR.\n\nIn 2024 revenue was 4.0 million EUR. The headcount "
+                                         "reached 120 people.")])
+    for answer in ("Revenue grew to 5.1 million EUR in 2025 [1].", "Revenue grew to 5.1 million EUR [1]."):
+        result = _verify("What was the revenue in 2025?", answer, [source])
+        assert result.answered and result.text == answer
+    assert _verify("What was the headcount in 2024?", "The headcount was 120 people in 2024 [1].", [source]).answered
+    wrong = _verify("What was the headcount in 2025?", "The headcount reached 120 people in 2025 [1].", [source])
+    assert not wrong.answered and "2024" in wrong.removed_claims[0].reason
+    # The year frames only the years a claim states: another number in the sentence is checked as before.
+    assert not _verify("What was the revenue in 2025?", "Revenue grew to 6.1 million EUR in 2025 [1].",
+                       [source]).answered

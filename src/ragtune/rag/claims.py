@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ragtune.rag.quantities import Quantity, compatible, quantities
+from ragtune.rag.quantities import Quantity, compatible, quantities, year_of
 from ragtune.store.text import tokenize
 from ragtune.text import HAN_RE, detect_language, split_sentences
 
@@ -153,6 +153,9 @@ class _Frame:
     distinct: frozenset[str]  # what sets its clause apart from the siblings ('Berlin' in a row of cities)
     rivals: tuple[frozenset[str], ...]  # the siblings' distinct terms
     own_text: str
+    # A year the sentence does not state but stands under: the last sentence above it, under the same headings,
+    # that states one ("In 2025 the company opened two plants. Revenue grew to 5.1 million EUR.").
+    inherited: bool = False
 
 
 @dataclass
@@ -301,6 +304,14 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
     table_rows: list[_Unit] = []
     lead_in: frozenset[str] = frozenset()
     section_free: frozenset[str] = frozenset()
+    dated: tuple[list[Quantity], str] = ([], "")  # the years of the last sentence that stated one, and its text
+
+    def frame_year(unit: _Unit) -> None:
+        # A unit that states no year of its own stands under the last year stated above it.
+        if dated[0] and not any(year_of(f.quantity) for f in unit.frames):
+            everything = unit.terms | unit.headings
+            unit.frames = unit.frames + [_Frame(q, everything, everything, frozenset(), (), dated[1], inherited=True)
+                                         for q in dated[0]]
 
     def close_table() -> None:
         # Each row of a table is said about its own key: other rows' cells are foreign to its numbers.
@@ -309,7 +320,7 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
                     for row in table_rows]
         for i, row in enumerate(table_rows):
             rivals = tuple(d for j, d in enumerate(distinct) if j != i and d)
-            row.frames = [_Frame(f.quantity, f.bound, f.sentence, distinct[i], rivals, f.own_text)
+            row.frames = [f if f.inherited else _Frame(f.quantity, f.bound, f.sentence, distinct[i], rivals, f.own_text)
                           for f in row.frames]
         table_rows = []
 
@@ -322,6 +333,7 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
             headings[level] = _terms(sentence)
             lead_in = frozenset()
             section_free = frozenset()
+            dated = ([], "")
             continue
         # Headings above, the number-free sentences of the section so far, and the speaker of a chat line frame
         # what follows them.
@@ -337,6 +349,7 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
             row_text = sentence
             unit = _Unit(index, row_text, _terms(row_text), context_terms, _frames(row_text, context_terms),
                          bool(_NEGATION.search(row_text)))
+            frame_year(unit)
             table_rows.append(unit)
             units.append(unit)
             continue
@@ -348,6 +361,11 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
         units.append(unit)
         if not unit.frames:
             section_free = section_free | unit.terms
+        years = [f.quantity for f in unit.frames if year_of(f.quantity)]
+        if years:
+            dated = (years, sentence)
+        else:
+            frame_year(unit)
         # A sentence that ends in ':' introduces the list or lines after it.
         lead_in = _terms(sentence) if sentence.rstrip().endswith((":", "：")) else frozenset()
     close_table()
@@ -503,7 +521,10 @@ class LexicalJudge:
         def fit(f: _Frame) -> float:
             return sum(w for t, w in wanted.items() if t in f.bound) / total if wanted else 1.0
 
-        same = [(u, f) for u in analysis.units for f in u.frames if compatible(f.quantity, frame.quantity)]
+        # A year a sentence stands under binds only a year the claim states, never another of its numbers.
+        year = year_of(frame.quantity) is not None
+        same = [(u, f) for u in analysis.units for f in u.frames
+                if compatible(f.quantity, frame.quantity) and (year or not f.inherited)]
         if not same:
             return 0.0, None, f"{stated} is not stated in the sources", frozenset(), ""
         candidates = []
@@ -528,7 +549,8 @@ class LexicalJudge:
                     off_subject.append(c)
             candidates = [c for c in candidates if c not in off_subject]
         rivals = [(fit(f), f) for u in analysis.units for f in u.frames
-                  if f.quantity.value != frame.quantity.value and _same_kind(f.quantity, frame.quantity)]
+                  if f.quantity.value != frame.quantity.value and _same_kind(f.quantity, frame.quantity)
+                  and (year or not f.inherited)]
         rival_fit, rival = max(rivals, key=lambda r: r[0], default=(0.0, None))
         if rival is not None and rival_fit >= self.number_threshold and (
                 not candidates or rival_fit >= max(c[0] for c in candidates) + self.margin):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragtune.rag.claims import labelled_sentences, terms_of
-from ragtune.rag.question import Focus
+from ragtune.rag.question import Focus, stated_years
 from ragtune.rag.sources import Source, passage_with_headings
 from ragtune.text import CJK_WIDE_RE, HAN_RE
 
@@ -32,7 +32,9 @@ class Passage:
     context: frozenset[str]  # the headings, table header and lead-in it stands under
     chunk_id: str
     position: int  # order within the source
-    around: str = ""  # the text of those headings, table header and lead-in (for the years they state)
+    # The text of those headings, table header and lead-in, and of the sentence before it that states the year it
+    # stands under (for the years they state).
+    around: str = ""
 
 
 @dataclass
@@ -53,6 +55,9 @@ def passages(source: Source) -> list[Passage]:
         header: list[str] = []
         lead_in: tuple[frozenset[str], str] = (frozenset(), "")
         previous = ""
+        # The last sentence under the same headings that states a year frames those after it that state none:
+        # "In 2025 the company opened two plants. Revenue grew to 5.1 million EUR." is 2025's revenue.
+        dated = ""
         sentences = labelled_sentences(text)
         # Everyone who speaks in a conversation is part of what each of its lines is about.
         speakers = frozenset().union(*(terms_of(label) for _, label in sentences if label))
@@ -65,10 +70,13 @@ def passages(source: Source) -> list[Passage]:
                 level = len(sentence) - len(sentence.lstrip("#"))
                 headings = {lvl: h for lvl, h in headings.items() if lvl < level}
                 headings[level] = (terms_of(sentence), sentence)
-                header, lead_in, previous = [], (frozenset(), ""), ""
+                header, lead_in, previous, dated = [], (frozenset(), ""), "", ""
                 continue
             context = frozenset().union(*(t for t, _ in headings.values()), lead_in[0], speakers)
-            around = "\n".join([*(h for _, h in headings.values()), lead_in[1]])
+            own_years = stated_years(sentence)
+            around = "\n".join([*(h for _, h in headings.values()), lead_in[1], "" if own_years else dated])
+            if own_years and not sentence.startswith("|"):
+                dated = sentence
             if sentence.startswith("|"):
                 if _TABLE_RULE.match(sentence):
                     continue

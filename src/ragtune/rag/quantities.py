@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 
-__all__ = ["Quantity", "compatible", "quantities"]
+__all__ = ["Quantity", "compatible", "quantities", "stated_years", "year_of"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,24 @@ def quantities(text: str) -> list[Quantity]:
 def compatible(a: Quantity, b: Quantity) -> bool:
     """Whether two quantities state the same amount: equal values, and equal units where both have one."""
     return a.value == b.value and (a.unit is None or b.unit is None or a.unit == b.unit)
+
+
+_YEAR = re.compile(r"(?:19|20|21)\d\d")
+_ISO_DATE = re.compile(r"(\d{4})-\d{2}-\d{2}")
+
+
+def year_of(q: Quantity) -> str | None:
+    """The year a quantity states: a bare year ('2030', '2030年') or a date's ('2026-03-12' states 2026)."""
+    if q.unit not in (None, "year"):
+        return None
+    date = _ISO_DATE.fullmatch(q.value)
+    value = date.group(1) if date else q.value
+    return value if _YEAR.fullmatch(value) else None
+
+
+def stated_years(text: str) -> frozenset[str]:
+    """The years ``text`` states ('in 2030', '2030年', '2026-03-12')."""
+    return frozenset(y for q in quantities(text) if (y := year_of(q)))
 
 
 def _canonical(number: str) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ragtune.rag.claims import names_in, strip_markers, terms_of
-from ragtune.rag.quantities import UNITS, quantities
+from ragtune.rag.quantities import UNITS, quantities, stated_years, year_of
 from ragtune.text import HAN_RE
 
 __all__ = ["Focus", "analyse_question", "is_follow_up"]
@@ -43,8 +43,6 @@ _TIME_ZH = re.compile("几点|什么时候|何时|哪一天|哪天|哪年|哪月
 _NAME_ZH = re.compile("谁|哪个|哪家|哪些|哪里|哪儿|哪|什么")
 _YES_NO_ZH = re.compile("吗[？?]?\\s*$|是否|能否|可否")
 
-_YEAR = re.compile(r"(?:19|20|21)\d\d")
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # A follow-up leans on the conversation: it opens with 'and'/'what about', names no subject of its own, or
 # points back with a pronoun.
@@ -74,8 +72,8 @@ class Focus:
 
     @property
     def asked_years(self) -> frozenset[str]:
-        """The years among the numbers the question states."""
-        return frozenset(v for v in self.asked_values if _YEAR.fullmatch(v))
+        """The years the question states as years ('the 2030 budget', '2030年'; a full date binds no year)."""
+        return frozenset(y for q in quantities(self.question) if (y := year_of(q)) == q.value)
 
     @property
     def terms(self) -> frozenset[str]:
@@ -105,9 +103,7 @@ class Focus:
         ('which two pastries', 'more than 7 days'), so only years bind."""
         if not self.asked_years:
             return True
-        found = {q.value for text in texts for q in quantities(text)}
-        found |= {value[:4] for value in found if _ISO_DATE.fullmatch(value)}  # '2026' is stated by '2026-03-12'
-        return self.asked_years <= found
+        return self.asked_years <= frozenset().union(*(stated_years(text) for text in texts))
 
     def names_head(self, present: Iterable[str], text: str) -> bool:
         """Whether a passage is about what was asked for: it holds a head word, or states an amount in its unit."""
@@ -137,6 +133,7 @@ class Focus:
         units = frozenset().union(*(terms_of(text[q.start:q.end]) for q in stated))
         new = terms_of(strip_markers(text)) - self.terms - units
         return bool(new) or any(q.value not in self.asked_values for q in stated)
+
 
 
 def analyse_question(question: str, *, context: str = "", context_weight: float = 0.25) -> Focus:

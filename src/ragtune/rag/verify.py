@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ragtune.rag.citations import CitedSentence, join_sentences, split_cited_sentences, with_markers
 from ragtune.rag.claims import ClaimJudge, split_claims, strip_markers, terms_of
+from ragtune.rag.extract import Passage, passages
 from ragtune.rag.quantities import compatible, quantities
 from ragtune.rag.question import YES_NO, Focus
 from ragtune.rag.sources import Source, section, shorten
@@ -89,6 +90,7 @@ class AnswerVerifier:
         self._released: list[_Kept] = []
         self._seen: list[str] = []
         self._failed_in_a_row = 0
+        self._passages: dict[int, list[Passage]] = {}  # each source's quotable passages, read when first needed
 
     # ------------------------------------------------------------------ streaming
 
@@ -223,10 +225,18 @@ class AnswerVerifier:
         for n, evidence in kept.evidence.items():
             # The headings of the passage that backs it, not of every passage of its document.
             heading = section(_part_holding(self.sources[n - 1], evidence))
-            backing += [evidence, heading]
+            backing += [evidence, heading, self._framing(n, evidence)]
             present |= terms_of(evidence) | terms_of(heading)
         # The years the question states must come from the sources, not from the model's own sentence.
         return self.focus.answered_by(kept.text, present, evidence=backing)
+
+    def _framing(self, number: int, evidence: str) -> str:
+        """What frames a source's passage holding ``evidence``: its headings, lead-in and the sentence before it
+        that states its year ("In 2025 …. Revenue grew to 5.1 million EUR.")."""
+        if number not in self._passages:
+            self._passages[number] = passages(self.sources[number - 1])
+        probe = " ".join(evidence.split())[:40]
+        return next((p.around for p in self._passages[number] if probe and probe in p.text), "")
 
     def _release(self) -> str:
         text = join_sentences([k.text for k in self._released]) if self._released else ""
