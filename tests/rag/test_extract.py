@@ -92,7 +92,11 @@ def test_a_chat_lines_later_sentence_is_quoted_with_its_speaker():
     chat = ("Time: 20260105_14:00\nLiHua: Hey Adam! When's a good time for me to come by?\n"
             "AdamSmith: Hi Li Hua! You can come by anytime after 5 PM today.")
     extract = _extract("After what time can Li Hua come by, according to Adam Smith?", Source(1, [hit("c.txt", chat)]))
-    assert extract is not None and extract.text == "“AdamSmith: You can come by anytime after 5 PM today.” [1]"
+    # Li Hua's question is quoted with Adam's reply, whose later sentence is quoted with his name.
+    assert extract is not None and extract.text == ("“LiHua: When's a good time for me to come by? AdamSmith: Hi Li "
+                                                    "Hua! You can come by anytime after 5 PM today.” [1]")
+    only = _extract("Who can come by anytime after 5 PM today?", Source(1, [hit("c.txt", chat)]))
+    assert only is not None and only.text == "“AdamSmith: You can come by anytime after 5 PM today.” [1]"
 
 
 @pytest.mark.parametrize(
@@ -141,4 +145,29 @@ REPORT = Source(1, [hit("report.md", "## Results\n\nIn 2025 the company opened t
 )
 def test_a_year_stated_by_the_sentence_before_frames_the_passage(question, expected):
     extract = _extract(question, REPORT)
+    assert (extract.text if extract else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "expected"),
+    [
+        # A request in a chat is quoted with the next speaker's reply (the asker's own next line is skipped).
+        ("What is the Wi-Fi password?",
+         "LiHua: Just wanted to ask for the Wi-Fi password when you get a chance. Thanks!\n"
+         "AdamSmith: Sure! It is Family123.\nLiHua: Great.",
+         "“LiHua: Just wanted to ask for the Wi-Fi password when you get a chance. AdamSmith: Sure! It is "
+         "Family123.” [1]"),
+        ("周末健身房几点开门？", "王芳：请问周末健身房几点开门？\n李华：早上八点。\n王芳：好的。",
+         "“王芳：请问周末健身房几点开门？李华：早上八点。”[1]"),
+        # A question in a document is quoted with the sentence after it.
+        ("How do I reset my VPN token?", "## FAQ\n\nHow do I reset my VPN token? Open the Keyhaven portal and "
+                                         "choose Reset. Tokens expire after 90 days.",
+         "“How do I reset my VPN token? Open the Keyhaven portal and choose Reset.” [1]"),
+        # Nothing replies under the same heading: a question alone answers nothing.
+        ("How do I reset my VPN token?", "## FAQ\n\nHow do I reset my VPN token?\n\n## Other\n\nOpen the portal.",
+         None),
+    ],
+)
+def test_a_passage_that_asks_is_quoted_with_its_reply(question, text, expected):
+    extract = _extract(question, Source(1, [hit("chat.txt", text)]))
     assert (extract.text if extract else None) == expected

@@ -17,6 +17,14 @@ __all__ = ["Extract", "Passage", "closest_passage", "extract_answer", "passages"
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$")
 _ITEM_MARK = re.compile(r"^\s*(?:[-*+•·▪●◦‣]|\d{1,3}[.)、．]|\(\d{1,3}\)|[a-zA-Z][.)]|[一二三四五六七八九十]+、)\s*")
+# A sentence that asks: a question, or a request for an answer ("Just wanted to ask for the Wi-Fi password.").
+_ASKS = re.compile(
+    r"[?？][\s\"'”’)）\]】]*$|\b(?:wondering|wonder)\s+(?:if|whether|what|when|where|who|how)\b|"
+    r"\b(?:wanted|want|like|need)\s+to\s+(?:ask|know|check)\b|\bchecking\s+in\s+to\s+see\b|"
+    r"\bany\s+(?:tips|ideas|suggestions|advice|recommendations)\b|\bcould\s+you\s+(?:tell|let)\b|"
+    "请问|想问|想知道|能不能|可不可以|有没有|是否|吗[。.]?$", re.IGNORECASE)
+#: The reply quoted with a passage that asks: at most this many sentences, all of the next speaker's.
+_REPLY_SENTENCES = 3
 # A sentence that opens with a pronoun leans on the one before it ("It is led by Dr. Ines Varga").
 _LEANS_BACK = re.compile(r"^\s*(?:it|its|they|their|this|these|he|she|his|her|there)\b|^\s*(?:它|他|她|该|其|这)",
                          re.IGNORECASE)
@@ -35,6 +43,9 @@ class Passage:
     # The text of those headings, table header and lead-in, and of the sentence before it that states the year it
     # stands under (for the years they state).
     around: str = ""
+    speaker: str = ""  # who says it, in a conversation
+    block: int = 0  # passages in one block stand under the same headings of the same part
+    asks: bool = False  # it asks a question (and is quoted with the reply that follows it)
 
 
 @dataclass
@@ -49,7 +60,9 @@ class Extract:
 def passages(source: Source) -> list[Passage]:
     """The quotable passages of a source, in document order."""
     found: list[Passage] = []
+    block = 0
     for part in source.ordered:
+        block += 1
         text = passage_with_headings(part)
         headings: dict[int, tuple[frozenset[str], str]] = {}
         header: list[str] = []
@@ -71,6 +84,7 @@ def passages(source: Source) -> list[Passage]:
                 headings = {lvl: h for lvl, h in headings.items() if lvl < level}
                 headings[level] = (terms_of(sentence), sentence)
                 header, lead_in, previous, dated = [], (frozenset(), ""), "", ""
+                block += 1
                 continue
             context = frozenset().union(*(t for t, _ in headings.values()), lead_in[0], speakers)
             own_years = stated_years(sentence)
@@ -87,16 +101,46 @@ def passages(source: Source) -> list[Passage]:
                 quoted = _row_text(header, cells)
                 found.append(Passage(source.number, quoted, terms_of(" ".join(cells)),
                                      context | terms_of(" ".join(header)), part.chunk_id, len(found),
-                                     f"{around}\n{' | '.join(header)}"))
+                                     f"{around}\n{' | '.join(header)}", speaker, block))
                 continue
             header = []
             quoted = _ITEM_MARK.sub("", sentence)
             if previous and _LEANS_BACK.match(quoted):
                 quoted = _join(previous, quoted)
-            found.append(Passage(source.number, quoted, terms_of(quoted), context, part.chunk_id, len(found), around))
+            found.append(Passage(source.number, quoted, terms_of(quoted), context, part.chunk_id, len(found), around,
+                                 speaker, block, bool(_ASKS.search(sentence))))
             previous = sentence
             lead_in = (terms_of(sentence), sentence) if sentence.endswith((":", "：")) else lead_in
-    return found
+    return [_with_reply(p, found[p.position + 1:]) if p.asks else p for p in found]
+
+
+def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
+    """A passage that asks, quoted with the reply that follows it under the same headings: in a conversation the
+    next speaker's sentences, else the next sentence ("Just wanted to ask for the Wi-Fi password." is answered
+    by the landlord's next line, "How do I reset it?" by the sentence after it). Unchanged when nothing replies."""
+    reply: list[Passage] = []
+    for p in after:
+        if p.block != asking.block or len(reply) == _REPLY_SENTENCES:
+            break
+        if asking.speaker:
+            if p.speaker == asking.speaker and not reply:
+                continue  # the asker goes on before anyone replies
+            if not p.speaker or p.speaker == asking.speaker or (reply and p.speaker != reply[0].speaker):
+                break
+        elif p.asks:
+            break
+        reply.append(p)
+        if not asking.speaker:
+            break
+    if not reply:
+        return asking
+    text = asking.text
+    for n, p in enumerate(reply):
+        said = p.text.removeprefix(f"{p.speaker}: ") if n and p.speaker else p.text  # the speaker named once
+        # A reply that leans back ("It is reset from the portal.") was already joined to the question.
+        text = said if said.startswith(text) else _join(text, said)
+    return Passage(asking.number, text, asking.terms.union(*(p.terms for p in reply)), asking.context,
+                   asking.chunk_id, asking.position, asking.around, asking.speaker, asking.block, asks=True)
 
 
 def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: float = 0.6) -> Extract | None:
@@ -116,7 +160,8 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
             covered = focus.coverage(passage.terms, passage.context)
             if covered < min_coverage:
                 continue
-            score = covered - 0.02 * (source.number - 1) - 0.001 * passage.position
+            # A question quoted with its reply answers only where no sentence of the reply answers alone.
+            score = covered - 0.02 * (source.number - 1) - 0.001 * passage.position - 0.02 * passage.asks
             if best is None or score > best.score:
                 best = Extract(quote(passage.text, passage.number), passage, score)
     return best
