@@ -676,14 +676,7 @@ class LocalStore:
                 "SELECT c.id, c.uid, c.document_id, c.chunk_index, c.text, c.source_type, c.page_number, c.language,"
                 f" c.meta, d.uri FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})", part,
             )
-            for row_id, uid, document_id, chunk_index, text, source_type, page_number, language, raw, uri in rows:
-                # The stored JSON is validated in one pass; the columns beside it are typed by the schema. (Parsing
-                # the JSON and validating the merged dict took twice as long: 3 of the 8 ms to fetch 200 hits.)
-                meta = ChunkMeta.model_validate_json(raw)
-                meta.__dict__.update(source=uri, document_id=document_id, chunk_index=chunk_index,
-                                     source_type=source_type or "", page_number=page_number, language=language)
-                meta.__pydantic_fields_set__.update(_COLUMN_FIELDS)
-                out[row_id] = Hit(chunk_id=uid, document_id=document_id, source=uri, text=text, score=0.0, meta=meta)
+            out.update((row[0], fetched_hit(*row[1:])) for row in rows)
         return out
 
     def document_ids(self, ids: Sequence[int]) -> dict[int, str]:
@@ -922,6 +915,19 @@ class LocalStore:
 
 #: ChunkMeta fields kept in columns of their own beside the stored JSON (set on every fetched hit).
 _COLUMN_FIELDS = frozenset({"source", "document_id", "chunk_index", "source_type", "page_number", "language"})
+
+
+def fetched_hit(uid: str, document_id: str, chunk_index: int, text: str, source_type: str | None,
+                page_number: int | None, language: str | None, meta_json: str | bytes, uri: str) -> Hit:
+    """A hit (score 0) from a stored chunk row: the columns in the order every store selects them, and the rest of
+    its metadata as stored JSON text. The JSON is validated in one pass and the columns, typed by the schema, are set
+    beside it (parsing the JSON and validating the merged dict took twice as long: 3 of the 8 ms to fetch 200
+    hits)."""
+    meta = ChunkMeta.model_validate_json(meta_json)
+    meta.__dict__.update(source=uri, document_id=document_id, chunk_index=chunk_index, source_type=source_type or "",
+                         page_number=page_number, language=language)
+    meta.__pydantic_fields_set__.update(_COLUMN_FIELDS)
+    return Hit(chunk_id=uid, document_id=document_id, source=uri, text=text, score=0.0, meta=meta)
 
 
 def chunk_tokens(chunk: Chunk, context: int = 0, *, header_boost: int = HEADER_BOOST) -> list[str]:

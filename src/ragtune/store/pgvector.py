@@ -29,7 +29,14 @@ from ragtune.errors import EmbedderMismatchError, StoreError
 from ragtune.store.base import EncodeFn, FilterSpec, Ranking, StoreProgress
 from ragtune.store.bm25 import BM25Index
 from ragtune.store.filters import PgColumn, compile_postgres, validate_filter
-from ragtune.store.local import CONTEXT_KEY, DOCUMENT_META_FIELDS, PRECISION_KEY, DocumentRecord, DocumentUpdate
+from ragtune.store.local import (
+    CONTEXT_KEY,
+    DOCUMENT_META_FIELDS,
+    PRECISION_KEY,
+    DocumentRecord,
+    DocumentUpdate,
+    fetched_hit,
+)
 from ragtune.store.postgres import SHARED_SCHEMA, ConnectionPool, kb_schema, lock_key, pool_for, redact
 from ragtune.store.text import tokenize
 from ragtune.types import ChunkMeta, Hit, embedding_text
@@ -608,14 +615,10 @@ class PostgresStore:
         with self._read() as conn:
             rows = conn.execute(self._q(
                 "SELECT c.id, c.uid, c.document_id, c.chunk_index, c.text, c.source_type, c.page_number, c.language,"
-                " c.meta, d.uri FROM {s}.chunks c JOIN {s}.documents d ON d.id = c.document_id WHERE c.id = ANY(%s)"),
-                ([int(i) for i in ids],)).fetchall()
-        out: dict[int, Hit] = {}
-        for cid, uid, doc_id, index, text, source_type, page, language, meta, uri in rows:
-            chunk_meta = ChunkMeta(**meta, source=uri, document_id=doc_id, chunk_index=index,
-                                   source_type=source_type or "", page_number=page, language=language)
-            out[cid] = Hit(chunk_id=uid, document_id=doc_id, source=uri, text=text, score=0.0, meta=chunk_meta)
-        return out
+                " c.meta::text, d.uri FROM {s}.chunks c JOIN {s}.documents d ON d.id = c.document_id"
+                " WHERE c.id = ANY(%s)"), ([int(i) for i in ids],)).fetchall()
+        # The metadata as JSON text, validated in one pass (a dict from jsonb, then validated, took longer).
+        return {row[0]: fetched_hit(*row[1:]) for row in rows}
 
     def document_ids(self, ids: Sequence[int]) -> dict[int, str]:
         """The document of each chunk id (ids that no longer exist are absent)."""
