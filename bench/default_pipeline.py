@@ -11,6 +11,7 @@ queries (657) only; the held-out 152 and all 809 are reported for the chosen one
         --kb /tmp/evals/scifact_c1_int8_256 --chunk-size 256 --chunk-context 1 --precision int8
     .venv/bin/python bench/default_pipeline.py sweep --kb /tmp/evals/scifact_c1_int8_256 --kb ... \\
         --out bench/results/default_pipeline.json
+    .venv/bin/python bench/default_pipeline.py bm25 --kb /tmp/evals/scifact_c1_fp32_256   # k1 x b -> bm25_params.json
 """
 
 from __future__ import annotations
@@ -126,15 +127,17 @@ class _CachedEmbedder:
         return np.vstack([self._vectors[t] for t in texts])
 
 
-def header_index(kb: KnowledgeBase, boost: int) -> BM25Index:
-    """The KB's BM25 index as it would be with the context header counted ``boost`` times (chunks read from the
-    KB's database, whose schema is documented in the README)."""
-    index = BM25Index(k1=kb.settings.bm25_k1, b=kb.settings.bm25_b)
+def header_index(kb: KnowledgeBase, boost: int | None = None, *, k1: float | None = None,
+                 b: float | None = None) -> BM25Index:
+    """The KB's BM25 index as it would be with the context header counted ``boost`` times and BM25's ``k1`` and
+    ``b`` (None: as the KB has them; chunks read from the KB's database, whose schema is documented in the README)."""
+    index = BM25Index(k1=kb.settings.bm25_k1 if k1 is None else k1, b=kb.settings.bm25_b if b is None else b)
     context = kb.store.chunk_context
     with sqlite3.connect(f"file:{kb.path / 'ragtune.db'}?mode=ro", uri=True) as db:
         rows = db.execute("SELECT id, text, meta FROM chunks ORDER BY id").fetchall()
+    options = {} if boost is None else {"header_boost": boost}
     tokens = [chunk_tokens(Chunk(text=text, start=0, end=len(text), meta=ChunkMeta.model_validate_json(meta)),
-                           context, header_boost=boost) for _, text, meta in rows]
+                           context, **options) for _, text, meta in rows]
     index.add([r[0] for r in rows], tokens)
     return index
 
@@ -221,6 +224,37 @@ def sweep(args: argparse.Namespace) -> None:
     write_json(args.out, out)
 
 
+def bm25_sweep(args: argparse.Namespace) -> None:
+    """BM25's k1 and b, sparse and hybrid (the KB's fusion and weights), chosen on train + dev."""
+    dataset = load_beir(args.beir, args.split)
+    prefix = f"beir:{args.beir.resolve().name}/"
+    parts = query_parts(args.split_dir)
+    rows: dict[str, Any] = {}
+    with KnowledgeBase.open(args.kb) as kb:
+        store = _CachedStore(kb.store)
+        embedder = _CachedEmbedder(kb.embedder)
+        s = kb.settings
+        for k1, b in itertools.product(args.k1, args.b):
+            store.sparse_index = header_index(kb, k1=k1, b=b)
+            retriever = HybridRetriever(store, embedder, candidates=CHUNK_DEPTH,  # type: ignore[arg-type]
+                                        dense_weight=s.dense_weight, sparse_weight=s.sparse_weight, rrf_k=s.rrf_k,
+                                        document_weight=s.document_weight, fusion=s.fusion)
+            label = f"k1={k1:g} b={b:g}"
+            rows[label] = {mode: scores(run_queries(retriever, dataset.queries, mode, prefix), dataset.qrels, parts)
+                           for mode in ("sparse", "hybrid")}
+            m = rows[label]["hybrid"]
+            print(f"{label}: hybrid train+dev {m['train+dev']['ndcg_cut_10']:.4f} held-out "
+                  f"{m['heldout']['ndcg_cut_10']:.4f} all {m['all']['ndcg_cut_10']:.4f}", flush=True)
+        fusion = {k: getattr(s, k) for k in ("fusion", "dense_weight", "sparse_weight", "rrf_k", "document_weight")}
+    best = max(rows, key=lambda k: (rows[k]["hybrid"]["train+dev"]["ndcg_cut_10"], k))
+    write_json(args.out, {
+        "what": "BM25 k1 x b on SciFact train (809 queries cut into train 567 / dev 90 / held-out 152), chosen on "
+                "train+dev hybrid nDCG@10", "kb": str(args.kb), "fusion": fusion, "chosen_on_train+dev": best,
+        "chosen": rows[best], "rows": rows, "metrics": list(METRICS), "machine": machine(), "loadavg": loadavg()})
+    print(f"chosen on train+dev: {best}: held-out {rows[best]['hybrid']['heldout']['ndcg_cut_10']:.4f}, all "
+          f"{rows[best]['hybrid']['all']['ndcg_cut_10']:.4f}")
+
+
 def parity(kbs: dict[str, Any]) -> list[dict[str, Any]]:
     """int8 against fp32 for KBs that differ in precision only: nDCG@10 on all 809 queries, dense and hybrid, with
     the settings before this change and with the int8 KB's chosen ones."""
@@ -264,8 +298,16 @@ def main() -> None:
     w.add_argument("--split", default="train", help="qrels split")
     w.add_argument("--split-dir", type=Path, default=SPLIT_DIR, help="{train,dev,heldout}_queries.txt")
     w.add_argument("--out", type=Path, default=RESULTS_DIR / "default_pipeline.json")
+    m = sub.add_parser("bm25")
+    m.add_argument("--beir", type=Path, default=default_scifact_dir())
+    m.add_argument("--kb", type=Path, required=True)
+    m.add_argument("--k1", type=float, nargs="+", default=[0.9, 1.2, 1.5])
+    m.add_argument("--b", type=float, nargs="+", default=[0.4, 0.6, 0.75, 0.9])
+    m.add_argument("--split", default="train", help="qrels split")
+    m.add_argument("--split-dir", type=Path, default=SPLIT_DIR, help="{train,dev,heldout}_queries.txt")
+    m.add_argument("--out", type=Path, default=RESULTS_DIR / "bm25_params.json")
     args = ap.parse_args()
-    build(args) if args.command == "build" else sweep(args)
+    {"build": build, "sweep": sweep, "bm25": bm25_sweep}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Fusion defaults on data they were not chosen on. ``--study rrf``: rrf_k = 20 with dense_weight = 0.8 (chosen on
 SciFact train + dev by bench/default_pipeline.py) against the textbook k = 60 with equal weights
 (→ fusion_defaults.json). ``--study dbsf``: distribution-based score fusion against that RRF, same weights
-(→ fusion_dbsf.json; DBSF was chosen on SciFact train + dev rankings).
+(→ fusion_dbsf.json; DBSF was chosen on SciFact train + dev rankings). ``--study bm25``: BM25 k1 = 0.9, b = 0.4
+(Anserini's defaults for BEIR, best of 12 k1 × b pairs on SciFact train + dev: ``bench/default_pipeline.py bm25``)
+against the textbook k1 = 1.2, b = 0.75 (→ fusion_bm25.json).
 
 - SciFact: nDCG@10 over all 809 train queries and over the 152 held-out ones (never used for a choice), for hybrid,
   graph and auto, on a graph-enabled KB of the corpus (``--scifact-kb``, built by bench/graph_cost.py).
@@ -9,7 +11,7 @@ SciFact train + dev by bench/default_pipeline.py) against the textbook k = 60 wi
   graph (bench/graph_lihua.py's measures, its KB in ``--workdir``).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/fusion_defaults.py --scifact-kb /tmp/ragtune-graph-bench/scifact-graph \
-        [--study dbsf --out bench/results/fusion_dbsf.json]
+        [--study dbsf|bm25]
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ STUDIES = {
             "k=20, dense 0.8": {"fusion": "rrf", "rrf_k": 20, "dense_weight": 0.8}},
     "dbsf": {"rrf k=20, dense 0.8 (before)": {"fusion": "rrf", "rrf_k": 20, "dense_weight": 0.8},
              "dbsf, dense 0.8 (default)": {"fusion": "dbsf", "dense_weight": 0.8}},
+    "bm25": {"k1 1.2, b 0.75 (before)": {"bm25_k1": 1.2, "bm25_b": 0.75},
+             "k1 0.9, b 0.4 (default)": {"bm25_k1": 0.9, "bm25_b": 0.4}},
 }
+OUTPUTS = {"rrf": "fusion_defaults.json", "dbsf": "fusion_dbsf.json", "bm25": "fusion_bm25.json"}
 
 
 def scifact(kb_path: Path, beir: Path, settings: dict[str, Any], modes: tuple[str, ...]) -> dict[str, Any]:
@@ -48,9 +53,10 @@ def main() -> None:
     ap.add_argument("--scifact-kb", type=Path, required=True)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ragtune-graph-bench"), help="bench/graph_lihua.py's")
     ap.add_argument("--study", choices=tuple(STUDIES), default="rrf")
-    ap.add_argument("--out", type=Path, help="default: bench/results/fusion_defaults.json (rrf), fusion_dbsf.json")
+    ap.add_argument("--out", type=Path, help="default: bench/results/fusion_defaults.json (rrf), fusion_dbsf.json, "
+                                             "fusion_bm25.json")
     args = ap.parse_args()
-    out = args.out or RESULTS_DIR / ("fusion_defaults.json" if args.study == "rrf" else "fusion_dbsf.json")
+    out = args.out or RESULTS_DIR / OUTPUTS[args.study]
     from ragtune.kb import KnowledgeBase
 
     started = time.perf_counter()

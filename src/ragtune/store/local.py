@@ -173,8 +173,8 @@ class LocalStore:
         embedder_name: str,
         dim: int,
         create: bool = False,
-        bm25_k1: float = 1.2,
-        bm25_b: float = 0.75,
+        bm25_k1: float = 0.9,
+        bm25_b: float = 0.4,
         hnsw_m: int = 32,
         hnsw_ef_construction: int = 200,
         hnsw_ef_search: int = 128,
@@ -297,7 +297,8 @@ class LocalStore:
                 index, meta = BM25Index.load(path)
                 if (index.k1, index.b) == self._bm25_params:
                     return index, (int(meta["chunk_seq"]), int(meta["tomb_seq"]))
-                log.info("BM25 parameters changed; rebuilding the sparse index")
+                log.warning("BM25 parameters changed (k1 %g -> %g, b %g -> %g): rebuilding the sparse index once",
+                            index.k1, self._bm25_params[0], index.b, self._bm25_params[1])
             except (StoreError, KeyError) as exc:
                 log.warning("%s; rebuilding the sparse index from the database", exc)
         k1, b = self._bm25_params

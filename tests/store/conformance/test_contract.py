@@ -15,6 +15,7 @@ from store_cases import INJECTION_VALUES, PARITY_FILTERS
 from ragtune.errors import EmbedderMismatchError, FilterError, StoreError
 from ragtune.guard.acl import AccessPolicy, viewer_groups
 from ragtune.retrieve import HybridRetriever
+from ragtune.settings import Settings
 from ragtune.store.base import ChunkStore
 from ragtune.store.bm25 import BM25Index
 from ragtune.store.filters import matches, validate_filter
@@ -313,7 +314,8 @@ def test_dense_search_ranks_by_cosine(filled: tuple[ChunkStore, list[DocumentUpd
 def test_sparse_search_is_bm25_over_ragtune_tokens(filled: tuple[ChunkStore, list[DocumentUpdate]]) -> None:
     store, updates = filled
     chunks = [c.id for u in updates for c in u.chunks]
-    reference = BM25Index()
+    defaults = Settings()
+    reference = BM25Index(k1=defaults.bm25_k1, b=defaults.bm25_b)
     reference.add(list(range(len(chunks))), [t for u in updates for t in u.chunk_tokens()])
     for query in ("river mountain", "refund warranty clause", "年假制度", "alpha alpha omega"):
         ids, scores = reference.search(tokenize(query), 10)
@@ -321,6 +323,26 @@ def test_sparse_search_is_bm25_over_ragtune_tokens(filled: tuple[ChunkStore, lis
         assert uids(store, ranking) == [chunks[i] for i in ids.tolist()]
         np.testing.assert_allclose([s for _, s in ranking], scores, rtol=1e-4)
     assert store.sparse_search("the of and", 10) == [] == store.sparse_search("unseenword", 10)
+
+
+def test_a_store_reopened_with_other_bm25_parameters_ranks_with_them(make_store: StoreMaker) -> None:
+    # A KB made with the textbook k1 / b, opened after the defaults changed: its sparse index is rebuilt once.
+    updates = corpus(12)
+    tokens = [t for u in updates for t in u.chunk_tokens()]
+    old = make_store("kb-bm25", bm25_k1=1.5, bm25_b=0.9)
+    old.apply(updates)
+    chunks = [c.id for u in updates for c in u.chunks]
+    old.save_indexes()
+    old.close()
+    reopened = make_store("kb-bm25", create=False, bm25_k1=0.9, bm25_b=0.4)
+    reference = BM25Index(k1=0.9, b=0.4)
+    reference.add(list(range(len(chunks))), tokens)
+    for query in ("river mountain", f"alpha {COMMON}"):
+        ids, scores = reference.search(tokenize(query), 10)
+        ranking = reopened.sparse_search(query, 10)
+        assert uids(reopened, ranking) == [chunks[i] for i in ids.tolist()]
+        np.testing.assert_allclose([s for _, s in ranking], scores, rtol=1e-4)
+    assert reopened.verify()["ok"]
 
 
 class _FixedEmbedder:
