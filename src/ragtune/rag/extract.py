@@ -20,9 +20,8 @@ _ITEM_MARK = re.compile(r"^\s*(?:[-*+•·▪●◦‣]|\d{1,3}[.)、．]|\(\d{1
 # A sentence that asks: a question, or a request for an answer ("Just wanted to ask for the Wi-Fi password.").
 _ASKS = re.compile(
     r"[?？][\s\"'”’)）\]】]*$|\b(?:wondering|wonder)\s+(?:if|whether|what|when|where|who|how)\b|"
-    r"\b(?:wanted|want|like|need)\s+to\s+(?:ask|know|check)\b|\bchecking\s+in\s+to\s+see\b|"
-    r"\bany\s+(?:tips|ideas|suggestions|advice|recommendations)\b|\bcould\s+you\s+(?:tell|let)\b|"
-    "请问|想问|想知道|能不能|可不可以|有没有|是否|吗[。.]?$", re.IGNORECASE)
+    r"\b(?:wanted|want|like)\s+to\s+(?:ask|know|check)\b|\bchecking\s+in\s+to\s+see\b|\bcould\s+you\s+(?:tell|let)\b|"
+    "请问|想问|想知道|吗[。.]?$", re.IGNORECASE)
 #: The reply quoted with a passage that asks: at most this many sentences, all of the next speaker's.
 _REPLY_SENTENCES = 3
 # A sentence that opens with a pronoun leans on the one before it ("It is led by Dr. Ines Varga").
