@@ -164,7 +164,10 @@ def analyse_question(question: str, *, context: str = "", context_weight: float 
 
 
 # The words after 'how many', 'which', 'what' up to the verb name what is asked for; Chinese names it after 哪个.
-_HEAD_EN = re.compile(r"\b(?:how\s+many|how\s+much|which|what)\s+((?:[\w-]+\s+){0,2}[\w-]+)", re.IGNORECASE)
+# "What kinds of flowers", "which type of lighting": the head is what comes after the classifier and its 'of'.
+_HEAD_EN = re.compile(r"\b(?:how\s+many|how\s+much|which|what)\s+(?:(?:kinds?|types?|sorts?|varieties|variety|"
+                      r"forms?|categories|category|genres?|styles?|brands?)\s+of\s+)?((?:[\w-]+\s+){0,2}[\w-]+)",
+                      re.IGNORECASE)
 _HEAD_STOP = re.compile(
     r"\b(?:is|are|was|were|be|do|does|did|can|could|will|would|should|must|has|have|had|of|for|in|on|to|at|by|"
     r"the|a|an|time)\b.*", re.IGNORECASE)
