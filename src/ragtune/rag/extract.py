@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragtune.rag.claims import labelled_sentences, terms_of
-from ragtune.rag.question import Focus, stated_years
+from ragtune.rag.quantities import stated_years
+from ragtune.rag.question import Focus
 from ragtune.rag.sources import Source, passage_with_headings
 from ragtune.text import CJK_WIDE_RE, HAN_RE
 
