@@ -163,6 +163,11 @@ def test_a_year_stated_by_the_sentence_before_frames_the_passage(question, expec
         ("How do I reset my VPN token?", "## FAQ\n\nHow do I reset my VPN token? Open the Keyhaven portal and "
                                          "choose Reset. Tokens expire after 90 days.",
          "“How do I reset my VPN token? Open the Keyhaven portal and choose Reset.” [1]"),
+        # Of two question-and-reply pairs, the one whose question is closer to the user's is quoted.
+        ("What kinds of flowers does Adam suggest for the beds?",
+         "LiHua: Anything to add to the beds?\nAdamSmith: Maybe more seating and some flowers.\n"
+         "LiHua: Which flowers would you put in the beds?\nAdamSmith: Lavender or coneflowers.",
+         "“LiHua: Which flowers would you put in the beds? AdamSmith: Lavender or coneflowers.” [1]"),
         # A statement that holds a question word asks nothing: quoted alone.
         ("Who decides whether a refund is approved?", "## Refunds\n\nThe team lead decides whether a refund is "
                                                       "approved. Refunds are paid within 5 days.",

@@ -46,6 +46,7 @@ class Passage:
     speaker: str = ""  # who says it, in a conversation
     block: int = 0  # passages in one block stand under the same headings of the same part
     asks: bool = False  # it asks a question (and is quoted with the reply that follows it)
+    asked: frozenset[str] = frozenset()  # with a reply: the terms of the question alone
 
 
 @dataclass
@@ -140,7 +141,8 @@ def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
         # A reply that leans back ("It is reset from the portal.") was already joined to the question.
         text = said if said.startswith(text) else _join(text, said)
     return Passage(asking.number, text, asking.terms.union(*(p.terms for p in reply)), asking.context,
-                   asking.chunk_id, asking.position, asking.around, asking.speaker, asking.block, asks=True)
+                   asking.chunk_id, asking.position, asking.around, asking.speaker, asking.block, asks=True,
+                   asked=asking.terms)
 
 
 def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: float = 0.6) -> Extract | None:
@@ -160,8 +162,11 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
             covered = focus.coverage(passage.terms, passage.context)
             if covered < min_coverage:
                 continue
-            # A question quoted with its reply answers only where no sentence of the reply answers alone.
-            score = covered - 0.02 * (source.number - 1) - 0.001 * passage.position - 0.02 * passage.asks
+            # A question quoted with its reply answers only where no sentence of the reply answers alone; of two such
+            # pairs, the one whose question is closer to the user's wins.
+            if passage.asks:
+                covered += 0.05 * focus.coverage(passage.asked, passage.context) - 0.05
+            score = covered - 0.02 * (source.number - 1) - 0.001 * passage.position
             if best is None or score > best.score:
                 best = Extract(quote(passage.text, passage.number), passage, score)
     return best
