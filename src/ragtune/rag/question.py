@@ -135,7 +135,6 @@ class Focus:
         return bool(new) or any(q.value not in self.asked_values for q in stated)
 
 
-
 def analyse_question(question: str, *, context: str = "", context_weight: float = 0.25) -> Focus:
     """The focus of ``question``; ``context`` (the conversation's earlier question, for a follow-up) lends its
     terms at ``context_weight`` (see ``Focus.borrowed``) and its kind of answer when the follow-up names none."""
