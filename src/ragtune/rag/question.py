@@ -43,7 +43,6 @@ _TIME_ZH = re.compile("几点|什么时候|何时|哪一天|哪天|哪年|哪月
 _NAME_ZH = re.compile("谁|哪个|哪家|哪些|哪里|哪儿|哪|什么")
 _YES_NO_ZH = re.compile("吗[？?]?\\s*$|是否|能否|可否")
 
-
 # A follow-up leans on the conversation: it opens with 'and'/'what about', names no subject of its own, or
 # points back with a pronoun.
 _FOLLOW_UP_EN = re.compile(
