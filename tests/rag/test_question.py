@@ -75,3 +75,15 @@ def test_a_follow_up_borrows_the_earlier_questions_terms_where_they_help():
 )
 def test_follow_ups_are_recognised(question, follow_up):
     assert is_follow_up(question) is follow_up
+
+
+def test_a_citation_marker_is_not_a_value_that_fills_the_slot():
+    # '[1]' was read as the number 1: a sentence that only restates the question, cited, filled its slot.
+    allowance = analyse_question("How much is the meal allowance?")
+    assert not allowance.filled_by("The meal allowance is generous [1].")
+    assert allowance.filled_by("The meal allowance is 55 EUR [1].")
+    assert not analyse_question("When does the office open?").filled_by("The office opens early [2].")
+    assert not analyse_question("Who does Li Hua plan to celebrate Chinese Lunar New Year with?").filled_by(
+        "Li Hua is a Chinese Lunar New Year [1].")
+    assert analyse_question("How many days of leave do I get?").names_head(set(), "You get 25 days [1].")
+    assert not analyse_question("How many days of leave do I get?").names_head(set(), "You get plenty [25].")

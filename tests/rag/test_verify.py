@@ -186,3 +186,9 @@ def test_a_year_stated_by_the_sentence_before_backs_the_answer():
     # The year frames only the years a claim states: another number in the sentence is checked as before.
     assert not _verify("What was the revenue in 2025?", "Revenue grew to 6.1 million EUR in 2025 [1].",
                        [source]).answered
+
+
+def test_a_cited_sentence_that_restates_the_question_is_not_an_answer(doc_source):
+    result = _verify("How much is the meal allowance per travel day?",
+                     "The meal allowance per travel day is generous [1].", [doc_source("expenses.md")])
+    assert not result.answered and result.text == ""

@@ -13,7 +13,7 @@ from ragtune.rag.question import Focus
 from ragtune.rag.sources import Source, passage_with_headings
 from ragtune.text import CJK_WIDE_RE, HAN_RE
 
-__all__ = ["Extract", "Passage", "closest_passage", "extract_answer", "passages"]
+__all__ = ["Extract", "Passage", "closest_passage", "extract_answer", "leans_back", "passages"]
 
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$")
@@ -106,13 +106,18 @@ def passages(source: Source) -> list[Passage]:
                 continue
             header = []
             quoted = _ITEM_MARK.sub("", sentence)
-            if previous and _LEANS_BACK.match(quoted):
+            if previous and leans_back(quoted):
                 quoted = _join(previous, quoted)
             found.append(Passage(source.number, quoted, terms_of(quoted), context, part.chunk_id, len(found), around,
                                  speaker, block, bool(_ASKS.search(sentence))))
             previous = sentence
             lead_in = (terms_of(sentence), sentence) if sentence.endswith((":", "：")) else lead_in
     return [_with_reply(p, found[p.position + 1:]) if p.asks else p for p in found]
+
+
+def leans_back(sentence: str) -> bool:
+    """Whether a sentence opens with a pronoun and so leans on the one before it ("It is led by Dr. Ines Varga")."""
+    return bool(_LEANS_BACK.match(sentence))
 
 
 def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:

@@ -110,7 +110,7 @@ class Focus:
             return True
         if self.heads & set(present):
             return True
-        return any(q.unit in self.head_units for q in quantities(text))
+        return any(q.unit in self.head_units for q in quantities(strip_markers(text)))
 
     def answered_by(
         self, text: str, present: Iterable[str], *, evidence: Sequence[str] = (), min_coverage: float = 0.5
@@ -126,11 +126,12 @@ class Focus:
         """Whether ``text`` holds what the question asks for: a number it does not state itself, or new terms."""
         if self.slot == YES_NO:
             return True
+        text = strip_markers(text)  # a citation marker '[1]' is not a number the answer states
         if self.slot in (NUMBER, TIME):
             return any(q.value not in self.asked_values for q in quantities(text))
         stated = quantities(text)
         units = frozenset().union(*(terms_of(text[q.start:q.end]) for q in stated))
-        new = terms_of(strip_markers(text)) - self.terms - units
+        new = terms_of(text) - self.terms - units
         return bool(new) or any(q.value not in self.asked_values for q in stated)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ragtune.rag.citations import CitedSentence, join_sentences, split_cited_sentences, with_markers
 from ragtune.rag.claims import ClaimJudge, split_claims, strip_markers, terms_of
-from ragtune.rag.extract import Passage, passages
+from ragtune.rag.extract import Passage, leans_back, passages
 from ragtune.rag.quantities import compatible, quantities
 from ragtune.rag.question import YES_NO, Focus
 from ragtune.rag.sources import Source, section, shorten
@@ -221,6 +221,10 @@ class AnswerVerifier:
         """Whether this sentence answers the question: it fills the slot and, with the passages that back it,
         holds the question's names and most of its focus."""
         present = set(terms_of(kept.text))
+        earlier = self._pending[:-1] or self._released[-1:]
+        if earlier and leans_back(strip_markers(kept.text)):
+            # "It has a budget of 3.4 million EUR [1]." is about what the sentence before it named.
+            present |= terms_of(earlier[-1].text) | frozenset().union(*map(terms_of, earlier[-1].evidence.values()))
         backing: list[str] = []
         for n, evidence in kept.evidence.items():
             # The headings of the passage that backs it, not of every passage of its document.
