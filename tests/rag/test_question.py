@@ -87,3 +87,11 @@ def test_a_citation_marker_is_not_a_value_that_fills_the_slot():
         "Li Hua is a Chinese Lunar New Year [1].")
     assert analyse_question("How many days of leave do I get?").names_head(set(), "You get 25 days [1].")
     assert not analyse_question("How many days of leave do I get?").names_head(set(), "You get plenty [25].")
+
+
+def test_a_code_or_password_fills_the_slot():
+    # Words with a digit are left out of the terms; they are what some questions ask for.
+    focus = analyse_question("What is the Wi-Fi password?")
+    assert focus.filled_by('The Wi-Fi password is "Family123" [1].')
+    assert not focus.filled_by("The Wi-Fi password is [1].")
+    assert not analyse_question("Who owns ticket FAC-22?").filled_by("Ticket FAC-22 is owned [1].")

@@ -15,8 +15,8 @@ from ragtune.store.text import tokenize
 from ragtune.text import HAN_RE, detect_language, split_sentences
 
 __all__ = [
-    "ClaimCheck", "ClaimJudge", "LexicalJudge", "default_judge", "labelled_sentences", "names_in", "split_claims",
-    "strip_markers", "terms_of",
+    "ClaimCheck", "ClaimJudge", "LexicalJudge", "codes_in", "default_judge", "labelled_sentences", "names_in",
+    "split_claims", "strip_markers", "terms_of",
 ]
 
 # [1]  [1, 3]  [1-3]  [^2]  【1】  ［1］  [Source 2]  [来源 1]
@@ -195,6 +195,12 @@ _SYNONYMS = {t: tokenize(group.split()[0])[0] for group in _SYNONYM_GROUPS for w
 def terms_of(text: str) -> frozenset[str]:
     """The terms the judge compares (BM25 analysis, synonyms merged, without numbers, function and meta words)."""
     return _terms(text) - _META - _FUNCTION
+
+
+def codes_in(text: str) -> frozenset[str]:
+    """The codes and identifiers in a text ('FAC-22', 'Family123'), lower-cased: words with a digit, which the
+    terms leave out."""
+    return frozenset(c.lower() for c in _CODE.findall(text))
 
 
 def names_in(text: str) -> frozenset[str]:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ragtune.rag.claims import names_in, strip_markers, terms_of
+from ragtune.rag.claims import codes_in, names_in, strip_markers, terms_of
 from ragtune.rag.quantities import UNITS, quantities, stated_years, year_of
 from ragtune.text import HAN_RE
 
@@ -132,7 +132,9 @@ class Focus:
         stated = quantities(text)
         units = frozenset().union(*(terms_of(text[q.start:q.end]) for q in stated))
         new = terms_of(text) - self.terms - units
-        return bool(new) or any(q.value not in self.asked_values for q in stated)
+        # A code or password ('Family123', 'FAC-22') is an answer the terms leave out.
+        return bool(new or codes_in(text) - codes_in(self.question)) or any(
+            q.value not in self.asked_values for q in stated)
 
 
 def analyse_question(question: str, *, context: str = "", context_weight: float = 0.25) -> Focus:
