@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ragtune.rag.claims import labelled_sentences, terms_of
 from ragtune.rag.quantities import stated_years
@@ -145,9 +145,7 @@ def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
         said = p.text.removeprefix(f"{p.speaker}: ") if n and p.speaker else p.text  # the speaker named once
         # A reply that leans back ("It is reset from the portal.") was already joined to the question.
         text = said if said.startswith(text) else _join(text, said)
-    return Passage(asking.number, text, asking.terms.union(*(p.terms for p in reply)), asking.context,
-                   asking.chunk_id, asking.position, asking.around, asking.speaker, asking.block, asks=True,
-                   asked=asking.terms)
+    return replace(asking, text=text, terms=asking.terms.union(*(p.terms for p in reply)), asked=asking.terms)
 
 
 def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: float = 0.6) -> Extract | None:

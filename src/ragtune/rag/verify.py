@@ -239,7 +239,7 @@ class AnswerVerifier:
         that states its year ("In 2025 …. Revenue grew to 5.1 million EUR.")."""
         if number not in self._passages:
             self._passages[number] = passages(self.sources[number - 1])
-        probe = " ".join(evidence.split())[:40]
+        probe = _probe(evidence)
         return next((p.around for p in self._passages[number] if probe and probe in p.text), "")
 
     def _release(self) -> str:
@@ -283,8 +283,13 @@ def _key(text: str) -> str:
     return re.sub(r"\W+", "", text.lower())
 
 
+def _probe(evidence: str) -> str:
+    """The start of an evidence sentence, spaces normalised: enough to find the passage that holds it."""
+    return " ".join(evidence.split())[:40]
+
+
 def _part_holding(source: Source, evidence: str) -> Hit:
-    probe = " ".join(evidence.split())[:40]
+    probe = _probe(evidence)
     for part in source.ordered:
         if probe and probe in " ".join(part.text.split()):
             return part
