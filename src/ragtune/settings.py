@@ -16,6 +16,12 @@ from pydantic_settings import (
 
 from ragtune.errors import ConfigError
 
+# BM25's parameters, for every store that keeps its own index (SQLite, pgvector): Anserini's BEIR defaults, best of
+# 12 k1 x b pairs on SciFact train + dev (hybrid nDCG@10 0.742 against 0.740 for the textbook 1.2 / 0.75, held out
+# 0.715 against 0.701: bench/results/bm25_params.json, fusion_bm25.json).
+BM25_K1 = 0.9
+BM25_B = 0.4
+
 #: ``embed_device`` values: 'auto' (a CUDA GPU when torch sees one and the precision allows it, else the CPU),
 #: 'cpu', 'cuda' or 'cuda:N' (checked here and by ``embed.load_embedder``).
 EMBED_DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
@@ -91,10 +97,8 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Weight of document-level fusion: chunk hits are grouped by document in each ranking, "
         "the documents fused by RRF, and each chunk's score gets this share of its document's (0 = chunks only)."
     )
-    # Anserini's BEIR defaults, best of 12 k1 x b pairs on SciFact train + dev (hybrid nDCG@10 0.742 against 0.740 for
-    # the textbook 1.2 / 0.75, held out 0.715 against 0.701: bench/results/bm25_params.json, fusion_bm25.json).
-    bm25_k1: float = Field(0.9, ge=0, description="BM25 term-frequency saturation.")
-    bm25_b: float = Field(0.4, ge=0, le=1, description="BM25 length normalisation.")
+    bm25_k1: float = Field(BM25_K1, ge=0, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(BM25_B, ge=0, le=1, description="BM25 length normalisation.")
 
     # query rewriting (an LLM call before retrieval; off by default, see README for what each measured)
     rewrite: Literal["none", "hyde", "multi", "stepback"] = Field(

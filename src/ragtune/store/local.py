@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ragtune.errors import EmbedderMismatchError, StoreError
+from ragtune.settings import BM25_B, BM25_K1
 from ragtune.store.bm25 import BM25Index
 from ragtune.store.filters import compile_sql, validate_filter
 from ragtune.store.hnsw import DenseIndex
@@ -173,8 +174,8 @@ class LocalStore:
         embedder_name: str,
         dim: int,
         create: bool = False,
-        bm25_k1: float = 0.9,
-        bm25_b: float = 0.4,
+        bm25_k1: float = BM25_K1,
+        bm25_b: float = BM25_B,
         hnsw_m: int = 32,
         hnsw_ef_construction: int = 200,
         hnsw_ef_search: int = 128,

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragtune.errors import EmbedderMismatchError, StoreError
+from ragtune.settings import BM25_B, BM25_K1
 from ragtune.store.base import EncodeFn, FilterSpec, Ranking, StoreProgress
 from ragtune.store.bm25 import BM25Index
 from ragtune.store.filters import PgColumn, compile_postgres, validate_filter
@@ -191,8 +192,8 @@ class PostgresStore:
         embedder_name: str,
         dim: int,
         create: bool = False,
-        bm25_k1: float = 0.9,
-        bm25_b: float = 0.4,
+        bm25_k1: float = BM25_K1,
+        bm25_b: float = BM25_B,
         hnsw_m: int = 32,
         hnsw_ef_construction: int = 200,
         hnsw_ef_search: int = 128,
