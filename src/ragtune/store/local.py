@@ -325,12 +325,15 @@ class LocalStore:
 
     def _catch_up(self, seen: tuple[int, int], heads: tuple[int, int], *, dense: bool) -> tuple[int, int]:
         column = "vector" if dense else "tokens"
-        started = time.perf_counter()
-        added = 0
         # One read transaction, so the chunk scan and the tombstone scan see the same snapshot.
         self._conn.execute("BEGIN")
         try:
             heads = self._heads()
+            rebuilding = seen[0] == 0
+            total = self._conn.execute("SELECT count(*) FROM chunks WHERE id > ? AND id <= ?",
+                                       (seen[0], heads[0])).fetchone()[0] if rebuilding else heads[0] - seen[0]
+            progress = CatchUpLog(f"{'dense' if dense else 'sparse'} index of {self.directory}", total,
+                                  rebuilding=rebuilding)
             cursor = self._conn.execute(
                 f"SELECT id, {column} FROM chunks WHERE id > ? AND id <= ? ORDER BY id", (seen[0], heads[0])
             )
@@ -341,7 +344,7 @@ class LocalStore:
                     self._dense.add(ids, vectors)
                 else:
                     self._sparse.add(ids, [r[1].split() for r in rows])
-                added += len(rows)
+                progress.advance(len(rows))
             removed = [
                 r[0] for r in self._conn.execute(
                     "SELECT chunk_id FROM tombstones WHERE seq > ? AND seq <= ?", (seen[1], heads[1])
@@ -350,9 +353,7 @@ class LocalStore:
         finally:
             self._conn.execute("COMMIT")
         (self._dense if dense else self._sparse).remove(removed)
-        if added or removed:
-            log.info("%s index caught up: +%d −%d chunks in %.1fs", "dense" if dense else "sparse",
-                     added, len(removed), time.perf_counter() - started)
+        progress.finish(len(removed))
         return heads
 
     def save_indexes(self) -> None:
@@ -913,6 +914,38 @@ class LocalStore:
             self._dirty = True
             self.refresh()
             self.save_indexes()
+
+
+class CatchUpLog:
+    """What a derived index's catch-up with the database says while it runs. Rebuilding one from scratch (a new
+    BM25 parameter, a damaged or missing index folder) can read millions of rows when a KB opens: it is announced
+    with the number of chunks, reports how far it got every ``every`` seconds, and says when it is done, at warning
+    level so the CLI shows it without ``-v``. An ordinary catch-up (another process's writes) logs one line at info
+    level when it was large."""
+
+    every = 5.0  # seconds between reports
+
+    def __init__(self, what: str, total: int, *, rebuilding: bool) -> None:
+        self.what, self.total, self.rebuilding = what, total, rebuilding
+        self.started = self.last = time.perf_counter()
+        self.done = 0
+        if rebuilding and total:
+            log.warning("rebuilding the %s from the database: %d chunks", what, total)
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+        now = time.perf_counter()
+        if self.rebuilding and now - self.last >= self.every:
+            self.last = now
+            log.warning("rebuilding the %s: %d of %d chunks (%.0f s)", self.what, self.done, self.total,
+                        now - self.started)
+
+    def finish(self, removed: int) -> None:
+        seconds = time.perf_counter() - self.started
+        if self.rebuilding and self.total and seconds >= self.every:
+            log.warning("rebuilt the %s: %d chunks in %.1f s", self.what, self.done, seconds)
+        elif self.done > 1000 or removed > 1000:
+            log.info("%s caught up: +%d −%d chunks in %.1f s", self.what, self.done, removed, seconds)
 
 
 #: ChunkMeta fields kept in columns of their own beside the stored JSON (set on every fetched hit).

@@ -34,6 +34,7 @@ from ragtune.store.local import (
     CONTEXT_KEY,
     DOCUMENT_META_FIELDS,
     PRECISION_KEY,
+    CatchUpLog,
     DocumentRecord,
     DocumentUpdate,
     fetched_hit,
@@ -525,7 +526,8 @@ class PostgresStore:
             heads, self._revision = (int(row[0]), int(row[1])), int(row[2])
             if heads == self._seen:
                 return
-            started, added = time.perf_counter(), 0
+            progress = CatchUpLog(f"BM25 index of {self.location}", heads[0] - self._seen[0],
+                                  rebuilding=self._seen[0] == 0)
             # Writers take ids and tombstone numbers under the KB's lock, so they commit in order: everything up
             # to the heads read above is visible now, and what commits later is caught up next time.
             last = self._seen[0]
@@ -535,16 +537,14 @@ class PostgresStore:
                 if not rows:
                     break
                 self._sparse.add([r[0] for r in rows], [r[1].split() for r in rows])
-                added += len(rows)
+                progress.advance(len(rows))
                 last = rows[-1][0]
             removed = [r[0] for r in conn.execute(self._q(
                 "SELECT chunk_id FROM {s}.tombstones WHERE seq > %s AND seq <= %s"), (self._seen[1], heads[1]))]
             self._sparse.remove(removed)
             self._seen = (max(heads[0], self._seen[0]), heads[1])
             self._dirty = True
-            if added > 1000 or len(removed) > 1000:
-                log.info("BM25 index of %s caught up: +%d −%d chunks in %.1fs", self.location, added, len(removed),
-                         time.perf_counter() - started)
+            progress.finish(len(removed))
 
     def allowed_ids(self, filter: FilterSpec) -> set[int] | None:
         """Chunk ids that pass ``filter`` (None when there is no filter), as of now."""

@@ -4,6 +4,7 @@ and a Milvus server. What one backend does, all do: same documents, chunks, ids,
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from ragtune.settings import Settings
 from ragtune.store.base import ChunkStore
 from ragtune.store.bm25 import BM25Index
 from ragtune.store.filters import matches, validate_filter
-from ragtune.store.local import DocumentUpdate
+from ragtune.store.local import CatchUpLog, DocumentUpdate
 from ragtune.store.text import tokenize
 
 pytestmark = pytest.mark.integration
@@ -325,8 +326,11 @@ def test_sparse_search_is_bm25_over_ragtune_tokens(filled: tuple[ChunkStore, lis
     assert store.sparse_search("the of and", 10) == [] == store.sparse_search("unseenword", 10)
 
 
-def test_a_store_reopened_with_other_bm25_parameters_ranks_with_them(make_store: StoreMaker) -> None:
-    # A KB made with the textbook k1 / b, opened after the defaults changed: its sparse index is rebuilt once.
+def test_a_store_reopened_with_other_bm25_parameters_ranks_with_them(
+    make_store: StoreMaker, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A KB made with the textbook k1 / b, opened after the defaults changed: its sparse index is rebuilt once, and
+    # the rebuild says what it does and how far it got (every report due at once here).
     updates = corpus(12)
     tokens = [t for u in updates for t in u.chunk_tokens()]
     old = make_store("kb-bm25", bm25_k1=1.5, bm25_b=0.9)
@@ -334,7 +338,13 @@ def test_a_store_reopened_with_other_bm25_parameters_ranks_with_them(make_store:
     chunks = [c.id for u in updates for c in u.chunks]
     old.save_indexes()
     old.close()
-    reopened = make_store("kb-bm25", create=False, bm25_k1=0.9, bm25_b=0.4)
+    monkeypatch.setattr(CatchUpLog, "every", 0.0)
+    with caplog.at_level(logging.WARNING, logger="ragtune.store"):
+        reopened = make_store("kb-bm25", create=False, bm25_k1=0.9, bm25_b=0.4)
+        reopened.sparse_search("river", 1)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"{len(chunks)} chunks" in m and m.startswith("rebuilding the") for m in said), said
+    assert any(m.startswith("rebuilt the") for m in said), said
     reference = BM25Index(k1=0.9, b=0.4)
     reference.add(list(range(len(chunks))), tokens)
     for query in ("river mountain", f"alpha {COMMON}"):
