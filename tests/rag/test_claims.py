@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragtune.rag.claims import LexicalJudge, default_judge, split_claims
+from ragtune.rag.claims import LexicalJudge, default_judge, labelled_sentences, split_claims
 from ragtune.rag.quantities import quantities
 
 pytestmark = pytest.mark.unit
@@ -198,6 +198,14 @@ CHAT = """Time: 20260105_14:00
 LiHua: Hey Adam! When's a good time for me to come by? Thanks!
 AdamSmith: Hi Li Hua! You can come by anytime after 5 PM today. Just let me know when you're on your way.
 LiHua: Awesome! I'll be there around 5:30 PM then."""
+
+
+def test_a_chat_logs_header_field_is_no_speaker():
+    labels = [label for _, label in labelled_sentences(CHAT)]
+    assert labels[0] == ""  # "Time: 20260105_14:00" is the log's header
+    assert set(labels[1:]) == {"LiHua", "AdamSmith"}
+    assert [label for _, label in labelled_sentences("时间：2026年1月5日 14:00\n李华：你好！\n王芳：好的。")] == [
+        "", "李华", "王芳"]
 
 
 @pytest.mark.parametrize(

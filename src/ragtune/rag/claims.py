@@ -278,15 +278,24 @@ def _frames(text: str, context_terms: frozenset[str]) -> list[_Frame]:
 
 
 # "AdamSmith: Hi Li Hua! …", "**Note:** …": a short label that says who speaks or what a line is about.
-_LINE_LABEL = re.compile(r"^\s*\**([A-Z\u4e00-\u9fff][\w .'’-]{0,40}?)\**\s*[:：]\s+(?=\S)")
+# A full-width colon is followed by no space in Chinese ("李华：你好！").
+_LINE_LABEL = re.compile(r"^\s*\**([A-Z\u4e00-\u9fff][\w .'’-]{0,40}?)\**\s*(?::\s+|：\s*)(?=\S)")
+# What follows a label of the log's header, not a speaker: no word, only a date, time or number.
+_FIELD_VALUE = re.compile(r"(?:[\W\d_年月日时分秒点号]|[AaPp]\.?[Mm]\b\.?)*")
 
 
 def labelled_sentences(text: str, *, semicolons: bool = False) -> list[tuple[str, str]]:
     """The sentences of a text, each with the label of its line ('' when none). In a chat log or transcript
     (lines that open with a speaker's name: 'AdamSmith: Hi! …') every line is read on its own, and each of its
-    sentences belongs to its speaker."""
+    sentences belongs to its speaker. Leading labels followed by no word ('Time: 20260105_14:00') are fields of the
+    log's header, not speakers."""
     lines = text.splitlines()
     labelled = [_LINE_LABEL.match(line) for line in lines]
+    for n, label in enumerate(labelled):
+        # The log's header: labelled lines that say no word, before anyone speaks ("Time: 20260105_14:00").
+        if label is None or not _FIELD_VALUE.fullmatch(lines[n][label.end():]):
+            break
+        labelled[n] = None
     if sum(m is not None for m in labelled) < 2:
         return [(text[s:e], "") for s, e in split_sentences(text, semicolons=semicolons)]
     found: list[tuple[str, str]] = []
