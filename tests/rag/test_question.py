@@ -44,6 +44,19 @@ def test_heads_and_names_say_what_the_answer_must_be_about():
     assert not analyse_question("What type of lighting is used?").names_head({"type", "use"}, "A type is used.")
 
 
+def test_a_question_for_a_name_is_about_what_is_named_and_wants_a_name():
+    focus = analyse_question("What is the name of the gym that Wolfgang recommended to Li Hua?")
+    # 'name' is what is asked for, not a word the answer holds ("a gym called FitZone").
+    assert "name" not in focus.terms and focus.heads == {"gym"} and focus.wants_name
+    assert focus.filled_by("WolfgangSchulz: There's a nice gym called FitZone not too far from you.")
+    # New words are not enough, nor the speaker's label: the answer must name something.
+    assert not focus.filled_by("WolfgangSchulz: There's a nice gym not too far from you, with great classes.")
+    assert analyse_question("What's the title of the book Jennifer recommends?").filled_by(
+        'JenniferMoore: Try "Precision Nutrition", it is great.')
+    chinese = analyse_question("这家健身房叫什么名字？")
+    assert "名字" not in chinese.terms and "名字" not in chinese.heads
+
+
 def test_a_slot_is_filled_by_a_value_the_question_does_not_state():
     focus = analyse_question("Who must approve expense reports above 2,000 EUR?")
     assert not focus.filled_by("Expense reports above 2,000 EUR need approval.")

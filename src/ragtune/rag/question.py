@@ -19,12 +19,15 @@ NUMBER, TIME, NAME, OPEN, YES_NO = "number", "time", "name", "open", "yes/no"
 
 _WH_EN = re.compile(
     r"\b(?:how\s+(?:many|much|long|often|far|large|big|high|old|early|late|soon|fast|heavy|tall)|what\s+time|"
-    r"what\s+percentage|what\s+share|up\s+to\s+what|what|which|who|whom|whose|when|where|why|how|"
+    r"what\s+percentage|what\s+share|up\s+to\s+what|(?:what|who|when|where|how)['’]s|what|which|who|whom|whose|"
+    r"when|where|why|how|"
     r"is|are|was|were|do|does|did|can|could|should|must|will|would|may|have\s+to|has\s+to|i|we|my|our|"
-    r"there|please|tell\s+me|know)\b",
+    r"there|please|tell\s+me|know|"
+    # "What is the name of the gym …" asks for a name: the answer says "a gym called FitZone", not "name".
+    r"(?:the\s+)?(?:name|title)s?\s+of)\b",
     re.IGNORECASE,
 )
-_WH_ZH = re.compile("多少钱|多少|几点|几天|几个|几|多久|多长时间|多长|多大|多高|多远|什么时候|何时|哪一天|哪天|什么|"
+_WH_ZH = re.compile("多少钱|多少|几点|几天|几个|几|多久|多长时间|多长|多大|多高|多远|什么时候|何时|哪一天|哪天|什么名字|什么|"
                     "哪个|哪家|哪些|哪里|哪儿|哪|谁|吗|呢|如何|怎么样|怎么|为什么|是否|请问")
 _NUMBER_EN = re.compile(
     r"\bhow\s+(?:many|much|long|often|far|large|big|high|old|fast|heavy|tall)\b|\bwhat\s+(?:percentage|share)|"
@@ -68,6 +71,8 @@ class Focus:
     #: A follow-up's borrowed terms (from the earlier question): they add to a passage's coverage where it holds
     #: them and never count against one that does not (a follow-up may change the subject).
     borrowed: dict[str, float] = field(default_factory=dict)
+    #: It asks for the name or title of something ("What is the name of the gym …"): an answer names one.
+    wants_name: bool = False
 
     @property
     def asked_years(self) -> frozenset[str]:
@@ -129,6 +134,10 @@ class Focus:
         text = strip_markers(text)  # a citation marker '[1]' is not a number the answer states
         if self.slot in (NUMBER, TIME):
             return any(q.value not in self.asked_values for q in quantities(text))
+        if self.wants_name:
+            # A name the question does not hold: capitalised inside a sentence, quoted, or a code (a chat line's
+            # speaker label names who talks, not what was asked).
+            return bool(names_in(_SPEAKER_LABEL.sub("", text)) - names_in(self.question) - self.terms)
         stated = quantities(text)
         units = frozenset().union(*(terms_of(text[q.start:q.end]) for q in stated))
         new = terms_of(text) - self.terms - units
@@ -161,7 +170,8 @@ def analyse_question(question: str, *, context: str = "", context_weight: float 
             slot = _slot(context, bool(HAN_RE.search(context)))
     heads, units = _heads(question, chinese)
     return Focus(question, weights, names_in(question) - unit_words, slot,
-                 frozenset(q.value for q in quantities(question)), heads, units, borrowed)
+                 frozenset(q.value for q in quantities(question)), heads, units, borrowed,
+                 wants_name=not chinese and bool(_NAME_OF.search(question)))
 
 
 # The words after 'how many', 'which', 'what' up to the verb name what is asked for; Chinese names it after 哪个.
@@ -169,9 +179,15 @@ def analyse_question(question: str, *, context: str = "", context_weight: float 
 _HEAD_EN = re.compile(r"\b(?:how\s+many|how\s+much|which|what)\s+(?:(?:kinds?|types?|sorts?|varieties|variety|"
                       r"forms?|categories|category|genres?|styles?|brands?)\s+of\s+)?((?:[\w-]+\s+){0,2}[\w-]+)",
                       re.IGNORECASE)
+# A chat line's speaker label: "WolfgangSchulz: " (at the start of the line or of a quoted reply).
+_SPEAKER_LABEL = re.compile(r"(?:^|(?<=[.!?…]\s))[A-Z][\w.'’-]{0,40}:\s")
+# "What is the name of the gym …": the head is what the name is of.
+_NAME_OF = re.compile(r"\b(?:name|title)s?\s+of\s+(?:(?:the|a|an|his|her|their|its)\s+)?((?:[\w-]+\s+){0,2}[\w-]+)",
+                      re.IGNORECASE)
 _HEAD_STOP = re.compile(
     r"\b(?:is|are|was|were|be|do|does|did|can|could|will|would|should|must|has|have|had|of|for|in|on|to|at|by|"
-    r"the|a|an|time)\b.*", re.IGNORECASE)
+    r"the|a|an|time|that|which|who)\b.*", re.IGNORECASE)
+_NAME_WORDS_ZH = frozenset({"名字", "名称"})  # 叫什么名字 asks for a name, not for a thing called 名字
 _HEAD_ZH = re.compile("(?:哪个|哪些|哪种|哪一个|什么)([\u4e00-\u9fff]{1,3})")
 _UNIT_ZH = re.compile("(?:多少|几)(个月|个小时|个工作日|分钟|小时|天|周|年|月|次|元|人|钱)")
 # Words that ask for an amount of a unit rather than name a thing: 'what share' wants a percentage.
@@ -181,10 +197,10 @@ _HEAD_AS_UNIT = {"share": "%", "percentage": "%", "proportion": "%", "钱": "cny
 def _heads(question: str, chinese: bool) -> tuple[frozenset[str], frozenset[str]]:
     words: list[str] = []
     if chinese:
-        words += [m.group(1) for m in _HEAD_ZH.finditer(question)]
+        words += [m.group(1) for m in _HEAD_ZH.finditer(question) if m.group(1) not in _NAME_WORDS_ZH]
         words += [m.group(1) for m in _UNIT_ZH.finditer(question)]
     else:
-        for m in _HEAD_EN.finditer(question):
+        for m in (*_NAME_OF.finditer(question), *_HEAD_EN.finditer(question)):
             words += _HEAD_STOP.sub("", m.group(1)).split()
     heads: set[str] = set()
     units: set[str] = set()
