@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragtune.rag.claims import LexicalJudge, default_judge, labelled_sentences, split_claims
+from ragtune.rag.claims import LexicalJudge, default_judge, labelled_sentences, split_claims, terms_of
 from ragtune.rag.quantities import quantities
 
 pytestmark = pytest.mark.unit
@@ -198,6 +198,13 @@ CHAT = """Time: 20260105_14:00
 LiHua: Hey Adam! When's a good time for me to come by? Thanks!
 AdamSmith: Hi Li Hua! You can come by anytime after 5 PM today. Just let me know when you're on your way.
 LiHua: Awesome! I'll be there around 5:30 PM then."""
+
+
+def test_terms_merge_synonyms_but_not_words_that_only_stem_alike():
+    assert terms_of("the firm's employer") == terms_of("the company")  # one term for the synonyms
+    # "organise" stems as "organisation" does: it must not become the company term.
+    assert terms_of("Thrall will organize a planting day") == {"thrall", "organiz", "plant", "day"}
+    assert terms_of("a garden-related activity") == {"garden", "activ"}  # "-related" says what it is about
 
 
 def test_a_chat_logs_header_field_is_no_speaker():

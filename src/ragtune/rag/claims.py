@@ -58,6 +58,7 @@ _FUNCTION = frozenset(tokenize(
     "has have had having do does did can could should would may might shall must will also only just very its his "
     "her our your we you he she i me my us them those what which who whom whose when where how why than from up "
     "about each any some other so too here been being am were was are get gets got all please need needs "
+    "related regarding concerning "  # "garden-related activity": an activity about the garden
 )) | frozenset({"为", "需", "须", "请", "将", "已", "可", "应", "则", "即", "该", "此", "均", "需要", "必须", "应当",
                 "应该"})
 _NEGATION = re.compile(
@@ -185,7 +186,9 @@ _SYNONYM_GROUPS = (
     "cost price fee charge", "limit maximum max cap ceiling", "window period", "lead led head", "start begin open",
     "end finish close", "staff employee worker personnel", "require mandatory obligatory", "allow permit",
     "approve authorise authorize", "large big", "yearly annual annually", "every each", "phone mobile",
-    "company firm employer organisation organization", "上限 最多 最高", "费用 价格 收费 价钱", "员工 职工 雇员",
+    # Not "organisation": it stems as "organise" does ('organiz'), and "Thrall plans to organise a planting day"
+    # is not about a company.
+    "company firm employer", "上限 最多 最高", "费用 价格 收费 价钱", "员工 职工 雇员",
     "审批 批准 核准", "提交 递交", "预订 预定 订 订购", "每天 每日", "每月 每个月",
 )
 _SYNONYMS = {t: tokenize(group.split()[0])[0] for group in _SYNONYM_GROUPS for word in group.split()
