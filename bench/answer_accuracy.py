@@ -15,8 +15,9 @@ The match is a normalised containment (stated in the JSON as "match"): text NFKC
 citation markers, punctuation and thousands separators dropped; an answer is correct when it contains one of the
 reference facts, or states a reference number by value (二十天 = 20 days = twenty days), and — for the fixtures —
 cites the document that holds it. LiHua-World references are short: a "Yes"/"No" reference must be the answer's
-first word; other references must appear whole in the answer, or all their content words must (BM25 analyzer
-stems, so 'meets' = 'meeting'). "Insufficient information" references count as unanswerable.
+first word; other references must appear whole in the answer (also with spaces and punctuation ignored, each part
+of "A & B": "LiHua" = "Li Hua", since 2026-12-05), or all their content words must (BM25 analyzer stems, so 'meets'
+= 'meeting'). "Insufficient information" references count as unanswerable.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def states(answer: str, fact: str) -> bool:
     return bool(asked) and asked <= values
 
 
+def _squeeze(text: str) -> str:
+    return re.sub(r"[\W_]+", "", normalise(text))
+
+
 def lihua_correct(answer: str, reference: str) -> bool:
     from ragtune.store.text import tokenize
 
@@ -81,6 +86,12 @@ def lihua_correct(answer: str, reference: str) -> bool:
     if wanted in ("yes", "no"):
         return plain.split()[:1] == [wanted]
     if wanted and wanted in plain:
+        return True
+    # Names are written with and without spaces ("LiHua" / "Li Hua", "ChaeSong-hwa" / "Chae Song-hwa"): each part of
+    # an "A & B" reference stated with spaces and punctuation ignored, as bench/graph_lihua.py judges.
+    squeezed = _squeeze(answer)
+    parts = [p for p in map(_squeeze, reference.split("&")) if p]
+    if parts and all(p in squeezed for p in parts):
         return True
     terms = set(tokenize(reference))
     return bool(terms) and terms <= set(tokenize(answer))
@@ -245,7 +256,7 @@ def main() -> None:
     out = args.out or RESULTS_DIR / f"answer_accuracy_{args.set}_{args.label}_{args.llm}.json"
     write_json(out, {
         "set": args.set, "label": args.label, "llm": args.llm, "limit": args.limit, "settings": args.setting,
-        "match": "normalised containment (see bench/answer_accuracy.py docstring)", "results": results,
+        "match": "normalised containment, names with spaces ignored (see bench/answer_accuracy.py docstring)", "results": results,
         "wall_s": round(time.perf_counter() - started, 1), "loadavg": loadavg(), "machine": machine(),
     })
 
