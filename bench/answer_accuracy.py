@@ -256,7 +256,8 @@ def main() -> None:
     out = args.out or RESULTS_DIR / f"answer_accuracy_{args.set}_{args.label}_{args.llm}.json"
     write_json(out, {
         "set": args.set, "label": args.label, "llm": args.llm, "limit": args.limit, "settings": args.setting,
-        "match": "normalised containment, names with spaces ignored (see bench/answer_accuracy.py docstring)", "results": results,
+        "match": "normalised containment, names with spaces ignored (see bench/answer_accuracy.py docstring)",
+        "results": results,
         "wall_s": round(time.perf_counter() - started, 1), "loadavg": loadavg(), "machine": machine(),
     })
 

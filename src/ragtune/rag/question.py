@@ -27,8 +27,8 @@ _WH_EN = re.compile(
     r"(?:the\s+)?(?:name|title)s?\s+of)\b",
     re.IGNORECASE,
 )
-_WH_ZH = re.compile("多少钱|多少|几点|几天|几个|几|多久|多长时间|多长|多大|多高|多远|什么时候|何时|哪一天|哪天|什么名字|什么|"
-                    "哪个|哪家|哪些|哪里|哪儿|哪|谁|吗|呢|如何|怎么样|怎么|为什么|是否|请问")
+_WH_ZH = re.compile("多少钱|多少|几点|几天|几个|几|多久|多长时间|多长|多大|多高|多远|什么时候|何时|哪一天|哪天|"
+                    "什么名字|什么|哪个|哪家|哪些|哪里|哪儿|哪|谁|吗|呢|如何|怎么样|怎么|为什么|是否|请问")
 _NUMBER_EN = re.compile(
     r"\bhow\s+(?:many|much|long|often|far|large|big|high|old|fast|heavy|tall)\b|\bwhat\s+(?:percentage|share)|"
     r"\bup\s+to\s+what\b|\b(?:what|which)\s+(?:(?:is|are|was|were)\s+)?(?:the\s+)?(?:[\w-]+\s+){0,3}?(?:limit|price|cost|"
