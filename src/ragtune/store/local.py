@@ -216,7 +216,7 @@ class LocalStore:
         self._dirty = False
         self._last_allowed: tuple[tuple[str, int, int], set[int]] | None = None
         self.extensions: list[StoreExtension] = []
-        self.refresh()
+        self._refresh(opening=True)
 
     # ------------------------------------------------------------------ setup
 
@@ -314,22 +314,27 @@ class LocalStore:
 
     def refresh(self) -> None:
         """Catch the derived indexes up with the database (other processes may have written to it)."""
+        self._refresh()
+
+    def _refresh(self, *, opening: bool = False) -> None:
+        # ``opening``: when the store opens or rebuilds, an index that starts from nothing is being rebuilt.
         with self._lock:
             heads = self._heads()
             if self._dense_seen != heads:
-                self._dense_seen = self._catch_up(self._dense_seen, heads, dense=True)
+                self._dense_seen = self._catch_up(self._dense_seen, heads, dense=True, opening=opening)
                 self._dirty = True
             if self._sparse_seen != heads:
-                self._sparse_seen = self._catch_up(self._sparse_seen, heads, dense=False)
+                self._sparse_seen = self._catch_up(self._sparse_seen, heads, dense=False, opening=opening)
                 self._dirty = True
 
-    def _catch_up(self, seen: tuple[int, int], heads: tuple[int, int], *, dense: bool) -> tuple[int, int]:
+    def _catch_up(self, seen: tuple[int, int], heads: tuple[int, int], *, dense: bool, opening: bool = False
+                  ) -> tuple[int, int]:
         column = "vector" if dense else "tokens"
         # One read transaction, so the chunk scan and the tombstone scan see the same snapshot.
         self._conn.execute("BEGIN")
         try:
             heads = self._heads()
-            rebuilding = seen[0] == 0
+            rebuilding = opening and seen[0] == 0
             total = self._conn.execute("SELECT count(*) FROM chunks WHERE id > ? AND id <= ?",
                                        (seen[0], heads[0])).fetchone()[0] if rebuilding else heads[0] - seen[0]
             progress = CatchUpLog(f"{'dense' if dense else 'sparse'} index of {self.directory}", total,
@@ -912,7 +917,7 @@ class LocalStore:
             self._dense, self._dense_seen = self._dense_index(self.dim, **self._hnsw_params), (0, 0)
             self._sparse, self._sparse_seen = BM25Index(k1=k1, b=b), (0, 0)
             self._dirty = True
-            self.refresh()
+            self._refresh(opening=True)
             self.save_indexes()
 
 

@@ -224,7 +224,7 @@ class PostgresStore:
         self._dirty = False
         self._revision = 0
         self._last_allowed: tuple[tuple[str, tuple[int, int], int], set[int]] | None = None
-        self.refresh()
+        self._refresh(opening=True)
 
     # ------------------------------------------------------------------ setup
 
@@ -518,6 +518,10 @@ class PostgresStore:
 
     def refresh(self) -> None:
         """Catch the BM25 index up with the chunks table (this and other processes' writes)."""
+        self._refresh()
+
+    def _refresh(self, *, opening: bool = False) -> None:
+        # ``opening``: when the store opens or rebuilds, an index that starts from nothing is being rebuilt.
         with self._lock, self._read() as conn:
             row = _row(conn, self._q("SELECT (SELECT coalesce(max(id), 0) FROM {s}.chunks),"
                                      " (SELECT coalesce(max(seq), 0) FROM {s}.tombstones),"
@@ -527,7 +531,7 @@ class PostgresStore:
             if heads == self._seen:
                 return
             progress = CatchUpLog(f"BM25 index of {self.location}", heads[0] - self._seen[0],
-                                  rebuilding=self._seen[0] == 0)
+                                  rebuilding=opening and self._seen[0] == 0)
             # Writers take ids and tombstone numbers under the KB's lock, so they commit in order: everything up
             # to the heads read above is visible now, and what commits later is caught up next time.
             last = self._seen[0]
@@ -734,7 +738,7 @@ class PostgresStore:
             k1, b = self._bm25
             self._sparse, self._seen = BM25Index(k1=k1, b=b), (0, 0)
             self._last_allowed = None
-            self.refresh()
+            self._refresh(opening=True)
             self.save_indexes()
         with self._write() as conn:
             conn.execute(self._q("DROP INDEX IF EXISTS {s}.chunks_embedding"))

@@ -188,6 +188,20 @@ def test_a_second_handle_sees_the_writes_of_the_first(make_store: StoreMaker) ->
     assert uids(first, first.sparse_search("landlord", 5)) == ["doc002-1-0"]
 
 
+def test_catching_up_with_another_handles_writes_is_no_rebuild(
+    make_store: StoreMaker, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A handle opened on an empty KB reads the other handle's first chunks from zero: an ordinary catch-up, which
+    # must not be announced as a rebuild (the reopened-store test checks that a real one is).
+    monkeypatch.setattr(CatchUpLog, "every", 0.0)
+    first = make_store("empty-kb")
+    second = make_store("empty-kb", create=False)
+    with caplog.at_level(logging.WARNING, logger="ragtune.store"):
+        first.apply(corpus(3))
+        assert second.sparse_search("river", 5)
+    assert not [r.getMessage() for r in caplog.records if "rebuil" in r.getMessage()]
+
+
 def test_access_groups_set_in_place_reach_every_filter_and_handle_at_once(make_store: StoreMaker) -> None:
     store = make_store("kb-acl")
     store.apply([document(1, ["payroll salary table"]), document(2, ["holiday salary policy"])])
