@@ -335,8 +335,9 @@ class LocalStore:
         try:
             heads = self._heads()
             rebuilding = opening and seen[0] == 0
-            total = self._conn.execute("SELECT count(*) FROM chunks WHERE id > ? AND id <= ?",
-                                       (seen[0], heads[0])).fetchone()[0] if rebuilding else heads[0] - seen[0]
+            # Only a rebuild reports its size (an ordinary catch-up says how much it read when done).
+            total = self._conn.execute("SELECT count(*) FROM chunks WHERE id <= ?", (heads[0],)).fetchone()[0] \
+                if rebuilding else 0
             progress = CatchUpLog(f"{'dense' if dense else 'sparse'} index of {self.directory}", total,
                                   rebuilding=rebuilding)
             cursor = self._conn.execute(
