@@ -16,6 +16,7 @@ import numpy as np
 
 from ragtune.chunk import chunker_name_for, make_chunker
 from ragtune.chunk.base import Chunker
+from ragtune.dates import document_date
 from ragtune.embed import Embedder
 from ragtune.errors import ParseError
 from ragtune.guard.acl import FolderRules, parse_groups
@@ -257,6 +258,9 @@ class Ingestor:
                                    chunk_overlap=self.settings.chunk_overlap, counter=self._counter,
                                    embedder=self.embedder)
             self._chunkers[name] = chunker
+        if doc.created_at is None:
+            # A chat log's "Time:" line or a date in the file name: the date questions about it can name.
+            doc = doc.model_copy(update={"created_at": document_date(doc.text, doc.source)})
         if self.settings.pii == "redact":
             doc = redact_document(doc)
         item.record.source_type = doc.source_type

@@ -355,7 +355,7 @@ class KnowledgeBase:
             rewrite_weight=s.rewrite_weight, hyde_mix=s.hyde_mix, reranker=self.reranker(rerank),
             rerank_candidates=s.rerank_candidates, rerank_fusion=s.rerank_fusion, document_weight=s.document_weight,
             graph=self.graph_searcher(), graph_weight=s.graph_weight,
-            graph_weight_one_hop=s.graph_weight_one_hop, router=self.router(),
+            graph_weight_one_hop=s.graph_weight_one_hop, router=self.router(), date_weight=s.date_weight,
             access=self.access, groups=viewer_groups(groups), observer=observer,
         )
 

@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Weight of document-level fusion: chunk hits are grouped by document in each ranking, "
         "the documents fused by RRF, and each chunk's score gets this share of its document's (0 = chunks only)."
     )
+    date_weight: float = Field(
+        1.0, ge=0, description="For a question that names a date ('on 20260925', 'in May', '2026年5月7日'): weight, "
+        "beside the question's own rankings, of the rankings of the chunks whose document is dated inside it "
+        "(created_at: from the file's metadata, a 'Time:' / 'Date:' line at its top, or a date in its file name). "
+        "0 turns it off."
+    )
     bm25_k1: float = Field(BM25_K1, ge=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(BM25_B, ge=0, le=1, description="BM25 length normalisation.")
 

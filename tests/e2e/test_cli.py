@@ -275,3 +275,20 @@ def _in_a_terminal(*args: str, cwd: Path) -> str:
     os.close(main)
     text = b"".join(chunks).decode("utf-8", "replace")
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "\n")
+
+
+def test_search_shows_the_date_it_ranked(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.txt").write_text("Time: 20260514_19:30\nWolfgangSchulz: Trattoria Roma at eight? Fresh pasta there.")
+    (logs / "b.txt").write_text("Time: 20260620_19:00\nWolfgangSchulz: I suggest dinner at Umi, the sushi place.")
+    kb = str(tmp_path / "kb")
+    assert ragtune("ingest", str(logs), "--kb", kb, cwd=tmp_path).returncode == 0
+    found = json.loads(ragtune("search", "Where did Wolfgang suggest dinner on 20260514?", "--kb", kb, "--json",
+                               cwd=tmp_path).stdout)
+    assert found["dates"] == ["2026-05-14 (20260514)"] and found["hits"][0]["source"].endswith("a.txt")
+    assert found["hits"][0]["metadata"]["created_at"] == "2026-05-14T19:30"
+    shown = ragtune("search", "Where did Wolfgang suggest dinner on 20260514?", "--kb", kb, cwd=tmp_path)
+    assert "dated: 2026-05-14 (20260514)" in shown.stdout
+    missing = ragtune("search", "Where did Wolfgang suggest dinner on 20260101?", "--kb", kb, cwd=tmp_path)
+    assert "no searchable document is dated 2026-01-01" in missing.stderr

@@ -24,6 +24,10 @@ def graph_live(tmp_path_factory, handbook_root, embedder, fake_llm_url) -> Itera
     shutil.copytree(handbook_root / "handbook", root / "other")
     with KnowledgeBase.open(root / "handbook", embedder=embedder) as kb:
         kb.build_graph()
+    dated = tmp_path_factory.mktemp("dated") / "20260514_1930.txt"  # dated by its file name
+    dated.write_text("WolfgangSchulz: Trattoria Roma at eight? They make fresh pasta.\nLiHua: Perfect, see you there.")
+    with KnowledgeBase.open(root / "other", embedder=embedder) as kb:
+        assert kb.ingest(dated).ok
     yield from running_server(root, embedder, fake_llm_url)
 
 
@@ -52,3 +56,11 @@ def test_chat_with_mode_auto(graph_live):
     completion = client.chat.completions.create(model="kb:handbook", messages=[{"role": "user", "content": QUESTION}],
                                                 extra_body={"mode": "auto"})
     assert "45" in completion.choices[0].message.content and completion.model_extra["refused"] is False
+
+
+def test_search_says_which_date_it_ranked(graph_live):
+    with graph_live.client("admin") as http:
+        found = http.post("/v1/kbs/other/search", json={"query": "Where are we eating on 20260514?", "k": 3}).json()
+        assert found["dates"] == ["2026-05-14 (20260514)"]
+        assert found["hits"][0]["metadata"]["created_at"] == "2026-05-14T19:30"
+        assert "dates" not in http.post("/v1/kbs/other/search", json={"query": QUESTION}).json()

@@ -195,6 +195,7 @@ def _show_search(query: str, mode: str, result: Any, as_json: bool, *, batch: bo
     if as_json:
         data = {"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
                 **({"route": result.route.to_dict()} if result.route else {}),
+                **({"dates": result.dates} if result.dates else {}),
                 "hits": [hit_json(h, rank, mode) for rank, h in enumerate(result.hits, 1)],
                 "timings_ms": result.timings}
         if batch:
@@ -213,6 +214,8 @@ def _show_search(query: str, mode: str, result: Any, as_json: bool, *, batch: bo
                       highlight=False)
     if len(result.queries) > 1:
         console.print("[dim]also searched: " + escape(" | ".join(result.queries[1:])) + "[/]", highlight=False)
+    if result.dates:
+        console.print("[dim]dated: " + escape(", ".join(result.dates)) + "[/]", highlight=False)
     if not result.hits:
         console.print("no results")
         return

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ragtune.dates import question_dates
 from ragtune.embed import Embedder
 from ragtune.errors import ConfigError
 from ragtune.guard.acl import AccessPolicy
@@ -43,6 +44,8 @@ class SearchResult:
     queries: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     route: Route | None = None  # mode auto: the router's decision, its signals and steps
+    #: The dates the question names that ranked dated documents ("2026-09-25 (on 20260925)"); see ``date_weight``.
+    dates: list[str] = field(default_factory=list)
 
 
 class HybridRetriever:
@@ -61,7 +64,7 @@ class HybridRetriever:
         rewrite_weight: float = 0.5, hyde_mix: bool = True, reranker: Reranker | None = None,
         rerank_candidates: int = 50, rerank_fusion: float = 0.0, document_weight: float = 0.0,
         graph: GraphSearcher | None = None, graph_weight: float = 0.5, graph_weight_one_hop: float | None = None,
-        router: Router | None = None,
+        router: Router | None = None, date_weight: float = 1.0,
         access: AccessPolicy | None = None, groups: Iterable[str] | None = None,
         observer: Callable[[SearchResult], None] | None = None,
     ) -> None:
@@ -83,6 +86,8 @@ class HybridRetriever:
             raise ConfigError("document_weight must be >= 0.")
         if graph_weight < 0 or (graph_weight_one_hop or 0) < 0:
             raise ConfigError("graph_weight and graph_weight_one_hop must be >= 0.")
+        if date_weight < 0:
+            raise ConfigError("date_weight must be >= 0.")
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
@@ -104,6 +109,7 @@ class HybridRetriever:
         # Mode graph on a question that shows no second hop: the walk's ranking counts for less (None: the same).
         self.graph_weight_one_hop = graph_weight if graph_weight_one_hop is None else graph_weight_one_hop
         self.router = router or Router(graph_available=graph is not None)
+        self.date_weight = date_weight
         self.access = access or AccessPolicy()
         self.groups = frozenset(groups) if groups is not None else None
         self.observer = observer
@@ -138,7 +144,8 @@ class HybridRetriever:
         notes: list[str] = []
         queries, passage = self._rewrite(query, rewrite, mode, timings, notes)
         pool = max(candidates or self.candidates, k)
-        lists, weights, detail = self._rankings(queries, passage, mode, pool, filter, timings)
+        lists, weights, detail, vector = self._rankings(queries, passage, mode, pool, filter, timings)
+        dates = self._add_dates(query, mode, vector, lists, weights, detail, pool, filter, timings, notes)
         paths: dict[int, list[str]] = {}
         route = None
         if mode == "graph":
@@ -189,7 +196,7 @@ class HybridRetriever:
             timings["rerank"] = elapsed_ms(t, 3)
         timings["total"] = round(sum(timings.values()), 3)
         result = SearchResult(hits[:k], timings, [q for q, _ in queries] + (route.sub_queries if route else []),
-                              notes, route)
+                              notes, route, dates)
         if self.observer is not None:
             self.observer(result)
         return result
@@ -217,10 +224,11 @@ class HybridRetriever:
     def _rankings(
         self, queries: list[tuple[str, float]], passage: str, mode: str, pool: int,
         filter: dict[str, Any] | str | None, timings: dict[str, float],
-    ) -> tuple[list[list[tuple[int, float]]], list[float], dict[str, dict[int, tuple[int, float]]]]:
-        """One dense and/or one sparse ranking per query with its fusion weight, and the original query's
-        ranks and scores per retriever (for each hit's ``scores``)."""
+    ) -> tuple[list[list[tuple[int, float]]], list[float], dict[str, dict[int, tuple[int, float]]], np.ndarray | None]:
+        """One dense and/or one sparse ranking per query with its fusion weight, the original query's ranks and
+        scores per retriever (for each hit's ``scores``), and its vector (None when the mode embeds nothing)."""
         lists: list[list[tuple[int, float]]] = []
+        first: np.ndarray | None = None
         weights: list[float] = []
         detail: dict[str, dict[int, tuple[int, float]]] = {}
         dense_w, sparse_w = self.weights
@@ -233,6 +241,7 @@ class HybridRetriever:
                 mixed = vectors[0] + hypothetical if self.hyde_mix else hypothetical
                 vectors[0] = mixed / max(float(np.linalg.norm(mixed)), 1e-12)
             timings["embed"] = elapsed_ms(t, 3)
+            first = vectors[0]
             t = time.perf_counter()
             for n, ((_, weight), vector) in enumerate(zip(queries, vectors, strict=True)):
                 ranking = self.store.dense_search(vector, pool, filter)
@@ -250,7 +259,58 @@ class HybridRetriever:
                 if n == 0:
                     detail["sparse"] = {cid: (rank, score) for rank, (cid, score) in enumerate(ranking, 1)}
             timings["sparse"] = elapsed_ms(t, 3)
-        return lists, weights, detail
+        return lists, weights, detail, first
+
+    def _add_dates(
+        self, query: str, mode: str, vector: np.ndarray | None, lists: list[list[tuple[int, float]]],
+        weights: list[float], detail: dict[str, dict[int, tuple[int, float]]], pool: int,
+        filter: dict[str, Any] | None, timings: dict[str, float], notes: list[str],
+    ) -> list[str]:
+        """For a question that names a date ("on 20260925", "in May", "2026年5月7日"): the chunks of documents
+        dated inside it (``created_at``), ranked by the mode's own retrievers, join the fusion at ``date_weight``
+        times their weights. A date without a year is read in the years of the documents already found. Returns
+        the dates used; a date that no document has is said in a note."""
+        spans = question_dates(query) if self.date_weight > 0 else []
+        if not spans:
+            return []
+        t = time.perf_counter()
+        years: set[int] | None = None
+
+        def years_found() -> set[int]:  # the years of the documents the question's own rankings found
+            nonlocal years
+            if years is None:
+                found = self.store.get(list(dict.fromkeys(i for ranking in lists for i, _ in ranking)))
+                years = {int(y) for hit in found.values() if (y := (hit.meta.created_at or "")[:4]).isdigit()}
+            return years
+
+        ranges = [r for span in spans for r in span.ranges(years_found() if span.year is None else ())]
+        if not ranges:
+            timings["dates"] = elapsed_ms(t, 3)
+            return []
+        clauses: list[dict[str, Any]] = [{"created_at": {"$gte": start, "$lt": end}} for start, end in ranges]
+        dated: dict[str, Any] = clauses[0] if len(clauses) == 1 else {"$or": clauses}
+        scoped = dated if filter is None else {"$and": [filter, dated]}
+        dense_w, sparse_w = self.weights
+        marks: dict[int, tuple[int, float]] = {}
+        searches = []
+        if vector is not None and mode != "sparse":
+            searches.append((self.store.dense_search(vector, pool, scoped), dense_w))
+        if mode != "dense":
+            searches.append((self.store.sparse_search(query, pool, scoped), sparse_w))
+        for ranking, weight in searches:
+            if ranking:
+                lists.append(ranking)
+                weights.append(weight * self.date_weight)
+            for rank, (cid, _) in enumerate(ranking, 1):
+                if cid not in marks or rank < marks[cid][0]:
+                    marks[cid] = (rank, 1.0)
+        used = [f"{span.describe()} ({span.text})" for span in spans]
+        if marks:
+            detail["date"] = marks
+        elif years_found():  # silent where the documents carry no dates at all
+            notes.append("no searchable document is dated " + ", ".join(used) + " — ranked without the date")
+        timings["dates"] = elapsed_ms(t, 3)
+        return used if marks else []
 
     # ------------------------------------------------------------------ graph and routing
 
@@ -311,7 +371,7 @@ class HybridRetriever:
                 sub_timings: dict[str, float] = {}
                 # Each part counts as a rewrite of the question: the whole question keeps the most weight.
                 parts = [(q, self.rewrite_weight) for q in subs]
-                sub_lists, sub_weights, _ = self._rankings(parts, "", "hybrid", pool, filter, sub_timings)
+                sub_lists, sub_weights, _, _ = self._rankings(parts, "", "hybrid", pool, filter, sub_timings)
                 timings["decompose"] = round(sum(sub_timings.values()), 3)
                 lists.extend(sub_lists)
                 weights.extend(sub_weights)

@@ -234,6 +234,7 @@ def search(name: KbName, body: SearchRequest, state: State, key: Key) -> dict[st
         raise ApiError(400, str(exc), code="invalid_mode") from None
     return {"query": body.query, "mode": body.mode,
             **({"route": result.route.to_dict()} if result.route else {}),
+            **({"dates": result.dates} if result.dates else {}),
             "hits": [source_json(name, kb, h, i, set()) | {"text": h.text, "score_kind": score_kind(h, body.mode),
                                                           "metadata": h.meta.model_dump(exclude={"source"})}
                      | ({"path": h.path} if h.path else {}) for i, h in enumerate(result.hits, 1)]}

@@ -1,0 +1,119 @@
+"""Questions that name a date find the documents of that date: the document's date is read from its header or
+file name at ingestion, and the retriever ranks the chunks of documents dated inside the question's date beside
+its own rankings (real SQLite, the bundled embedder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ragtune.kb import KnowledgeBase
+
+pytestmark = pytest.mark.integration
+
+# Five dinner plans: the one of 14 May says least about "dinner" and "suggest", so only its date can find it.
+LOGS = {
+    "week11/20260312_1800.txt": "Time: 20260312_18:00\nWolfgangSchulz: I suggest we have dinner at the Thai place "
+                                "on Elm Street tonight, what do you think of that dinner suggestion?\nLiHua: Great "
+                                "suggestion, Thai dinner it is.",
+    "week15/20260409_1900.txt": "Time: 20260409_19:00\nWolfgangSchulz: My dinner suggestion for tonight: the "
+                                "burger bar near the cinema. I suggest seven.\nLiHua: Dinner at seven, agreed.",
+    "week20/20260514_1930.txt": "Time: 20260514_19:30\nWolfgangSchulz: Trattoria Roma at eight? They make "
+                                "fresh pasta.\nLiHua: Perfect, see you there.",
+    "week25/20260620_1900.txt": "Time: 20260620_19:00\nWolfgangSchulz: I suggest dinner at Umi, the sushi "
+                                "place; dinner is on me.\nLiHua: Sushi dinner, what a suggestion!",
+    # No header: the date comes from the file name.
+    "notes/2026-05-02-dinner.txt": "WolfgangSchulz suggested dinner at the Greek taverna; LiHua suggested the "
+                                   "dinner be early.",
+    "zh/聊天记录.txt": "日期：2026年7月1日\n李华：王伟，我们去海底捞吃火锅吧？\n王伟：好啊，晚上七点见。",
+    "zh/晚饭.txt": "日期：2026年8月3日\n李华：王伟，晚饭我们吃什么？我建议吃饭的地方选在家附近。\n"
+                 "王伟：吃饭就去楼下的面馆吧。",
+}
+
+
+@pytest.fixture(scope="module")
+def dated_kb(tmp_path_factory: pytest.TempPathFactory, embedder):
+    root = tmp_path_factory.mktemp("dated")
+    for name, text in LOGS.items():
+        path = root / "docs" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    kb = KnowledgeBase.open(root / "kb", create=True, embedder=embedder)
+    report = kb.ingest(root / "docs")
+    assert report.ok and len(report.added) == len(LOGS)
+    yield kb
+    kb.close()
+
+
+def _name(hit) -> str:
+    return Path(hit.source).name
+
+
+def test_documents_get_their_date_from_the_header_or_the_file_name(dated_kb: KnowledgeBase) -> None:
+    dates = {Path(d.uri).name: d.metadata.get("created_at") for d in dated_kb.store.documents()}
+    assert dates["20260514_1930.txt"] == "2026-05-14T19:30"
+    assert dates["2026-05-02-dinner.txt"] == "2026-05-02"
+    assert dates["聊天记录.txt"] == "2026-07-01"
+    hits = dated_kb.search("Trattoria Roma", k=1, filter={"created_at": {"$gte": "2026-05-14", "$lt": "2026-05-15"}})
+    assert _name(hits[0]) == "20260514_1930.txt" and hits[0].meta.created_at == "2026-05-14T19:30"
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
+def test_a_question_that_names_a_day_finds_that_days_conversation(dated_kb: KnowledgeBase, mode: str) -> None:
+    question = "Where did Wolfgang suggest having dinner on 20260514?"
+    result = dated_kb.retriever().search(question, 3, mode=mode)
+    assert _name(result.hits[0]) == "20260514_1930.txt", [_name(h) for h in result.hits]
+    assert result.dates == ["2026-05-14 (20260514)"]
+    assert result.hits[0].scores["date_rank"] == 1
+    # Without the date's ranking the conversation that says "dinner" and "suggest" most comes first.
+    dated_kb.settings.date_weight, before = 0.0, dated_kb.settings.date_weight
+    try:
+        undated = dated_kb.retriever().search(question, 3, mode=mode)
+    finally:
+        dated_kb.settings.date_weight = before
+    assert _name(undated.hits[0]) != "20260514_1930.txt" and not undated.dates
+
+
+def test_a_month_without_a_year_is_read_in_the_years_of_the_documents_found(dated_kb: KnowledgeBase) -> None:
+    question = "What dinner did Wolfgang suggest in May?"
+    result = dated_kb.retriever().search(question, 3)
+    assert _name(result.hits[0]) == "2026-05-02-dinner.txt" and result.dates == ["--05 (in May)"]
+    dense = dated_kb.retriever().search(question, 2, mode="dense")
+    assert {_name(h) for h in dense.hits} == {"20260514_1930.txt", "2026-05-02-dinner.txt"}
+    # A boost, not a filter: the other dinner plans still follow; without the date May's came third and fifth.
+    assert len(dated_kb.retriever().search(question, 7).hits) == 7
+    dated_kb.settings.date_weight, before = 0.0, dated_kb.settings.date_weight
+    try:
+        undated = [_name(h) for h in dated_kb.retriever().search(question, 7).hits]
+    finally:
+        dated_kb.settings.date_weight = before
+    assert undated.index("2026-05-02-dinner.txt") > 0
+
+
+def test_chinese_dates(dated_kb: KnowledgeBase) -> None:
+    result = dated_kb.retriever().search("2026年7月1日李华和王伟吃什么？", 1)
+    assert _name(result.hits[0]) == "聊天记录.txt" and result.dates == ["2026-07-01 (2026年7月1日)"]
+    result = dated_kb.retriever().search("七月份李华和王伟去哪里吃饭？", 1)
+    assert _name(result.hits[0]) == "聊天记录.txt"
+
+
+def test_a_date_no_document_has_is_said_and_changes_nothing(dated_kb: KnowledgeBase) -> None:
+    question = "Where did Wolfgang suggest having dinner on January 20, 2026?"
+    result = dated_kb.retriever().search(question, 3)
+    assert not result.dates and any("no searchable document is dated 2026-01-20" in n for n in result.notes)
+    dated_kb.settings.date_weight, before = 0.0, dated_kb.settings.date_weight
+    try:
+        plain = dated_kb.retriever().search(question, 3)
+    finally:
+        dated_kb.settings.date_weight = before
+    assert [h.chunk_id for h in result.hits] == [h.chunk_id for h in plain.hits]
+
+
+def test_the_date_ranking_keeps_to_the_filter(dated_kb: KnowledgeBase) -> None:
+    # The user's filter (and so a viewer's access groups, which travel in it) bounds the dated search too.
+    result = dated_kb.retriever().search("Where did Wolfgang suggest having dinner on 20260514?", 5,
+                                         filter={"source": {"$ne": next(d.uri for d in dated_kb.store.documents()
+                                                                        if d.uri.endswith("20260514_1930.txt"))}})
+    assert result.hits and all(_name(h) != "20260514_1930.txt" for h in result.hits)
+    assert any("no searchable document is dated 2026-05-14" in n for n in result.notes)
