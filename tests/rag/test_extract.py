@@ -182,3 +182,50 @@ def test_a_year_stated_by_the_sentence_before_frames_the_passage(question, expec
 def test_a_passage_that_asks_is_quoted_with_its_reply(question, text, expected):
     extract = _extract(question, Source(1, [hit("chat.txt", text)]))
     assert (extract.text if extract else None) == expected
+
+
+def _dated(name: str, text: str, created_at: str | None) -> Source:
+    part = hit(name, text)
+    part.meta.created_at = created_at
+    return Source(1, [part])
+
+
+def test_when_something_was_said_is_answered_by_the_date_of_the_message():
+    chat = ("AdamSmith: I heard from some neighbors that there might be some issues with the pipes in the basement.\n"
+            "LiHua: Oh no, thanks for letting me know.")
+    question = "When did Adam Smith inform Li Hua about potential issues with the pipes in the basement?"
+    extract = _extract(question, _dated("20260301_1300.txt", chat, "2026-03-01T13:00"))
+    assert extract is not None and extract.text == (
+        "On 2026-03-01 13:00: “AdamSmith: I heard from some neighbors that there might be some issues with the pipes "
+        "in the basement.” [1]")
+    # Without a date the passage states no time, so nothing answers; the date alone names no day without a time.
+    assert _extract(question, _dated("pipes.txt", chat, None)) is None
+    day = _extract(question, _dated("pipes.txt", chat, "2026-03-01"))
+    assert day is not None and day.text.startswith("On 2026-03-01: “AdamSmith:")
+    # In Chinese, and with a passage that says its own time of day (the date still leads it).
+    zh = _extract("房东什么时候通知李华地下室的水管有问题？",
+                  _dated("z.txt", "房东：听邻居说地下室的水管可能有问题。", "2026-03-01T13:00"))
+    assert zh is not None and zh.text == "2026-03-01 13:00：“房东：听邻居说地下室的水管可能有问题。”[1]"
+    invite = _extract("When did Li Hua invite Adam to check the basement renovation?",
+                      _dated("i.txt", "LiHua: Adam, could you join me around 7 PM to check the basement renovation?",
+                             "2026-02-23T17:00"))
+    assert invite is not None
+    assert invite.text.startswith("On 2026-02-23 17:00: “LiHua: Adam, could you join me around 7 PM")
+
+
+def test_an_event_date_is_not_the_date_it_was_talked_about():
+    # A question about when an event is, and a passage that names its own date, keep to what the passage says.
+    plans = _dated("p.txt", "WolfgangSchulz: The web design seminar at my company is on Thursday at 3 PM.",
+                   "2026-04-01T10:00")
+    seminar = _extract("When is the web design seminar at Wolfgang's company?", plans)
+    assert seminar is not None and seminar.text == ("“WolfgangSchulz: The web design seminar at my company is on "
+                                                    "Thursday at 3 PM.” [1]")
+    concert = _dated("c.txt", "WolfgangSchulz: I told Li Hua about the concert on March 7th at 6 PM.",
+                     "2026-03-02T18:00")
+    told = _extract("When did Wolfgang tell Li Hua about the concert?", concert)
+    assert told is not None and not told.text.startswith("On ")
+
+
+def test_a_chinese_when_question_is_answered_by_the_time_its_passage_states():
+    extract = _extract("工资什么时候发放？", Source(1, [hit("工资.md", "工资每月10日发放。")]))
+    assert extract is not None and extract.text == "“工资每月10日发放。”[1]"

@@ -108,3 +108,29 @@ def test_a_code_or_password_fills_the_slot():
     assert focus.filled_by('The Wi-Fi password is "Family123" [1].')
     assert not focus.filled_by("The Wi-Fi password is [1].")
     assert not analyse_question("Who owns ticket FAC-22?").filled_by("Ticket FAC-22 is owned [1].")
+
+
+@pytest.mark.parametrize(
+    ("question", "dated"),
+    [
+        ("When did Adam Smith inform Li Hua about the pipes?", True),
+        ("When was the first time Wolfgang went to the basement?", True),
+        ("When is the garage sale being discussed?", True),
+        ("李华什么时候通知的房东？", True),
+        ("房东是哪天提醒李华交房租的？", True),
+        ("When is the web design seminar at Wolfgang's company?", False),  # an event's own time
+        ("When is the music concert that Wolfgang invites Li Hua to?", False),  # the saying is in a relative clause
+        ("When does Li Hua plan to celebrate the new year?", False),
+        ("Who told Li Hua about the pipes?", False),  # asks for no time at all
+        ("公司食堂几点开门？", False),
+    ],
+)
+def test_a_question_for_when_something_was_said_is_answered_by_a_date(question, dated):
+    assert analyse_question(question).dated_answer is dated
+
+
+def test_when_in_chinese_is_a_question_word_not_a_head():
+    # 什么时候 asks for a time: '时候' is no word an answer must hold.
+    focus = analyse_question("公司什么时候发工资？")
+    assert focus.slot == TIME and not focus.heads
+    assert focus.names_head(focus.terms, "工资每月10日发放。")

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from ragtune.dates import question_dates
 from ragtune.rag.claims import labelled_sentences, terms_of
 from ragtune.rag.quantities import stated_years
 from ragtune.rag.question import Focus
@@ -157,10 +158,13 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
     """
     best: Extract | None = None
     for source in sources:
+        # "When did Adam tell Li Hua …": the date of the message that tells it answers.
+        dated = source.best.meta.created_at if focus.dated_answer else None
         for passage in passages(source):
             present = passage.terms | passage.context
+            on = dated if dated and not question_dates(passage.text) else None  # a passage's own date comes first
             if not focus.keeps_names(present) or not focus.names_head(present, passage.text) \
-                    or not focus.filled_by(passage.text) or not focus.keeps_years(passage.text, passage.around):
+                    or not (on or focus.filled_by(passage.text)) or not focus.keeps_years(passage.text, passage.around):
                 continue
             covered = focus.coverage(passage.terms, passage.context)
             if covered < min_coverage:
@@ -171,8 +175,19 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
                 covered += 0.05 * focus.coverage(passage.asked, passage.context) - 0.05
             score = covered - 0.02 * (source.number - 1) - 0.001 * passage.position
             if best is None or score > best.score:
-                best = Extract(quote(passage.text, passage.number), passage, score)
+                text = quote(passage.text, passage.number)
+                best = Extract(said_on(on, chinese=bool(HAN_RE.search(focus.question))) + text if on else text,
+                               passage, score)
     return best
+
+
+def said_on(created_at: str, *, chinese: bool = False) -> str:
+    """The date (and time of day) a passage was written, to lead an answer: "On 2026-03-01 13:00: "."""
+    day, _, clock = created_at.partition("T")
+    clock = clock[:5] if len(clock) >= 5 and clock[2:3] == ":" else ""
+    if chinese:
+        return f"{day}{' ' + clock if clock else ''}："
+    return f"On {day}{' ' + clock if clock else ''}: "
 
 
 def closest_passage(source: Source, focus: Focus) -> str:

@@ -37,6 +37,13 @@ _NUMBER_EN = re.compile(
     r"floor)s?\b|\bwhich\s+(?:extension|floor|number|year|month|day)\b|\bon\s+which\s+floor\b",
     re.IGNORECASE,
 )
+# When something happened in the past, or when it was said: a dated message answers (not "When is the seminar?",
+# nor "When is the concert that Wolfgang invites him to?", where the saying is only in a relative clause).
+_WHEN_SAID_EN = re.compile(
+    r"\bwhen\s+(?:did|was|were|had)\b|\bwhen\b(?:(?!\b(?:that|which|who|whom)\b).)*\b(?:discuss|mention|talk|said|"
+    r"say|tell|told|inform|ask|announc|shar|sent|send|remind|invit|messag|report|post)", re.IGNORECASE)
+_WHEN_SAID_ZH = re.compile("(?:什么时候|何时|哪天|哪一天)(?:.*(?:说|提到|告诉|通知|讨论|聊|问|邀请|提醒|宣布|分享|发)|"
+                           ".*了|.*的[？?]?$)|是(?:什么时候|哪天|哪一天).*的")
 _TIME_EN = re.compile(r"\bwhat\s+time\b|\bwhen\b|\bwhat\s+(?:date|day|year|month)\b", re.IGNORECASE)
 _NAME_EN = re.compile(r"\bwho(?:m|se)?\b|\bwhich\b|\bwhere\b", re.IGNORECASE)
 _YES_NO_EN = re.compile(r"^\s*(?:is|are|was|were|can|could|does|do|did|should|must|will|would|has|have|may)\b",
@@ -71,8 +78,21 @@ class Focus:
     #: A follow-up's borrowed terms (from the earlier question): they add to a passage's coverage where it holds
     #: them and never count against one that does not (a follow-up may change the subject).
     borrowed: dict[str, float] = field(default_factory=dict)
-    #: It asks for the name or title of something ("What is the name of the gym …"): an answer names one.
-    wants_name: bool = False
+
+    @property
+    def wants_name(self) -> bool:
+        """It asks for the name or title of something ("What is the name of the gym …"): an answer names one."""
+        return not HAN_RE.search(self.question) and bool(_NAME_OF.search(self.question))
+
+    @property
+    def dated_answer(self) -> bool:
+        """It asks when something was said or done ("When did Adam tell Li Hua …", "When was the sale discussed?",
+        "李华什么时候通知的房东？"): the date of the message or minutes that say it answers, where the passage
+        names no date of its own."""
+        if self.slot != TIME:
+            return False
+        pattern = _WHEN_SAID_ZH if HAN_RE.search(self.question) else _WHEN_SAID_EN
+        return bool(pattern.search(self.question))
 
     @property
     def asked_years(self) -> frozenset[str]:
@@ -170,8 +190,7 @@ def analyse_question(question: str, *, context: str = "", context_weight: float 
             slot = _slot(context, bool(HAN_RE.search(context)))
     heads, units = _heads(question, chinese)
     return Focus(question, weights, names_in(question) - unit_words, slot,
-                 frozenset(q.value for q in quantities(question)), heads, units, borrowed,
-                 wants_name=not chinese and bool(_NAME_OF.search(question)))
+                 frozenset(q.value for q in quantities(question)), heads, units, borrowed)
 
 
 # The words after 'how many', 'which', 'what' up to the verb name what is asked for; Chinese names it after 哪个.
@@ -188,7 +207,7 @@ _HEAD_STOP = re.compile(
     r"\b(?:is|are|was|were|be|do|does|did|can|could|will|would|should|must|has|have|had|of|for|in|on|to|at|by|"
     r"the|a|an|time|that|which|who)\b.*", re.IGNORECASE)
 _NAME_WORDS_ZH = frozenset({"名字", "名称"})  # 叫什么名字 asks for a name, not for a thing called 名字
-_HEAD_ZH = re.compile("(?:哪个|哪些|哪种|哪一个|什么)([\u4e00-\u9fff]{1,3})")
+_HEAD_ZH = re.compile("(?:哪个|哪些|哪种|哪一个|什么(?!时候))([\u4e00-\u9fff]{1,3})")
 _UNIT_ZH = re.compile("(?:多少|几)(个月|个小时|个工作日|分钟|小时|天|周|年|月|次|元|人|钱)")
 # Words that ask for an amount of a unit rather than name a thing: 'what share' wants a percentage.
 _HEAD_AS_UNIT = {"share": "%", "percentage": "%", "proportion": "%", "钱": "cny"}
