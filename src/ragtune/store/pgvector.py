@@ -530,8 +530,12 @@ class PostgresStore:
             heads, self._revision = (int(row[0]), int(row[1])), int(row[2])
             if heads == self._seen:
                 return
-            progress = CatchUpLog(f"BM25 index of {self.location}", heads[0] - self._seen[0],
-                                  rebuilding=opening and self._seen[0] == 0)
+            rebuilding = opening and self._seen[0] == 0
+            # A rebuild reports its size, counted (ids leave gaps where chunks were deleted); a catch-up says what
+            # it read when done.
+            total = int(_row(conn, self._q("SELECT count(*) FROM {s}.chunks WHERE id <= %s"), (heads[0],))[0]) \
+                if rebuilding else 0
+            progress = CatchUpLog(f"BM25 index of {self.location}", total, rebuilding=rebuilding)
             # Writers take ids and tombstone numbers under the KB's lock, so they commit in order: everything up
             # to the heads read above is visible now, and what commits later is caught up next time.
             last = self._seen[0]

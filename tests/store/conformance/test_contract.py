@@ -428,6 +428,26 @@ def test_reembed_switches_every_vector_and_resumes_after_a_failure(make_store: S
     assert store.verify()["ok"]
 
 
+def test_a_rebuild_counts_the_chunks_it_reads(
+    make_store: StoreMaker, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Deleted chunks leave gaps in the ids: the rebuild announces the chunks there are, not the span of their ids.
+    updates = corpus(12)
+    old = make_store("kb-count", bm25_k1=1.5, bm25_b=0.9)
+    old.apply(updates)
+    assert old.delete([updates[0].record.id]) == len(updates[0].chunks)
+    remaining = sum(len(u.chunks) for u in updates[1:])
+    old.save_indexes()
+    old.close()
+    monkeypatch.setattr(CatchUpLog, "every", 0.0)
+    with caplog.at_level(logging.WARNING, logger="ragtune.store"):
+        reopened = make_store("kb-count", create=False, bm25_k1=0.9, bm25_b=0.4)
+        assert reopened.sparse_search("river", 1)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rebuilding the")]
+    announced = [m for m in said if "from the database:" in m]
+    assert announced and all(m.endswith(f": {remaining} chunks") for m in announced), said
+
+
 def test_verify_is_clean_and_a_rebuild_keeps_every_result(make_store: StoreMaker) -> None:
     store = make_store()
     store.apply(corpus(10))
