@@ -31,6 +31,7 @@ import sys
 import time
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,12 @@ def _squeeze(text: str) -> str:
 def lihua_correct(answer: str, reference: str) -> bool:
     from ragtune.store.text import tokenize
 
+    # "Answer: Yes" is a yes, as bench/graph_lihua.py reads it.
+    reference = re.sub(r"^\s*answer\s*:\s*", "", reference, flags=re.IGNORECASE)
     plain, wanted = normalise(answer), normalise(reference)
     if wanted in ("yes", "no"):
-        return plain.split()[:1] == [wanted]
+        first = re.match(r"\W*(yes|no)\b", plain)  # "Yes." and "yes," say yes
+        return bool(first) and first.group(1) == wanted
     if wanted and wanted in plain:
         return True
     # Names are written with and without spaces ("LiHua" / "Li Hua", "ChaeSong-hwa" / "Chae Song-hwa"): each part of
@@ -100,13 +104,14 @@ def lihua_correct(answer: str, reference: str) -> bool:
 # ---------------------------------------------------------------------------------------------- questions
 
 
-def questions(name: str, limit: int | None) -> tuple[list[dict[str, Any]], Path]:
+def questions(name: str, limit: int | None, types: Sequence[str] = ()) -> tuple[list[dict[str, Any]], Path]:
     if name == "fixtures":
         suite = json.loads((FIXTURES / "suite.json").read_text(encoding="utf-8"))
         items = [{**q, "id": f"a{i}", "answerable": True} for i, q in enumerate(suite["answerable"])]
         items += [{**q, "id": f"u{i}", "answerable": False} for i, q in enumerate(suite["unanswerable"])]
         return items[:limit] if limit else items, FIXTURES / "docs"
     rows = [json.loads(line) for line in (LIHUA / "questions-dev.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if not types or r["type"] in types]
     if limit:
         # A fixed stratified subset: every type in its share, in file order.
         by_type: dict[str, list[dict[str, Any]]] = {}
@@ -167,7 +172,7 @@ def served_llm() -> tuple[Any, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ragtune.settings import Settings
 
-    items, docs = questions(args.set, args.limit)
+    items, docs = questions(args.set, args.limit, args.type)
     kb = open_kb(args.set, docs)
     if args.setting:
         from ragtune.settings import parse_overrides
@@ -243,6 +248,8 @@ def main() -> None:
     parser.add_argument("--llm", choices=("local", "served"), default="local")
     parser.add_argument("--label", default="after", help="'before' when running main's pipeline")
     parser.add_argument("--limit", type=int, default=None, help="a stratified subset of this many questions")
+    parser.add_argument("--type", action="append", default=[], choices=("Single", "Multi", "Null"),
+                        help="lihua: only questions of this type (repeatable); give the run a --label")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting (repeatable), e.g. no_repeat_ngram_size=0; give the run a --label")
     parser.add_argument("--out", type=Path, default=None)

@@ -117,3 +117,18 @@ def test_the_date_ranking_keeps_to_the_filter(dated_kb: KnowledgeBase) -> None:
                                                                         if d.uri.endswith("20260514_1930.txt"))}})
     assert result.hits and all(_name(h) != "20260514_1930.txt" for h in result.hits)
     assert any("no searchable document is dated 2026-05-14" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(("relation", "expected"), [("before", "Yes."), ("after", "No.")])
+def test_which_of_two_events_came_first_is_answered_from_their_dates(dated_kb: KnowledgeBase, relation: str,
+                                                                      expected: str) -> None:
+    question = f"Did Wolfgang suggest the Thai place on Elm Street {relation} he suggested the sushi place Umi?"
+    answer = dated_kb.ask(question, answer_mode="extractive")
+    assert answer.answer.startswith(f"{expected} On 2026-03-12 18:00: “WolfgangSchulz: I suggest we have dinner at "
+                                    "the Thai place"), answer.answer
+    assert "Later, on 2026-06-20 19:00: “WolfgangSchulz: I suggest dinner at Umi" in answer.answer
+    assert [Path(c.source).name for c in answer.citations] == ["20260312_1800.txt", "20260620_1900.txt"]
+    assert answer.grounded and not answer.refused and answer.mode == "extractive"
+    # A second event no dated document states: no order to tell, so no yes or no.
+    unknown = dated_kb.ask("Did Wolfgang suggest the Thai place before he moved to Berlin?", answer_mode="extractive")
+    assert not unknown.answer.startswith(("Yes", "No"))

@@ -1,0 +1,95 @@
+"""Which of two events came first, answered from the dates of the documents that state them."""
+
+from __future__ import annotations
+
+import pytest
+from answer_helpers import hit
+
+from ragtune.rag.timeline import answer_order, event_order, locate
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("question", "asked", "reference", "before"),
+    [
+        ("Did Yuriko ask Li Hua for help with her studio's homepage before she booked a seat at the cafe?",
+         "Yuriko ask Li Hua for help with her studio's homepage", "she booked a seat at the cafe", True),
+        ("Did Wolfgang arrive in Hong Kong after he informed Li Hua about his upcoming trip?",
+         "Wolfgang arrive in Hong Kong", "he informed Li Hua about his upcoming trip", False),
+        # Two relation words: the one that opens a clause naming who acted is the question's.
+        ("Question: Did Jennifer remind Li Hua to eat protein after the workout before she shared tips with the group?",
+         "Jennifer remind Li Hua to eat protein after the workout", "she shared tips with the group", True),
+        # No such clause: a relation word inside the asked event's words comes first.
+        ("Did Chae tell Li Hua that a warm shower before sleeping helps before sharing the neuroscience article?",
+         "Chae tell Li Hua that a warm shower before sleeping helps", "sharing the neuroscience article", True),
+        ("在王伟道歉之前，李华原谅他了吗？", "李华原谅他", "王伟道歉", True),
+        ("王伟搬家以后，李华去看过他吗？", "李华去看过他", "王伟搬家", False),
+    ],
+)
+def test_the_two_events_of_an_order_question(question, asked, reference, before):
+    order = event_order(question)
+    assert order is not None and (order.asked, order.reference, order.before) == (asked, reference, before)
+
+
+@pytest.mark.parametrize("question", ["Who does Li Hua watch the movie with?", "What happened before?",
+                                      "Is the refund window 30 days?", "报销之前需要什么？"])
+def test_no_order_question(question):
+    assert event_order(question) is None
+
+
+def _dated(name: str, text: str, created_at: str | None):
+    part = hit(name, text, document=name)
+    part.meta.created_at = created_at
+    return part
+
+
+LOGS = [
+    _dated("0111.txt", "LiHua: Wolfgang, can you recommend a gym near the office?\nWolfgangSchulz: Try FitZone!",
+           "2026-01-11T08:00"),
+    _dated("0831.txt", "LiHua: Jennifer, any book recommendations on fitness nutrition?\nJenniferMoore: Sure!",
+           "2026-08-31T19:00"),
+    _dated("undated.txt", "LiHua: Jennifer, which book on fitness nutrition should I read first?", None),
+]
+
+
+def _search(event: str):
+    # Every log, the one sharing most words with the event first (what a retriever would return).
+    words = set(event.lower().split())
+    return sorted(LOGS, key=lambda h: -len(words & set(h.text.lower().split())))
+
+
+def test_the_dates_of_the_two_passages_decide():
+    question = ("Did Li Hua ask Wolfgang Schulz for a recommendation on a gym before asking Jennifer for book "
+                "recommendations on fitness nutrition?")
+    answer = answer_order(question, _search)
+    assert answer is not None and answer.yes
+    # Each passage that asks is quoted with its reply, as an extractive answer is.
+    assert answer.text == (
+        "Yes. On 2026-01-11 08:00: “LiHua: Wolfgang, can you recommend a gym near the office? WolfgangSchulz: Try "
+        "FitZone!” [1] Later, on 2026-08-31 19:00: “LiHua: Jennifer, any book recommendations on fitness "
+        "nutrition? JenniferMoore: Sure!” [2]")
+    flipped = answer_order(question.replace(" before ", " after "), _search)
+    assert flipped is not None and not flipped.yes and flipped.text.startswith("No. On 2026-01-11 08:00:")
+
+
+def test_no_answer_when_the_dates_cannot_decide():
+    question = "Did Li Hua ask Wolfgang for a gym recommendation before asking Jennifer for fitness nutrition books?"
+    # Only undated passages state the second event: no date to compare.
+    assert answer_order(question, lambda event: [LOGS[0], LOGS[2]]) is None
+    # Both events in one document, or at the same time.
+    same = _dated("same.txt", "LiHua: Wolfgang, recommend a gym? Also, Jennifer, books on fitness nutrition?",
+                  "2026-03-01T10:00")
+    assert answer_order(question, lambda event: [same]) is None
+    twin = _dated("twin.txt", LOGS[1].text, "2026-01-11T08:00")
+    assert answer_order(question, lambda event: [LOGS[0], twin]) is None
+    # An event no passage states.
+    assert answer_order("Did Li Hua buy a bike before Wolfgang moved to Berlin?", _search) is None
+
+
+def test_locate_keeps_the_events_names():
+    # "Jennifer" is named by the event: a passage about someone else's books does not state it.
+    other = _dated("x.txt", "LiHua: Adam, any book recommendations on fitness nutrition?", "2026-02-01")
+    assert locate("Li Hua ask Jennifer for book recommendations on fitness nutrition", [other]) is None
+    found = locate("Li Hua ask Jennifer for book recommendations on fitness nutrition", [other, LOGS[1]])
+    assert found is not None and found.hit.document_id == "0831.txt" and found.created_at == "2026-08-31T19:00"
