@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from answer_helpers import hit
 
-from ragtune.rag.timeline import answer_order, event_order, locate
+from ragtune.rag.timeline import EventGap, answer_order, event_gap, event_order, locate
 
 pytestmark = pytest.mark.unit
 
@@ -93,3 +93,40 @@ def test_locate_keeps_the_events_names():
     assert locate("Li Hua ask Jennifer for book recommendations on fitness nutrition", [other]) is None
     found = locate("Li Hua ask Jennifer for book recommendations on fitness nutrition", [other, LOGS[1]])
     assert found is not None and found.hit.document_id == "0831.txt" and found.created_at == "2026-08-31T19:00"
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Is the time interval more than 7 days between Adam asking LiHua to measure the window and Adam informing "
+         "Li Hua that he booked the curtain?",
+         EventGap("Adam asking LiHua to measure the window", "Adam informing Li Hua that he booked the curtain", 7.0)),
+        ("Is the time interval between LiHua asking Jake to help with dribbling and Li Hua asking the group about "
+         "UCL matches more than 2 days (restrict your search within August)?",
+         EventGap("LiHua asking Jake to help with dribbling", "Li Hua asking the group about UCL matches", 2.0)),
+        ("Did it take less than a week from Adam asking about the installation date to Adam reminding LiHua about "
+         "the installation?",
+         EventGap("Adam asking about the installation date", "Adam reminding LiHua about the installation", 7.0,
+                  more=False)),
+        ("How long does it take in total from LiHua planning on getting the air-conditioner to the air-conditioner "
+         "been installed?",
+         EventGap("LiHua planning on getting the air-conditioner", "the air-conditioner been installed")),
+        ("从李华买空调到空调装好用了多久？", EventGap("李华买空调", "空调装好")),
+        ("李华问房东和房东回复之间相隔超过三天吗？", EventGap("李华问房东", "房东回复", 3.0)),
+    ],
+)
+def test_the_two_events_and_the_amount_of_a_time_question(question, expected):
+    assert event_order(question) is None and event_gap(question) == expected
+
+
+def test_the_time_between_two_events_is_read_from_their_dates():
+    question = ("Is the time interval between Li Hua asking Wolfgang for a gym recommendation and Li Hua asking "
+                "Jennifer for fitness nutrition books more than 200 days?")
+    answer = answer_order(question, _search)
+    # 11 January 08:00 to 31 August 19:00: 232 days.
+    assert answer is not None and answer.yes and answer.text.startswith("Yes: 232 days. On 2026-01-11 08:00: “LiHua:")
+    fewer = answer_order(question.replace("more than 200", "more than 300"), _search)
+    assert fewer is not None and not fewer.yes and fewer.text.startswith("No: 232 days.")
+    long = answer_order("How long was it from Li Hua asking Wolfgang for a gym recommendation to Li Hua asking "
+                        "Jennifer for fitness nutrition books?", _search)
+    assert long is not None and long.yes is None and long.text.startswith("About 232 days. On 2026-01-11 08:00:")

@@ -132,3 +132,15 @@ def test_which_of_two_events_came_first_is_answered_from_their_dates(dated_kb: K
     # A second event no dated document states: no order to tell, so no yes or no.
     unknown = dated_kb.ask("Did Wolfgang suggest the Thai place before he moved to Berlin?", answer_mode="extractive")
     assert not unknown.answer.startswith(("Yes", "No"))
+
+
+def test_the_time_between_two_events_is_answered_from_their_dates(dated_kb: KnowledgeBase) -> None:
+    question = ("Is the time interval between Wolfgang suggesting the Thai place on Elm Street and Wolfgang suggesting "
+                "the sushi place Umi more than 90 days?")
+    answer = dated_kb.ask(question, answer_mode="extractive")
+    # 12 March 18:00 to 20 June 19:00.
+    assert answer.answer.startswith("Yes: 100 days. On 2026-03-12 18:00:"), answer.answer
+    assert [Path(c.source).name for c in answer.citations] == ["20260312_1800.txt", "20260620_1900.txt"]
+    how_long = dated_kb.ask("How long was it from Wolfgang suggesting the Thai place on Elm Street to Wolfgang "
+                            "suggesting the sushi place Umi?", answer_mode="extractive")
+    assert how_long.answer.startswith("About 100 days."), how_long.answer

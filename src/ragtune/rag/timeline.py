@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ragtune.dates import question_dates
 from ragtune.rag.claims import terms_of
 from ragtune.rag.extract import Passage, passages, quote, said_on
 from ragtune.rag.quantities import quantities
@@ -22,7 +23,7 @@ from ragtune.rag.sources import Source
 from ragtune.text import HAN_RE
 from ragtune.types import Hit
 
-__all__ = ["EventOrder", "Located", "OrderAnswer", "answer_order", "event_order", "locate"]
+__all__ = ["EventGap", "EventOrder", "Located", "OrderAnswer", "answer_order", "event_gap", "event_order", "locate"]
 
 _ASKS_EN = re.compile(r"^\s*(?:question\s*:\s*)?(?:did|was|were|has|had|is|are|does|do)\s+", re.IGNORECASE)
 _RELATION_EN = re.compile(r"\s*,?\s+\b(before|after|prior\s+to|earlier\s+than|later\s+than)\s+", re.IGNORECASE)
@@ -64,10 +65,10 @@ class Located:
 
 @dataclass(frozen=True)
 class OrderAnswer:
-    """The answer: yes or no, and its text with both passages quoted and cited in the order they happened
-    ([1] the earlier, [2] the later)."""
+    """The answer: yes or no (None for "how long"), and its text with both passages quoted and cited in the order
+    they happened ([1] the earlier, [2] the later)."""
 
-    yes: bool
+    yes: bool | None
     text: str
     earlier: Located
     later: Located
@@ -130,25 +131,155 @@ def locate(event: str, hits: Sequence[Hit], *, min_coverage: float = MIN_COVERAG
     return min((f for f in found if f.coverage >= top - _NEAR), key=lambda f: f.created_at)
 
 
+@dataclass(frozen=True)
+class EventGap:
+    """A question for the time between two events: is it ``more`` (or less) than ``days``, or (``days`` None) how
+    long was it?"""
+
+    first: str
+    second: str
+    days: float | None = None
+    more: bool = True
+
+
+_NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                 "eight": 8, "nine": 9, "ten": 10, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30}
+_UNIT_DAYS = {"hour": 1 / 24, "day": 1.0, "week": 7.0, "fortnight": 14.0, "month": 30.0, "year": 365.0}
+_AMOUNT = (r"(?P<cmp>more|less|longer|shorter|fewer)\s+than\s+(?P<n>\d+(?:\.\d+)?|[a-z]+)\s+"
+           r"(?P<unit>hour|day|week|fortnight|month|year)s?")
+_GAP_EN = [
+    # Is the time interval (between A and B) more than 7 days (between A and B)?
+    re.compile(r"^\s*is\s+the\s+(?:time\s+)?(?:interval|gap|time|span|period)\s+(?:between\s+(?P<pair>.+?)\s+)?"
+               + _AMOUNT + r"(?:\s+between\s+(?P<pair2>.+?))?\s*[?.]?\s*$", re.IGNORECASE),
+    # Did it take more than a week from A to B?
+    re.compile(r"^\s*did\s+it\s+take\s+" + _AMOUNT + r"\s+(?:from|between)\s+(?P<pair>.+?)\s*[?.]?\s*$",
+               re.IGNORECASE),
+    # How long does it take (in total) from A to B? How much time passed between A and B?
+    re.compile(r"^\s*(?:how\s+long|how\s+many\s+days|how\s+much\s+time)\s+(?:does|did|do|is|was|passed|"
+               r"elapsed)(?:\s+it)?(?:\s+take)?(?:\s+in\s+total)?\s+(?:from|between)\s+(?P<pair>.+?)\s*[?.]?\s*$",
+               re.IGNORECASE),
+]
+_GAP_ZH = re.compile(r"^\s*(?:从)?(?P<a>.+?)(?:到|和|与|跟)(?P<b>.+?)(?:之间)?(?:相隔|间隔|隔了|用了|花了|过了)?"
+                     r"(?:(?P<cmp>超过|多于|不到|少于)(?P<n>\d+|[一二两三四五六七八九十]+)(?:个)?(?P<unit>天|周|星期|月)|"
+                     r"多久|多长时间|多少天|几天)(?:吗|么)?\s*[？?。]?\s*$")
+_ZH_UNIT_DAYS = {"天": 1.0, "周": 7.0, "星期": 7.0, "月": 30.0}
+# "A to B", "A and B": the word that opens the second event's clause (a name or pronoun acting) splits them.
+_PAIR_EN = re.compile(r"\s+(?:to|and|until|till)\s+", re.IGNORECASE)
+_ASIDE = re.compile(r"\s*[(（][^)）]*[)）]")
+
+
+def event_gap(question: str) -> EventGap | None:
+    """The two events and the amount of a "Is the time between A and B more than N days?" / "How long from A to
+    B?" question (EN, ZH), or None for any other question."""
+    text = _ASIDE.sub("", question).strip()
+    if HAN_RE.search(text):
+        found = _GAP_ZH.match(text)
+        if found is None:
+            return None
+        days = None
+        if found["n"]:
+            days = _cn_count(found["n"]) * _ZH_UNIT_DAYS[found["unit"]]
+        return _gap(found["a"], found["b"], days, found["cmp"] not in ("不到", "少于"))
+    for pattern in _GAP_EN:
+        found = pattern.match(text)
+        if found is None:
+            continue
+        pair = found["pair"] or found.groupdict().get("pair2") or ""
+        split = _split_pair(pair)
+        if split is None:
+            return None
+        days = None
+        if found.groupdict().get("n"):
+            count = found["n"].lower()
+            number = float(count) if count[0].isdigit() else _NUMBER_WORDS.get(count)
+            if number is None:
+                return None
+            days = number * _UNIT_DAYS[found["unit"].lower()]
+        return _gap(*split, days, (found.groupdict().get("cmp") or "more").lower() in ("more", "longer"))
+    return None
+
+
+def _split_pair(pair: str) -> tuple[str, str] | None:
+    splits = [(pair[:m.start()], pair[m.end():]) for m in _PAIR_EN.finditer(pair)]
+    if not splits:
+        return None
+    return next((s for s in splits if _SUBJECT_EN.match(s[1])), splits[0])
+
+
+def _gap(first: str, second: str, days: float | None, more: bool) -> EventGap | None:
+    first, second = first.strip(" ，,"), second.strip(" ，,")
+    if len(terms_of(first)) < 2 or len(terms_of(second)) < 2:
+        return None
+    return EventGap(first, second, days, more)
+
+
+def _cn_count(text: str) -> float:
+    if text.isdigit():
+        return float(text)
+    digits = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+    if "十" in text:
+        tens, _, ones = text.partition("十")
+        return float(digits.get(tens, 1) * 10 + digits.get(ones, 0))
+    return float(digits.get(text, 0))
+
+
 def answer_order(question: str, search: Callable[[str], Sequence[Hit]]) -> OrderAnswer | None:
-    """Answer a "Did A before B?" question from the dates of the documents that state A and B; ``search``
-    retrieves hits for one event's words. None when the question asks no order, or the dates cannot decide."""
+    """Answer a "Did A before B?" or "Is the time between A and B more than N days?" question from the dates of
+    the documents that state A and B; ``search`` retrieves hits for one event's words (a date the question names
+    is searched with each). None when the question asks neither, or the dates cannot decide."""
     order = event_order(question)
-    if order is None:
+    gap = event_gap(question) if order is None else None
+    if order is None and gap is None:
         return None
-    asked = locate(order.asked, search(order.asked))
-    reference = locate(order.reference, search(order.reference))
-    if asked is None or reference is None or asked.hit.document_id == reference.hit.document_id:
+    # "(restrict your search within August)": the question's dates rank each event's documents too.
+    dated = " ".join(span.text for span in question_dates(question))
+    events = (order.asked, order.reference) if order else (gap.first, gap.second) if gap else ("", "")
+    one, two = (locate(event, search(f"{event} {dated}".strip())) for event in events)
+    if one is None or two is None or one.hit.document_id == two.hit.document_id or one.created_at == two.created_at:
         return None
-    if asked.created_at == reference.created_at:
-        return None
-    yes = (asked.created_at < reference.created_at) == order.before
-    earlier, later = sorted((asked, reference), key=lambda found: found.created_at)
+    earlier, later = sorted((one, two), key=lambda found: found.created_at)
     chinese = bool(HAN_RE.search(question))
     first = said_on(earlier.created_at, chinese=chinese) + quote(earlier.passage.text, 1)
     then = said_on(later.created_at, chinese=chinese) + quote(later.passage.text, 2)
-    if chinese:
-        text = f"{'是的' if yes else '不是'}。{first}；之后，{then}。"
+    if order is not None:
+        yes: bool | None = (one.created_at < two.created_at) == order.before
+        lead = ("是的" if yes else "不是") if chinese else ("Yes" if yes else "No")
     else:
-        text = f"{'Yes' if yes else 'No'}. {first} Later, o{then[1:]}"
+        assert gap is not None
+        days = _days_between(earlier.created_at, later.created_at)
+        if days is None:
+            return None
+        yes = None if gap.days is None else (days > gap.days) == gap.more
+        amount = _amount(days, chinese=chinese)
+        if yes is None:
+            lead = f"约{amount}" if chinese else f"About {amount}"
+        else:
+            lead = (f"{'是的' if yes else '不是'}，{amount}") if chinese else f"{'Yes' if yes else 'No'}: {amount}"
+    text = f"{lead}。{first}；之后，{then}。" if chinese else f"{lead}. {first} Later, o{then[1:]}"
     return OrderAnswer(yes, text, earlier, later)
+
+
+def _days_between(start: str, end: str) -> float | None:
+    from datetime import datetime
+
+    try:
+        begin, finish = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    except ValueError:
+        return None
+    if (begin.tzinfo is None) != (finish.tzinfo is None):
+        begin, finish = begin.replace(tzinfo=None), finish.replace(tzinfo=None)
+    return (finish - begin).total_seconds() / 86400
+
+
+def _amount(days: float, *, chinese: bool) -> str:
+    """A time span as people say it: whole days from ten days on ("27 days"), days and hours below ("2 days 5
+    hours": near a threshold of whole days the hours tell), hours under a day."""
+    whole, hours = divmod(round(days * 24), 24)
+    if days >= 10 or (whole and not hours):
+        n = round(days)
+        return f"{n}天" if chinese else f"{n} day{'s' if n != 1 else ''}"
+    if chinese:
+        return f"{whole}天{hours}小时" if whole else f"{max(hours, 1)}小时"
+    day_part = f"{whole} day{'s' if whole != 1 else ''} " if whole else ""
+    hours = max(hours, 1)
+    return f"{day_part}{hours} hour{'s' if hours != 1 else ''}"
