@@ -23,7 +23,8 @@ from ragtune.rag.sources import Source
 from ragtune.text import HAN_RE
 from ragtune.types import Hit
 
-__all__ = ["EventGap", "EventOrder", "Located", "OrderAnswer", "answer_order", "event_gap", "event_order", "locate"]
+__all__ = ["EventGap", "EventOrder", "Located", "OrderAnswer", "answer_order", "asks_order", "event_gap", "event_order",
+           "locate"]
 
 _ASKS_EN = re.compile(r"^\s*(?:question\s*:\s*)?(?:did|was|were|has|had|is|are|does|do)\s+", re.IGNORECASE)
 _RELATION_EN = re.compile(r"\s*,?\s+\b(before|after|prior\s+to|earlier\s+than|later\s+than)\s+", re.IGNORECASE)
@@ -221,6 +222,11 @@ def _cn_count(text: str) -> float:
         tens, _, ones = text.partition("十")
         return float(digits.get(tens, 1) * 10 + digits.get(ones, 0))
     return float(digits.get(text, 0))
+
+
+def asks_order(question: str) -> bool:
+    """Whether ``question`` asks which of two events came first, or how long passed between them."""
+    return event_order(question) is not None or event_gap(question) is not None
 
 
 def answer_order(question: str, search: Callable[[str], Sequence[Hit]]) -> OrderAnswer | None:
