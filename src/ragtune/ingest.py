@@ -268,7 +268,7 @@ class Ingestor:
         item.record.metadata = {
             k: v for k, v in {"author": doc.author, "created_at": doc.created_at,
                               "last_modified": doc.last_modified, "language": doc.language, "chunker": name}.items()
-            if v is not None
+            if v is not None or k == "created_at"  # a date looked for and not found is recorded as such
         }
         item.chunks = chunker.split(doc)
         for chunk in item.chunks:
@@ -306,6 +306,20 @@ class Ingestor:
             metadata["injection_flagged"] = flagged
         if found_pii:
             metadata["pii"] = sorted(found_pii)
+
+    def _redate(self, item: _Item) -> None:
+        """An unchanged document stored before ragtune read dates from a header or a file name: its date, set in
+        place without re-embedding. Once: the catalog then records that the date was looked for, found or not."""
+        existing = self.store.document(item.record.id)
+        if existing is None or existing.status != "ok" or "created_at" in existing.metadata:
+            return
+        first = self.store.document_chunks(existing.id)[:1]
+        found = document_date(first[0].text if first else "", item.uri)
+        if found is None and not first:
+            return  # no text to look in (a Ray worker's snapshot holds none): looked for again next time
+        self.store.update_meta(existing.id, {"created_at": found})
+        if found:
+            log.info("%s: dated %s", item.uri, found)
 
     def _regroup(self, item: _Item) -> None:
         """An unchanged file ingested with other access groups than it has: change them in place."""
@@ -360,6 +374,7 @@ class Ingestor:
                 done += 1
                 if item.unchanged:
                     self._regroup(item)
+                    self._redate(item)
                     report.unchanged.append(item.uri)
                 else:
                     self._classify(item, pending_hashes, changing)

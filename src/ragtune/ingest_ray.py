@@ -72,6 +72,11 @@ class CaptureStore:
         self.regroups.append((document_id, values))
         return document_id in self.snapshot.records
 
+    def document_chunks(self, document_id: str) -> list[Any]:
+        """No chunk text in a worker's snapshot: an unchanged document is dated by its file name here, by its
+        header at the next local ingest."""
+        return []
+
     def save_indexes(self) -> None:
         """Nothing to save: the driver stores what was captured."""
 

@@ -144,3 +144,30 @@ def test_the_time_between_two_events_is_answered_from_their_dates(dated_kb: Know
     how_long = dated_kb.ask("How long was it from Wolfgang suggesting the Thai place on Elm Street to Wolfgang "
                             "suggesting the sushi place Umi?", answer_mode="extractive")
     assert how_long.answer.startswith("About 100 days."), how_long.answer
+
+
+def test_documents_stored_before_dates_were_read_get_theirs_at_the_next_ingest(tmp_path: Path, embedder) -> None:
+    import sqlite3
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "log.txt").write_text("Time: 20260514_19:30\nWolfgangSchulz: Trattoria Roma at eight?")
+    (docs / "2026-05-02-notes.txt").write_text("Notes on the Greek taverna.")
+    (docs / "plain.txt").write_text("No date anywhere in this one.")
+    with KnowledgeBase.open(tmp_path / "kb", create=True, embedder=embedder) as kb:
+        assert kb.ingest(docs).ok
+    # As an older ragtune left it: no date on the documents or their chunks.
+    conn = sqlite3.connect(tmp_path / "kb" / "ragtune.db")
+    with conn:
+        conn.execute("UPDATE documents SET metadata = json_remove(metadata, '$.created_at')")
+        conn.execute("UPDATE chunks SET meta = json_remove(meta, '$.created_at')")
+    conn.close()
+    with KnowledgeBase.open(tmp_path / "kb", embedder=embedder) as kb:
+        assert not kb.search("Trattoria Roma", k=1, filter={"created_at": {"$gte": "2026-05-14"}})
+        report = kb.ingest(docs)
+        assert len(report.unchanged) == 3 and not report.added and not report.updated  # nothing re-embedded
+        dates = {Path(d.uri).name: d.metadata["created_at"] for d in kb.store.documents()}
+        assert dates == {"log.txt": "2026-05-14T19:30", "2026-05-02-notes.txt": "2026-05-02", "plain.txt": None}
+        found = kb.retriever().search("Where are we eating on 20260514?", 1)
+        assert Path(found.hits[0].source).name == "log.txt" and found.hits[0].meta.created_at == "2026-05-14T19:30"
+        assert kb.verify()["ok"]

@@ -100,7 +100,7 @@ _LIST_FIELDS = frozenset({"tags", "heading_path", "acl", "pii"})
 _META_EXCLUDE = {"source", "document_id", "chunk_index", "source_type", "page_number", "language"}
 # Chunk metadata a document holds for all its chunks (kept in its catalog metadata too): set by update_meta,
 # and carried over when a duplicate inherits a deleted document's chunks.
-DOCUMENT_META_FIELDS = ("acl",)
+DOCUMENT_META_FIELDS = ("acl", "created_at")
 
 
 @dataclass
