@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragtune.dates import DateSpan, document_date, parse_date, question_dates
+from ragtune.dates import DateSpan, document_date, parse_date, question_dates, small_number
 
 pytestmark = pytest.mark.unit
 
@@ -89,3 +89,8 @@ def test_parse_date_keeps_the_time_of_day() -> None:
 )
 def test_document_date(text: str, source: str, expected: str | None) -> None:
     assert document_date(text, source) == expected
+
+
+def test_small_numbers_in_digits_and_chinese_numerals():
+    assert [small_number(t) for t in ("7", "12", "三", "两", "十", "十二", "二十", "二十五", "个")] == [
+        7, 12, 3, 2, 10, 12, 20, 25, 0]

@@ -138,8 +138,8 @@ def _span(match: re.Match[str]) -> DateSpan | None:
     elif "m" in groups:
         month = int(groups["m"])
     elif "cm" in groups:
-        month = _cn_number(groups["cm"])
-    day = int(groups["day"]) if "day" in groups else _cn_number(groups["cd"]) if "cd" in groups else None
+        month = small_number(groups["cm"])
+    day = int(groups["day"]) if "day" in groups else small_number(groups["cd"]) if "cd" in groups else None
     if month is not None and not 1 <= month <= 12 or day is not None and not 1 <= day <= 31:
         return None
     if year is None and month is None:
@@ -150,7 +150,8 @@ def _span(match: re.Match[str]) -> DateSpan | None:
     return span
 
 
-def _cn_number(text: str) -> int:
+def small_number(text: str) -> int:
+    """A count up to 99 in digits or Chinese numerals ("12", "十二", "二十", "两"); 0 when it is none."""
     if text.isdigit():
         return int(text)
     if text == "十":

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ragtune.dates import question_dates
+from ragtune.dates import question_dates, small_number
 from ragtune.rag.claims import terms_of
 from ragtune.rag.extract import Passage, passages, quote, said_on
 from ragtune.rag.quantities import quantities
@@ -179,7 +179,7 @@ def event_gap(question: str) -> EventGap | None:
             return None
         days = None
         if found["n"]:
-            days = _cn_count(found["n"]) * _ZH_UNIT_DAYS[found["unit"]]
+            days = small_number(found["n"]) * _ZH_UNIT_DAYS[found["unit"]]
         return _gap(found["a"], found["b"], days, found["cmp"] not in ("不到", "少于"))
     for pattern in _GAP_EN:
         found = pattern.match(text)
@@ -212,16 +212,6 @@ def _gap(first: str, second: str, days: float | None, more: bool) -> EventGap | 
     if len(terms_of(first)) < 2 or len(terms_of(second)) < 2:
         return None
     return EventGap(first, second, days, more)
-
-
-def _cn_count(text: str) -> float:
-    if text.isdigit():
-        return float(text)
-    digits = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-    if "十" in text:
-        tens, _, ones = text.partition("十")
-        return float(digits.get(tens, 1) * 10 + digits.get(ones, 0))
-    return float(digits.get(text, 0))
 
 
 def asks_order(question: str) -> bool:
