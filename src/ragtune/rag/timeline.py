@@ -26,7 +26,9 @@ from ragtune.types import Hit
 __all__ = ["EventGap", "EventOrder", "Located", "OrderAnswer", "answer_order", "asks_order", "event_gap", "event_order",
            "locate"]
 
-_ASKS_EN = re.compile(r"^\s*(?:question\s*:\s*)?(?:did|was|were|has|had|is|are|does|do)\s+", re.IGNORECASE)
+# Past events only: "Did A before B?" asks what happened; "Do I need approval before booking?" asks a rule, which
+# no document's date answers (a policy PDF's creation date is not when its rule applies).
+_ASKS_EN = re.compile(r"^\s*(?:question\s*:\s*)?(?:did|was|were|had)\s+", re.IGNORECASE)
 _RELATION_EN = re.compile(r"\s*,?\s+\b(before|after|prior\s+to|earlier\s+than|later\s+than)\s+", re.IGNORECASE)
 # A clause that names who acted ("she shared tips", "Wolfgang asked") — not a noun phrase ("the workout"): where a
 # question holds two relation words, the one that starts the other event's clause is the question's.
@@ -79,7 +81,8 @@ def event_order(question: str) -> EventOrder | None:
     """The two events of a "Did A before / after B?" question (EN, ZH), or None for any other question."""
     if HAN_RE.search(question):
         found = _ORDER_ZH.match(question)
-        if found is None:
+        # Past events only (了, 过): "报销之前需要审批吗？" asks a rule.
+        if found is None or not re.search("[了过]", question[found.start("a"):]):
             return None
         return _order(found["a"], found["b"], found["rel"])
     asks = _ASKS_EN.match(question)
@@ -156,11 +159,12 @@ _GAP_EN = [
     re.compile(r"^\s*did\s+it\s+take\s+" + _AMOUNT + r"\s+(?:from|between)\s+(?P<pair>.+?)\s*[?.]?\s*$",
                re.IGNORECASE),
     # How long does it take (in total) from A to B? How much time passed between A and B?
-    re.compile(r"^\s*(?:how\s+long|how\s+many\s+days|how\s+much\s+time)\s+(?:does|did|do|is|was|passed|"
+    # (past only: "How long does delivery take from order to door?" asks a rule, not two dated events)
+    re.compile(r"^\s*(?:how\s+long|how\s+many\s+days|how\s+much\s+time)\s+(?:did|was|passed|"
                r"elapsed)(?:\s+it)?(?:\s+take)?(?:\s+in\s+total)?\s+(?:from|between)\s+(?P<pair>.+?)\s*[?.]?\s*$",
                re.IGNORECASE),
 ]
-_GAP_ZH = re.compile(r"^\s*(?:从)?(?P<a>.+?)(?:到|和|与|跟)(?P<b>.+?)(?:之间)?(?:相隔|间隔|隔了|用了|花了|过了)?"
+_GAP_ZH = re.compile(r"^\s*(?:从)?(?P<a>.+?)(?:到|和|与|跟)(?P<b>.+?)(?:之间)?(?:相隔|间隔|隔了|用了|花了|过了)"
                      r"(?:(?P<cmp>超过|多于|不到|少于)(?P<n>\d+|[一二两三四五六七八九十]+)(?:个)?(?P<unit>天|周|星期|月)|"
                      r"多久|多长时间|多少天|几天)(?:吗|么)?\s*[？?。]?\s*$")
 _ZH_UNIT_DAYS = {"天": 1.0, "周": 7.0, "星期": 7.0, "月": 30.0}
