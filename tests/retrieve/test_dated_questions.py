@@ -171,3 +171,20 @@ def test_documents_stored_before_dates_were_read_get_theirs_at_the_next_ingest(t
         found = kb.retriever().search("Where are we eating on 20260514?", 1)
         assert Path(found.hits[0].source).name == "log.txt" and found.hits[0].meta.created_at == "2026-05-14T19:30"
         assert kb.verify()["ok"]
+
+
+def test_a_duplicate_that_inherits_the_chunks_takes_its_own_date(tmp_path: Path, embedder) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("20260101_first.txt", "20260202_copy.txt"):  # the same text, dated by their file names
+        (docs / name).write_text("Minutes: the board approved the new canteen menu.")
+    with KnowledgeBase.open(tmp_path / "kb", create=True, embedder=embedder) as kb:
+        report = kb.ingest(docs)
+        assert len(report.added) == 1 and len(report.duplicates) == 1
+        assert kb.search("canteen menu", k=1)[0].meta.created_at == "2026-01-01"
+        (docs / "20260101_first.txt").unlink()
+        assert kb.ingest(docs, sync=True).ok
+        hit = kb.search("canteen menu", k=1)[0]
+        assert Path(hit.source).name == "20260202_copy.txt" and hit.meta.created_at == "2026-02-02"
+        assert kb.retriever().search("What did the board approve on 20260202?", 1).dates == ["2026-02-02 (20260202)"]
+        assert kb.verify()["ok"]
