@@ -307,11 +307,18 @@ class Ingestor:
         if found_pii:
             metadata["pii"] = sorted(found_pii)
 
-    def _redate(self, item: _Item) -> None:
+    def _update_unchanged(self, item: _Item) -> None:
+        """An unchanged file: what changed about it without its content (access groups, a date never read) is set
+        in place, from one read of its catalog record."""
+        existing = self.store.document(item.record.id)
+        if existing is not None:
+            self._regroup(item, existing)
+            self._redate(item, existing)
+
+    def _redate(self, item: _Item, existing: DocumentRecord) -> None:
         """An unchanged document stored before ragtune read dates from a header or a file name: its date, set in
         place without re-embedding. Once: the catalog then records that the date was looked for, found or not."""
-        existing = self.store.document(item.record.id)
-        if existing is None or existing.status != "ok" or "created_at" in existing.metadata:
+        if existing.status != "ok" or "created_at" in existing.metadata:
             return
         first = self.store.document_chunks(existing.id)[:1]
         found = document_date(first[0].text if first else "", item.uri)
@@ -321,13 +328,10 @@ class Ingestor:
         if found:
             log.info("%s: dated %s", item.uri, found)
 
-    def _regroup(self, item: _Item) -> None:
+    def _regroup(self, item: _Item, existing: DocumentRecord) -> None:
         """An unchanged file ingested with other access groups than it has: change them in place."""
         groups = self._groups_for(item.uri)
-        if groups is None:
-            return
-        existing = self.store.document(item.record.id)
-        if existing is not None and existing.metadata.get("acl") != groups:
+        if groups is not None and existing.metadata.get("acl") != groups:
             self.store.update_meta(item.record.id, {"acl": groups})
             log.info("%s: access groups set to %s", item.uri, ", ".join(groups))
 
@@ -373,8 +377,7 @@ class Ingestor:
                     raise item
                 done += 1
                 if item.unchanged:
-                    self._regroup(item)
-                    self._redate(item)
+                    self._update_unchanged(item)
                     report.unchanged.append(item.uri)
                 else:
                     self._classify(item, pending_hashes, changing)
