@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from answer_helpers import hit
 
-from ragtune.rag.timeline import EventGap, answer_order, event_gap, event_order, locate
+from ragtune.rag.timeline import EventGap, answer_order, event_gap, event_order, locate, time_question
 
 pytestmark = pytest.mark.unit
 
@@ -49,6 +49,12 @@ def _dated(name: str, text: str, created_at: str | None):
     return part
 
 
+def _answer(question, search):
+    asked = time_question(question)
+    assert asked is not None, question
+    return answer_order(question, asked, search)
+
+
 LOGS = [
     _dated("0111.txt", "LiHua: Wolfgang, can you recommend a gym near the office?\nWolfgangSchulz: Try FitZone!",
            "2026-01-11T08:00"),
@@ -67,29 +73,29 @@ def _search(event: str):
 def test_the_dates_of_the_two_passages_decide():
     question = ("Did Li Hua ask Wolfgang Schulz for a recommendation on a gym before asking Jennifer for book "
                 "recommendations on fitness nutrition?")
-    answer = answer_order(question, _search)
+    answer = _answer(question, _search)
     assert answer is not None and answer.yes
     # Each passage that asks is quoted with its reply, as an extractive answer is.
     assert answer.text == (
         "Yes. On 2026-01-11 08:00: “LiHua: Wolfgang, can you recommend a gym near the office? WolfgangSchulz: Try "
         "FitZone!” [1] Later, on 2026-08-31 19:00: “LiHua: Jennifer, any book recommendations on fitness "
         "nutrition? JenniferMoore: Sure!” [2]")
-    flipped = answer_order(question.replace(" before ", " after "), _search)
+    flipped = _answer(question.replace(" before ", " after "), _search)
     assert flipped is not None and not flipped.yes and flipped.text.startswith("No. On 2026-01-11 08:00:")
 
 
 def test_no_answer_when_the_dates_cannot_decide():
     question = "Did Li Hua ask Wolfgang for a gym recommendation before asking Jennifer for fitness nutrition books?"
     # Only undated passages state the second event: no date to compare.
-    assert answer_order(question, lambda event: [LOGS[0], LOGS[2]]) is None
+    assert _answer(question, lambda event: [LOGS[0], LOGS[2]]) is None
     # Both events in one document, or at the same time.
     same = _dated("same.txt", "LiHua: Wolfgang, recommend a gym? Also, Jennifer, books on fitness nutrition?",
                   "2026-03-01T10:00")
-    assert answer_order(question, lambda event: [same]) is None
+    assert _answer(question, lambda event: [same]) is None
     twin = _dated("twin.txt", LOGS[1].text, "2026-01-11T08:00")
-    assert answer_order(question, lambda event: [LOGS[0], twin]) is None
+    assert _answer(question, lambda event: [LOGS[0], twin]) is None
     # An event no passage states.
-    assert answer_order("Did Li Hua buy a bike before Wolfgang moved to Berlin?", _search) is None
+    assert _answer("Did Li Hua buy a bike before Wolfgang moved to Berlin?", _search) is None
 
 
 def test_locate_keeps_the_events_names():
@@ -127,11 +133,11 @@ def test_the_two_events_and_the_amount_of_a_time_question(question, expected):
 def test_the_time_between_two_events_is_read_from_their_dates():
     question = ("Is the time interval between Li Hua asking Wolfgang for a gym recommendation and Li Hua asking "
                 "Jennifer for fitness nutrition books more than 200 days?")
-    answer = answer_order(question, _search)
+    answer = _answer(question, _search)
     # 11 January 08:00 to 31 August 19:00: 232 days.
     assert answer is not None and answer.yes and answer.text.startswith("Yes: 232 days. On 2026-01-11 08:00: “LiHua:")
-    fewer = answer_order(question.replace("more than 200", "more than 300"), _search)
+    fewer = _answer(question.replace("more than 200", "more than 300"), _search)
     assert fewer is not None and not fewer.yes and fewer.text.startswith("No: 232 days.")
-    long = answer_order("How long was it from Li Hua asking Wolfgang for a gym recommendation to Li Hua asking "
+    long = _answer("How long was it from Li Hua asking Wolfgang for a gym recommendation to Li Hua asking "
                         "Jennifer for fitness nutrition books?", _search)
     assert long is not None and long.yes is None and long.text.startswith("About 232 days. On 2026-01-11 08:00:")

@@ -22,7 +22,7 @@ from ragtune.rag.prompts import REFUSAL, PromptTemplates, answer_messages, is_mo
 from ragtune.rag.quantities import quantities
 from ragtune.rag.question import Focus, analyse_question, is_follow_up
 from ragtune.rag.sources import Source, group_sources, is_heading_only, passage_with_headings, shorten
-from ragtune.rag.timeline import OrderAnswer, answer_order, asks_order
+from ragtune.rag.timeline import OrderAnswer, answer_order, time_question
 from ragtune.rag.verify import AnswerVerifier
 from ragtune.retrieve.retriever import HybridRetriever
 from ragtune.retrieve.rewrite import QueryRewriter
@@ -178,18 +178,19 @@ class RagPipeline:
             yield from self._refuse(base, hits, focus, timings, started)
             return
 
-        t = time.perf_counter()
-        sources = group_sources(pack(hits[:limit], self.context_tokens, self.llm.count_tokens, max_sources=limit))
-        timings["prompt"] = elapsed_ms(t)
-
-        if answer_mode in ("auto", "extractive") and asks_order(question):
+        asked = time_question(question) if answer_mode in ("auto", "extractive") else None
+        if asked is not None:
             # "Did A before B?": the dates of the documents that state A and B decide, quoted with both.
             t = time.perf_counter()
-            ordered = answer_order(question, lambda event: self._event_hits(event, mode, filter, limit))
+            ordered = answer_order(question, asked, lambda event: self._event_hits(event, mode, filter, limit))
             timings["order"] = elapsed_ms(t)
             if ordered is not None:
                 yield from self._answer_order(base, ordered, focus, timings, started)
                 return
+
+        t = time.perf_counter()
+        sources = group_sources(pack(hits[:limit], self.context_tokens, self.llm.count_tokens, max_sources=limit))
+        timings["prompt"] = elapsed_ms(t)
 
         removed: list[RemovedClaim] = []
         if answer_mode == "generative" or (answer_mode == "auto" and self.writes(language)):

@@ -23,8 +23,8 @@ from ragtune.rag.sources import Source
 from ragtune.text import HAN_RE
 from ragtune.types import Hit
 
-__all__ = ["EventGap", "EventOrder", "Located", "OrderAnswer", "answer_order", "asks_order", "event_gap", "event_order",
-           "locate"]
+__all__ = ["EventGap", "EventOrder", "Located", "OrderAnswer", "answer_order", "event_gap", "event_order", "locate",
+           "time_question"]
 
 # Past events only: "Did A before B?" asks what happened; "Do I need approval before booking?" asks a rule, which
 # no document's date answers (a policy PDF's creation date is not when its rule applies).
@@ -99,10 +99,16 @@ def event_order(question: str) -> EventOrder | None:
 
 
 def _order(asked: str, reference: str, relation: str) -> EventOrder | None:
-    asked, reference = asked.strip(" ，,"), reference.strip(" ，,")
-    if len(terms_of(asked)) < 2 or len(terms_of(reference)) < 2:
+    events = _events(asked, reference)
+    return EventOrder(*events, bool(_BEFORE.match(relation))) if events else None
+
+
+def _events(first: str, second: str) -> tuple[str, str] | None:
+    """The two events' words, trimmed; None when either says too little to be searched (under two terms)."""
+    first, second = first.strip(" ，,"), second.strip(" ，,")
+    if len(terms_of(first)) < 2 or len(terms_of(second)) < 2:
         return None
-    return EventOrder(asked, reference, bool(_BEFORE.match(relation)))
+    return first, second
 
 
 def locate(event: str, hits: Sequence[Hit], *, min_coverage: float = MIN_COVERAGE) -> Located | None:
@@ -212,28 +218,24 @@ def _split_pair(pair: str) -> tuple[str, str] | None:
 
 
 def _gap(first: str, second: str, days: float | None, more: bool) -> EventGap | None:
-    first, second = first.strip(" ，,"), second.strip(" ，,")
-    if len(terms_of(first)) < 2 or len(terms_of(second)) < 2:
-        return None
-    return EventGap(first, second, days, more)
+    events = _events(first, second)
+    return EventGap(*events, days, more) if events else None
 
 
-def asks_order(question: str) -> bool:
-    """Whether ``question`` asks which of two events came first, or how long passed between them."""
-    return event_order(question) is not None or event_gap(question) is not None
+def time_question(question: str) -> EventOrder | EventGap | None:
+    """What ``question`` asks of two events: which came first, or how long passed between them; None for any other
+    question."""
+    return event_order(question) or event_gap(question)
 
 
-def answer_order(question: str, search: Callable[[str], Sequence[Hit]]) -> OrderAnswer | None:
-    """Answer a "Did A before B?" or "Is the time between A and B more than N days?" question from the dates of
-    the documents that state A and B; ``search`` retrieves hits for one event's words (a date the question names
-    is searched with each). None when the question asks neither, or the dates cannot decide."""
-    order = event_order(question)
-    gap = event_gap(question) if order is None else None
-    if order is None and gap is None:
-        return None
+def answer_order(question: str, asked: EventOrder | EventGap, search: Callable[[str], Sequence[Hit]]
+                 ) -> OrderAnswer | None:
+    """Answer a "Did A before B?" or "Is the time between A and B more than N days?" question (``asked``: what
+    ``time_question`` read in it) from the dates of the documents that state A and B; ``search`` retrieves hits for
+    one event's words (a date the question names is searched with each). None when the dates cannot decide."""
     # "(restrict your search within August)": the question's dates rank each event's documents too.
     dated = " ".join(span.text for span in question_dates(question))
-    events = (order.asked, order.reference) if order else (gap.first, gap.second) if gap else ("", "")
+    events = (asked.asked, asked.reference) if isinstance(asked, EventOrder) else (asked.first, asked.second)
     one, two = (locate(event, search(f"{event} {dated}".strip())) for event in events)
     if one is None or two is None or one.hit.document_id == two.hit.document_id or one.created_at == two.created_at:
         return None
@@ -241,15 +243,14 @@ def answer_order(question: str, search: Callable[[str], Sequence[Hit]]) -> Order
     chinese = bool(HAN_RE.search(question))
     first = said_on(earlier.created_at, chinese=chinese) + quote(earlier.passage.text, 1)
     then = said_on(later.created_at, chinese=chinese) + quote(later.passage.text, 2)
-    if order is not None:
-        yes: bool | None = (one.created_at < two.created_at) == order.before
+    if isinstance(asked, EventOrder):
+        yes: bool | None = (one.created_at < two.created_at) == asked.before
         lead = ("是的" if yes else "不是") if chinese else ("Yes" if yes else "No")
     else:
-        assert gap is not None
         days = _days_between(earlier.created_at, later.created_at)
         if days is None:
             return None
-        yes = None if gap.days is None else (days > gap.days) == gap.more
+        yes = None if asked.days is None else (days > asked.days) == asked.more
         amount = _amount(days, chinese=chinese)
         if yes is None:
             lead = f"约{amount}" if chinese else f"About {amount}"
