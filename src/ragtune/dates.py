@@ -34,22 +34,28 @@ _YEAR = r"(?P<year>(?:19|20)\d{2})"
 _DAY = r"(?P<day>[0-3]?\d)(?:st|nd|rd|th)?"
 _CN_NUM = r"(?:\d{1,2}|[一二两三四五六七八九十]{1,3})"
 
+# 20260925, 20260925_1300
+_COMPACT = re.compile(r"(?<!\d)" + _YEAR + r"(?P<m>0[1-9]|1[0-2])(?P<day>0[1-9]|[12]\d|3[01])(?!\d)")
+# 2026-09-25, 2026/9/25, 2026.09.25
+_ISO = re.compile(r"(?<![\d.])" + _YEAR + r"[-/.](?P<m>1[0-2]|0?[1-9])[-/.](?P<day>3[01]|[12]\d|0?[1-9])(?![\d])")
+# 2026年5月7日, 2026年五月七号
+_ZH_FULL = re.compile(_YEAR + r"\s*年\s*(?P<cm>" + _CN_NUM + r")\s*月\s*(?P<cd>" + _CN_NUM + r")\s*[日号號]")
+# September 25(th)(, 2026)
+_MONTH_DAY = re.compile(r"\b" + _MONTH + r"\s+" + _DAY + r"\b(?:,?\s+" + _YEAR + r"\b)?", re.IGNORECASE)
+# 25(th) (of) September( 2026)
+_DAY_MONTH = re.compile(r"\b" + _DAY + r"\s+(?:of\s+)?" + _MONTH + r"\b(?:,?\s+" + _YEAR + r"\b)?", re.IGNORECASE)
+
 # Most specific first: a span taken by one pattern is not read again by a later one.
 _QUESTION_PATTERNS = [
-    # 20260925, 20260925_1300
-    re.compile(r"(?<!\d)" + _YEAR + r"(?P<m>0[1-9]|1[0-2])(?P<day>0[1-9]|[12]\d|3[01])(?!\d)"),
-    # 2026-09-25, 2026/9/25, 2026.09.25
-    re.compile(r"(?<![\d.])" + _YEAR + r"[-/.](?P<m>1[0-2]|0?[1-9])[-/.](?P<day>3[01]|[12]\d|0?[1-9])(?![\d])"),
-    # 2026年5月7日, 2026年五月七号
-    re.compile(_YEAR + r"\s*年\s*(?P<cm>" + _CN_NUM + r")\s*月\s*(?P<cd>" + _CN_NUM + r")\s*[日号號]"),
+    _COMPACT,
+    _ISO,
+    _ZH_FULL,
     # 5月7日 (no year)
     re.compile(r"(?<![\d年个個])(?P<cm>" + _CN_NUM + r")\s*月\s*(?P<cd>" + _CN_NUM + r")\s*[日号號]"),
     # 2026年5月
     re.compile(_YEAR + r"\s*年\s*(?P<cm>" + _CN_NUM + r")\s*月"),
-    # September 25(th)(, 2026)
-    re.compile(r"\b" + _MONTH + r"\s+" + _DAY + r"\b(?:,?\s+" + _YEAR + r"\b)?", re.IGNORECASE),
-    # 25(th) (of) September( 2026)
-    re.compile(r"\b" + _DAY + r"\s+(?:of\s+)?" + _MONTH + r"\b(?:,?\s+" + _YEAR + r"\b)?", re.IGNORECASE),
+    _MONTH_DAY,
+    _DAY_MONTH,
     # September 2026
     re.compile(r"\b" + _MONTH + r",?\s+" + _YEAR + r"\b", re.IGNORECASE),
     # 2026-09
@@ -66,6 +72,9 @@ _QUESTION_PATTERNS = [
     # 2025年
     re.compile(_YEAR + r"\s*年(?!\s*" + _CN_NUM + r"\s*月)"),
 ]
+# The patterns that can read a whole date (year, month and day); a file name's dates are written with digits only.
+_FULL_DATE_PATTERNS = (_COMPACT, _ISO, _ZH_FULL, _MONTH_DAY, _DAY_MONTH)
+_FILE_NAME_PATTERNS = (_COMPACT, _ISO)
 
 _HEADER_FIELD = re.compile(
     r"^\s*(?:time|date|datetime|date\s*time|created|sent|日期|时间|時間)\s*[:：]\s*(?P<value>.+?)\s*$", re.IGNORECASE
@@ -168,7 +177,7 @@ def parse_date(text: str) -> str | None:
     """A full date (year, month and day) at the start of ``text``, with its time of day when one follows it
     (``20260121_13:00`` → ``2026-01-21T13:00``, ``January 21, 2026`` → ``2026-01-21``); None when there is none."""
     text = text.strip()
-    for pattern in _QUESTION_PATTERNS[:8]:
+    for pattern in _FULL_DATE_PATTERNS:
         match = pattern.match(text)
         if match is None:
             continue
@@ -191,7 +200,7 @@ def document_date(text: str, source: str, *, header_lines: int = 5) -> str | Non
             if found:
                 return found
     stem = PurePath(source.replace("\\", "/")).name
-    for pattern in _QUESTION_PATTERNS[:2]:
+    for pattern in _FILE_NAME_PATTERNS:
         match = pattern.search(stem)
         if match is not None:
             found = parse_date(stem[match.start():])
