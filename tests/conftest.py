@@ -7,6 +7,15 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import tempfile  # noqa: E402
+
+#: Converted LLMs and ONNX exports of the models the tests train go to a cache of this run, not to the user's
+#: ~/.cache (each trained model's export differs, and they piled up by the gigabyte). Made once, in the process
+#: that starts the run: pytest-xdist's workers inherit the variable, and the same process removes it at the end.
+_RUN_MODEL_CACHE = None if "RAGTUNE_MODEL_CACHE" in os.environ else tempfile.mkdtemp(prefix="ragtune-test-models-")
+if _RUN_MODEL_CACHE:
+    os.environ["RAGTUNE_MODEL_CACHE"] = _RUN_MODEL_CACHE
+
 import functools  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -63,6 +72,11 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
         raise pytest.UsageError(
             f"pytest-xdist ignores the test groups with pytest {pytest.__version__} ({ignored[0]} has no @group in "
             "its id): install the pytest that pyproject.toml's dev extra allows, or run 'make test TEST_WORKERS=1'")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _RUN_MODEL_CACHE:
+        shutil.rmtree(_RUN_MODEL_CACHE, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -67,6 +67,56 @@ def test_a_changed_file_is_converted_again(gguf: Path, conversions: list[Path], 
     assert len(conversions) == 2
 
 
+def test_the_same_model_installed_elsewhere_reuses_the_conversion(
+    gguf: Path, conversions: list[Path], tmp_path: Path
+) -> None:
+    """A fresh virtual environment installs the same file under another path, with another mtime: each install
+    used to add half a gigabyte to the cache."""
+    cache = tmp_path / "cache"
+    first = converted_gguf_dir(gguf, cache)
+    reinstalled = tmp_path / "venv2" / "tiny.gguf"
+    reinstalled.parent.mkdir()
+    reinstalled.write_bytes(gguf.read_bytes())
+    os.utime(reinstalled, (time.time() + 60, time.time() + 60))
+    assert converted_gguf_dir(reinstalled, cache) == first
+    assert len(conversions) == 1
+
+
+def test_the_fingerprint_sees_a_change_deep_inside_a_large_file(tmp_path: Path) -> None:
+    big = tmp_path / "big.gguf"
+    data = bytearray(b"GGUF" + bytes(40 << 20))
+    big.write_bytes(bytes(data))
+    before = local_module.gguf_fingerprint(big)
+    data[len(data) // 2 + 17] = 1
+    big.write_bytes(bytes(data))
+    assert local_module.gguf_fingerprint(big) != before
+    assert local_module.gguf_fingerprint(big) == local_module.gguf_fingerprint(big)
+
+
+def test_a_new_conversion_removes_the_ones_nothing_uses(gguf: Path, conversions: list[Path], tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    legacy = cache / "tiny-0123456789ab"  # named after a path and mtime by an earlier release
+    legacy.mkdir(parents=True)
+    other_model = cache / "other-0123456789ab"
+    other_model.mkdir()
+    elsewhere = tmp_path / "elsewhere" / "tiny.gguf"  # another model of the same name, still installed
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"GGUF of another model")
+    kept = converted_gguf_dir(elsewhere, cache)
+    first = converted_gguf_dir(gguf, cache)
+    assert not legacy.exists()
+    assert other_model.exists() and kept.exists()
+    gguf.write_bytes(b"GGUF, upgraded in place")
+    second = converted_gguf_dir(gguf, cache)
+    assert not first.exists(), "the conversion of the replaced file is removed"
+    assert sorted(p.name for p in cache.iterdir()) == sorted([second.name, kept.name, other_model.name])
+    elsewhere.unlink()
+    gguf.write_bytes(b"GGUF, upgraded twice")
+    third = converted_gguf_dir(gguf, cache)
+    assert not kept.exists(), "a conversion whose file was uninstalled is removed"
+    assert sorted(p.name for p in cache.iterdir()) == sorted([third.name, other_model.name])
+
+
 def test_a_failed_conversion_leaves_nothing_behind(
     gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # A crash mid-conversion leaves a temporary directory; one untouched this long is surely abandoned.
 _STALE_PARTIAL_S = 3600
+#: Written into each conversion: the GGUF file it was made from, so a replaced one can be recognised.
+_SOURCE_FILE = "ragtune-source.json"
 # Spellings of the answer tokens; which of them are single tokens depends on the vocabulary.
 _YES = ("yes", "Yes", "YES", " yes", " Yes", " YES")
 _NO = ("no", "No", "NO", " no", " No", " NO")
@@ -91,12 +95,12 @@ def converted_gguf_dir(gguf_path: Path, cache_dir: str | Path | None = None) -> 
     transformers reads GGUF (dequantizing to float32) but takes tens of seconds to do so and will not
     ``save_pretrained`` a GGUF-loaded model; so the weights are copied once into a fresh model built
     from the same config and saved, and later loads take a second or two. The directory name carries
-    a hash of the file's path, size and mtime, so a reinstalled or changed file is converted again.
+    a fingerprint of the file's content (:func:`gguf_fingerprint`), so the same model installed into
+    another environment reuses the conversion, and a changed file is converted again. A new
+    conversion removes the ones it replaces (:func:`_remove_replaced`): each is half a gigabyte.
     """
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    stat = gguf_path.stat()
-    key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    target = cache / f"{gguf_path.stem}-{key}"
+    target = cache / f"{gguf_path.stem}-{gguf_fingerprint(gguf_path)}"
     if target.is_dir():
         return target
     try:
@@ -109,6 +113,7 @@ def converted_gguf_dir(gguf_path: Path, cache_dir: str | Path | None = None) -> 
     partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=cache))
     try:
         _convert(gguf_path, partial)
+        (partial / _SOURCE_FILE).write_text(json.dumps({"source": str(gguf_path.resolve())}), encoding="utf-8")
         try:
             # Atomic: readers see either no directory or a complete one, never a half-written model.
             partial.rename(target)
@@ -123,7 +128,36 @@ def converted_gguf_dir(gguf_path: Path, cache_dir: str | Path | None = None) -> 
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     log.info("converted %s in %.0f s", gguf_path.name, time.monotonic() - started)
+    _remove_replaced(cache, gguf_path.stem, keep=target)
     return target
+
+
+def gguf_fingerprint(gguf_path: Path) -> str:
+    """12 hex digits of the file's SHA-256: a tenth of a second for the bundled 98 MB model, a few seconds for a
+    multi-gigabyte one, which then takes far longer to load."""
+    digest = hashlib.sha256()
+    with gguf_path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def _remove_replaced(cache: Path, stem: str, keep: Path) -> None:
+    """Removes the conversions of ``stem`` that nothing can use any more: those whose source file is gone or has
+    changed since, and those named by earlier releases after the file's path and mtime (one per install)."""
+    for entry in cache.glob(f"{stem}-*"):
+        if entry == keep or not entry.is_dir() or not re.fullmatch(re.escape(stem) + r"-[0-9a-f]{12}", entry.name):
+            continue
+        try:
+            source = Path(json.loads((entry / _SOURCE_FILE).read_text(encoding="utf-8"))["source"])
+            live = source.is_file() and entry.name == f"{stem}-{gguf_fingerprint(source)}"
+        except FileNotFoundError:
+            live = False  # the old naming, never looked up again
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable: leave it to the user rather than guess
+        if not live:
+            log.info("removing the conversion %s, which no installed model file uses any more", entry)
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _convert(gguf_path: Path, out_dir: Path) -> None:
