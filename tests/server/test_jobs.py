@@ -165,3 +165,35 @@ def test_a_server_killed_mid_ingestion_resumes_the_job_and_stores_nothing_half(t
         proc.wait(60)
     with KnowledgeBase.open(root / "bulk", embedder=embedder) as kb:
         assert kb.verify()["ok"]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_an_idle_connection_outlives_the_clients_reuse_window(tmp_path):
+    """httpx and the openai SDK reuse an idle connection for 5 s; a server that closed it at 5 s too would reset
+    a request sent at that moment. The server keeps it open well past that (a raw socket, idle 6 s, reused)."""
+    import socket
+
+    root = tmp_path / "kbs"
+    root.mkdir()
+    port = free_port()
+    proc = _serve(root, port)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            for pause in (0, 6):
+                time.sleep(pause)
+                conn.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                reply = b""
+                while b"\r\n\r\n" not in reply and (part := conn.recv(4096)):
+                    reply += part
+                head, _, body = reply.partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), (pause, reply[:80])
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(body) < length and (part := conn.recv(4096)):
+                    body += part
+                assert b'"ready"' in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)

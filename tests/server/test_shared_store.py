@@ -22,17 +22,25 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _serve(root: Path, port: int, store: str, llm_url: str) -> subprocess.Popen:
+    """A server whose log goes to a file beside ``root`` (a pipe nobody reads would block it once full); a
+    failing test prints the logs (see ``_logs``)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "RAGTUNE_LLM": "openai", "RAGTUNE_LLM_BASE_URL": llm_url, "RAGTUNE_LLM_MODEL": "fake-extractive",
            "RAGTUNE_EMBED_BATCH_SIZE": "8"}
-    return subprocess.Popen([sys.executable, "-m", "ragtune", "serve", "--kb-root", str(root), "--port", str(port),
-                             "--store", store], env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(root.parent / f"server-{port}.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "ragtune", "serve", "--kb-root", str(root), "--port",
+                                 str(port), "--store", store], env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _logs(root: Path) -> str:
+    logs = sorted(root.parent.glob("server-*.log"))
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in logs)
 
 
 def _ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else "the server exited"
+        assert proc.poll() is None, f"the server exited with {proc.returncode}"
         try:
             if httpx.get(url + "/readyz", timeout=2).status_code == 200:
                 return
@@ -101,6 +109,9 @@ def test_two_servers_share_a_store_and_one_finishes_the_job_of_the_other(tmp_pat
         assert all(d["status"] == "ok" and d["chunks"] > 0 for d in documents)
         hits = b.post("/v1/kbs/team/search", json={"query": "subject 17 of the archive", "k": 1}).json()["hits"]
         assert hits[0]["name"].endswith("doc17.txt")
+    except BaseException:
+        print(_logs(root))  # shown by pytest with the failure
+        raise
     finally:
         _stop(first, signal.SIGKILL)
         if second is not None:

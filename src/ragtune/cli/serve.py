@@ -12,6 +12,9 @@ from rich.markup import escape
 from ragtune.cli.common import StoreOpt, console, fail
 from ragtune.errors import RagtuneError
 
+#: Seconds an idle HTTP connection is kept open (uvicorn's default is 5: see the call below).
+KEEP_ALIVE_S = 75
+
 KbRootOpt = Annotated[Path | None, typer.Option(
     "--kb-root", help="Folder of knowledge bases, one per subfolder (created and deleted through the API). "
     "(optional)")]
@@ -70,4 +73,7 @@ def serve(
     except RagtuneError as exc:
         fail(str(exc), False)
     console.print(f"ragtune serving on [bold]http://{host}:{port}/[/] (keys and jobs in {escape(redact(str(db)))})")
-    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+    # Idle connections stay open longer than clients keep them for reuse (httpx and the openai SDK: 5 s, uvicorn's
+    # own default too): at equal times a client may send on a connection the server is closing, and gets a reset.
+    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=10,
+                timeout_keep_alive=KEEP_ALIVE_S)
