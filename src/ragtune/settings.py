@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         "(created_at: from the file's metadata, a 'Time:' / 'Date:' line at its top, or a date in its file name). "
         "0 turns it off."
     )
+    thread_weight: float = Field(
+        1.0, ge=0, description="Modes graph and auto (when it takes the graph): weight of the rankings of chunks in "
+        "the same conversation as the best two documents found — documents whose lines start with the same "
+        "speakers ('Name: ...'), dated within thread_days of it (see README). 0 turns it off."
+    )
+    thread_days: int = Field(2, ge=0, description="How many days apart two chat logs of the same people may be and "
+                             "still count as one conversation (thread_weight).")
     bm25_k1: float = Field(BM25_K1, ge=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(BM25_B, ge=0, le=1, description="BM25 length normalisation.")
 

@@ -22,6 +22,7 @@ from ragtune.retrieve.rewrite import REWRITES, QueryRewriter
 from ragtune.retrieve.router import Route, Router, global_question, multi_hop_pattern, split_question
 from ragtune.store.base import ChunkStore
 from ragtune.store.filters import matches
+from ragtune.threads import Session, session_of, thread_step, window
 from ragtune.timing import elapsed_ms
 from ragtune.types import Hit
 
@@ -32,6 +33,11 @@ MODES: tuple[str, ...] = ("hybrid", "dense", "sparse", "graph", "auto")
 _DENSE_AND_SPARSE = ("hybrid", "graph", "auto")
 # How much deeper than k the graph path looks for chunks of other documents.
 _SPREAD = 3
+# Conversation threads (see ``thread_weight``): the documents at the top whose threads are followed, how far down
+# the fused ranking they are looked for, and how many documents inside their days are read for their speakers.
+_THREAD_SEEDS = 2
+_THREAD_LOOKAHEAD = 30
+_THREAD_CANDIDATES = 20
 
 
 @dataclass
@@ -64,7 +70,7 @@ class HybridRetriever:
         rewrite_weight: float = 0.5, hyde_mix: bool = True, reranker: Reranker | None = None,
         rerank_candidates: int = 50, rerank_fusion: float = 0.0, document_weight: float = 0.0,
         graph: GraphSearcher | None = None, graph_weight: float = 0.5, graph_weight_one_hop: float | None = None,
-        router: Router | None = None, date_weight: float = 1.0,
+        router: Router | None = None, date_weight: float = 1.0, thread_weight: float = 1.0, thread_days: int = 2,
         access: AccessPolicy | None = None, groups: Iterable[str] | None = None,
         observer: Callable[[SearchResult], None] | None = None,
     ) -> None:
@@ -88,6 +94,8 @@ class HybridRetriever:
             raise ConfigError("graph_weight and graph_weight_one_hop must be >= 0.")
         if date_weight < 0:
             raise ConfigError("date_weight must be >= 0.")
+        if thread_weight < 0 or thread_days < 0:
+            raise ConfigError("thread_weight and thread_days must be >= 0.")
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
@@ -110,6 +118,8 @@ class HybridRetriever:
         self.graph_weight_one_hop = graph_weight if graph_weight_one_hop is None else graph_weight_one_hop
         self.router = router or Router(graph_available=graph is not None)
         self.date_weight = date_weight
+        self.thread_weight = thread_weight
+        self.thread_days = thread_days
         self.access = access or AccessPolicy()
         self.groups = frozenset(groups) if groups is not None else None
         self.observer = observer
@@ -150,8 +160,9 @@ class HybridRetriever:
         route = None
         if mode == "graph":
             paths = self._add_graph(query, lists, weights, detail, pool, filter, timings)
+            paths |= self._add_threads(query, vector, lists, weights, detail, pool, filter, timings)
         elif mode == "auto":
-            route, paths = self._route(query, lists, weights, detail, pool, filter, timings)
+            route, paths = self._route(query, vector, lists, weights, detail, pool, filter, timings)
         t = time.perf_counter()
         if len(lists) > 1:
             if self.document_weight > 0:
@@ -344,8 +355,81 @@ class HybridRetriever:
         timings["graph"] = timings.get("graph", 0.0) + elapsed_ms(t, 3)
         return ranked.paths
 
+    def _add_threads(
+        self, query: str, vector: np.ndarray | None, lists: list[list[tuple[int, float]]], weights: list[float],
+        detail: dict[str, dict[int, tuple[int, float]]], pool: int, filter: dict[str, Any] | str | None,
+        timings: dict[str, float],
+    ) -> dict[int, list[str]]:
+        """Follow the conversation threads of the best documents found so far (:mod:`ragtune.threads`): the chunks
+        of documents with the same speakers, dated within ``thread_days`` of one of them, found by dense and BM25
+        search inside those days, join the fusion as one ranking at ``thread_weight``. This is how a question
+        finds the next day's "see you at 6:30 for the movie" when only the day before names the movie. Returns the
+        path to each chunk it added (it replaces a graph path: the thread says more); nothing happens where the
+        documents carry no speakers or no dates."""
+        if self.thread_weight <= 0 or not lists:
+            return {}
+        t = time.perf_counter()
+        fused = fuse(lists, method=self.fusion, weights=weights, k=self.rrf_k)[:_THREAD_LOOKAHEAD]
+        document_of = self.store.document_ids([i for i, _ in fused])
+        sessions: dict[str, Session] = {}
+
+        def session(doc: str) -> Session:
+            if doc not in sessions:
+                sessions[doc] = session_of(doc, self.store.document_chunks(doc))
+            return sessions[doc]
+
+        seeds: list[str] = []
+        for chunk_id, _ in fused:
+            doc = document_of.get(chunk_id)
+            if doc is not None and doc not in seeds:
+                seeds.append(doc)
+            if len(seeds) == _THREAD_SEEDS:
+                break
+        threads = [session(doc) for doc in seeds if session(doc).threaded]
+        if not threads:
+            timings["threads"] = elapsed_ms(t, 3)
+            return {}
+        clauses: list[dict[str, Any]] = []
+        for thread in threads:
+            assert thread.day is not None
+            start, end = window(thread.day, self.thread_days)
+            clauses.append({"created_at": {"$gte": start, "$lt": end}})
+        dated: dict[str, Any] = clauses[0] if len(clauses) == 1 else {"$or": clauses}
+        scoped = dated if filter is None else {"$and": [filter, dated]}
+        searches = [self.store.sparse_search(query, pool, scoped)]
+        if vector is not None:
+            searches.insert(0, self.store.dense_search(vector, pool, scoped))
+        # Inside those days, best first (each chunk at its better rank of the two searches); the speakers of at most
+        # _THREAD_CANDIDATES documents are read.
+        rank_in_days: dict[int, int] = {}
+        for ranking in searches:
+            for rank, (cid, _) in enumerate(ranking):
+                rank_in_days[cid] = min(rank, rank_in_days.get(cid, rank))
+        in_days = sorted(rank_in_days, key=lambda cid: (rank_in_days[cid], cid))
+        candidates = self.store.document_ids(in_days)
+        paths: dict[int, list[str]] = {}
+        for chunk_id in in_days:
+            doc = candidates.get(chunk_id)
+            full = len(sessions) >= _THREAD_CANDIDATES + len(seeds)
+            if doc is None or doc in seeds or (doc not in sessions and full):
+                continue
+            for thread in threads:
+                gap = thread.apart(session(doc), self.thread_days)
+                if gap is not None:
+                    paths[chunk_id] = [f"document: {thread.source}", thread_step(gap)]
+                    break
+        # One ranking, in the order the searches inside those days put them, every chunk scored alike: a thread
+        # holds a few documents, and score fusion would scale a short list's second place down to nothing.
+        ordered = [cid for cid in in_days if cid in paths]
+        if ordered:
+            lists.append([(cid, 1.0) for cid in ordered])
+            weights.append(self.thread_weight)
+            detail["thread"] = {cid: (rank, 1.0) for rank, cid in enumerate(ordered, 1)}
+        timings["threads"] = elapsed_ms(t, 3)
+        return paths
+
     def _route(
-        self, query: str, lists: list[list[tuple[int, float]]], weights: list[float],
+        self, query: str, vector: np.ndarray | None, lists: list[list[tuple[int, float]]], weights: list[float],
         detail: dict[str, dict[int, tuple[int, float]]], pool: int, filter: dict[str, Any] | str | None,
         timings: dict[str, float],
     ) -> tuple[Route, dict[int, list[str]]]:
@@ -366,6 +450,7 @@ class HybridRetriever:
             if tried == "graph":
                 # The n-gram seeds the router matched: no tagger on the question, so auto stays near hybrid's speed.
                 paths = self._add_graph(query, lists, weights, detail, pool, filter, timings, seeds)
+                paths |= self._add_threads(query, vector, lists, weights, detail, pool, filter, timings)
             elif tried == "decompose":
                 route.sub_queries = subs
                 sub_timings: dict[str, float] = {}

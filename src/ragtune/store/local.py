@@ -70,6 +70,10 @@ CREATE INDEX IF NOT EXISTS chunks_language ON chunks (language);
 -- Lets filters on JSON metadata scan this narrow index instead of rows holding text and vectors
 -- (measured at 200k chunks: 0.10 s instead of 0.62 s).
 CREATE INDEX IF NOT EXISTS chunks_meta ON chunks (meta);
+-- Dated questions and conversation threads search inside date ranges on every query: a range on this expression
+-- (written as the filter compiler writes it) reads the index, not every chunk's metadata (LiHua-World, 1,182
+-- chunks: 4.7 ms -> 0.02 ms, and the scan grows with the KB).
+CREATE INDEX IF NOT EXISTS chunks_created_at ON chunks (json_extract(meta, '$.created_at'));
 CREATE TABLE IF NOT EXISTS tombstones (seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id INTEGER NOT NULL);
 -- A re-embed in progress: new vectors beside the live ones, swapped in by one transaction when all are done.
 CREATE TABLE IF NOT EXISTS reembed_vectors (chunk_id INTEGER PRIMARY KEY, vector BLOB NOT NULL);
