@@ -104,9 +104,10 @@ class Settings(BaseSettings):
         "0 turns it off."
     )
     thread_weight: float = Field(
-        1.0, ge=0, description="Modes graph and auto (when it takes the graph): weight of the rankings of chunks in "
-        "the same conversation as the best two documents found — documents whose lines start with the same "
-        "speakers ('Name: ...'), dated within thread_days of it (see README). 0 turns it off."
+        0.8, ge=0, le=1, description="Every mode: the chunks in the same conversation as the best two documents "
+        "found — documents whose lines start with the same speakers ('Name: ...'), dated within thread_days of it "
+        "— score this share of that document's score (when their own is lower), so they come right after it (see "
+        "README). 0 turns it off."
     )
     thread_days: int = Field(2, ge=0, description="How many days apart two chat logs of the same people may be and "
                              "still count as one conversation (thread_weight).")

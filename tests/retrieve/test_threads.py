@@ -1,4 +1,4 @@
-"""Conversation threads: the graph path follows the best documents' conversations (the same speakers, a day or two
+"""Conversation threads: every search follows the best documents' conversations (the same speakers, a day or two
 apart) to the documents that continue them without naming what the question asks about (real SQLite, the bundled
 embedder, a graph-enabled KB)."""
 
@@ -7,34 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from chat_logs import QUESTION, write_logs
 
 from ragtune.kb import KnowledgeBase
 from ragtune.threads import Session, day_of, speakers, thread_step, window
-
-# Only the plan of 21 January names the film; the next day's message between the same two people says when they
-# meet. The other conversations about films are of other people, or weeks later.
-LOGS = {
-    "week3/20260121_1300.txt": "Time: 20260121_13:00\nAlice: Want to see \"Overwatch 3\" tomorrow? The 7 PM show.\n"
-                               "Bob: I'm in! Food first?\nAlice: The burger place near the cinema.\nBob: Deal.",
-    "week3/20260122_1700.txt": "Time: 20260122_17:00\nAlice: Reminder: tonight at the burger place.\nBob: Great, "
-                               "what time do we meet?\nAlice: Let's meet at 6:30 at the entrance.\nBob: 6:30 it is.",
-    "week3/20260122_1800.txt": "Time: 20260122_18:00\nAlice: Carol, have you seen a good film lately?\nCarol: I "
-                               "watched a documentary about whales.\nAlice: I'll watch films with you next week.",
-    "week9/20260301_1700.txt": "Time: 20260301_17:00\nAlice: Bob, shall we meet at 6:30 for another film?\n"
-                               "Bob: Sure, which film do you want to watch?\nAlice: Anything but a sequel.",
-    "week4/20260128_1200.txt": "Time: 20260128_12:00\nDave: Did you watch the new film with Alice?\nErin: Not "
-                               "yet, I want to watch it at the cinema.\nDave: Let me know when you watch it.",
-    "week5/20260203_1900.txt": "Time: 20260203_19:00\nErin: Which film should we watch on Friday?\nDave: A game "
-                               "film, like the one Alice wanted to watch.\nErin: Fine, we watch it on Friday.",
-}
-# Alice meets many people at many times: "Alice", "meet" and "time" alone find any of these.
-FRIENDS = ["Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent"]
-for n, friend in enumerate(FRIENDS):
-    LOGS[f"week{12 + n}/2026{4 + n // 4:02d}{3 + 7 * (n % 4):02d}_1200.txt"] = (
-        f"Time: 2026{4 + n // 4:02d}{3 + 7 * (n % 4):02d}_12:00\nAlice: {friend}, what time shall we meet?\n"
-        f"{friend}: Let's meet at {n % 5 + 5} for the {['gym', 'lunch', 'museum', 'park'][n % 4]}.\n"
-        f"Alice: Good time, we meet then.\n{friend}: See you, Alice.")
-QUESTION = "At what time did Alice meet her friend to watch \"Overwatch 3\"?"
 
 
 @pytest.mark.unit
@@ -85,12 +61,8 @@ def test_sessions_of_the_same_people_a_few_days_apart_are_one_conversation() -> 
 @pytest.fixture(scope="module")
 def chat_kb(tmp_path_factory: pytest.TempPathFactory, embedder):
     root = tmp_path_factory.mktemp("threads")
-    for name, text in LOGS.items():
-        path = root / "docs" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
     kb = KnowledgeBase.open(root / "kb", create=True, graph=True, embedder=embedder)
-    assert kb.ingest(root / "docs").ok
+    assert kb.ingest(write_logs(root)).ok
     yield kb
     kb.close()
 
@@ -100,33 +72,37 @@ def _names(hits) -> list[str]:
 
 
 @pytest.mark.integration
-def test_the_graph_path_follows_the_conversation_to_the_next_day(chat_kb: KnowledgeBase) -> None:
-    result = chat_kb.retriever().search(QUESTION, 3, mode="graph")
+@pytest.mark.parametrize("mode", ["hybrid", "graph", "auto", "dense", "sparse"])
+def test_the_search_follows_the_conversation_to_the_next_day(chat_kb: KnowledgeBase, mode: str) -> None:
+    # Without threads it ranks 9th to 18th (see the next test).
+    result = chat_kb.retriever().search(QUESTION, 4, mode=mode)
     names = _names(result.hits)
-    assert set(names[:2]) == {"20260121_1300.txt", "20260122_1700.txt"}, names
-    plan = result.hits[names.index("20260121_1300.txt")]
+    assert names[0] == "20260121_1300.txt" and "20260122_1700.txt" in names, names
+    plan = result.hits[0]
     follow_up = result.hits[names.index("20260122_1700.txt")]
     assert follow_up.scores["thread_rank"] == 1
+    # It scores thread_weight (0.8) times the plan it continues, unless its own score is higher.
+    assert follow_up.score == pytest.approx(max(0.8 * plan.score, follow_up.score))
+    assert follow_up.score >= 0.8 * plan.score * (1 - 1e-5)
     assert follow_up.path == ["document: " + plan.source, "thread: the same people, 1 day later"]
     assert "threads" in result.timings
     # Other people the same evening, and the same people five weeks later, are other conversations.
-    for hit in chat_kb.retriever().search(QUESTION, 6, mode="graph").hits:
+    for hit in chat_kb.retriever().search(QUESTION, 6, mode=mode).hits:
         if Path(hit.source).name in {"20260122_1800.txt", "20260301_1700.txt", "20260128_1200.txt"}:
             assert "thread_rank" not in hit.scores and not any(p.startswith("thread:") for p in hit.path)
 
 
 @pytest.mark.integration
-def test_without_threads_the_follow_up_is_not_found(chat_kb: KnowledgeBase) -> None:
+@pytest.mark.parametrize("mode", ["hybrid", "graph"])
+def test_without_threads_the_follow_up_is_not_found(chat_kb: KnowledgeBase, mode: str) -> None:
     chat_kb.settings.thread_weight, before = 0.0, chat_kb.settings.thread_weight
     try:
-        result = chat_kb.retriever().search(QUESTION, 3, mode="graph")
+        result = chat_kb.retriever().search(QUESTION, 8, mode=mode)
     finally:
         chat_kb.settings.thread_weight = before
     assert "20260122_1700.txt" not in _names(result.hits)
     assert "threads" not in result.timings
-    # Hybrid does not follow threads.
-    hybrid = chat_kb.retriever().search(QUESTION, 6, mode="hybrid")
-    assert all("thread_rank" not in h.scores for h in hybrid.hits)
+    assert all("thread_rank" not in h.scores for h in result.hits)
 
 
 @pytest.mark.integration

@@ -70,7 +70,7 @@ class HybridRetriever:
         rewrite_weight: float = 0.5, hyde_mix: bool = True, reranker: Reranker | None = None,
         rerank_candidates: int = 50, rerank_fusion: float = 0.0, document_weight: float = 0.0,
         graph: GraphSearcher | None = None, graph_weight: float = 0.5, graph_weight_one_hop: float | None = None,
-        router: Router | None = None, date_weight: float = 1.0, thread_weight: float = 1.0, thread_days: int = 2,
+        router: Router | None = None, date_weight: float = 1.0, thread_weight: float = 0.8, thread_days: int = 2,
         access: AccessPolicy | None = None, groups: Iterable[str] | None = None,
         observer: Callable[[SearchResult], None] | None = None,
     ) -> None:
@@ -94,8 +94,8 @@ class HybridRetriever:
             raise ConfigError("graph_weight and graph_weight_one_hop must be >= 0.")
         if date_weight < 0:
             raise ConfigError("date_weight must be >= 0.")
-        if thread_weight < 0 or thread_days < 0:
-            raise ConfigError("thread_weight and thread_days must be >= 0.")
+        if not 0 <= thread_weight <= 1 or thread_days < 0:
+            raise ConfigError("thread_weight must be between 0 and 1, and thread_days >= 0.")
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
@@ -160,9 +160,8 @@ class HybridRetriever:
         route = None
         if mode == "graph":
             paths = self._add_graph(query, lists, weights, detail, pool, filter, timings)
-            paths |= self._add_threads(query, vector, lists, weights, detail, pool, filter, timings)
         elif mode == "auto":
-            route, paths = self._route(query, vector, lists, weights, detail, pool, filter, timings)
+            route, paths = self._route(query, lists, weights, detail, pool, filter, timings)
         t = time.perf_counter()
         if len(lists) > 1:
             if self.document_weight > 0:
@@ -173,11 +172,15 @@ class HybridRetriever:
                 fused = fuse(lists, method=self.fusion, weights=weights, k=self.rrf_k)
         else:
             fused = lists[0]
+        timings["fuse"] = elapsed_ms(t, 3)
+        fused, thread_paths = self._add_threads(query, mode, vector, fused, detail, pool, filter, timings)
+        paths |= thread_paths
+        t = time.perf_counter()
         depth = max(k, self.rerank_candidates) if reranker is not None else k
         # A multi-hop answer needs several sources: on the graph path, a wider top is spread over documents.
         spread = mode == "graph" or (route is not None and route.steps != ["hybrid"])
         top = fused[: depth * _SPREAD if spread else depth]
-        timings["fuse"] = elapsed_ms(t, 3)
+        timings["fuse"] += elapsed_ms(t, 3)
         t = time.perf_counter()
         records = self.store.get([i for i, _ in top])
         access = self.access.clause(self.groups)  # None: no hit to check (dumping each one's metadata costs)
@@ -356,21 +359,22 @@ class HybridRetriever:
         return ranked.paths
 
     def _add_threads(
-        self, query: str, vector: np.ndarray | None, lists: list[list[tuple[int, float]]], weights: list[float],
+        self, query: str, mode: str, vector: np.ndarray | None, fused: list[tuple[int, float]],
         detail: dict[str, dict[int, tuple[int, float]]], pool: int, filter: dict[str, Any] | str | None,
         timings: dict[str, float],
-    ) -> dict[int, list[str]]:
-        """Follow the conversation threads of the best documents found so far (:mod:`ragtune.threads`): the chunks
-        of documents with the same speakers, dated within ``thread_days`` of one of them, found by dense and BM25
-        search inside those days, join the fusion as one ranking at ``thread_weight``. This is how a question
-        finds the next day's "see you at 6:30 for the movie" when only the day before names the movie. Returns the
-        path to each chunk it added (it replaces a graph path: the thread says more); nothing happens where the
-        documents carry no speakers or no dates."""
-        if self.thread_weight <= 0 or not lists:
-            return {}
+    ) -> tuple[list[tuple[int, float]], dict[int, list[str]]]:
+        """Follow the conversation threads of the best two documents of the fused ranking (:mod:`ragtune.threads`):
+        the chunks of documents with the same speakers, dated within ``thread_days`` of one of them and found by the
+        mode's own retrievers inside those days, score ``thread_weight`` times the document they continue (or
+        their own score, when higher), so they come right after it. This is how a question finds the next day's
+        "see you at 6:30 for the movie" when only the day before names the movie. Returns the ranking and the path
+        to each chunk a thread reached (it replaces a graph path: the thread says more); the ranking is unchanged
+        where the documents carry no speakers or no dates."""
+        if self.thread_weight <= 0 or not fused:
+            return fused, {}
         t = time.perf_counter()
-        fused = fuse(lists, method=self.fusion, weights=weights, k=self.rrf_k)[:_THREAD_LOOKAHEAD]
-        document_of = self.store.document_ids([i for i, _ in fused])
+        head = fused[:_THREAD_LOOKAHEAD]
+        document_of = self.store.document_ids([i for i, _ in head])
         sessions: dict[str, Session] = {}
 
         def session(doc: str) -> Session:
@@ -378,17 +382,17 @@ class HybridRetriever:
                 sessions[doc] = session_of(doc, self.store.document_chunks(doc))
             return sessions[doc]
 
-        seeds: list[str] = []
-        for chunk_id, _ in fused:
+        seeds: dict[str, float] = {}  # the best documents, with their best chunk's score
+        for chunk_id, score in head:
             doc = document_of.get(chunk_id)
             if doc is not None and doc not in seeds:
-                seeds.append(doc)
+                seeds[doc] = score
             if len(seeds) == _THREAD_SEEDS:
                 break
         threads = [session(doc) for doc in seeds if session(doc).threaded]
         if not threads:
             timings["threads"] = elapsed_ms(t, 3)
-            return {}
+            return fused, {}
         clauses: list[dict[str, Any]] = []
         for thread in threads:
             assert thread.day is not None
@@ -396,9 +400,11 @@ class HybridRetriever:
             clauses.append({"created_at": {"$gte": start, "$lt": end}})
         dated: dict[str, Any] = clauses[0] if len(clauses) == 1 else {"$or": clauses}
         scoped = dated if filter is None else {"$and": [filter, dated]}
-        searches = [self.store.sparse_search(query, pool, scoped)]
-        if vector is not None:
-            searches.insert(0, self.store.dense_search(vector, pool, scoped))
+        searches = []
+        if vector is not None and mode != "sparse":
+            searches.append(self.store.dense_search(vector, pool, scoped))
+        if mode != "dense":
+            searches.append(self.store.sparse_search(query, pool, scoped))
         # Inside those days, best first (each chunk at its better rank of the two searches); the speakers of at most
         # _THREAD_CANDIDATES documents are read.
         rank_in_days: dict[int, int] = {}
@@ -408,6 +414,7 @@ class HybridRetriever:
         in_days = sorted(rank_in_days, key=lambda cid: (rank_in_days[cid], cid))
         candidates = self.store.document_ids(in_days)
         paths: dict[int, list[str]] = {}
+        lifted: dict[int, float] = {}
         for chunk_id in in_days:
             doc = candidates.get(chunk_id)
             full = len(sessions) >= _THREAD_CANDIDATES + len(seeds)
@@ -417,19 +424,23 @@ class HybridRetriever:
                 gap = thread.apart(session(doc), self.thread_days)
                 if gap is not None:
                     paths[chunk_id] = [f"document: {thread.source}", thread_step(gap)]
+                    # In the order found inside the days, a hair apart.
+                    lifted[chunk_id] = self.thread_weight * seeds[thread.document_id] * (1 - 1e-6 * len(lifted))
                     break
-        # One ranking, in the order the searches inside those days put them, every chunk scored alike: a thread
-        # holds a few documents, and score fusion would scale a short list's second place down to nothing.
-        ordered = [cid for cid in in_days if cid in paths]
-        if ordered:
-            lists.append([(cid, 1.0) for cid in ordered])
-            weights.append(self.thread_weight)
-            detail["thread"] = {cid: (rank, 1.0) for rank, cid in enumerate(ordered, 1)}
+        if lifted:
+            detail["thread"] = {cid: (rank, 1.0) for rank, cid in enumerate(lifted, 1)}
+            before = dict(fused)
+            scores = dict(before)
+            for cid, score in lifted.items():
+                scores[cid] = max(score, scores.get(cid, float("-inf")))
+            # A stable sort: chunks the threads did not lift keep the fusion's order among equals.
+            order = [cid for cid, _ in fused] + [cid for cid in lifted if cid not in before]
+            fused = sorted(((cid, scores[cid]) for cid in order), key=lambda item: -item[1])
         timings["threads"] = elapsed_ms(t, 3)
-        return paths
+        return fused, paths
 
     def _route(
-        self, query: str, vector: np.ndarray | None, lists: list[list[tuple[int, float]]], weights: list[float],
+        self, query: str, lists: list[list[tuple[int, float]]], weights: list[float],
         detail: dict[str, dict[int, tuple[int, float]]], pool: int, filter: dict[str, Any] | str | None,
         timings: dict[str, float],
     ) -> tuple[Route, dict[int, list[str]]]:
@@ -450,7 +461,6 @@ class HybridRetriever:
             if tried == "graph":
                 # The n-gram seeds the router matched: no tagger on the question, so auto stays near hybrid's speed.
                 paths = self._add_graph(query, lists, weights, detail, pool, filter, timings, seeds)
-                paths |= self._add_threads(query, vector, lists, weights, detail, pool, filter, timings)
             elif tried == "decompose":
                 route.sub_queries = subs
                 sub_timings: dict[str, float] = {}

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from chat_logs import QUESTION, write_logs
 from sigkill import committed_rows, kill_once_committed, widget_corpus
 
 from ragtune.errors import ConfigError
@@ -115,6 +116,23 @@ kb.close()
 
 
 @pytest.mark.slow
+def test_dated_questions_and_conversation_threads_on_a_shared_store(tmp_path: Path, embedder,
+                                                                    store_url: str) -> None:
+    """Dates read at ingestion, created_at ranges and the search's thread step work on Postgres and Milvus as on
+    the embedded store: the same hits, reached the same way."""
+    docs = write_logs(tmp_path)
+    questions = [QUESTION, "Who did Alice meet on 20260122?"]
+    with KnowledgeBase.open(tmp_path / "local", create=True, embedder=embedder) as local:
+        assert local.ingest(docs).ok
+        want = {q: [(Path(h.source).name, h.path, h.meta.created_at) for h in local.search(q, k=3)] for q in questions}
+    assert any(path and path[-1].startswith("thread:") for _, path, _ in want[QUESTION]), want
+    with KnowledgeBase.open(tmp_path / "shared", create=True, embedder=embedder, store=store_url) as kb:
+        assert kb.ingest(docs).ok
+        for question in questions:
+            got = [(Path(h.source).name, h.path, h.meta.created_at) for h in kb.search(question, k=3)]
+            assert got == want[question], question
+
+
 def test_sigkill_mid_ingest_loses_no_committed_document(tmp_path: Path, store_url: str) -> None:
     corpus = tmp_path / "corpus"
     n = 200  # several flushes of 16 batches of 2 chunks: the kill lands between two of them
