@@ -128,3 +128,26 @@ def test_date_ranges_read_the_index_not_every_chunk(chat_kb: KnowledgeBase) -> N
     found = {h.source for h in chat_kb.store.get(sorted(chat_kb.store.allowed_ids(spec))).values()}
     assert sorted(Path(s).name for s in found) == ["20260121_1300.txt", "20260122_1700.txt", "20260122_1800.txt",
                                                     "20260301_1700.txt"]
+
+
+@pytest.mark.integration
+def test_threads_never_cross_access_groups(tmp_path: Path, embedder) -> None:
+    """A viewer who may not read the follow-up never gets it through a thread; one who may not read the plan
+    gets no thread from it, and no path names it."""
+    from ragtune.ingest import document_id, file_uri
+
+    docs = write_logs(tmp_path)
+    with KnowledgeBase.open(tmp_path / "kb", create=True, embedder=embedder) as kb:
+        assert kb.ingest(docs).ok
+        plan = document_id(file_uri(docs / "week3" / "20260121_1300.txt"))
+        follow_up = document_id(file_uri(docs / "week3" / "20260122_1700.txt"))
+        assert kb.set_acl(follow_up, "bob", actor="test") and kb.set_acl(plan, "alice", actor="test")
+        for mode in ("hybrid", "graph" if kb.graph else "auto"):
+            alice = kb.retrieve(QUESTION, 8, mode=mode, groups="alice").hits
+            assert alice[0].document_id == plan and all(h.document_id != follow_up for h in alice)
+            bob = kb.retrieve(QUESTION, 8, mode=mode, groups="bob").hits
+            assert all(h.document_id != plan for h in bob)
+            assert not any("20260121_1300" in step for h in bob for step in h.path), [h.path for h in bob]
+            assert all("thread_rank" not in h.scores for h in bob)
+        both = kb.retrieve(QUESTION, 4, groups="alice,bob").hits
+        assert [h.document_id for h in both][:1] == [plan] and follow_up in [h.document_id for h in both]
