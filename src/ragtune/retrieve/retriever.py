@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -412,16 +413,24 @@ class HybridRetriever:
             for rank, (cid, _) in enumerate(ranking):
                 rank_in_days[cid] = min(rank, rank_in_days.get(cid, rank))
         in_days = sorted(rank_in_days, key=lambda cid: (rank_in_days[cid], cid))
-        candidates = self.store.document_ids(in_days)
+        # A session's speakers from its chunks inside those days: all of them unless the days hold more than the
+        # searches return (one query, where reading each document's chunks took most of this step's time).
+        found = self.store.get(in_days)
+        inside: dict[str, list[Hit]] = defaultdict(list)
+        for chunk_id in in_days:
+            if chunk_id in found:
+                inside[found[chunk_id].document_id].append(found[chunk_id])
         paths: dict[int, list[str]] = {}
         lifted: dict[int, float] = {}
         for chunk_id in in_days:
-            doc = candidates.get(chunk_id)
+            doc = found[chunk_id].document_id if chunk_id in found else None
             full = len(sessions) >= _THREAD_CANDIDATES + len(seeds)
             if doc is None or doc in seeds or (doc not in sessions and full):
                 continue
+            if doc not in sessions:
+                sessions[doc] = session_of(doc, inside[doc])
             for thread in threads:
-                gap = thread.apart(session(doc), self.thread_days)
+                gap = thread.apart(sessions[doc], self.thread_days)
                 if gap is not None:
                     paths[chunk_id] = [f"document: {thread.source}", thread_step(gap)]
                     # In the order found inside the days, a hair apart.
