@@ -19,7 +19,10 @@ ROUTES: tuple[str, ...] = ("hybrid", "graph", "decompose")
 
 # Questions about two events, or a chain of relations, need evidence from more than one place.
 _MULTI_EN = re.compile(
-    r"\b(before|after|prior to|earlier than|later than|between .+ and|both|as well as|first .+ then|"
+    # "between A and B" joins two events only as a span of time ("days between", "the interval between"); in a
+    # claim it names a relation ("the association between homocysteine and stroke": SciFact), a single fact.
+    r"\b(before|after|prior to|earlier than|later than|(?:days?|weeks?|months?|hours?|years?|time|interval|long)"
+    r"(?: \w+){0,2} between .+ and|both|as well as|first .+ then|"
     r"(?:of|for|with|by) the \w+ (?:of|led by|run by|owned by|managed by|headed by|that|who|which)|"
     r"(?:the \w+ )?(?:led|run|owned|managed|founded|headed|chaired) by|how long|time interval|in total|"
     r"who (?:knows|knew)|which .+ (?:does|did|do) the \w+ of|"
