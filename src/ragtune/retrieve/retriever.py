@@ -23,7 +23,7 @@ from ragtune.retrieve.rewrite import REWRITES, QueryRewriter
 from ragtune.retrieve.router import Route, Router, global_question, multi_hop_pattern, split_question
 from ragtune.store.base import ChunkStore
 from ragtune.store.filters import matches
-from ragtune.threads import Session, session_of, thread_step, window
+from ragtune.threads import Session, day_of, session_of, thread_step, window
 from ragtune.timing import elapsed_ms
 from ragtune.types import Hit
 
@@ -302,17 +302,8 @@ class HybridRetriever:
         if not ranges:
             timings["dates"] = elapsed_ms(t, 3)
             return []
-        clauses: list[dict[str, Any]] = [{"created_at": {"$gte": start, "$lt": end}} for start, end in ranges]
-        dated: dict[str, Any] = clauses[0] if len(clauses) == 1 else {"$or": clauses}
-        scoped = dated if filter is None else {"$and": [filter, dated]}
-        dense_w, sparse_w = self.weights
         marks: dict[int, tuple[int, float]] = {}
-        searches = []
-        if vector is not None and mode != "sparse":
-            searches.append((self.store.dense_search(vector, pool, scoped), dense_w))
-        if mode != "dense":
-            searches.append((self.store.sparse_search(query, pool, scoped), sparse_w))
-        for ranking, weight in searches:
+        for ranking, weight in self._search_dated(query, mode, vector, ranges, pool, filter):
             if ranking:
                 lists.append(ranking)
                 weights.append(weight * self.date_weight)
@@ -326,6 +317,24 @@ class HybridRetriever:
             notes.append("no searchable document is dated " + ", ".join(used) + " — ranked without the date")
         timings["dates"] = elapsed_ms(t, 3)
         return used if marks else []
+
+    def _search_dated(
+        self, query: str, mode: str, vector: np.ndarray | None, ranges: list[tuple[str, str]], pool: int,
+        filter: dict[str, Any] | str | None,
+    ) -> list[tuple[list[tuple[int, float]], float]]:
+        """The mode's own retrievers (dense with ``vector``, BM25 with ``query``) searched again inside the
+        documents dated in any of ``ranges`` (``[start, end)`` ISO dates) and ``filter``: each ranking with that
+        retriever's fusion weight."""
+        clauses: list[dict[str, Any]] = [{"created_at": {"$gte": start, "$lt": end}} for start, end in ranges]
+        dated: dict[str, Any] = clauses[0] if len(clauses) == 1 else {"$or": clauses}
+        scoped = dated if filter is None else {"$and": [filter, dated]}
+        dense_w, sparse_w = self.weights
+        searches = []
+        if vector is not None and mode != "sparse":
+            searches.append((self.store.dense_search(vector, pool, scoped), dense_w))
+        if mode != "dense":
+            searches.append((self.store.sparse_search(query, pool, scoped), sparse_w))
+        return searches
 
     # ------------------------------------------------------------------ graph and routing
 
@@ -376,36 +385,25 @@ class HybridRetriever:
         t = time.perf_counter()
         head = fused[:_THREAD_LOOKAHEAD]
         document_of = self.store.document_ids([i for i, _ in head])
-        sessions: dict[str, Session] = {}
-
-        def session(doc: str) -> Session:
-            if doc not in sessions:
-                sessions[doc] = session_of(doc, self.store.document_chunks(doc))
-            return sessions[doc]
-
-        seeds: dict[str, float] = {}  # the best documents, with their best chunk's score
+        best: dict[str, tuple[int, float]] = {}  # the best documents: their best chunk and its score
         for chunk_id, score in head:
             doc = document_of.get(chunk_id)
-            if doc is not None and doc not in seeds:
-                seeds[doc] = score
-            if len(seeds) == _THREAD_SEEDS:
+            if doc is not None and doc not in best:
+                best[doc] = (chunk_id, score)
+            if len(best) == _THREAD_SEEDS:
                 break
-        threads = [session(doc) for doc in seeds if session(doc).threaded]
+        seeds = {doc: score for doc, (_, score) in best.items()}
+        # created_at is a document's, on each of its chunks: an undated document (most outside chat logs) is
+        # passed over without reading its chunks for speakers.
+        dated = self.store.get([chunk_id for chunk_id, _ in best.values()])
+        threads = [session for doc, (chunk_id, _) in best.items()
+                   if chunk_id in dated and day_of(dated[chunk_id].meta.created_at) is not None
+                   and (session := session_of(doc, self.store.document_chunks(doc))).threaded]
         if not threads:
             timings["threads"] = elapsed_ms(t, 3)
             return fused, {}
-        clauses: list[dict[str, Any]] = []
-        for thread in threads:
-            assert thread.day is not None
-            start, end = window(thread.day, self.thread_days)
-            clauses.append({"created_at": {"$gte": start, "$lt": end}})
-        dated: dict[str, Any] = clauses[0] if len(clauses) == 1 else {"$or": clauses}
-        scoped = dated if filter is None else {"$and": [filter, dated]}
-        searches = []
-        if vector is not None and mode != "sparse":
-            searches.append(self.store.dense_search(vector, pool, scoped))
-        if mode != "dense":
-            searches.append(self.store.sparse_search(query, pool, scoped))
+        ranges = [window(thread.day, self.thread_days) for thread in threads if thread.day is not None]
+        searches = [ranking for ranking, _ in self._search_dated(query, mode, vector, ranges, pool, filter)]
         # Inside those days, best first (each chunk at its better rank of the two searches); the speakers of at most
         # _THREAD_CANDIDATES documents are read.
         rank_in_days: dict[int, int] = {}
@@ -420,12 +418,12 @@ class HybridRetriever:
         for chunk_id in in_days:
             if chunk_id in found:
                 inside[found[chunk_id].document_id].append(found[chunk_id])
+        sessions: dict[str, Session] = {}
         paths: dict[int, list[str]] = {}
         lifted: dict[int, float] = {}
         for chunk_id in in_days:
             doc = found[chunk_id].document_id if chunk_id in found else None
-            full = len(sessions) >= _THREAD_CANDIDATES + len(seeds)
-            if doc is None or doc in seeds or (doc not in sessions and full):
+            if doc is None or doc in seeds or (doc not in sessions and len(sessions) >= _THREAD_CANDIDATES):
                 continue
             if doc not in sessions:
                 sessions[doc] = session_of(doc, inside[doc])
@@ -438,12 +436,11 @@ class HybridRetriever:
                     break
         if lifted:
             detail["thread"] = {cid: (rank, 1.0) for rank, cid in enumerate(lifted, 1)}
-            before = dict(fused)
-            scores = dict(before)
+            scores = dict(fused)
+            order = [cid for cid, _ in fused] + [cid for cid in lifted if cid not in scores]
             for cid, score in lifted.items():
                 scores[cid] = max(score, scores.get(cid, float("-inf")))
             # A stable sort: chunks the threads did not lift keep the fusion's order among equals.
-            order = [cid for cid, _ in fused] + [cid for cid in lifted if cid not in before]
             fused = sorted(((cid, scores[cid]) for cid in order), key=lambda item: -item[1])
         timings["threads"] = elapsed_ms(t, 3)
         return fused, paths
