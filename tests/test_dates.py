@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragtune.dates import DateSpan, document_date, parse_date, question_dates, small_number
+from ragtune.dates import DateSpan, document_date, parse_date, question_dates, small_number, time_words
 
 pytestmark = pytest.mark.unit
 
@@ -94,3 +94,25 @@ def test_document_date(text: str, source: str, expected: str | None) -> None:
 def test_small_numbers_in_digits_and_chinese_numerals():
     assert [small_number(t) for t in ("7", "12", "三", "两", "十", "十二", "二十", "二十五", "个")] == [
         7, 12, 3, 2, 10, 12, 20, 25, 0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The review is on Friday.", {"friday"}),
+        ("It moved to next Tuesday.", {"next tuesday"}),
+        ("Let's meet tomorrow evening.", {"tomorrow", "evening"}),
+        ("Next week, in March.", {"next week", "march"}),
+        ("In May we moved.", {"may"}),
+        ("评审改到下周二，明天再说。", {"下周二", "明天"}),
+        ("我们周末见，三月份开始。", {"周末", "三月"}),
+    ],
+)
+def test_time_words_name_days_and_months_without_numbers(text: str, expected: set[str]) -> None:
+    assert time_words(text) == expected
+
+
+@pytest.mark.parametrize("text", ["May I come in?", "Mei: May we join?", "Good morning, Mei!", "a week of leave",
+                                  "You may march in.", "每个月都有"])
+def test_no_time_words_in_greetings_requests_or_durations(text: str) -> None:
+    assert time_words(text) == frozenset()

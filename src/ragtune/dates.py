@@ -207,3 +207,46 @@ def document_date(text: str, source: str, *, header_lines: int = 5) -> str | Non
             if found:
                 return found
     return None
+
+
+# Days, parts of days and months that answer "when?" without a number: "on Friday", "next Tuesday", "tomorrow
+# evening", "in March", "周五", "下周二", "明天晚上". Each is read as one normalised word, so "Friday" and "friday"
+# are the same answer and "next Tuesday" is another one than "Tuesday".
+_WEEKDAYS_EN = r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekend"
+_RELATIVE_EN = r"today|tonight|tomorrow|yesterday|noon|midnight|morning|afternoon|evening|night"
+_MONTH_WORDS = "|".join(name for name in MONTHS if len(name) > 3 or name == "may")
+_TIME_WORD_EN = re.compile(
+    rf"(?<!\bgood\s)\b(?:(?P<rel>next|last|this|coming)\s+)?(?P<word>{_WEEKDAYS_EN}|{_RELATIVE_EN}|week|month|"
+    rf"{_MONTH_WORDS})s?\b", re.IGNORECASE)
+_MAY_ASKS = re.compile(r"\s+(?:i|we|you|he|she|they)\b", re.IGNORECASE)
+_TIME_WORD_ZH = re.compile(
+    "(?:下下|下个|上个|这个|本|下|上|这)?(?:周|星期|礼拜)[一二三四五六日天末]|"
+    "(?:下下|下个|上个|这个|本|下|上|这)(?:周|星期|礼拜|月)|"
+    "今天|明天|后天|昨天|前天|今晚|明晚|昨晚|今早|明早|上午|下午|中午|晚上|早上|凌晨|傍晚|月底|月初|周末|"
+    "[一二三四五六七八九十]{1,2}月(?!份?[\\d一二三四五六七八九十])")
+# Words that are a time only where another word makes them one: "week" ("next week", not "a week's leave"),
+# "month" the same; May / March as verbs or common words unless capitalised ("May I …" is a question, not a
+# month), and greetings ("Good morning") are no times.
+_NEEDS_RELATION = {"week", "month", "weekend"}
+
+
+def _asks_may(text: str, m: re.Match[str]) -> bool:
+    """"May I …?" at the start of a sentence asks leave; it names no month."""
+    before = text[:m.start()].rstrip()
+    return (not before or before[-1] in ".!?:\"“") and bool(_MAY_ASKS.match(text, m.end()))
+
+
+def time_words(text: str) -> frozenset[str]:
+    """The times without numbers that ``text`` names ("on Friday", "next Tuesday", "tomorrow", "in March",
+    "周五", "下周二", "明天"), lower-cased and with their "next/last/this" kept: what fills a "when?" as well
+    as a date or a clock time does."""
+    found: set[str] = set()
+    for m in _TIME_WORD_EN.finditer(text):
+        word, relation = m["word"].lower(), (m["rel"] or "").lower()
+        if word in _AMBIGUOUS and (not m["word"][0].isupper() or word == "may" and _asks_may(text, m)):
+            continue
+        if word in _NEEDS_RELATION and not relation and word != "weekend":
+            continue
+        found.add(f"{relation} {word}".strip())
+    found.update(m.group(0) for m in _TIME_WORD_ZH.finditer(text))
+    return frozenset(found)

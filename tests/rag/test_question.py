@@ -134,3 +134,18 @@ def test_when_in_chinese_is_a_question_word_not_a_head():
     focus = analyse_question("公司什么时候发工资？")
     assert focus.slot == TIME and not focus.heads
     assert focus.names_head(focus.terms, "工资每月10日发放。")
+
+
+@pytest.mark.parametrize("question", ["What day is the vendor review?", "On which day is the vendor review?",
+                                      "When is the vendor review?", "供应商评审是哪天？"])
+def test_a_day_without_a_number_answers_when(question):
+    focus = analyse_question(question)
+    assert focus.slot == TIME
+    # "day" is what is asked for, not a word the answer must say or an amount of days it must state.
+    assert not focus.heads and not focus.head_units and "day" not in focus.weights
+    for answer in ("The vendor review is on Friday.", "The vendor review moved to next Tuesday.",
+                   "供应商评审在下周二。"):
+        assert focus.filled_by(answer)
+    assert not focus.filled_by("The vendor review is with the whole team.")
+    # A time the question already names is no answer to it.
+    assert not analyse_question("When on Friday is the review?").filled_by("The review is on Friday.")

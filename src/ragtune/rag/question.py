@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from ragtune.dates import time_words
 from ragtune.rag.claims import codes_in, names_in, strip_markers, terms_of
 from ragtune.rag.quantities import UNITS, quantities, stated_years, year_of
 from ragtune.text import HAN_RE
@@ -34,7 +35,7 @@ _NUMBER_EN = re.compile(
     r"\bup\s+to\s+what\b|\b(?:what|which)\s+(?:(?:is|are|was|were)\s+)?(?:the\s+)?(?:[\w-]+\s+){0,3}?(?:limit|price|cost|"
     r"budget|amount|number|rate|fee|allowance|stipend|salary|deadline|window|duration|size|length|percentage|share|"
     r"threshold|maximum|minimum|capacity|age|height|distance|weight|temperature|count|total|sum|value|extension|"
-    r"floor)s?\b|\bwhich\s+(?:extension|floor|number|year|month|day)\b|\bon\s+which\s+floor\b",
+    r"floor)s?\b|\bwhich\s+(?:extension|floor|number)\b|\bon\s+which\s+floor\b",
     re.IGNORECASE,
 )
 # When something happened in the past, or when it was said: a dated message answers (not "When is the seminar?",
@@ -44,7 +45,7 @@ _WHEN_SAID_EN = re.compile(
     r"say|tell|told|inform|ask|announc|shar|sent|send|remind|invit|messag|report|post)", re.IGNORECASE)
 _WHEN_SAID_ZH = re.compile("(?:什么时候|何时|哪天|哪一天)(?:.*(?:说|提到|告诉|通知|讨论|聊|问|邀请|提醒|宣布|分享|发)|"
                            ".*了|.*的[？?]?$)|是(?:什么时候|哪天|哪一天).*的")
-_TIME_EN = re.compile(r"\bwhat\s+time\b|\bwhen\b|\bwhat\s+(?:date|day|year|month)\b", re.IGNORECASE)
+_TIME_EN = re.compile(r"\bwhat\s+time\b|\bwhen\b|\b(?:what|which)\s+(?:date|day|year|month)\b", re.IGNORECASE)
 _NAME_EN = re.compile(r"\bwho(?:m|se)?\b|\bwhich\b|\bwhere\b", re.IGNORECASE)
 _YES_NO_EN = re.compile(r"^\s*(?:is|are|was|were|can|could|does|do|did|should|must|will|would|has|have|may)\b",
                         re.IGNORECASE)
@@ -152,6 +153,8 @@ class Focus:
         if self.slot == YES_NO:
             return True
         text = strip_markers(text)  # a citation marker '[1]' is not a number the answer states
+        if self.slot == TIME and time_words(text) - time_words(self.question):
+            return True  # "on Friday", "next Tuesday", "明天": a time without a number
         if self.slot in (NUMBER, TIME):
             return any(q.value not in self.asked_values for q in quantities(text))
         if self.wants_name:
@@ -189,6 +192,13 @@ def analyse_question(question: str, *, context: str = "", context_weight: float 
         if slot == OPEN:
             slot = _slot(context, bool(HAN_RE.search(context)))
     heads, units = _heads(question, chinese)
+    if slot == TIME:
+        # "What day is the review?" is answered by "on Friday", which says neither "day" nor an amount of days.
+        heads -= _TIME_HEADS
+        units = frozenset(u for u in units if u not in _TIME_UNITS)
+        for m in () if chinese else _HEAD_EN.finditer(question):
+            for t in terms_of(m.group(1)) & _TIME_HEADS:
+                weights.pop(t, None)
     return Focus(question, weights, names_in(question) - unit_words, slot,
                  frozenset(q.value for q in quantities(question)), heads, units, borrowed)
 
@@ -209,6 +219,8 @@ _HEAD_STOP = re.compile(
 _NAME_WORDS_ZH = frozenset({"名字", "名称"})  # 叫什么名字 asks for a name, not for a thing called 名字
 _HEAD_ZH = re.compile("(?:哪个|哪些|哪种|哪一个|什么(?!时候))([\u4e00-\u9fff]{1,3})")
 _UNIT_ZH = re.compile("(?:多少|几)(个月|个小时|个工作日|分钟|小时|天|周|年|月|次|元|人|钱)")
+_TIME_HEADS = terms_of("day date time year month week hour 日期 时间 日子")
+_TIME_UNITS = frozenset(UNITS[w] for w in ("day", "days", "week", "month", "year", "hour") if w in UNITS)
 # Words that ask for an amount of a unit rather than name a thing: 'what share' wants a percentage.
 _HEAD_AS_UNIT = {"share": "%", "percentage": "%", "proportion": "%", "钱": "cny"}
 
