@@ -229,6 +229,37 @@ def test_chat_lines_are_framed_by_their_speaker(judge, claim, supported):
     assert check.supported is supported, check.reason
 
 
+PLANNING = ("Ravi: Morning Mei, the vendor review is on Friday.\nMei: Thanks, I will prepare the slides.\n"
+            "Ravi: I will send the reminder to the whole team tomorrow.\nMei: Who books the room?\n"
+            "Ravi: The office manager does.")
+
+
+@pytest.mark.parametrize(
+    ("claim", "supported", "named"),
+    [
+        ("Mei will prepare the slides.", True, ""),
+        ("Ravi will send the reminder to the whole team tomorrow.", True, ""),
+        ("The vendor review is on Friday.", True, ""),
+        ("The office manager books the room.", True, ""),  # a question and its reply back a claim together
+        # What one person says is not said of whoever the line before names.
+        ("Ravi will prepare the slides.", False, "Ravi"),
+        ("The vendor prepares the slides.", False, "vendor"),
+        ("Mei will send the reminder to the whole team.", False, "Mei"),
+        ("The vendor will send a reminder to the whole team tomorrow.", False, "vendor"),
+    ],
+)
+def test_who_did_what_in_a_conversation(judge, claim, supported, named):
+    (check,) = judge.check([claim], [PLANNING])
+    assert check.supported is supported, check.reason
+    assert named in check.reason
+
+
+def test_in_prose_a_sentence_that_points_back_still_joins_the_one_before():
+    (check,) = LexicalJudge().check(["Ines Varga approves refunds."],
+                                    ["Ines Varga is the finance director. She approves refunds."])
+    assert check.supported, check.reason
+
+
 IDENTIFIERS = ("Report incidents in the #sec-oncall channel within one hour. The guest Wi-Fi password is "
                "\"Harbor42\". Ticket INC-2041 tracks the outage; the 18th floor is closed.")
 

@@ -169,6 +169,7 @@ class _Unit:
     headings: frozenset[str]
     frames: list[_Frame] = field(default_factory=list)
     negated: bool = False
+    speaker: frozenset[str] = frozenset()  # the terms of its chat line's speaker label
 
 
 @dataclass
@@ -355,7 +356,9 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
             continue
         # Headings above, the number-free sentences of the section so far, and the speaker of a chat line frame
         # what follows them.
-        shared = frozenset().union(*headings.values(), section_free, label)
+        # In a conversation each line stands alone under its speaker: what was said before (by another person, or
+        # to them) is not said in it; two adjacent lines may still back a claim together (see ``_joins``).
+        shared = frozenset().union(*headings.values(), frozenset() if label else section_free, label)
         if _TABLE_ROW.match(sentence) or sentence.lstrip().startswith("|"):
             if _TABLE_RULE.match(sentence):
                 continue
@@ -375,7 +378,7 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
         table_header = frozenset()
         context_terms = shared | lead_in
         unit = _Unit(index, sentence, _terms(sentence), context_terms, _frames(sentence, context_terms),
-                     bool(_NEGATION.search(sentence)))
+                     bool(_NEGATION.search(sentence)), label)
         units.append(unit)
         if not unit.frames:
             section_free = section_free | unit.terms
@@ -500,6 +503,9 @@ class LexicalJudge:
             score = 0.5 * coverage + 0.5 * min(number_scores)
         if claim.negated != best_unit.negated and coverage < 0.999 and not claim.frames:
             score *= 0.8  # a lexical judge cannot read negation well; it only lowers confidence
+        if not reasons and not claim.frames and coverage >= self.threshold \
+                and (about := self._subject_missing(claim, window_terms)):
+            reasons.append(about)  # the rest of it is said, of someone or something else
         if coverage < self.threshold and not reasons:
             missing = [claim.surface[t] for t in sorted(claim.terms - window_terms, key=lambda t: -claim.weights[t])]
             reasons.append(f"the sources do not say this (missing: {', '.join(missing[:4])})" if missing
@@ -516,7 +522,7 @@ class LexicalJudge:
         previous: _Unit | None = None
         for unit in analysis.units:
             windows = [(unit.terms | unit.headings, unit.text)]
-            if previous is not None and previous.context == unit.context:
+            if previous is not None and _joins(previous, unit):
                 # A claim may join two adjacent sentences ("X is the director. She approves refunds.").
                 windows.append((previous.terms | unit.terms | unit.headings, f"{previous.text} {unit.text}"))
             for i, (terms, text) in enumerate(windows):
@@ -527,6 +533,15 @@ class LexicalJudge:
             previous = unit
         coverage = best[0] if claim.weights else 1.0
         return coverage, best[1], best[2], best[3]
+
+    def _subject_missing(self, claim: _Claim, window_terms: frozenset[str]) -> str:
+        """The claim's subject where the passage that supports the rest of it states it of someone or something
+        else: "The vendor prepares the slides" against "Mei: Thanks, I will prepare the slides." ('' when the
+        passage holds a word of the subject, or the subject is in no source at all: a paraphrase, which the
+        coverage judges)."""
+        if not claim.subject or claim.subject & window_terms:
+            return ""
+        return f"the sources do not state this about {_quote(_surfaces(claim.text, _by_weight(claim.subject, claim.weights)))}"
 
     def _number(self, frame: _Frame, claim: _Claim, analysis: _Analysis
                 ) -> tuple[float, int | None, str, frozenset[str], str]:
@@ -596,11 +611,29 @@ class LexicalJudge:
 _SUBJECT_END_EN = re.compile(
     r"\b(?:is|are|was|were|be|been|must|can|could|should|shall|will|would|may|might|need|needs|has|have|had|"
     r"get|gets|receive|receives|require|requires|allow|allows|take|takes|starts|opens|closes|pays|approves|"
-    r"do|does|did)\b", re.IGNORECASE)
+    r"do|does|did|sent|made|gave|took|met|bought|told|said|paid|wrote|brought|found|kept|held|chose|spoke)\b"
+    # A verb in -s or -ed before its object: "The vendor prepares the slides", "Ravi booked a table".
+    r"|\b[a-z]{3,}(?:s|ed)\b(?=\s+(?:the|a|an|his|her|their|its|to|that|this|these|our|my|your)\b)", re.IGNORECASE)
 # Where a Chinese topic ends: verbs, modals and adverbs that follow it.
 _SUBJECT_END_ZH = re.compile(
     "是|有|需要|需|必须|可以|可|应当|应该|应|会|将|在|为|每|超过|享有|获得|不|没有|最多|至少|由|向|按|于|要|须"
 )
+
+
+# A sentence that opens with a pronoun leans on the one before it ("It is led by Dr. Ines Varga").
+LEANS_BACK = re.compile(r"^\s*(?:it|its|they|their|this|these|he|she|his|her|there)\b|^\s*(?:它|他|她|该|其|这)",
+                        re.IGNORECASE)
+
+
+def _joins(previous: _Unit, unit: _Unit) -> bool:
+    """Whether two adjacent sentences may back one claim together: in the same context, and — where two people
+    speak them — only as a question and its reply, or where the second points back ("Ravi: The review is on
+    Friday. Mei: I will prepare the slides." does not say who prepares anything about the review)."""
+    if previous.context != unit.context:
+        return False
+    if not previous.speaker or not unit.speaker or previous.speaker == unit.speaker:
+        return True
+    return previous.text.rstrip().endswith(("?", "？")) or bool(LEANS_BACK.match(_LINE_LABEL.sub("", unit.text, 1)))
 
 
 def _subject_end(text: str) -> int | None:

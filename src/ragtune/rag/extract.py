@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ragtune.dates import question_dates
-from ragtune.rag.claims import labelled_sentences, terms_of
+from ragtune.rag.claims import LEANS_BACK, labelled_sentences, terms_of
 from ragtune.rag.quantities import stated_years
 from ragtune.rag.question import Focus
 from ragtune.rag.sources import Source, passage_with_headings
@@ -27,8 +27,6 @@ _ASKS = re.compile(
 #: The reply quoted with a passage that asks: at most this many sentences, all of the next speaker's.
 _REPLY_SENTENCES = 3
 # A sentence that opens with a pronoun leans on the one before it ("It is led by Dr. Ines Varga").
-_LEANS_BACK = re.compile(r"^\s*(?:it|its|they|their|this|these|he|she|his|her|there)\b|^\s*(?:它|他|她|该|其|这)",
-                         re.IGNORECASE)
 
 
 @dataclass
@@ -118,7 +116,7 @@ def passages(source: Source) -> list[Passage]:
 
 def leans_back(sentence: str) -> bool:
     """Whether a sentence opens with a pronoun and so leans on the one before it ("It is led by Dr. Ines Varga")."""
-    return bool(_LEANS_BACK.match(sentence))
+    return bool(LEANS_BACK.match(sentence))
 
 
 def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
