@@ -229,3 +229,17 @@ def test_an_event_date_is_not_the_date_it_was_talked_about():
 def test_a_chinese_when_question_is_answered_by_the_time_its_passage_states():
     extract = _extract("工资什么时候发放？", Source(1, [hit("工资.md", "工资每月10日发放。")]))
     assert extract is not None and extract.text == "“工资每月10日发放。”[1]"
+
+
+def test_when_something_was_done_is_the_message_that_says_it_was_not_the_plan():
+    plan = hit("1102.txt", "Ravi: I will send the reminder to the whole team tomorrow.")
+    plan.meta.created_at = "2026-11-02T09:00"
+    done = hit("1103.txt", "Ravi: Mei, I sent the reminder about the vendor review to everyone.")
+    done.meta.created_at = "2026-11-03T10:00"
+    focus = analyse_question("When did Ravi send the reminder?")
+    # The plan is the better-ranked source and holds every word of the question.
+    extract = extract_answer(focus, [Source(1, [plan]), Source(2, [done])])
+    assert extract is not None and extract.text == (
+        "On 2026-11-03 10:00: “Ravi: Mei, I sent the reminder about the vendor review to everyone.” [2]")
+    alone = extract_answer(focus, [Source(1, [plan])])
+    assert alone is not None and alone.text.startswith("On 2026-11-02 09:00: “Ravi: I will send")

@@ -141,3 +141,24 @@ def test_the_time_between_two_events_is_read_from_their_dates():
     long = _answer("How long was it from Li Hua asking Wolfgang for a gym recommendation to Li Hua asking "
                         "Jennifer for fitness nutrition books?", _search)
     assert long is not None and long.yes is None and long.text.startswith("About 232 days. On 2026-01-11 08:00:")
+
+
+PLANNING = [
+    _dated("1102.txt", "Ravi: Morning Mei, the vendor review is on Friday.\nRavi: I will send the reminder to the "
+                       "whole team tomorrow.", "2026-11-02T09:00"),
+    _dated("1103.txt", "Ravi: Mei, I sent the reminder about the vendor review to everyone.", "2026-11-03T10:00"),
+    _dated("1105.txt", "Mei: Ravi, the vendor cancelled, so the review moved to next Tuesday.", "2026-11-05T15:00"),
+]
+
+
+def test_an_event_that_is_a_message_is_found_by_its_own_words():
+    # "send" and "reminder" say how it was told in most questions ("Did Adam tell Li Hua …"); here the sending
+    # is the event, and "sent" is the same verb as "send".
+    answer = _answer("Did Ravi send the reminder before the review moved?", lambda event: PLANNING)
+    assert answer is not None and answer.yes
+    # The message that says it was sent, not the one that planned it the day before.
+    assert answer.earlier.created_at == "2026-11-03T10:00"
+    assert answer.text.startswith("Yes. On 2026-11-03 10:00: “Ravi: Mei, I sent the reminder")
+    # Only the plan: it is all there is, and it is quoted as said.
+    planned = _answer("Did Ravi send the reminder before the review moved?", lambda event: [PLANNING[0], PLANNING[2]])
+    assert planned is not None and planned.earlier.created_at == "2026-11-02T09:00"

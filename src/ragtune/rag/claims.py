@@ -184,13 +184,21 @@ class _Analysis:
 # Words policy text and answers use for one another ("costs" / "price", "window" / "period", "上限" / "最多"):
 # each group is matched as its first word.
 _SYNONYM_GROUPS = (
-    "cost price fee charge", "limit maximum max cap ceiling", "window period", "lead led head", "start begin open",
+    "cost price fee charge", "limit maximum max cap ceiling", "window period", "lead led head",
+    "start begin began begun open",
     "end finish close", "staff employee worker personnel", "require mandatory obligatory", "allow permit",
     "approve authorise authorize", "large big", "yearly annual annually", "every each", "phone mobile",
     # Not "organisation": it stems as "organise" does ('organiz'), and "Thrall plans to organise a planting day"
     # is not about a company.
     "company firm employer", "上限 最多 最高", "费用 价格 收费 价钱", "员工 职工 雇员",
     "审批 批准 核准", "提交 递交", "预订 预定 订 订购", "每天 每日", "每月 每个月",
+    # Irregular past forms that stem apart from their verb ("Ravi sent the reminder" = "I will send the reminder"
+    # in what it is about; the tense is a plan's or a report's, which the timeline and answers tell apart).
+    "send sent", "meet met", "buy bought", "pay paid", "make made", "give gave given", "take took taken",
+    "write wrote written", "bring brought", "find found", "keep kept", "hold held", "choose chose chosen",
+    "speak spoke spoken", "eat ate eaten", "drink drank drunk", "go went gone", "come came", "win won",
+    "lose lost", "sell sold", "spend spent", "build built", "lend lent", "teach taught", "catch caught",
+    "forget forgot forgotten", "drive drove driven", "fly flew flown",
 )
 _SYNONYMS = {t: tokenize(group.split()[0])[0] for group in _SYNONYM_GROUPS for word in group.split()
              for t in tokenize(word)}
@@ -541,7 +549,8 @@ class LexicalJudge:
         coverage judges)."""
         if not claim.subject or claim.subject & window_terms:
             return ""
-        return f"the sources do not state this about {_quote(_surfaces(claim.text, _by_weight(claim.subject, claim.weights)))}"
+        subject = _surfaces(claim.text, _by_weight(claim.subject, claim.weights))
+        return f"the sources do not state this about {_quote(subject)}"
 
     def _number(self, frame: _Frame, claim: _Claim, analysis: _Analysis
                 ) -> tuple[float, int | None, str, frozenset[str], str]:

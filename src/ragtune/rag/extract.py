@@ -114,6 +114,19 @@ def passages(source: Source) -> list[Passage]:
     return [_with_reply(p, found[p.position + 1:]) if p.asks else p for p in found]
 
 
+# What someone means to do, not what was done: "I will send the reminder tomorrow", "我打算明天去".
+_PLAN = re.compile(r"\b(?:will|shall|going\s+to|gonna|plan(?:s|ning)?\s+to|intend(?:s|ing)?\s+to|about\s+to|"
+                   r"tomorrow|tonight|later\s+today|next\s+(?:week|month|time))\b|['’]ll\b|"
+                   "打算|准备|将要|明天|明早|明晚|下周|下个月|回头", re.IGNORECASE)
+_LABEL = re.compile(r"^[^:：]{1,40}[:：]\s*")
+
+
+def is_plan(sentence: str) -> bool:
+    """Whether a sentence announces what is to be done rather than states that it was: a question for when
+    something happened is answered by the message that says it happened, not by the one that planned it."""
+    return bool(_PLAN.search(_LABEL.sub("", sentence, 1)))
+
+
 def leans_back(sentence: str) -> bool:
     """Whether a sentence opens with a pronoun and so leans on the one before it ("It is led by Dr. Ines Varga")."""
     return bool(LEANS_BACK.match(sentence))
@@ -147,6 +160,10 @@ def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
     return replace(asking, text=text, terms=asking.terms.union(*(p.terms for p in reply)), asked=asking.terms)
 
 
+# How much less a plan counts than a statement that it was done, when the question asks when it was done.
+_PLAN_PENALTY = 0.15
+
+
 def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: float = 0.6) -> Extract | None:
     """The best passage that answers the question — fills its slot, names what it asks for and every name and
     year it holds, and covers ``min_coverage`` of its focus — quoted and cited; None when no passage does.
@@ -172,6 +189,8 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
             if passage.asks:
                 covered += 0.05 * focus.coverage(passage.asked, passage.context) - 0.05
             score = covered - 0.02 * (source.number - 1) - 0.001 * passage.position
+            if on and is_plan(passage.text):
+                score -= _PLAN_PENALTY  # "When did Ravi send it?": "I sent it" over "I will send it tomorrow"
             if best is None or score > best.score:
                 text = quote(passage.text, passage.number)
                 best = Extract(said_on(on, chinese=bool(HAN_RE.search(focus.question))) + text if on else text,

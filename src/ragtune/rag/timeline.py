@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ragtune.dates import question_dates, small_number
 from ragtune.rag.claims import terms_of
-from ragtune.rag.extract import Passage, passages, quote, said_on
+from ragtune.rag.extract import Passage, is_plan, passages, quote, said_on
 from ragtune.rag.quantities import quantities
 from ragtune.rag.question import analyse_question
 from ragtune.rag.sources import Source
@@ -118,6 +118,8 @@ def locate(event: str, hits: Sequence[Hit], *, min_coverage: float = MIN_COVERAG
     focus = analyse_question(event)
     weights = {t: w for t, w in focus.weights.items() if t not in _SAYING}
     if len(weights) < 2:
+        weights = focus.weights  # "Ravi sent the reminder": the sending is the event itself
+    if len(weights) < 2:
         return None
     focus.weights = weights
     found: list[Located] = []
@@ -131,14 +133,23 @@ def locate(event: str, hits: Sequence[Hit], *, min_coverage: float = MIN_COVERAG
                     q.value for q in quantities(passage.text)}:
                 continue
             covered = focus.coverage(passage.terms, passage.context)
-            if covered >= min_coverage and (best is None or covered > best.coverage):
+            if covered >= min_coverage and (best is None or _rank(covered, passage) > _rank(best.coverage,
+                                                                                          best.passage)):
                 best = Located(hit, passage, hit.meta.created_at, covered)
         if best is not None:
             found.append(best)
     if not found:
         return None
     top = max(f.coverage for f in found)
-    return min((f for f in found if f.coverage >= top - _NEAR), key=lambda f: f.created_at)
+    near = [f for f in found if f.coverage >= top - _NEAR]
+    # A plan ("I will send the reminder tomorrow") is when it was meant, not when it happened.
+    done = [f for f in near if not is_plan(f.passage.text)]
+    return min(done or near, key=lambda f: f.created_at)
+
+
+def _rank(coverage: float, passage: Passage) -> float:
+    """A passage's coverage, less ``_NEAR`` for a plan: of a hit's passages, one that states the event was done."""
+    return coverage - (_NEAR if is_plan(passage.text) else 0.0)
 
 
 @dataclass(frozen=True)
