@@ -364,9 +364,11 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
             continue
         # Headings above, the number-free sentences of the section so far, and the speaker of a chat line frame
         # what follows them.
-        # In a conversation each line stands alone under its speaker: what was said before (by another person, or
-        # to them) is not said in it; two adjacent lines may still back a claim together (see ``_joins``).
-        shared = frozenset().union(*headings.values(), frozenset() if label else section_free, label)
+        shared = frozenset().union(*headings.values(), section_free, label)
+        # In a conversation what was said before frames the numbers of a line (the "5:30 PM" a reply agrees to), but
+        # is not said in it: a line's words are its own and its speaker's (two adjacent lines may still back a claim
+        # together, see ``_joins``).
+        said_under = frozenset().union(*headings.values(), label) if label else shared
         if _TABLE_ROW.match(sentence) or sentence.lstrip().startswith("|"):
             if _TABLE_RULE.match(sentence):
                 continue
@@ -385,7 +387,7 @@ def _analyse_context(index: int, text: str) -> tuple[_Unit, ...]:
         close_table()
         table_header = frozenset()
         context_terms = shared | lead_in
-        unit = _Unit(index, sentence, _terms(sentence), context_terms, _frames(sentence, context_terms),
+        unit = _Unit(index, sentence, _terms(sentence), said_under | lead_in, _frames(sentence, context_terms),
                      bool(_NEGATION.search(sentence)), label)
         units.append(unit)
         if not unit.frames:
