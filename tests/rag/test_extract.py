@@ -243,3 +243,24 @@ def test_when_something_was_done_is_the_message_that_says_it_was_not_the_plan():
         "On 2026-11-03 10:00: “Ravi: Mei, I sent the reminder about the vendor review to everyone.” [2]")
     alone = extract_answer(focus, [Source(1, [plan])])
     assert alone is not None and alone.text.startswith("On 2026-11-02 09:00: “Ravi: I will send")
+
+
+def test_a_sentence_that_introduces_a_list_is_quoted_with_the_list():
+    markdown = ("# Onboarding\n\nThe following documents are required:\n\n- a signed contract\n- a copy of your "
+                "passport\n- your bank details\n\n## IT\n\nLaptops are handed out on day one.")
+    extract = _extract("Which documents are required for onboarding?", Source(1, [hit("on.md", markdown)]))
+    assert extract is not None and extract.text == (
+        "“The following documents are required: a signed contract; a copy of your passport; your bank details” [1]")
+    chinese = _extract("入职需要哪些材料？", Source(1, [hit("on.md", "# 入职\n\n入职需要以下材料：\n\n- 劳动合同\n- "
+                                                                "身份证复印件\n- 银行卡信息\n\n## 设备\n\n第一天领取电脑。")]))
+    assert chinese is not None and chinese.text == "“入职需要以下材料：劳动合同；身份证复印件；银行卡信息”[1]"
+    # In a conversation: the reply that introduces the list, its items, and not the next speaker's line.
+    chat = ("LiHua: Do you have any tips for dealing with muscle soreness? Thanks a bunch!\n"
+            "JenniferMoore: Totally normal after intense workouts. Here are a few tips you can try:\n\n"
+            "1. **Hydration**: Drink plenty of water.\n\n2. **Stretching**: Stretch after the workout. It relieves "
+            "tension.\n\nLiHua: Thanks for the tips!")
+    tips = _extract("What are Jennifer Moore's tips for dealing with muscle soreness?", Source(1, [hit("c.txt", chat)]))
+    assert tips is not None and tips.text == (
+        "“LiHua: Do you have any tips for dealing with muscle soreness? JenniferMoore: Totally normal after intense "
+        "workouts. Here are a few tips you can try: **Hydration**: Drink plenty of water. **Stretching**: Stretch "
+        "after the workout. It relieves tension.” [1]")

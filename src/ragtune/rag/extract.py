@@ -18,7 +18,7 @@ __all__ = ["Extract", "Passage", "closest_passage", "extract_answer", "leans_bac
 
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$")
-_ITEM_MARK = re.compile(r"^\s*(?:[-*+•·▪●◦‣]|\d{1,3}[.)、．]|\(\d{1,3}\)|[a-zA-Z][.)]|[一二三四五六七八九十]+、)\s*")
+_ITEM_MARK = re.compile(r"^\s*(?:[-*+•·▪●◦‣](?=\s)|\d{1,3}[.)、．]|\(\d{1,3}\)|[a-zA-Z][.)]|[一二三四五六七八九十]+、)\s*")
 # A sentence that asks: a question, or a request for an answer ("Just wanted to ask for the Wi-Fi password.").
 _ASKS = re.compile(
     r"[?？][\s\"'”’)）\]】]*$|\b(?:wondering|wonder)\s+(?:if|whether|what|when|where|who|how)\b|"
@@ -26,7 +26,8 @@ _ASKS = re.compile(
     "请问|想问|想知道|吗[。.]?$", re.IGNORECASE)
 #: The reply quoted with a passage that asks: at most this many sentences, all of the next speaker's.
 _REPLY_SENTENCES = 3
-# A sentence that opens with a pronoun leans on the one before it ("It is led by Dr. Ines Varga").
+# How much of a list is quoted with the sentence that introduces it ("Here are a few tips you can try:").
+_LIST_CHARS = 800
 
 
 @dataclass
@@ -160,6 +161,39 @@ def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
     return replace(asking, text=text, terms=asking.terms.union(*(p.terms for p in reply)), asked=asking.terms)
 
 
+def _with_list(passage: Passage, found: Sequence[Passage]) -> str:
+    """A passage's text, and where it ends by introducing a list or steps ("Here are a few tips you can try:",
+    "The following documents are required:") what it introduces: the passages after it (and after the reply it
+    quotes) under the same headings, said by the same speaker, up to ``_LIST_CHARS``. Alone it answers nothing."""
+    text = passage.text.rstrip()
+    if not text.endswith((":", "：")):
+        return text
+    after = list(found[passage.position + 1:])
+    speaker = passage.speaker
+    # The reply the passage already quotes (the asker may go on first): the list follows its last sentence.
+    quoted = [i for i, p in enumerate(after[:2 * _REPLY_SENTENCES + 2]) if _said(p) and _said(p) in text]
+    if quoted:
+        speaker = after[quoted[-1]].speaker or speaker
+        after = after[quoted[-1] + 1:]
+    last, size = "", 0
+    for p in after:
+        if p.block != passage.block or (p.speaker and p.speaker != speaker) or size >= _LIST_CHARS:
+            break
+        said = _said(p)
+        if not said:
+            continue
+        if last and said.startswith(last):
+            said = said[len(last):].strip()  # a sentence that leans back was quoted with the one before it
+        elif last and text[-1:].isalnum():
+            text += "；" if CJK_WIDE_RE.match(text[-1]) else ";"  # items without their own full stops
+        text, last, size = _join(text, said), said, size + len(said)
+    return text
+
+
+def _said(p: Passage) -> str:
+    return (p.text.removeprefix(f"{p.speaker}: ") if p.speaker else p.text).strip()
+
+
 # How much less a plan counts than a statement that it was done, when the question asks when it was done.
 _PLAN_PENALTY = 0.15
 
@@ -175,7 +209,8 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
     for source in sources:
         # "When did Adam tell Li Hua …": the date of the message that tells it answers.
         dated = source.best.meta.created_at if focus.dated_answer else None
-        for passage in passages(source):
+        found = passages(source)
+        for passage in found:
             present = passage.terms | passage.context
             on = dated if dated and not question_dates(passage.text) else None  # a passage's own date comes first
             if not focus.keeps_names(present) or not focus.names_head(present, passage.text) \
@@ -192,7 +227,7 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
             if on and is_plan(passage.text):
                 score -= _PLAN_PENALTY  # "When did Ravi send it?": "I sent it" over "I will send it tomorrow"
             if best is None or score > best.score:
-                text = quote(passage.text, passage.number)
+                text = quote(_with_list(passage, found), passage.number)
                 best = Extract(said_on(on, chinese=bool(HAN_RE.search(focus.question))) + text if on else text,
                                passage, score)
     return best
