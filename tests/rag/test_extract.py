@@ -251,8 +251,8 @@ def test_a_sentence_that_introduces_a_list_is_quoted_with_the_list():
     extract = _extract("Which documents are required for onboarding?", Source(1, [hit("on.md", markdown)]))
     assert extract is not None and extract.text == (
         "“The following documents are required: a signed contract; a copy of your passport; your bank details” [1]")
-    chinese = _extract("入职需要哪些材料？", Source(1, [hit("on.md", "# 入职\n\n入职需要以下材料：\n\n- 劳动合同\n- "
-                                                                "身份证复印件\n- 银行卡信息\n\n## 设备\n\n第一天领取电脑。")]))
+    handbook = "# 入职\n\n入职需要以下材料：\n\n- 劳动合同\n- 身份证复印件\n- 银行卡信息\n\n## 设备\n\n第一天领取电脑。"
+    chinese = _extract("入职需要哪些材料？", Source(1, [hit("on.md", handbook)]))
     assert chinese is not None and chinese.text == "“入职需要以下材料：劳动合同；身份证复印件；银行卡信息”[1]"
     # In a conversation: the reply that introduces the list, its items, and not the next speaker's line.
     chat = ("LiHua: Do you have any tips for dealing with muscle soreness? Thanks a bunch!\n"

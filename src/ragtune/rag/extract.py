@@ -18,7 +18,8 @@ __all__ = ["Extract", "Passage", "closest_passage", "extract_answer", "leans_bac
 
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$")
-_ITEM_MARK = re.compile(r"^\s*(?:[-*+•·▪●◦‣](?=\s)|\d{1,3}[.)、．]|\(\d{1,3}\)|[a-zA-Z][.)]|[一二三四五六七八九十]+、)\s*")
+_ITEM_MARK = re.compile(
+    r"^\s*(?:[-*+•·▪●◦‣](?=\s)|\d{1,3}[.)、．]|\(\d{1,3}\)|[a-zA-Z][.)]|[一二三四五六七八九十]+、)\s*")
 # A sentence that asks: a question, or a request for an answer ("Just wanted to ask for the Wi-Fi password.").
 _ASKS = re.compile(
     r"[?？][\s\"'”’)）\]】]*$|\b(?:wondering|wonder)\s+(?:if|whether|what|when|where|who|how)\b|"
