@@ -264,3 +264,23 @@ def test_a_sentence_that_introduces_a_list_is_quoted_with_the_list():
         "“LiHua: Do you have any tips for dealing with muscle soreness? JenniferMoore: Totally normal after intense "
         "workouts. Here are a few tips you can try: **Hydration**: Drink plenty of water. **Stretching**: Stretch "
         "after the workout. It relieves tension.” [1]")
+
+
+def test_who_suggested_it_is_the_speaker_who_did():
+    chat = ("WolfgangSchulz: Hey! Wanna hit the grocery store after work today? We can grab some snacks!\n"
+            "LiHua: Sounds great! What time are you thinking?")
+    extract = _extract("Who initiates the suggestion to go to the grocery store after work?",
+                       Source(1, [hit("c.txt", chat)]))
+    assert extract is not None and extract.text.startswith("“WolfgangSchulz: Wanna hit the grocery store after work")
+
+
+def test_a_day_without_an_hour_answers_only_where_no_passage_states_one():
+    invite = Source(1, [hit("a.txt", "HaileyJohnson: Just wanted to invite you to a special event at the bakery this "
+                                     "Saturday!")])
+    start = Source(2, [hit("b.txt", "LiHua: Sounds fun! What time does the event start?\nHaileyJohnson: The event "
+                                     "starts at 10 AM at the bakery.")])
+    question = "When does the special event at Hailey's bakery start?"
+    both = _extract(question, invite, start)
+    assert both is not None and both.text == "“HaileyJohnson: The event starts at 10 AM at the bakery.” [2]"
+    alone = _extract(question, invite)
+    assert alone is not None and alone.text.endswith("at the bakery this Saturday!” [1]")

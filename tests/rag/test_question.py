@@ -149,3 +149,17 @@ def test_a_day_without_a_number_answers_when(question):
     assert not focus.filled_by("The vendor review is with the whole team.")
     # A time the question already names is no answer to it.
     assert not analyse_question("When on Friday is the review?").filled_by("The review is on Friday.")
+
+
+def test_what_time_asks_for_an_hour_not_a_day():
+    assert not analyse_question("What time do we meet on Friday?").filled_by("We meet after work today.")
+    assert analyse_question("What time do we meet on Friday?").filled_by("We meet at 5:30.")
+    assert analyse_question("When do we meet?").filled_by("We meet after work today.")
+
+
+def test_words_for_how_something_was_said_count_half():
+    focus = analyse_question("Who initiates the suggestion to go to the grocery store after work?")
+    assert focus.weights["suggest"] == focus.weights["initi"] == 0.5
+    assert focus.weights["groceri"] == 1.0
+    assert analyse_question("Who proposes a picnic?").weights["propos"] == 0.5
+    assert analyse_question("谁建议去超市？").weights["建议"] == 0.5

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from ragtune.dates import question_dates
 from ragtune.rag.claims import LEANS_BACK, labelled_sentences, terms_of
 from ragtune.rag.quantities import stated_years
-from ragtune.rag.question import Focus
+from ragtune.rag.question import TIME, Focus
 from ragtune.rag.sources import Source, passage_with_headings
 from ragtune.text import CJK_WIDE_RE, HAN_RE
 
@@ -197,6 +197,8 @@ def _said(p: Passage) -> str:
 
 # How much less a plan counts than a statement that it was done, when the question asks when it was done.
 _PLAN_PENALTY = 0.15
+# How much less a day without a date or hour ("this Saturday", "next week") counts than a passage that states one.
+_DAY_ONLY_PENALTY = 0.1
 
 
 def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: float = 0.6) -> Extract | None:
@@ -227,6 +229,8 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
             score = covered - 0.02 * (source.number - 1) - 0.001 * passage.position
             if on and is_plan(passage.text):
                 score -= _PLAN_PENALTY  # "When did Ravi send it?": "I sent it" over "I will send it tomorrow"
+            elif focus.slot == TIME and not on and not focus.states_value(passage.text):
+                score -= _DAY_ONLY_PENALTY  # "this Saturday" where another passage says "at 10 AM this Saturday"
             if best is None or score > best.score:
                 text = quote(_with_list(passage, found), passage.number)
                 best = Extract(said_on(on, chinese=bool(HAN_RE.search(focus.question))) + text if on else text,

@@ -45,6 +45,7 @@ _WHEN_SAID_EN = re.compile(
     r"say|tell|told|inform|ask|announc|shar|sent|send|remind|invit|messag|report|post)", re.IGNORECASE)
 _WHEN_SAID_ZH = re.compile("(?:什么时候|何时|哪天|哪一天)(?:.*(?:说|提到|告诉|通知|讨论|聊|问|邀请|提醒|宣布|分享|发)|"
                            ".*了|.*的[？?]?$)|是(?:什么时候|哪天|哪一天).*的")
+_CLOCK = re.compile(r"\bwhat\s+time\b|\bat\s+what\s+hour\b|几点", re.IGNORECASE)
 _TIME_EN = re.compile(r"\bwhat\s+time\b|\bwhen\b|\b(?:what|which)\s+(?:date|day|year|month)\b", re.IGNORECASE)
 _NAME_EN = re.compile(r"\bwho(?:m|se)?\b|\bwhich\b|\bwhere\b", re.IGNORECASE)
 _YES_NO_EN = re.compile(r"^\s*(?:is|are|was|were|can|could|does|do|did|should|must|will|would|has|have|may)\b",
@@ -148,15 +149,19 @@ class Focus:
         return (self.filled_by(text) and self.keeps_names(have) and self.names_head(have, text)
                 and self.coverage(have) >= min_coverage and self.keeps_years(*evidence))
 
+    def states_value(self, text: str) -> bool:
+        """Whether ``text`` states a number, date or clock time the question does not (citation markers aside)."""
+        return any(q.value not in self.asked_values for q in quantities(strip_markers(text)))
+
     def filled_by(self, text: str) -> bool:
         """Whether ``text`` holds what the question asks for: a number it does not state itself, or new terms."""
         if self.slot == YES_NO:
             return True
         text = strip_markers(text)  # a citation marker '[1]' is not a number the answer states
-        if self.slot == TIME and time_words(text) - time_words(self.question):
-            return True  # "on Friday", "next Tuesday", "明天": a time without a number
         if self.slot in (NUMBER, TIME):
-            return any(q.value not in self.asked_values for q in quantities(text))
+            # "on Friday", "next Tuesday", "明天": a day without a number (not the hour "what time" asks for).
+            return self.states_value(text) or self.slot == TIME and not _CLOCK.search(self.question) and bool(
+                time_words(text) - time_words(self.question))
         if self.wants_name:
             # A name the question does not hold: capitalised inside a sentence, quoted, or a code (a chat line's
             # speaker label names who talks, not what was asked).
@@ -174,7 +179,7 @@ def analyse_question(question: str, *, context: str = "", context_weight: float 
     terms at ``context_weight`` (see ``Focus.borrowed``) and its kind of answer when the follow-up names none."""
     chinese = bool(HAN_RE.search(question))
     stripped = (_WH_ZH if chinese else _WH_EN).sub(" ", question)
-    weights = {t: 1.0 for t in terms_of(stripped)}
+    weights = {t: _SPEECH_ACT_WEIGHT if t in _SPEECH_ACTS else 1.0 for t in terms_of(stripped)}
     unit_words: set[str] = set()
     for q in quantities(question):
         # '2,000 EUR' in a question narrows it; its unit word is not a topic or name of its own.
@@ -219,6 +224,13 @@ _HEAD_STOP = re.compile(
 _NAME_WORDS_ZH = frozenset({"名字", "名称"})  # 叫什么名字 asks for a name, not for a thing called 名字
 _HEAD_ZH = re.compile("(?:哪个|哪些|哪种|哪一个|什么(?!时候))([\u4e00-\u9fff]{1,3})")
 _UNIT_ZH = re.compile("(?:多少|几)(个月|个小时|个工作日|分钟|小时|天|周|年|月|次|元|人|钱)")
+# Words for how something was said ("Who initiates the suggestion to go to the store?", "What does Emily
+# recommend?"): the passage shows it by what it says ("Wanna hit the grocery store after work?"), rarely by the
+# word, so they count half in a passage's coverage.
+_SPEECH_ACTS = terms_of("suggest suggests suggestion propose proposes proposal recommend recommends recommendation "
+                        "initiate initiates advise advice offer offers invite invites invitation mention mentions "
+                        "建议 推荐 提议 邀请 提出 发起")
+_SPEECH_ACT_WEIGHT = 0.5
 _TIME_HEADS = terms_of("day date time year month week hour 日期 时间 日子")
 _TIME_UNITS = frozenset(UNITS[w] for w in ("day", "days", "week", "month", "year", "hour") if w in UNITS)
 # Words that ask for an amount of a unit rather than name a thing: 'what share' wants a percentage.
