@@ -284,3 +284,15 @@ def test_a_day_without_an_hour_answers_only_where_no_passage_states_one():
     assert both is not None and both.text == "“HaileyJohnson: The event starts at 10 AM at the bakery.” [2]"
     alone = _extract(question, invite)
     assert alone is not None and alone.text.endswith("at the bakery this Saturday!” [1]")
+
+
+def test_how_things_stand_now_is_the_newest_messages_to_say():
+    planned = hit("1102.txt", "Ravi: Morning Mei, the vendor review is on Friday.")
+    planned.meta.created_at = "2026-11-02T09:00"
+    moved = hit("1105.txt", "Mei: Ravi, the vendor cancelled, so the review moved to next Tuesday.")
+    moved.meta.created_at = "2026-11-05T15:00"
+    sources = [Source(1, [planned]), Source(2, [moved])]
+    now = _extract("When is the vendor review now?", *sources)
+    assert now is not None and now.text.endswith("moved to next Tuesday.” [2]")
+    # Without "now", the better match answers, whatever its date.
+    assert _extract("When is the vendor review?", *sources).text.endswith("is on Friday.” [1]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from answer_helpers import hit
 
-from ragtune.rag.sources import group_sources, is_heading_only, passage_with_headings
+from ragtune.rag.sources import Source, group_sources, is_heading_only, newest_first, passage_with_headings
 
 pytestmark = pytest.mark.unit
 
@@ -36,3 +36,12 @@ def test_the_judge_reads_each_passage_under_its_headings():
 def test_title_only_chunks_are_recognised():
     assert is_heading_only(hit("p.md", "Projects", heading_path=("Projects",)))
     assert not is_heading_only(hit("p.md", "Projects\n\nNimbus has 12 engineers.", heading_path=("Projects",)))
+
+
+def test_newest_first_renumbers_dated_sources_and_keeps_undated_ones_after():
+    old, new, undated = hit("a.txt", "old"), hit("b.txt", "new"), hit("c.md", "undated")
+    old.meta.created_at, new.meta.created_at = "2026-11-02", "2026-11-05T15:00"
+    ordered = newest_first([Source(1, [old]), Source(2, [undated]), Source(3, [new])])
+    assert [(s.number, s.best.text) for s in ordered] == [(1, "new"), (2, "old"), (3, "undated")]
+    same = [Source(1, [old]), Source(2, [undated])]
+    assert newest_first(same) == same  # one date: nothing to order by

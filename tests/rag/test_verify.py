@@ -192,3 +192,19 @@ def test_a_cited_sentence_that_restates_the_question_is_not_an_answer(doc_source
     result = _verify("How much is the meal allowance per travel day?",
                      "The meal allowance per travel day is generous [1].", [doc_source("expenses.md")])
     assert not result.answered and result.text == ""
+
+
+def test_for_how_things_stand_now_an_older_message_does_not_answer_where_a_newer_one_is_about_it():
+    planned = hit("1102.txt", "Ravi: Morning Mei, the vendor review is on Friday.")
+    planned.meta.created_at = "2026-11-02T09:00"
+    moved = hit("1105.txt", "Mei: Ravi, the vendor cancelled, so the vendor review moved to next Tuesday.")
+    moved.meta.created_at = "2026-11-05T15:00"
+    sources = [Source(1, [moved]), Source(2, [planned])]
+    stale = _verify("What day is the vendor review now?", "The vendor review is on Friday [2].", sources)
+    assert not stale.answered
+    assert stale.removed_claims[0].reason.startswith("source [1] of 2026-11-05 is newer")
+    current = _verify("What day is the vendor review now?", "The vendor review moved to next Tuesday [1].", sources)
+    assert current.answered and current.text == "The vendor review moved to next Tuesday [1]."
+    # Asked without "now", the older message answers what it says.
+    assert _verify("What day was the vendor review first planned for?", "The vendor review is on Friday [2].",
+                   sources).answered

@@ -199,6 +199,8 @@ def _said(p: Passage) -> str:
 _PLAN_PENALTY = 0.15
 # How much less a day without a date or hour ("this Saturday", "next week") counts than a passage that states one.
 _DAY_ONLY_PENALTY = 0.1
+# For "… now?": how much more the newest dated source counts than the oldest (the sources in between in order).
+_LATEST_BONUS = 0.15
 
 
 def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: float = 0.6) -> Extract | None:
@@ -209,6 +211,7 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
     lead-in 0.7), then by the rank of its source and its position there.
     """
     best: Extract | None = None
+    newer = _recency(sources) if focus.asks_latest else {}
     for source in sources:
         # "When did Adam tell Li Hua …": the date of the message that tells it answers.
         dated = source.best.meta.created_at if focus.dated_answer else None
@@ -231,11 +234,21 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
                 score -= _PLAN_PENALTY  # "When did Ravi send it?": "I sent it" over "I will send it tomorrow"
             elif focus.slot == TIME and not on and not focus.states_value(passage.text):
                 score -= _DAY_ONLY_PENALTY  # "this Saturday" where another passage says "at 10 AM this Saturday"
+            score += _LATEST_BONUS * newer.get(source.number, 0.0)
             if best is None or score > best.score:
                 text = quote(_with_list(passage, found), passage.number)
                 best = Extract(said_on(on, chinese=bool(HAN_RE.search(focus.question))) + text if on else text,
                                passage, score)
     return best
+
+
+def _recency(sources: Sequence[Source]) -> dict[int, float]:
+    """Each dated source's place from the oldest (0) to the newest (1) of the sources' documents."""
+    dates = sorted({s.best.meta.created_at for s in sources if s.best.meta.created_at})
+    if len(dates) < 2:
+        return {}
+    place = {d: i / (len(dates) - 1) for i, d in enumerate(dates)}
+    return {s.number: place[s.best.meta.created_at] for s in sources if s.best.meta.created_at}
 
 
 def said_on(created_at: str, *, chinese: bool = False) -> str:

@@ -21,7 +21,14 @@ from ragtune.rag.extract import closest_passage, extract_answer
 from ragtune.rag.prompts import REFUSAL, PromptTemplates, answer_messages, is_model_refusal
 from ragtune.rag.quantities import quantities
 from ragtune.rag.question import Focus, analyse_question, is_follow_up
-from ragtune.rag.sources import Source, group_sources, is_heading_only, passage_with_headings, shorten
+from ragtune.rag.sources import (
+    Source,
+    group_sources,
+    is_heading_only,
+    newest_first,
+    passage_with_headings,
+    shorten,
+)
 from ragtune.rag.timeline import OrderAnswer, answer_order, time_question
 from ragtune.rag.verify import AnswerVerifier
 from ragtune.retrieve.retriever import HybridRetriever
@@ -190,6 +197,8 @@ class RagPipeline:
 
         t = time.perf_counter()
         sources = group_sources(pack(hits[:limit], self.context_tokens, self.llm.count_tokens, max_sources=limit))
+        if focus.asks_latest:
+            sources = newest_first(sources)  # "When is the review now?": the message that moved it comes first
         timings["prompt"] = elapsed_ms(t)
 
         removed: list[RemovedClaim] = []

@@ -45,6 +45,8 @@ _WHEN_SAID_EN = re.compile(
     r"say|tell|told|inform|ask|announc|shar|sent|send|remind|invit|messag|report|post)", re.IGNORECASE)
 _WHEN_SAID_ZH = re.compile("(?:什么时候|何时|哪天|哪一天)(?:.*(?:说|提到|告诉|通知|讨论|聊|问|邀请|提醒|宣布|分享|发)|"
                            ".*了|.*的[？?]?$)|是(?:什么时候|哪天|哪一天).*的")
+_LATEST = re.compile(r"\b(?:now|currently|current|latest|still|most\s+recent|anymore|these\s+days)\b|"
+                     "现在|目前|最新|最近|仍然", re.IGNORECASE)
 _CLOCK = re.compile(r"\bwhat\s+time\b|\bat\s+what\s+hour\b|几点", re.IGNORECASE)
 _TIME_EN = re.compile(r"\bwhat\s+time\b|\bwhen\b|\b(?:what|which)\s+(?:date|day|year|month)\b", re.IGNORECASE)
 _NAME_EN = re.compile(r"\bwho(?:m|se)?\b|\bwhich\b|\bwhere\b", re.IGNORECASE)
@@ -85,6 +87,13 @@ class Focus:
     def wants_name(self) -> bool:
         """It asks for the name or title of something ("What is the name of the gym …"): an answer names one."""
         return not HAN_RE.search(self.question) and bool(_NAME_OF.search(self.question))
+
+    @property
+    def asks_latest(self) -> bool:
+        """It asks how things stand now ("When is the review now?", "What is the latest plan?", "目前…"): where
+        dated messages say different things, the latest one answers (a review moved to Tuesday is no longer on
+        Friday)."""
+        return bool(_LATEST.search(self.question))
 
     @property
     def dated_answer(self) -> bool:
@@ -231,6 +240,9 @@ _SPEECH_ACTS = terms_of("suggest suggests suggestion propose proposes proposal r
                         "initiate initiates advise advice offer offers invite invites invitation mention mentions "
                         "建议 推荐 提议 邀请 提出 发起")
 _SPEECH_ACT_WEIGHT = 0.5
+# "When is the review now?": "now" says which message answers (the newest, see ``Focus.asks_latest``); a passage
+# that states the answer rarely repeats it, so these words count half as well.
+_SPEECH_ACTS |= terms_of("now currently still 现在 目前 仍然")
 _TIME_HEADS = terms_of("day date time year month week hour 日期 时间 日子")
 _TIME_UNITS = frozenset(UNITS[w] for w in ("day", "days", "week", "month", "year", "hour") if w in UNITS)
 # Words that ask for an amount of a unit rather than name a thing: 'what share' wants a percentage.

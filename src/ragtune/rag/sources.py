@@ -56,6 +56,17 @@ class Source:
         )
 
 
+def newest_first(sources: Sequence[Source]) -> list[Source]:
+    """The sources renumbered newest document first (undated ones after the dated, in their order): for a question
+    about how things stand now, where a later message changed what an earlier one said."""
+    dated = [s for s in sources if s.best.meta.created_at]
+    if len({s.best.meta.created_at for s in dated}) < 2:
+        return list(sources)
+    ordered = sorted(dated, key=lambda s: s.best.meta.created_at or "", reverse=True)
+    ordered += [s for s in sources if not s.best.meta.created_at]
+    return [Source(n, s.parts) for n, s in enumerate(ordered, 1)]
+
+
 def section(hit: Hit) -> str:
     """The heading path of a passage, ' › '-joined ('Expense policy › Hotels'), or its section title."""
     path = [p for p in hit.meta.heading_path if p]

@@ -30,6 +30,10 @@ _DANGLING = re.compile(
 _ENDS_SENTENCE = re.compile(r"[.!?。！？…]['\"”’」』）)\]】]*\s*(?:\[[^\]]*\]\s*)*[.!?。！？]?$")
 
 
+# How much of a question's focus a newer source must hold to be about the same thing (see ``_superseded``).
+_ABOUT_IT = 0.6
+
+
 def is_loop(text: str) -> bool:
     """A generation loop: a short stretch repeated four times or more."""
     return bool(_LOOP.search(text))
@@ -184,11 +188,32 @@ class AnswerVerifier:
             kept.numbers.append(n)
             kept.added.add(n)
             kept.scores[n], kept.evidence[n] = check.score, check.evidence
+        superseded = self._superseded(kept.numbers)
+        if superseded:
+            removed.append(RemovedClaim(claim=claim, reason=superseded, score=check.score))
+            return None
         kept.text = with_markers(claim, "".join(f"[{n}]" for n in kept.numbers))
         if particle:
             kept.text = f"{particle.group(0).strip()} {kept.text}" if not HAN_RE.match(kept.text) else \
                 f"{particle.group(0).strip()}{kept.text}"
         return kept
+
+    def _superseded(self, numbers: Sequence[int]) -> str:
+        """For a question about how things stand now ("When is the review now?"): why a sentence backed only by
+        older messages does not answer, where a newer dated source is about the question too (the review moved
+        since), or ''."""
+        if not self.focus.asks_latest or not numbers:
+            return ""
+        dated = {n: s.best.meta.created_at for n, s in enumerate(self.sources, 1) if s.best.meta.created_at}
+        backed = [dated[n] for n in numbers if n in dated]
+        if not backed:
+            return ""
+        for n, created in sorted(dated.items(), key=lambda item: item[1], reverse=True):
+            if created <= max(backed):
+                break
+            if self.focus.coverage(terms_of(self.contexts[n - 1])) >= _ABOUT_IT:
+                return f"source [{n}] of {created[:10]} is newer and about this too: how things stand now is its to say"
+        return ""
 
     def _ambiguous_value(self, claim: str) -> str:
         """Why a bare value ('1.', '249 EUR.') cannot be checked, or ''. A value with no words to bind it is
