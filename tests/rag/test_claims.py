@@ -254,6 +254,23 @@ def test_who_did_what_in_a_conversation(judge, claim, supported, named):
     assert named in check.reason
 
 
+@pytest.mark.parametrize(
+    ("claim", "supported"),
+    [
+        ("王梅准备幻灯片。", True),
+        ("拉维明天给全组发提醒。", True),
+        ("供应商评审在周五。", True),
+        ("拉维准备幻灯片。", False),
+        ("供应商会准备幻灯片。", False),  # 供应商 is the subject: the 应 in it is no modal verb
+        ("王梅明天给全组发提醒。", False),
+    ],
+)
+def test_who_did_what_in_a_chinese_conversation(judge, claim, supported):
+    chat = "拉维：早上好，王梅，供应商评审在周五。\n王梅：好的，我来准备幻灯片。\n拉维：我明天给全组发提醒。"
+    (check,) = judge.check([claim], [chat])
+    assert check.supported is supported, check.reason
+
+
 def test_in_prose_a_sentence_that_points_back_still_joins_the_one_before():
     (check,) = LexicalJudge().check(["Ines Varga approves refunds."],
                                     ["Ines Varga is the finance director. She approves refunds."])

@@ -625,10 +625,11 @@ _SUBJECT_END_EN = re.compile(
     r"do|does|did|sent|made|gave|took|met|bought|told|said|paid|wrote|brought|found|kept|held|chose|spoke)\b"
     # A verb in -s or -ed before its object: "The vendor prepares the slides", "Ravi booked a table".
     r"|\b[a-z]{3,}(?:s|ed)\b(?=\s+(?:the|a|an|his|her|their|its|to|that|this|these|our|my|your)\b)", re.IGNORECASE)
-# Where a Chinese topic ends: verbs, modals and adverbs that follow it.
-_SUBJECT_END_ZH = re.compile(
-    "是|有|需要|需|必须|可以|可|应当|应该|应|会|将|在|为|每|超过|享有|获得|不|没有|最多|至少|由|向|按|于|要|须"
-)
+# Where a Chinese topic ends: verbs, modals, adverbs and prepositions that follow it, as whole words (the 应 of
+# 供应商 is no modal), or a word of time or frequency ("王梅明天给全组发提醒", "员工每月可以申请…").
+_SUBJECT_END_ZH = frozenset(
+    "是 有 需要 需 必须 可以 可 应当 应该 应 会 将 在 为 超过 享有 获得 不 没有 最多 至少 由 向 按 于 要 须 给 把 被 对 跟 "
+    "已 已经 正在 也 都 就 再 又 刚 才 曾 曾经 还 想 打算 准备".split())
 
 
 # A sentence that opens with a pronoun leans on the one before it ("It is led by Dr. Ines Varga").
@@ -649,9 +650,28 @@ def _joins(previous: _Unit, unit: _Unit) -> bool:
 
 def _subject_end(text: str) -> int | None:
     """Where the subject of a clause ends: at its first verb (None when no verb is recognised)."""
-    pattern = _SUBJECT_END_ZH if HAN_RE.search(text) else _SUBJECT_END_EN
-    m = pattern.search(text)
+    if HAN_RE.search(text):
+        return _subject_end_zh(text)
+    m = _SUBJECT_END_EN.search(text)
     return m.start() if m else None
+
+
+def _subject_end_zh(text: str) -> int | None:
+    import jieba
+
+    from ragtune.dates import time_words
+
+    at = 0
+    for word in jieba.lcut(text):
+        if word in _CLAUSE_MARKS:
+            return None  # no verb in the first clause: no subject to read
+        if at and (word in _SUBJECT_END_ZH or word.startswith("每") or time_words(word)):
+            return at
+        at += len(word)
+    return None
+
+
+_CLAUSE_MARKS = frozenset("，,；;：:。！？!?、")
 
 
 def _subject(text: str) -> frozenset[str]:
