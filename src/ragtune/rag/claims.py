@@ -627,8 +627,12 @@ _SUBJECT_END_EN = re.compile(
     r"|\b[a-z]{3,}(?:s|ed)\b(?=\s+(?:the|a|an|his|her|their|its|to|that|this|these|our|my|your)\b)", re.IGNORECASE)
 # Where a Chinese topic ends: verbs, modals, adverbs and prepositions that follow it, as whole words (the 应 of
 # 供应商 is no modal), or a word of time or frequency ("王梅明天给全组发提醒", "员工每月可以申请…").
-_SUBJECT_END_ZH = frozenset(
-    ["是", "有", "需要", "需", "必须", "可以", "可", "应当", "应该", "应", "会", "将", "在", "为", "超过", "享有", "获得", "不", "没有", "最多", "至少", "由", "向", "按", "于", "要", "须", "给", "把", "被", "对", "跟", "已", "已经", "正在", "也", "都", "就", "再", "又", "刚", "才", "曾", "曾经", "还", "想", "打算", "准备"])
+_SUBJECT_END_ZH = frozenset({
+    "是", "有", "需要", "需", "必须", "可以", "可", "应当", "应该", "应", "会", "将", "在",
+    "为", "超过", "享有", "获得", "不", "没有", "最多", "至少", "由", "向", "按", "于", "要",
+    "须", "给", "把", "被", "对", "跟", "已", "已经", "正在", "也", "都", "就", "再",
+    "又", "刚", "才", "曾", "曾经", "还", "想", "打算", "准备",
+})
 
 
 # A sentence that opens with a pronoun leans on the one before it ("It is led by Dr. Ines Varga").
