@@ -162,3 +162,27 @@ def test_an_event_that_is_a_message_is_found_by_its_own_words():
     # Only the plan: it is all there is, and it is quoted as said.
     planned = _answer("Did Ravi send the reminder before the review moved?", lambda event: [PLANNING[0], PLANNING[2]])
     assert planned is not None and planned.earlier.created_at == "2026-11-02T09:00"
+
+
+def test_two_events_of_one_message_are_told_apart_by_a_better_statement_elsewhere():
+    trip = [
+        _dated("1219.txt", "WolfgangSchulz: Just a heads up, I'm off to Hong Kong for a couple of days next week.\n"
+                           "LiHua: Ooh, nice trip! Bring me some snacks from Hong Kong!", "2026-12-19T19:00"),
+        _dated("1220.txt", "WolfgangSchulz: I'm heading to Hong Kong soon and want to take photos.", "2026-12-20T20:00"),
+        _dated("1223.txt", "WolfgangSchulz: Just touched down in Hong Kong! Arrived safely.", "2026-12-23T23:00"),
+    ]
+    answer = _answer("Did Wolfgang arrive in Hong Kong after he told Li Hua about his trip?", lambda event: trip)
+    assert answer is not None and answer.yes
+    # The trip was told of on the 19th; the arrival is the 23rd's message, not the plans in between.
+    assert (answer.earlier.created_at, answer.later.created_at) == ("2026-12-19T19:00", "2026-12-23T23:00")
+    # With only the first message, both events are in it: its date cannot order them.
+    assert _answer("Did Wolfgang arrive in Hong Kong after he told Li Hua about his trip?",
+                   lambda event: trip[:1]) is None
+
+
+def test_first_says_which_time_not_what_happened():
+    logs = [_dated("0428.txt", "WolfgangSchulz: Want to celebrate with dinner on Thursday?", "2026-04-28T18:30"),
+            _dated("0930.txt", "LiHua: Sure, I agree, let's go out for dinner again!", "2026-09-30T16:00")]
+    answer = _answer("Did Li Hua agree to go out for dinner after Wolfgang first asked him about dinner?",
+                     lambda event: logs)
+    assert answer is not None and answer.yes and answer.earlier.created_at == "2026-04-28T18:30"

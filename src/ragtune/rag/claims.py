@@ -56,7 +56,7 @@ _META = frozenset(tokenize(
 # Function words the BM25 analyzer keeps but that state nothing a source must back ("has", "must", "为").
 _FUNCTION = frozenset(tokenize(
     "has have had having do does did can could should would may might shall must will also only just very its his "
-    "her our your we you he she i me my us them those what which who whom whose when where how why than from up "
+    "her him our your we you he she i me my us them those what which who whom whose when where how why than from up "
     "about each any some other so too here been being am were was are get gets got all please need needs "
     "related regarding concerning "  # "garden-related activity": an activity about the garden
 )) | frozenset({"为", "需", "须", "请", "将", "已", "可", "应", "则", "即", "该", "此", "均", "需要", "必须", "应当",

@@ -118,7 +118,8 @@ def passages(source: Source) -> list[Passage]:
 
 # What someone means to do, not what was done: "I will send the reminder tomorrow", "我打算明天去".
 _PLAN = re.compile(r"\b(?:will|shall|going\s+to|gonna|plan(?:s|ning)?\s+to|intend(?:s|ing)?\s+to|about\s+to|"
-                   r"tomorrow|tonight|later\s+today|next\s+(?:week|month|time))\b|['’]ll\b|"
+                   r"tomorrow|tonight|later\s+today|next\s+(?:week|month|time)|soon|upcoming|off\s+to|"
+                   r"in\s+a\s+(?:few|couple\s+of)\s+days)\b|['’]ll\b|"
                    "打算|准备|将要|明天|明早|明晚|下周|下个月|回头", re.IGNORECASE)
 _LABEL = re.compile(r"^[^:：]{1,40}[:：]\s*")
 

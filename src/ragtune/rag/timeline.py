@@ -41,6 +41,9 @@ _BEFORE = re.compile(r"before|prior|earlier|之前|以前", re.IGNORECASE)
 _SAYING = terms_of("send sent message messages tell told ask asked inform informed mention mentioned say said share "
                    "shared remind reminded announce announced talk talked discuss discussed discussion conversation "
                    "chat 发消息 告诉 通知 提到 提醒 说 讨论 聊天")
+# Words that say which time an event happened, not what it was ("Wolfgang first asked him …"): the earliest
+# statement is taken anyway.
+_ORDER_WORDS = terms_of("first initially originally again 第一次 首次 最初")
 #: The share of an event's terms its passage must hold (as for an extractive answer).
 MIN_COVERAGE = 0.6
 # Passages that state an event within this much of the best one's coverage state it as well.
@@ -116,6 +119,7 @@ def locate(event: str, hits: Sequence[Hit], *, min_coverage: float = MIN_COVERAG
     does (within ``_NEAR`` of its coverage, names kept), the earliest. Things recur in a chat log (a request asked
     again, a topic discussed twice); a question for their order means the first time each happened."""
     focus = analyse_question(event)
+    focus.weights = {t: w for t, w in focus.weights.items() if t not in _ORDER_WORDS}
     weights = {t: w for t, w in focus.weights.items() if t not in _SAYING}
     if len(weights) < 2:
         weights = focus.weights  # "Ravi sent the reminder": the sending is the event itself
@@ -247,7 +251,10 @@ def answer_order(question: str, asked: EventOrder | EventGap, search: Callable[[
     # "(restrict your search within August)": the question's dates rank each event's documents too.
     dated = " ".join(span.text for span in question_dates(question))
     events = (asked.asked, asked.reference) if isinstance(asked, EventOrder) else (asked.first, asked.second)
-    one, two = (locate(event, search(f"{event} {dated}".strip())) for event in events)
+    found = [search(f"{event} {dated}".strip()) for event in events]
+    one, two = (locate(event, hits) for event, hits in zip(events, found, strict=True))
+    if one is not None and two is not None and one.hit.document_id == two.hit.document_id:
+        one, two = _apart(events, found, one, two)
     if one is None or two is None or one.hit.document_id == two.hit.document_id or one.created_at == two.created_at:
         return None
     earlier, later = sorted((one, two), key=lambda found: found.created_at)
@@ -269,6 +276,23 @@ def answer_order(question: str, asked: EventOrder | EventGap, search: Callable[[
             lead = (f"{'是的' if yes else '不是'}，{amount}") if chinese else f"{'Yes' if yes else 'No'}: {amount}"
     text = f"{lead}。{first}；之后，{then}。" if chinese else f"{lead}. {first} Later, o{then[1:]}"
     return OrderAnswer(yes, text, earlier, later)
+
+
+def _apart(events: Sequence[str], found: Sequence[Sequence[Hit]], one: Located, two: Located
+           ) -> tuple[Located, Located]:
+    """Both events were found in one document ("I'm off to Hong Kong next week" names the trip and the city):
+    where one of them is stated at least as well in another document ("Just touched down in Hong Kong!" days
+    later), that statement is taken — the better of the two such moves; else they stay together (no answer)."""
+    document = one.hit.document_id
+    moves: list[tuple[float, int, Located]] = []
+    for n, (event, hits, current) in enumerate(zip(events, found, (one, two), strict=True)):
+        other = locate(event, [h for h in hits if h.document_id != document])
+        if other is not None and other.coverage >= current.coverage:
+            moves.append((other.coverage - current.coverage, n, other))
+    if not moves:
+        return one, two
+    _, n, moved = max(moves, key=lambda move: (move[0], -move[1]))
+    return (moved, two) if n == 0 else (one, moved)
 
 
 def _days_between(start: str, end: str) -> float | None:
