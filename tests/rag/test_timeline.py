@@ -168,7 +168,7 @@ def test_two_events_of_one_message_are_told_apart_by_a_better_statement_elsewher
     trip = [
         _dated("1219.txt", "WolfgangSchulz: Just a heads up, I'm off to Hong Kong for a couple of days next week.\n"
                            "LiHua: Ooh, nice trip! Bring me some snacks from Hong Kong!", "2026-12-19T19:00"),
-        _dated("1220.txt", "WolfgangSchulz: I'm heading to Hong Kong soon and want to take photos.", "2026-12-20T20:00"),
+        _dated("1220.txt", "WolfgangSchulz: I'm heading to Hong Kong soon to take photos.", "2026-12-20T20:00"),
         _dated("1223.txt", "WolfgangSchulz: Just touched down in Hong Kong! Arrived safely.", "2026-12-23T23:00"),
     ]
     answer = _answer("Did Wolfgang arrive in Hong Kong after he told Li Hua about his trip?", lambda event: trip)
