@@ -232,10 +232,9 @@ def test_a_chinese_when_question_is_answered_by_the_time_its_passage_states():
 
 
 def test_when_something_was_done_is_the_message_that_says_it_was_not_the_plan():
-    plan = hit("1102.txt", "Ravi: I will send the reminder to the whole team tomorrow.")
-    plan.meta.created_at = "2026-11-02T09:00"
-    done = hit("1103.txt", "Ravi: Mei, I sent the reminder about the vendor review to everyone.")
-    done.meta.created_at = "2026-11-03T10:00"
+    plan = hit("1102.txt", "Ravi: I will send the reminder to the whole team tomorrow.", created_at="2026-11-02T09:00")
+    done = hit("1103.txt", "Ravi: Mei, I sent the reminder about the vendor review to everyone.",
+               created_at="2026-11-03T10:00")
     focus = analyse_question("When did Ravi send the reminder?")
     # The plan is the better-ranked source and holds every word of the question.
     extract = extract_answer(focus, [Source(1, [plan]), Source(2, [done])])
@@ -287,10 +286,9 @@ def test_a_day_without_an_hour_answers_only_where_no_passage_states_one():
 
 
 def test_how_things_stand_now_is_the_newest_messages_to_say():
-    planned = hit("1102.txt", "Ravi: Morning Mei, the vendor review is on Friday.")
-    planned.meta.created_at = "2026-11-02T09:00"
-    moved = hit("1105.txt", "Mei: Ravi, the vendor cancelled, so the review moved to next Tuesday.")
-    moved.meta.created_at = "2026-11-05T15:00"
+    planned = hit("1102.txt", "Ravi: Morning Mei, the vendor review is on Friday.", created_at="2026-11-02T09:00")
+    moved = hit("1105.txt", "Mei: Ravi, the vendor cancelled, so the review moved to next Tuesday.",
+                created_at="2026-11-05T15:00")
     sources = [Source(1, [planned]), Source(2, [moved])]
     now = _extract("When is the vendor review now?", *sources)
     assert now is not None and now.text.endswith("moved to next Tuesday.” [2]")

@@ -195,10 +195,9 @@ def test_a_cited_sentence_that_restates_the_question_is_not_an_answer(doc_source
 
 
 def test_for_how_things_stand_now_an_older_message_does_not_answer_where_a_newer_one_is_about_it():
-    planned = hit("1102.txt", "Ravi: Morning Mei, the vendor review is on Friday.")
-    planned.meta.created_at = "2026-11-02T09:00"
-    moved = hit("1105.txt", "Mei: Ravi, the vendor cancelled, so the vendor review moved to next Tuesday.")
-    moved.meta.created_at = "2026-11-05T15:00"
+    planned = hit("1102.txt", "Ravi: Morning Mei, the vendor review is on Friday.", created_at="2026-11-02T09:00")
+    moved = hit("1105.txt", "Mei: Ravi, the vendor cancelled, so the vendor review moved to next Tuesday.",
+                created_at="2026-11-05T15:00")
     sources = [Source(1, [moved]), Source(2, [planned])]
     stale = _verify("What day is the vendor review now?", "The vendor review is on Friday [2].", sources)
     assert not stale.answered
