@@ -294,3 +294,11 @@ def test_how_things_stand_now_is_the_newest_messages_to_say():
     assert now is not None and now.text.endswith("moved to next Tuesday.” [2]")
     # Without "now", the better match answers, whatever its date.
     assert _extract("When is the vendor review?", *sources).text.endswith("is on Friday.” [1]")
+
+
+def test_a_plan_in_chinese_is_not_when_it_was_done():
+    plan = hit("1102.txt", "拉维：我明天给全组发提醒。", created_at="2026-11-02T09:00")
+    done = hit("1103.txt", "拉维：王梅，我已经给大家发了评审提醒。", created_at="2026-11-03T10:00")
+    # The plan holds every word of the question; the message that says it was done splits 发了 as one word.
+    extract = _extract("拉维什么时候发的提醒？", Source(1, [plan]), Source(2, [done]))
+    assert extract is not None and extract.text == "2026-11-03 10:00：“拉维：王梅，我已经给大家发了评审提醒。”[2]"

@@ -196,8 +196,9 @@ def _said(p: Passage) -> str:
     return (p.text.removeprefix(f"{p.speaker}: ") if p.speaker else p.text).strip()
 
 
-# How much less a plan counts than a statement that it was done, when the question asks when it was done.
-_PLAN_PENALTY = 0.15
+# How much less a plan counts than a statement that it was done, when the question asks when it was done: more
+# than any two passages that answer can differ in coverage (0.6 to 1), so a statement that it was done wins.
+_PLAN_PENALTY = 0.4
 # How much less a day without a date or hour ("this Saturday", "next week") counts than a passage that states one.
 _DAY_ONLY_PENALTY = 0.1
 # For "… now?": how much more the newest dated source counts than the oldest (the sources in between in order).
