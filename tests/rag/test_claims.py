@@ -246,6 +246,9 @@ PLANNING = ("Ravi: Morning Mei, the vendor review is on Friday.\nMei: Thanks, I 
         ("The vendor prepares the slides.", False, "vendor"),
         ("Mei will send the reminder to the whole team.", False, "Mei"),
         ("The vendor will send a reminder to the whole team tomorrow.", False, "vendor"),
+        # In the passive, who acts follows "by".
+        ("The slides will be prepared by Mei.", True, ""),
+        ("The slides are prepared by the vendor.", False, "vendor"),
     ],
 )
 def test_who_did_what_in_a_conversation(judge, claim, supported, named):

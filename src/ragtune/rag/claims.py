@@ -549,9 +549,10 @@ class LexicalJudge:
         else: "The vendor prepares the slides" against "Mei: Thanks, I will prepare the slides." ('' when the
         passage holds a word of the subject, or the subject is in no source at all: a paraphrase, which the
         coverage judges)."""
-        if not claim.subject or claim.subject & window_terms:
+        actor = _agent(claim.text) & frozenset(claim.weights) or claim.subject
+        if not actor or actor & window_terms:
             return ""
-        subject = _surfaces(claim.text, _by_weight(claim.subject, claim.weights))
+        subject = _surfaces(claim.text, _by_weight(actor, claim.weights))
         return f"the sources do not state this about {_quote(subject)}"
 
     def _number(self, frame: _Frame, claim: _Claim, analysis: _Analysis
@@ -675,6 +676,17 @@ def _subject_end_zh(text: str) -> int | None:
 
 
 _CLAUSE_MARKS = frozenset("，,；;：:。！？!?、")
+
+
+# "The slides are prepared by Ravi": in the passive, who acts follows "by".
+_PASSIVE_AGENT = re.compile(r"\b(?:is|are|was|were|be|been|being)\s+(?:\w+ly\s+)?\w+(?:ed|en|t)\s+by\s+([^,.;:!?]+)",
+                            re.IGNORECASE)
+
+
+def _agent(text: str) -> frozenset[str]:
+    """Terms of who acts in a passive English claim (after "by"); empty for any other claim."""
+    m = _PASSIVE_AGENT.search(text)
+    return (_terms(m.group(1)) - _META - _FUNCTION) if m else frozenset()
 
 
 def _subject(text: str) -> frozenset[str]:
