@@ -227,7 +227,7 @@ _TIME_WORD_ZH = re.compile(
 # Words that are a time only where another word makes them one: "week" ("next week", not "a week's leave"),
 # "month" the same; May / March as verbs or common words unless capitalised ("May I …" is a question, not a
 # month), and greetings ("Good morning") are no times.
-_NEEDS_RELATION = {"week", "month", "weekend"}
+_NEEDS_RELATION = {"week", "month"}
 
 
 def _asks_may(text: str, m: re.Match[str]) -> bool:
@@ -245,7 +245,7 @@ def time_words(text: str) -> frozenset[str]:
         word, relation = m["word"].lower(), (m["rel"] or "").lower()
         if word in _AMBIGUOUS and (not m["word"][0].isupper() or word == "may" and _asks_may(text, m)):
             continue
-        if word in _NEEDS_RELATION and not relation and word != "weekend":
+        if word in _NEEDS_RELATION and not relation:
             continue
         found.add(f"{relation} {word}".strip())
     found.update(m.group(0) for m in _TIME_WORD_ZH.finditer(text))

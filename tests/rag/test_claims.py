@@ -232,46 +232,36 @@ def test_chat_lines_are_framed_by_their_speaker(judge, claim, supported):
 PLANNING = ("Ravi: Morning Mei, the vendor review is on Friday.\nMei: Thanks, I will prepare the slides.\n"
             "Ravi: I will send the reminder to the whole team tomorrow.\nMei: Who books the room?\n"
             "Ravi: The office manager does.")
+PLANNING_ZH = "拉维：早上好，王梅，供应商评审在周五。\n王梅：好的，我来准备幻灯片。\n拉维：我明天给全组发提醒。"
 
 
 @pytest.mark.parametrize(
-    ("claim", "supported", "named"),
+    ("chat", "claim", "supported", "named"),
     [
-        ("Mei will prepare the slides.", True, ""),
-        ("Ravi will send the reminder to the whole team tomorrow.", True, ""),
-        ("The vendor review is on Friday.", True, ""),
-        ("The office manager books the room.", True, ""),  # a question and its reply back a claim together
+        (PLANNING, "Mei will prepare the slides.", True, ""),
+        (PLANNING, "Ravi will send the reminder to the whole team tomorrow.", True, ""),
+        (PLANNING, "The vendor review is on Friday.", True, ""),
+        (PLANNING, "The office manager books the room.", True, ""),  # a question and its reply back it together
         # What one person says is not said of whoever the line before names.
-        ("Ravi will prepare the slides.", False, "Ravi"),
-        ("The vendor prepares the slides.", False, "vendor"),
-        ("Mei will send the reminder to the whole team.", False, "Mei"),
-        ("The vendor will send a reminder to the whole team tomorrow.", False, "vendor"),
+        (PLANNING, "Ravi will prepare the slides.", False, "Ravi"),
+        (PLANNING, "The vendor prepares the slides.", False, "vendor"),
+        (PLANNING, "Mei will send the reminder to the whole team.", False, "Mei"),
+        (PLANNING, "The vendor will send a reminder to the whole team tomorrow.", False, "vendor"),
         # In the passive, who acts follows "by".
-        ("The slides will be prepared by Mei.", True, ""),
-        ("The slides are prepared by the vendor.", False, "vendor"),
+        (PLANNING, "The slides will be prepared by Mei.", True, ""),
+        (PLANNING, "The slides are prepared by the vendor.", False, "vendor"),
+        (PLANNING_ZH, "王梅准备幻灯片。", True, ""),
+        (PLANNING_ZH, "拉维明天给全组发提醒。", True, ""),
+        (PLANNING_ZH, "供应商评审在周五。", True, ""),
+        (PLANNING_ZH, "拉维准备幻灯片。", False, "拉维"),
+        (PLANNING_ZH, "供应商会准备幻灯片。", False, "供应商"),  # 供应商 is the subject: its 应 is no modal verb
+        (PLANNING_ZH, "王梅明天给全组发提醒。", False, "王梅"),
     ],
 )
-def test_who_did_what_in_a_conversation(judge, claim, supported, named):
-    (check,) = judge.check([claim], [PLANNING])
-    assert check.supported is supported, check.reason
-    assert named in check.reason
-
-
-@pytest.mark.parametrize(
-    ("claim", "supported"),
-    [
-        ("王梅准备幻灯片。", True),
-        ("拉维明天给全组发提醒。", True),
-        ("供应商评审在周五。", True),
-        ("拉维准备幻灯片。", False),
-        ("供应商会准备幻灯片。", False),  # 供应商 is the subject: the 应 in it is no modal verb
-        ("王梅明天给全组发提醒。", False),
-    ],
-)
-def test_who_did_what_in_a_chinese_conversation(judge, claim, supported):
-    chat = "拉维：早上好，王梅，供应商评审在周五。\n王梅：好的，我来准备幻灯片。\n拉维：我明天给全组发提醒。"
+def test_who_did_what_in_a_conversation(judge, chat, claim, supported, named):
     (check,) = judge.check([claim], [chat])
     assert check.supported is supported, check.reason
+    assert named in check.reason
 
 
 def test_in_prose_a_sentence_that_points_back_still_joins_the_one_before():

@@ -296,6 +296,11 @@ _LINE_LABEL = re.compile(r"^\s*\**([A-Z\u4e00-\u9fff][\w .'’-]{0,40}?)\**\s*(?
 _FIELD_VALUE = re.compile(r"(?:[\W\d_年月日时分秒点号]|[AaPp]\.?[Mm]\b\.?)*")
 
 
+def without_label(line: str) -> str:
+    """A chat line without its speaker's label ('Ravi: I sent it.' → 'I sent it.'); other text as it is."""
+    return _LINE_LABEL.sub("", line, 1)
+
+
 def labelled_sentences(text: str, *, semicolons: bool = False) -> list[tuple[str, str]]:
     """The sentences of a text, each with the label of its line ('' when none). In a chat log or transcript
     (lines that open with a speaker's name: 'AdamSmith: Hi! …') every line is read on its own, and each of its
@@ -649,7 +654,7 @@ def _joins(previous: _Unit, unit: _Unit) -> bool:
         return False
     if not previous.speaker or not unit.speaker or previous.speaker == unit.speaker:
         return True
-    return previous.text.rstrip().endswith(("?", "？")) or bool(LEANS_BACK.match(_LINE_LABEL.sub("", unit.text, 1)))
+    return previous.text.rstrip().endswith(("?", "？")) or bool(LEANS_BACK.match(without_label(unit.text)))
 
 
 def _subject_end(text: str) -> int | None:

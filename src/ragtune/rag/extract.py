@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ragtune.dates import question_dates
-from ragtune.rag.claims import LEANS_BACK, labelled_sentences, terms_of
+from ragtune.rag.claims import LEANS_BACK, labelled_sentences, terms_of, without_label
 from ragtune.rag.quantities import stated_years
 from ragtune.rag.question import TIME, Focus
 from ragtune.rag.sources import Source, passage_with_headings
@@ -121,13 +121,12 @@ _PLAN = re.compile(r"\b(?:will|shall|going\s+to|gonna|plan(?:s|ning)?\s+to|inten
                    r"tomorrow|tonight|later\s+today|next\s+(?:week|month|time)|soon|upcoming|off\s+to|"
                    r"in\s+a\s+(?:few|couple\s+of)\s+days)\b|['’]ll\b|"
                    "打算|准备|将要|明天|明早|明晚|下周|下个月|回头", re.IGNORECASE)
-_LABEL = re.compile(r"^[^:：]{1,40}[:：]\s*")
 
 
 def is_plan(sentence: str) -> bool:
     """Whether a sentence announces what is to be done rather than states that it was: a question for when
     something happened is answered by the message that says it happened, not by the one that planned it."""
-    return bool(_PLAN.search(_LABEL.sub("", sentence, 1)))
+    return bool(_PLAN.search(without_label(sentence)))
 
 
 def leans_back(sentence: str) -> bool:

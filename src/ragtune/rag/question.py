@@ -188,7 +188,7 @@ def analyse_question(question: str, *, context: str = "", context_weight: float 
     terms at ``context_weight`` (see ``Focus.borrowed``) and its kind of answer when the follow-up names none."""
     chinese = bool(HAN_RE.search(question))
     stripped = (_WH_ZH if chinese else _WH_EN).sub(" ", question)
-    weights = {t: _SPEECH_ACT_WEIGHT if t in _SPEECH_ACTS else 1.0 for t in terms_of(stripped)}
+    weights = {t: _HALF_WEIGHT if t in _HALF_WEIGHT_TERMS else 1.0 for t in terms_of(stripped)}
     unit_words: set[str] = set()
     for q in quantities(question):
         # '2,000 EUR' in a question narrows it; its unit word is not a topic or name of its own.
@@ -239,10 +239,11 @@ _UNIT_ZH = re.compile("(?:多少|几)(个月|个小时|个工作日|分钟|小�
 _SPEECH_ACTS = terms_of("suggest suggests suggestion propose proposes proposal recommend recommends recommendation "
                         "initiate initiates advise advice offer offers invite invites invitation mention mentions "
                         "建议 推荐 提议 邀请 提出 发起")
-_SPEECH_ACT_WEIGHT = 0.5
 # "When is the review now?": "now" says which message answers (the newest, see ``Focus.asks_latest``); a passage
 # that states the answer rarely repeats it, so these words count half as well.
-_SPEECH_ACTS |= terms_of("now currently still 现在 目前 仍然")
+_NOW_WORDS = terms_of("now currently still 现在 目前 仍然")
+_HALF_WEIGHT_TERMS = _SPEECH_ACTS | _NOW_WORDS
+_HALF_WEIGHT = 0.5
 _TIME_HEADS = terms_of("day date time year month week hour 日期 时间 日子")
 _TIME_UNITS = frozenset(UNITS[w] for w in ("day", "days", "week", "month", "year", "hour") if w in UNITS)
 # Words that ask for an amount of a unit rather than name a thing: 'what share' wants a percentage.
