@@ -156,7 +156,7 @@ def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
         return asking
     text = asking.text
     for n, p in enumerate(reply):
-        said = p.text.removeprefix(f"{p.speaker}: ") if n and p.speaker else p.text  # the speaker named once
+        said = _said(p) if n else p.text  # the speaker named once
         # A reply that leans back ("It is reset from the portal.") was already joined to the question.
         text = said if said.startswith(text) else _join(text, said)
     return replace(asking, text=text, terms=asking.terms.union(*(p.terms for p in reply)), asked=asking.terms)
