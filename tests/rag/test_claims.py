@@ -215,6 +215,14 @@ def test_a_chat_logs_header_field_is_no_speaker():
         "", "李华", "王芳"]
 
 
+def test_a_line_without_a_label_goes_on_with_the_message_above_it():
+    chat = ("Time: 20260606_09:00\nJenniferMoore: Let's crush this weekend!\n\nAlso, try inhaling for 3 steps and "
+            "exhaling for 2 steps.\nLiHua: Will do!")
+    assert labelled_sentences(chat) == [
+        ("Time: 20260606_09:00", ""), ("JenniferMoore: Let's crush this weekend!", "JenniferMoore"),
+        ("Also, try inhaling for 3 steps and exhaling for 2 steps.", "JenniferMoore"), ("LiHua: Will do!", "LiHua")]
+
+
 @pytest.mark.parametrize(
     ("claim", "supported"),
     [

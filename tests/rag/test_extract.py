@@ -302,3 +302,65 @@ def test_a_plan_in_chinese_is_not_when_it_was_done():
     # The plan holds every word of the question; the message that says it was done splits 发了 as one word.
     extract = _extract("拉维什么时候发的提醒？", Source(1, [plan]), Source(2, [done]))
     assert extract is not None and extract.text == "2026-11-03 10:00：“拉维：王梅，我已经给大家发了评审提醒。”[2]"
+
+
+GROUP_CHAT = ("Time: 20260908_10:00\n"
+              "Elara: I praise Red Dead Redemption 2 as the game with the best storytelling in side quests!\n"
+              "Jareth: For me the best game for storytelling is The Witcher 3, even in its side quests.\n"
+              "Niamh: Do you think Jaime would have been happier that way?\n"
+              "Tamara: Yeah, if Jaime had distanced himself from Cersei he would have had a fuller life.\n")
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        # Elara's line holds more of the question's words, but the question asks what Jareth praises.
+        ("Which game does Jareth praise for its storytelling in side quests?",
+         "“Jareth: For me the best game for storytelling is The Witcher 3"),
+        # Niamh asks and Tamara answers: that is Tamara's view, not Niamh's.
+        ("How does Niamh think Jaime would have been happier?", None),
+        ("How does Tamara think Jaime would have been happier?", "“Niamh: Do you think Jaime would have been happier "
+                                                                   "that way? Tamara: Yeah, if Jaime had distanced"),
+    ],
+)
+def test_whose_view_is_asked_is_answered_by_their_own_line(question, expected):
+    extract = _extract(question, Source(1, [hit("g.txt", GROUP_CHAT)]))
+    if expected is None:
+        assert extract is None
+    else:
+        assert extract is not None and extract.text.startswith(expected)
+
+
+def test_a_suggestion_asked_as_a_question_is_the_askers():
+    chat = ("LiHua: How about some cold beer to go with the hot pot?\n"
+            "WolfgangSchulz: Beer it is! Perfect match for hot pot.")
+    extract = _extract("What does LiHua suggest to have with the hot pot?", Source(1, [hit("h.txt", chat)]))
+    assert extract is not None and extract.text.startswith("“LiHua: How about some cold beer to go with the hot pot? "
+                                                           "WolfgangSchulz: Beer it is!")
+    # What Wolfgang thinks of it is his reply, not the question Li Hua asks.
+    assert _extract("What does WolfgangSchulz think of the cold beer?", Source(1, [hit("h.txt", chat)])) is not None
+    # Where the holder does not speak, any line may answer (a report about someone, not their words).
+    report = "The team tried the hot pot place. Wolfgang thinks cold beer is the perfect drink with hot pot."
+    about = _extract("What drink does Wolfgang think is perfect with hot pot?", Source(1, [hit("r.txt", report)]))
+    assert about is not None and "cold beer" in about.text
+
+
+def test_a_question_in_a_conversation_stands_under_the_turn_it_answers():
+    chat = ("Time: 20260511_11:00\n"
+            "WolfgangSchulz: Hey! There's a web design seminar at my company this week. Want to join me?\n"
+            "LiHua: Sounds awesome! When is it happening?\n"
+            "WolfgangSchulz: It's on Thursday at 3 PM. Should be insightful!")
+    extract = _extract("When is the web design seminar at Wolfgang's company happening?",
+                       Source(1, [hit("s.txt", chat)]))
+    assert extract is not None and extract.text.startswith("“LiHua: When is it happening? WolfgangSchulz: It's on "
+                                                           "Thursday at 3 PM.")
+
+
+def test_a_message_of_several_lines_is_its_speakers():
+    chat = ("Time: 20260606_09:00\nJenniferMoore: Hey everyone! Let's crush this weekend with a workout!\n\n"
+            "Also, I just want to share a cool breathing technique for running: try inhaling for 3 steps and "
+            "exhaling for 2 steps.\nLiHua: Thanks, Jennifer!")
+    extract = _extract("What breathing technique does Jennifer Moore suggest for running?",
+                       Source(1, [hit("j.txt", chat)]))
+    assert extract is not None and extract.text.startswith("“JenniferMoore: Also, I just want to share a cool "
+                                                           "breathing technique for running:")

@@ -163,3 +163,24 @@ def test_words_for_how_something_was_said_count_half():
     assert focus.weights["groceri"] == 1.0
     assert analyse_question("Who proposes a picnic?").weights["propos"] == 0.5
     assert analyse_question("谁建议去超市？").weights["建议"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("question", "holder"),
+    [
+        ("What does Evangeline say about Real Madrid's history?", "Evangeline"),
+        ("Which team's style of play does Farrah remember as 'Total football'?", "Farrah"),
+        ("What could have changed everything for Cersei according to Tamara?", "Tamara"),
+        ("Who is the most hateable character in Merrick's opinion?", "Merrick"),
+        ("What is LiHua's reaction to the news about the new software?", "LiHua"),
+        ("What time does WolfgangSchulz propose for going to the store?", "WolfgangSchulz"),
+        # Named as the holder beats the subject; 'can X' need not be who says it; a possessive names a thing.
+        ("After what time can Li Hua come by, according to Adam Smith?", "Adam Smith"),
+        ("After what time can Li Hua come by?", ""),
+        ("What does Hailey's bakery offer on Sundays?", ""),
+        ("Who invites Li Hua to the bake sale?", ""),
+        ("李华觉得这部电影怎么样？", ""),
+    ],
+)
+def test_whose_words_a_question_asks_about(question, holder):
+    assert analyse_question(question).holder == holder

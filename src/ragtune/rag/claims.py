@@ -305,7 +305,7 @@ def labelled_sentences(text: str, *, semicolons: bool = False) -> list[tuple[str
     """The sentences of a text, each with the label of its line ('' when none). In a chat log or transcript
     (lines that open with a speaker's name: 'AdamSmith: Hi! …') every line is read on its own, and each of its
     sentences belongs to its speaker. Leading labels followed by no word ('Time: 20260105_14:00') are fields of the
-    log's header, not speakers."""
+    log's header, not speakers; a line without a label after someone has spoken is theirs too."""
     lines = text.splitlines()
     labelled = [_LINE_LABEL.match(line) for line in lines]
     for n, label in enumerate(labelled):
@@ -316,8 +316,10 @@ def labelled_sentences(text: str, *, semicolons: bool = False) -> list[tuple[str
     if sum(m is not None for m in labelled) < 2:
         return [(text[s:e], "") for s, e in split_sentences(text, semicolons=semicolons)]
     found: list[tuple[str, str]] = []
+    speaker = ""
     for line, label in zip(lines, labelled, strict=True):
-        speaker = label.group(1).strip() if label else ""
+        # A line without a label goes on with the message above it (a message of several paragraphs).
+        speaker = label.group(1).strip() if label else speaker
         found += [(line[s:e], speaker) for s, e in split_sentences(line, semicolons=semicolons)]
     return found
 

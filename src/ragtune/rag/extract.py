@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from ragtune.dates import question_dates
 from ragtune.rag.claims import LEANS_BACK, labelled_sentences, terms_of, without_label
 from ragtune.rag.quantities import stated_years
-from ragtune.rag.question import TIME, Focus
+from ragtune.rag.question import SPEECH_ACTS, TIME, Focus
 from ragtune.rag.sources import Source, passage_with_headings
 from ragtune.text import CJK_WIDE_RE, HAN_RE
 
@@ -48,6 +48,7 @@ class Passage:
     block: int = 0  # passages in one block stand under the same headings of the same part
     asks: bool = False  # it asks a question (and is quoted with the reply that follows it)
     asked: frozenset[str] = frozenset()  # with a reply: the terms of the question alone
+    replier: str = ""  # with a reply in a conversation: who replies
 
 
 @dataclass
@@ -76,10 +77,20 @@ def passages(source: Source) -> list[Passage]:
         sentences = labelled_sentences(text)
         # Everyone who speaks in a conversation is part of what each of its lines is about.
         speakers = frozenset().union(*(terms_of(label) for _, label in sentences if label))
+        # In a conversation a line answers the turn before it: "When is it happening?" / "It's on Thursday at 3 PM."
+        # stand under the other speaker's "there's a web design seminar at my company this week".
+        turn: tuple[str, frozenset[str]] = ("", frozenset())
+        replied: frozenset[str] = frozenset()
         for raw, speaker in sentences:
+            if speaker and speaker != turn[0]:
+                replied, turn = (turn[1] if turn[0] else frozenset()), (speaker, frozenset())
             sentence = " ".join(raw.split())
             if speaker and not sentence.startswith(speaker):
                 # A chat line's later sentence is quoted with its speaker: "AdamSmith: You can come by after 5 PM."
+                # (and so is a list item of a message of several lines, without its mark).
+                sentence = _ITEM_MARK.sub("", sentence)
+                if not sentence:
+                    continue
                 sentence = f"{speaker}: {sentence}"
             if _HEADING.match(sentence):
                 level = len(sentence) - len(sentence.lstrip("#"))
@@ -88,7 +99,11 @@ def passages(source: Source) -> list[Passage]:
                 header, lead_in, previous, dated = [], (frozenset(), ""), "", ""
                 block += 1
                 continue
-            context = frozenset().union(*(t for t, _ in headings.values()), lead_in[0], speakers)
+            asks = bool(_ASKS.search(sentence))
+            context = frozenset().union(*(t for t, _ in headings.values()), lead_in[0], speakers,
+                                        replied if asks else frozenset())
+            if speaker:
+                turn = (speaker, turn[1] | terms_of(sentence))
             own_years = stated_years(sentence)
             around = "\n".join([*(h for _, h in headings.values()), lead_in[1], "" if own_years else dated])
             if own_years and not sentence.startswith("|"):
@@ -110,7 +125,7 @@ def passages(source: Source) -> list[Passage]:
             if previous and leans_back(quoted):
                 quoted = _join(previous, quoted)
             found.append(Passage(source.number, quoted, terms_of(quoted), context, part.chunk_id, len(found), around,
-                                 speaker, block, bool(_ASKS.search(sentence))))
+                                 speaker, block, asks))
             previous = sentence
             lead_in = (terms_of(sentence), sentence) if sentence.endswith((":", "：")) else lead_in
     return [_with_reply(p, found[p.position + 1:]) if p.asks else p for p in found]
@@ -150,8 +165,8 @@ def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
         elif p.asks:
             break
         reply.append(p)
-        if not asking.speaker:
-            break
+        if not asking.speaker or p.text.rstrip().endswith((":", "：")):
+            break  # a reply that introduces a list is quoted with the list (_with_list)
     if not reply:
         return asking
     text = asking.text
@@ -159,7 +174,8 @@ def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
         said = _said(p) if n else p.text  # the speaker named once
         # A reply that leans back ("It is reset from the portal.") was already joined to the question.
         text = said if said.startswith(text) else _join(text, said)
-    return replace(asking, text=text, terms=asking.terms.union(*(p.terms for p in reply)), asked=asking.terms)
+    return replace(asking, text=text, terms=asking.terms.union(*(p.terms for p in reply)), asked=asking.terms,
+                   replier=reply[0].speaker)
 
 
 def _with_list(passage: Passage, found: Sequence[Passage]) -> str:
@@ -217,7 +233,11 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
         # "When did Adam tell Li Hua …": the date of the message that tells it answers.
         dated = source.best.meta.created_at if focus.dated_answer else None
         found = passages(source)
+        holder = _holder_speaks(focus, found)
+        proposes = bool(holder) and bool(focus.terms & _ASKING_WORDS)
         for passage in found:
+            if holder and not _said_by(holder, passage, proposes):
+                continue  # "What does Jareth praise?": Elara's line does not say what Jareth praises
             present = passage.terms | passage.context
             on = dated if dated and not question_dates(passage.text) else None  # a passage's own date comes first
             if not focus.keeps_names(present) or not focus.names_head(present, passage.text) \
@@ -241,6 +261,28 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
                 best = Extract(said_on(on, chinese=bool(HAN_RE.search(focus.question))) + text if on else text,
                                passage, score)
     return best
+
+
+def _holder_speaks(focus: Focus, found: Sequence[Passage]) -> frozenset[str]:
+    """The terms of the person whose words or view the question asks about (``Focus.holder``), where that person
+    speaks in these passages; else empty."""
+    holder = terms_of(focus.holder) if focus.holder else frozenset()
+    if holder and any(holder <= terms_of(s) for s in {p.speaker for p in found if p.speaker}):
+        return holder
+    return frozenset()
+
+
+# A question asked in a conversation says what its asker proposes or asks ("How about some cold beer?"); what
+# anyone else thinks or says is in the reply.
+_ASKING_WORDS = SPEECH_ACTS | terms_of("ask asks asked question")
+
+
+def _said_by(holder: frozenset[str], passage: Passage, proposes: bool) -> bool:
+    """Whether the holder says what the passage answers with: their own line, the reply they give to a question,
+    or (``proposes``: the question asks what they suggest or ask) the question they ask."""
+    if passage.replier:
+        return holder <= terms_of(passage.replier) or (proposes and holder <= terms_of(passage.speaker))
+    return holder <= terms_of(passage.speaker)
 
 
 def _recency(sources: Sequence[Source]) -> dict[int, float]:

@@ -47,6 +47,16 @@ _WHEN_SAID_ZH = re.compile("(?:什么时候|何时|哪天|哪一天)(?:.*(?:说|
                            ".*了|.*的[？?]?$)|是(?:什么时候|哪天|哪一天).*的")
 _LATEST = re.compile(r"\b(?:now|currently|current|latest|still|most\s+recent|anymore|these\s+days)\b|"
                      "现在|目前|最新|最近|仍然", re.IGNORECASE)
+_PROPER_NAME = r"(?-i:[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*)"
+# Whose words or view a question asks about: named as such ("according to Tamara", "in Merrick's opinion", "Li Hua's
+# reaction"), else the subject of "what does X …" (not "what time can X come by", where X need not be who says it).
+_HOLDER_NAMED_EN = re.compile(
+    rf"\baccording\s+to\s+({_PROPER_NAME})|\bin\s+({_PROPER_NAME})['’]s\s+(?:opinion|view|words|eyes|mind)\b|"
+    rf"\b({_PROPER_NAME})['’]s\s+(?:opinion|view|reaction|response|feedback|impression|thoughts?|take|answer|reply|"
+    r"advice|suggestion|recommendation|favou?rite)\b", re.IGNORECASE)
+_HOLDER_SUBJECT_EN = re.compile(
+    r"\b(?:what|which|how|why|when|where|who|whom)\b(?:\s+[\w’'-]+){0,4}?\s+(?:does|did|do)\s+"
+    rf"({_PROPER_NAME})\b(?!['’]s)", re.IGNORECASE)
 _CLOCK = re.compile(r"\bwhat\s+time\b|\bat\s+what\s+hour\b|几点", re.IGNORECASE)
 _TIME_EN = re.compile(r"\bwhat\s+time\b|\bwhen\b|\b(?:what|which)\s+(?:date|day|year|month)\b", re.IGNORECASE)
 _NAME_EN = re.compile(r"\bwho(?:m|se)?\b|\bwhich\b|\bwhere\b", re.IGNORECASE)
@@ -87,6 +97,16 @@ class Focus:
     def wants_name(self) -> bool:
         """It asks for the name or title of something ("What is the name of the gym …"): an answer names one."""
         return not HAN_RE.search(self.question) and bool(_NAME_OF.search(self.question))
+
+    @property
+    def holder(self) -> str:
+        """Whose words or view the question asks about ("What does Evangeline say …", "Which game does Jareth
+        praise …", "… according to Tamara", "in Merrick's opinion", "What is Li Hua's reaction …"), or ''. In a
+        conversation where that person speaks, their own lines (or a question they ask or answer) answer."""
+        if HAN_RE.search(self.question):
+            return ""
+        found = _HOLDER_NAMED_EN.search(self.question) or _HOLDER_SUBJECT_EN.search(self.question)
+        return next((g for g in found.groups() if g), "") if found else ""
 
     @property
     def asks_latest(self) -> bool:
@@ -236,13 +256,13 @@ _UNIT_ZH = re.compile("(?:多少|几)(个月|个小时|个工作日|分钟|小�
 # Words for how something was said ("Who initiates the suggestion to go to the store?", "What does Emily
 # recommend?"): the passage shows it by what it says ("Wanna hit the grocery store after work?"), rarely by the
 # word, so they count half in a passage's coverage.
-_SPEECH_ACTS = terms_of("suggest suggests suggestion propose proposes proposal recommend recommends recommendation "
+SPEECH_ACTS = terms_of("suggest suggests suggestion propose proposes proposal recommend recommends recommendation "
                         "initiate initiates advise advice offer offers invite invites invitation mention mentions "
                         "建议 推荐 提议 邀请 提出 发起")
 # "When is the review now?": "now" says which message answers (the newest, see ``Focus.asks_latest``); a passage
 # that states the answer rarely repeats it, so these words count half as well.
 _NOW_WORDS = terms_of("now currently still 现在 目前 仍然")
-_HALF_WEIGHT_TERMS = _SPEECH_ACTS | _NOW_WORDS
+_HALF_WEIGHT_TERMS = SPEECH_ACTS | _NOW_WORDS
 _HALF_WEIGHT = 0.5
 _TIME_HEADS = terms_of("day date time year month week hour 日期 时间 日子")
 _TIME_UNITS = frozenset(UNITS[w] for w in ("day", "days", "week", "month", "year", "hour") if w in UNITS)
