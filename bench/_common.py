@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
 import time
+import unicodedata
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -172,3 +174,43 @@ def corpus_kb(path: Path, dataset: Any, name: str) -> Any:
     kb = KnowledgeBase.open(path, create=True)
     kb.ingest_documents(corpus_documents(dataset, name), total=len(dataset.corpus))
     return kb
+
+
+# ---------------------------------------------------------------------------------------------- answers
+
+_MARKER = re.compile(r"[\[【［]\^?\s*(?:source\s*)?\d+(?:\s*[-–,，、]\s*\d+)*\s*[\]】］]", re.IGNORECASE)
+
+
+def normalise(text: str) -> str:
+    text = _MARKER.sub(" ", unicodedata.normalize("NFKC", text)).lower()
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
+    return " ".join(re.sub(r"[^\w\s:.%#-]", " ", text).split())
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"[\W_]+", "", normalise(text))
+
+
+def lihua_correct(answer: str, reference: str) -> bool:
+    """Whether an answer states a LiHua-World reference (bench/answer_accuracy.py and bench/graph_lihua.py judge
+    alike): a "Yes"/"No" reference must be the answer's first word; any other must appear whole (case, citation
+    markers and punctuation aside), or each part of "A & B" with spaces and punctuation ignored ("LiHua" = "Li
+    Hua"), or all its content words must (BM25 analyzer stems: 'meets' = 'meeting')."""
+    from ragtune.store.text import tokenize
+
+    # "Answer: Yes" is a yes.
+    reference = re.sub(r"^\s*answer\s*:\s*", "", reference, flags=re.IGNORECASE)
+    plain, wanted = normalise(answer), normalise(reference)
+    if wanted in ("yes", "no"):
+        first = re.match(r"\W*(yes|no)\b", plain)  # "Yes." and "yes," say yes
+        return bool(first) and first.group(1) == wanted
+    if wanted and wanted in plain:
+        return True
+    # Names are written with and without spaces ("LiHua" / "Li Hua", "ChaeSong-hwa" / "Chae Song-hwa"): each part of
+    # an "A & B" reference stated with spaces and punctuation ignored.
+    squeezed = _squeeze(answer)
+    parts = [p for p in map(_squeeze, reference.split("&")) if p]
+    if parts and all(p in squeezed for p in parts):
+        return True
+    terms = set(tokenize(reference))
+    return bool(terms) and terms <= set(tokenize(answer))

@@ -25,17 +25,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import re
 import statistics
 import sys
 import time
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import LIHUA_DIR, RESULTS_DIR, loadavg, machine, print_table, write_json
+from _common import LIHUA_DIR, RESULTS_DIR, lihua_correct, loadavg, machine, normalise, print_table, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "answers"
@@ -57,15 +55,6 @@ def _quantities() -> Any:
 
 
 QUANTITIES = _quantities()
-_MARKER = re.compile(r"[\[【［]\^?\s*(?:source\s*)?\d+(?:\s*[-–,，、]\s*\d+)*\s*[\]】］]", re.IGNORECASE)
-
-
-def normalise(text: str) -> str:
-    text = _MARKER.sub(" ", unicodedata.normalize("NFKC", text)).lower()
-    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
-    return " ".join(re.sub(r"[^\w\s:.%#-]", " ", text).split())
-
-
 def states(answer: str, fact: str) -> bool:
     """Normalised containment, or the fact's number stated by value."""
     plain, wanted = normalise(answer), normalise(fact)
@@ -75,30 +64,6 @@ def states(answer: str, fact: str) -> bool:
     asked = {q.value for q in QUANTITIES(fact)}
     return bool(asked) and asked <= values
 
-
-def _squeeze(text: str) -> str:
-    return re.sub(r"[\W_]+", "", normalise(text))
-
-
-def lihua_correct(answer: str, reference: str) -> bool:
-    from ragtune.store.text import tokenize
-
-    # "Answer: Yes" is a yes, as bench/graph_lihua.py reads it.
-    reference = re.sub(r"^\s*answer\s*:\s*", "", reference, flags=re.IGNORECASE)
-    plain, wanted = normalise(answer), normalise(reference)
-    if wanted in ("yes", "no"):
-        first = re.match(r"\W*(yes|no)\b", plain)  # "Yes." and "yes," say yes
-        return bool(first) and first.group(1) == wanted
-    if wanted and wanted in plain:
-        return True
-    # Names are written with and without spaces ("LiHua" / "Li Hua", "ChaeSong-hwa" / "Chae Song-hwa"): each part of
-    # an "A & B" reference stated with spaces and punctuation ignored, as bench/graph_lihua.py judges.
-    squeezed = _squeeze(answer)
-    parts = [p for p in map(_squeeze, reference.split("&")) if p]
-    if parts and all(p in squeezed for p in parts):
-        return True
-    terms = set(tokenize(reference))
-    return bool(terms) and terms <= set(tokenize(answer))
 
 
 # ---------------------------------------------------------------------------------------------- questions

@@ -11,10 +11,10 @@ bench/graph_cost.py). For each of the 319 dev questions and each mode the best 1
   auto also the router's advice (``route.refuse``). Precision, recall and F1 of refusing; ``refusal_gate`` is the
   gate alone — what the answer pipeline does, since it does not act on the router's advice.
 - ``--answers``: ``kb.ask(question, mode=...)`` with the bundled SmolLM2-135M for every question; each answer is
-  appended to WORKDIR/answers-MODE.jsonl as it comes, so an interrupted run resumes. Accuracy by normalised
-  containment: a Null question is correct when refused; Yes/No references must match the answer's first yes/no;
-  any other reference (each part of "A & B" alike) must appear in the answer after case, punctuation and spaces
-  are removed ("LiHua" matches "Li Hua"); refused answers to answerable questions are wrong.
+  appended to WORKDIR/answers-MODE.jsonl as it comes, so an interrupted run resumes. Accuracy as
+  bench/answer_accuracy.py judges (``_common.lihua_correct``; since 2026-12-05 — before, a Yes/No reference matched
+  the answer's first yes/no anywhere, not its first word): a Null question is correct when refused, refused
+  answers to answerable questions are wrong.
 
     flock /tmp/ragtune-heavy.lock nice -n 5 env OMP_NUM_THREADS=1 .venv/bin/python bench/graph_lihua.py [--answers]
 """
@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
-import unicodedata
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import LIHUA_DIR, RESULTS_DIR, loadavg, machine, percentiles, print_table, write_json  # noqa: E402
+from _common import LIHUA_DIR, RESULTS_DIR, lihua_correct, loadavg, machine, percentiles, print_table, write_json  # noqa: E402
 
 MODES = ("hybrid", "graph", "auto")
 TYPES = ("Single", "Multi", "Null")
@@ -209,25 +207,12 @@ def evaluate_answers(kb: Any, questions: list[dict[str, Any]], mode: str, workdi
     return out
 
 
-def _norm(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = re.sub(r"^\s*answer\s*:\s*", "", text)
-    return re.sub(r"[\W_]+", "", text)
-
-
 def correct(question: dict[str, Any], answer: str, refused: bool) -> float:
-    """Normalised containment (see the module docstring)."""
+    """A Null question is correct when refused; an answerable one when not refused and the answer states the
+    reference (``_common.lihua_correct``, as bench/answer_accuracy.py judges)."""
     if question["type"] == "Null":
         return float(refused)
-    if refused:
-        return 0.0
-    reference = re.sub(r"^\s*answer\s*:\s*", "", question["answer"], flags=re.IGNORECASE).strip()
-    if reference.lower().rstrip(".") in ("yes", "no"):
-        first = re.search(r"\b(yes|no)\b", answer.lower())
-        return float(bool(first) and first.group(1) == reference.lower().rstrip("."))
-    parts = [p for p in (_norm(p) for p in reference.split("&")) if p]
-    said = _norm(answer)
-    return float(bool(parts) and all(p in said for p in parts))
+    return float(not refused and lihua_correct(answer, question["answer"]))
 
 
 if __name__ == "__main__":
