@@ -221,6 +221,10 @@ def test_a_line_without_a_label_goes_on_with_the_message_above_it():
     assert labelled_sentences(chat) == [
         ("Time: 20260606_09:00", ""), ("JenniferMoore: Let's crush this weekend!", "JenniferMoore"),
         ("Also, try inhaling for 3 steps and exhaling for 2 steps.", "JenniferMoore"), ("LiHua: Will do!", "LiHua")]
+    # A broken line: a label and nothing but another label, the message below it is the second one's.
+    broken = "Helios: Anyone tried traps?\nLiHua: Aisling:  \nTraps are a game changer!\nHelios: Nice."
+    assert labelled_sentences(broken) == [("Helios: Anyone tried traps?", "Helios"),
+                                          ("Traps are a game changer!", "Aisling"), ("Helios: Nice.", "Helios")]
 
 
 @pytest.mark.parametrize(

@@ -364,3 +364,16 @@ def test_a_message_of_several_lines_is_its_speakers():
                        Source(1, [hit("j.txt", chat)]))
     assert extract is not None and extract.text.startswith("“JenniferMoore: Also, I just want to share a cool "
                                                            "breathing technique for running:")
+
+
+def test_a_line_keeps_the_names_of_the_turn_it_answers():
+    chat = ("Time: 20261010_10:10\n"
+            "Saffron: Cersei and Tyrion never trusted each other.\n"
+            "Quillan: I think if she had accepted his advice over her pride, that could have been a game-changer.\n"
+            "Rowan: Totally agree.")
+    extract = _extract("What does Quillan suggest could have been a game-changer for Cersei?",
+                       Source(1, [hit("q.txt", chat)]))
+    assert extract is not None and extract.text.startswith("“Quillan: I think if she had accepted his advice")
+    # A name said in no nearby line is still missing: nothing answers about Jaime.
+    assert _extract("What does Quillan suggest could have been a game-changer for Jaime?",
+                    Source(1, [hit("q.txt", chat)])) is None

@@ -292,6 +292,8 @@ def _frames(text: str, context_terms: frozenset[str]) -> list[_Frame]:
 # "AdamSmith: Hi Li Hua! …", "**Note:** …": a short label that says who speaks or what a line is about.
 # A full-width colon is followed by no space in Chinese ("李华：你好！").
 _LINE_LABEL = re.compile(r"^\s*\**([A-Z\u4e00-\u9fff][\w .'’-]{0,40}?)\**\s*(?::\s+|：\s*)(?=\S)")
+# A label and nothing else: "Aisling:" (the rest of a line "LiHua: Aisling:").
+_LABEL_ONLY = re.compile(r"\**([A-Z\u4e00-\u9fff][\w .'’-]{0,40}?)\**\s*[:：]\s*$")
 # What follows a label of the log's header, not a speaker: no word, only a date, time or number.
 _FIELD_VALUE = re.compile(r"(?:[\W\d_年月日时分秒点号]|[AaPp]\.?[Mm]\b\.?)*")
 
@@ -320,6 +322,11 @@ def labelled_sentences(text: str, *, semicolons: bool = False) -> list[tuple[str
     for line, label in zip(lines, labelled, strict=True):
         # A line without a label goes on with the message above it (a message of several paragraphs).
         speaker = label.group(1).strip() if label else speaker
+        inner = _LABEL_ONLY.match(line[label.end():]) if label else None
+        if inner:
+            # "LiHua: Aisling:" and the message on the lines below: Aisling says it (a log's broken line).
+            speaker = inner.group(1).strip()
+            continue
         found += [(line[s:e], speaker) for s, e in split_sentences(line, semicolons=semicolons)]
     return found
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ragtune.dates import question_dates
-from ragtune.rag.claims import LEANS_BACK, labelled_sentences, terms_of, without_label
+from ragtune.rag.claims import LEANS_BACK, labelled_sentences, names_in, terms_of, without_label
 from ragtune.rag.quantities import stated_years
 from ragtune.rag.question import SPEECH_ACTS, TIME, Focus
 from ragtune.rag.sources import Source, passage_with_headings
@@ -49,6 +49,9 @@ class Passage:
     asks: bool = False  # it asks a question (and is quoted with the reply that follows it)
     asked: frozenset[str] = frozenset()  # with a reply: the terms of the question alone
     replier: str = ""  # with a reply in a conversation: who replies
+    #: In a conversation, the names said earlier in its message and in the turn before it: "I found her end
+    #: haunting" is about the Cersei that the line before names.
+    nearby: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -79,11 +82,13 @@ def passages(source: Source) -> list[Passage]:
         speakers = frozenset().union(*(terms_of(label) for _, label in sentences if label))
         # In a conversation a line answers the turn before it: "When is it happening?" / "It's on Thursday at 3 PM."
         # stand under the other speaker's "there's a web design seminar at my company this week".
-        turn: tuple[str, frozenset[str]] = ("", frozenset())
+        turn: tuple[str, frozenset[str], frozenset[str]] = ("", frozenset(), frozenset())  # speaker, terms, names
         replied: frozenset[str] = frozenset()
+        named: frozenset[str] = frozenset()
         for raw, speaker in sentences:
             if speaker and speaker != turn[0]:
-                replied, turn = (turn[1] if turn[0] else frozenset()), (speaker, frozenset())
+                replied, named = (turn[1], turn[2]) if turn[0] else (frozenset(), frozenset())
+                turn = (speaker, frozenset(), frozenset())
             sentence = " ".join(raw.split())
             if speaker and not sentence.startswith(speaker):
                 # A chat line's later sentence is quoted with its speaker: "AdamSmith: You can come by after 5 PM."
@@ -102,8 +107,9 @@ def passages(source: Source) -> list[Passage]:
             asks = bool(_ASKS.search(sentence))
             context = frozenset().union(*(t for t, _ in headings.values()), lead_in[0], speakers,
                                         replied if asks else frozenset())
+            nearby = named | turn[2]
             if speaker:
-                turn = (speaker, turn[1] | terms_of(sentence))
+                turn = (speaker, turn[1] | terms_of(sentence), turn[2] | names_in(sentence))
             own_years = stated_years(sentence)
             around = "\n".join([*(h for _, h in headings.values()), lead_in[1], "" if own_years else dated])
             if own_years and not sentence.startswith("|"):
@@ -125,7 +131,7 @@ def passages(source: Source) -> list[Passage]:
             if previous and leans_back(quoted):
                 quoted = _join(previous, quoted)
             found.append(Passage(source.number, quoted, terms_of(quoted), context, part.chunk_id, len(found), around,
-                                 speaker, block, asks))
+                                 speaker, block, asks, nearby=nearby))
             previous = sentence
             lead_in = (terms_of(sentence), sentence) if sentence.endswith((":", "：")) else lead_in
     return [_with_reply(p, found[p.position + 1:]) if p.asks else p for p in found]
@@ -240,7 +246,7 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
                 continue  # "What does Jareth praise?": Elara's line does not say what Jareth praises
             present = passage.terms | passage.context
             on = dated if dated and not question_dates(passage.text) else None  # a passage's own date comes first
-            if not focus.keeps_names(present) or not focus.names_head(present, passage.text) \
+            if not focus.keeps_names(present | passage.nearby) or not focus.names_head(present, passage.text) \
                     or not (on or focus.filled_by(passage.text)) or not focus.keeps_years(passage.text, passage.around):
                 continue
             covered = focus.coverage(passage.terms, passage.context)
