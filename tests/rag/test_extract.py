@@ -377,3 +377,13 @@ def test_a_line_keeps_the_names_of_the_turn_it_answers():
     # A name said in no nearby line is still missing: nothing answers about Jaime.
     assert _extract("What does Quillan suggest could have been a game-changer for Jaime?",
                     Source(1, [hit("q.txt", chat)])) is None
+
+
+def test_whose_view_is_asked_in_a_chinese_conversation():
+    # Mei's line names Ravi too: only who speaks it tells whose recommendation it is.
+    chat = ("时间：2026年11月5日 10:00\n王梅：拉维，我推荐老街的川菜餐厅，味道很正宗。\n"
+            "拉维：我推荐河边的日料餐厅，环境安静。\n李华：好的，我都去试试。")
+    ravi = _extract("拉维推荐哪家餐厅？", Source(1, [hit("z.txt", chat)]))
+    assert ravi is not None and ravi.text.startswith("“拉维：我推荐河边的日料餐厅")
+    mei = _extract("王梅推荐哪家餐厅？", Source(1, [hit("z.txt", chat)]))
+    assert mei is not None and mei.text.startswith("“王梅：拉维，我推荐老街的川菜餐厅")

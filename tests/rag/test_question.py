@@ -179,7 +179,11 @@ def test_words_for_how_something_was_said_count_half():
         ("After what time can Li Hua come by?", ""),
         ("What does Hailey's bakery offer on Sundays?", ""),
         ("Who invites Li Hua to the bake sale?", ""),
-        ("李华觉得这部电影怎么样？", ""),
+        ("李华觉得这部电影怎么样？", "李华"),
+        ("根据王梅的说法，评审在哪天？", "王梅"),
+        ("在拉维看来，哪家餐厅最好？", "拉维"),
+        ("公司的报销上限是多少？", ""),
+        ("李华什么时候发的提醒？", ""),
     ],
 )
 def test_whose_words_a_question_asks_about(question, holder):

@@ -280,7 +280,7 @@ def _holder_speaks(focus: Focus, found: Sequence[Passage]) -> frozenset[str]:
 
 # A question asked in a conversation says what its asker proposes or asks ("How about some cold beer?"); what
 # anyone else thinks or says is in the reply.
-_ASKING_WORDS = SPEECH_ACTS | terms_of("ask asks asked question")
+_ASKING_WORDS = SPEECH_ACTS | terms_of("ask asks asked question 询问 提问")
 
 
 def _said_by(holder: frozenset[str], passage: Passage, proposes: bool) -> bool:

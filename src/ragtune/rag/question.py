@@ -57,6 +57,12 @@ _HOLDER_NAMED_EN = re.compile(
 _HOLDER_SUBJECT_EN = re.compile(
     r"\b(?:what|which|how|why|when|where|who|whom)\b(?:\s+[\w’'-]+){0,4}?\s+(?:does|did|do)\s+"
     rf"({_PROPER_NAME})\b(?!['’]s)", re.IGNORECASE)
+# 根据王梅的说法 / 在王梅看来 / 王梅的看法; else a question that opens with a name and a verb of thinking or saying:
+# 王梅觉得…, 拉维推荐哪家餐厅.
+_HOLDER_ZH = re.compile(
+    "(?:根据|按照|据)([\u4e00-\u9fff]{2,4}?)的(?:说法|意见|看法|观点)|在([\u4e00-\u9fff]{2,4}?)看来|"
+    "([\u4e00-\u9fff]{2,4}?)的(?:看法|意见|观点|反应|建议|评价|感受)|"
+    "^([\u4e00-\u9fff]{2,4}?)(?:觉得|认为|推荐|建议|提议|说|喜欢|最喜欢|想要|打算)")
 _CLOCK = re.compile(r"\bwhat\s+time\b|\bat\s+what\s+hour\b|几点", re.IGNORECASE)
 _TIME_EN = re.compile(r"\bwhat\s+time\b|\bwhen\b|\b(?:what|which)\s+(?:date|day|year|month)\b", re.IGNORECASE)
 _NAME_EN = re.compile(r"\bwho(?:m|se)?\b|\bwhich\b|\bwhere\b", re.IGNORECASE)
@@ -104,7 +110,8 @@ class Focus:
         praise …", "… according to Tamara", "in Merrick's opinion", "What is Li Hua's reaction …"), or ''. In a
         conversation where that person speaks, their own lines (or a question they ask or answer) answer."""
         if HAN_RE.search(self.question):
-            return ""
+            found = _HOLDER_ZH.search(self.question)
+            return next((g for g in found.groups() if g), "") if found else ""
         found = _HOLDER_NAMED_EN.search(self.question) or _HOLDER_SUBJECT_EN.search(self.question)
         return next((g for g in found.groups() if g), "") if found else ""
 
