@@ -387,3 +387,19 @@ def test_whose_view_is_asked_in_a_chinese_conversation():
     assert ravi is not None and ravi.text.startswith("“拉维：我推荐河边的日料餐厅")
     mei = _extract("王梅推荐哪家餐厅？", Source(1, [hit("z.txt", chat)]))
     assert mei is not None and mei.text.startswith("“王梅：拉维，我推荐老街的川菜餐厅")
+
+
+def test_a_later_sentence_of_a_chat_line_that_points_back_keeps_the_one_before():
+    chat = ("Time: 20260909_10:00\n"
+            "Helios: \"Red Dead Redemption 2\" is a masterpiece! That game really makes you feel connected to the "
+            "characters.\n"
+            "JenniferMoore: Get enough protein after workouts. It's super important for keeping your body in shape!\n"
+            "Mei: That works for me.")
+    source = Source(1, [hit("h.txt", chat)])
+    game = _extract("Which game does Helios call a masterpiece for making players feel connected to the characters?",
+                    source)
+    assert game is not None and game.text.startswith("“Helios: \"Red Dead Redemption 2\" is a masterpiece! That game")
+    protein = _extract("Why is protein important according to JenniferMoore?", source)
+    assert protein is not None and protein.text.startswith("“JenniferMoore: Get enough protein after workouts. It's")
+    # Another speaker's line that points back is not joined to the line before it: it is Mei's alone.
+    assert "Mei: That works for me." in [p.text for p in passages(source)]

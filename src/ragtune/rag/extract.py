@@ -73,7 +73,7 @@ def passages(source: Source) -> list[Passage]:
         headings: dict[int, tuple[frozenset[str], str]] = {}
         header: list[str] = []
         lead_in: tuple[frozenset[str], str] = (frozenset(), "")
-        previous = ""
+        previous, previous_speaker = "", ""
         # The last sentence under the same headings that states a year frames those after it that state none:
         # "In 2025 the company opened two plants. Revenue grew to 5.1 million EUR." is 2025's revenue.
         dated = ""
@@ -128,11 +128,13 @@ def passages(source: Source) -> list[Passage]:
                 continue
             header = []
             quoted = _ITEM_MARK.sub("", sentence)
-            if previous and leans_back(quoted):
-                quoted = _join(previous, quoted)
+            said = without_label(quoted) if speaker else quoted
+            if previous and previous_speaker == speaker and leans_back(said):
+                # "Helios: Red Dead Redemption 2 is a masterpiece. That game really makes you feel connected …"
+                quoted = _join(previous, said)
             found.append(Passage(source.number, quoted, terms_of(quoted), context, part.chunk_id, len(found), around,
                                  speaker, block, asks, nearby=nearby))
-            previous = sentence
+            previous, previous_speaker = sentence, speaker
             lead_in = (terms_of(sentence), sentence) if sentence.endswith((":", "：")) else lead_in
     return [_with_reply(p, found[p.position + 1:]) if p.asks else p for p in found]
 
@@ -150,9 +152,15 @@ def is_plan(sentence: str) -> bool:
     return bool(_PLAN.search(without_label(sentence)))
 
 
+# "That game …", "Those moments …": a demonstrative points back as a pronoun does (the claim judge's LEANS_BACK
+# leaves them out: in its joins of two speakers' lines, "That sounds great" would back anything said before).
+_POINTS_BACK = re.compile(r"^\s*(?:that|those)\b", re.IGNORECASE)
+
+
 def leans_back(sentence: str) -> bool:
-    """Whether a sentence opens with a pronoun and so leans on the one before it ("It is led by Dr. Ines Varga")."""
-    return bool(LEANS_BACK.match(sentence))
+    """Whether a sentence opens with a pronoun or demonstrative and so leans on the one before it ("It is led by
+    Dr. Ines Varga", "That game really makes you feel connected")."""
+    return bool(LEANS_BACK.match(sentence) or _POINTS_BACK.match(sentence))
 
 
 def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
@@ -175,9 +183,12 @@ def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
             break  # a reply that introduces a list is quoted with the list (_with_list)
     if not reply:
         return asking
-    text = asking.text
+    text, last = asking.text, ""
     for n, p in enumerate(reply):
         said = _said(p) if n else p.text  # the speaker named once
+        if last and said.startswith(last):
+            said = said[len(last):].strip()  # "Sure! It is Family123." was joined to the "Sure!" quoted already
+        last = _said(p)
         # A reply that leans back ("It is reset from the portal.") was already joined to the question.
         text = said if said.startswith(text) else _join(text, said)
     return replace(asking, text=text, terms=asking.terms.union(*(p.terms for p in reply)), asked=asking.terms,
