@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ragtune.rag.claims import terms_of
 from ragtune.rag.question import NAME, NUMBER, OPEN, TIME, YES_NO, analyse_question, is_follow_up
 
 pytestmark = pytest.mark.unit
@@ -188,3 +189,28 @@ def test_words_for_how_something_was_said_count_half():
 )
 def test_whose_words_a_question_asks_about(question, holder):
     assert analyse_question(question).holder == holder
+
+
+@pytest.mark.parametrize(
+    ("question", "slot"),
+    [
+        # The question word it opens with decides: a later "when" joins a clause.
+        ("Why can't people sit on the benches when Turalyon says they are installed?", OPEN),
+        ("How does strength training help when you play soccer?", OPEN),
+        ("What did Adam say when Li Hua asked about the rent?", OPEN),
+        ("How many days is the refund window?", NUMBER),
+        ("When did Li Hua arrive?", TIME),
+        ("What time does the event start when it rains?", TIME),
+    ],
+)
+def test_the_question_word_it_opens_with_decides_the_kind_of_answer(question, slot):
+    assert analyse_question(question).slot == slot
+
+
+def test_where_it_was_said_is_not_what_the_question_is_about():
+    focus = analyse_question("When is the community meeting for the garden project scheduled according to the "
+                             "discussion on 20260507?")
+    assert set(focus.weights) == terms_of("community meeting garden project scheduled")
+    assert "convers" not in analyse_question("Who scored as mentioned in the conversation?").weights
+    # A discussion that is the topic stays.
+    assert {"discuss", "budget"} <= set(analyse_question("What was decided in the discussion of the budget?").weights)

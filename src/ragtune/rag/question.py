@@ -214,7 +214,7 @@ def analyse_question(question: str, *, context: str = "", context_weight: float 
     """The focus of ``question``; ``context`` (the conversation's earlier question, for a follow-up) lends its
     terms at ``context_weight`` (see ``Focus.borrowed``) and its kind of answer when the follow-up names none."""
     chinese = bool(HAN_RE.search(question))
-    stripped = (_WH_ZH if chinese else _WH_EN).sub(" ", question)
+    stripped = (_WH_ZH if chinese else _WH_EN).sub(" ", question if chinese else _WHERE_SAID_EN.sub(" ", question))
     weights = {t: _HALF_WEIGHT if t in _HALF_WEIGHT_TERMS else 1.0 for t in terms_of(stripped)}
     unit_words: set[str] = set()
     for q in quantities(question):
@@ -296,6 +296,18 @@ def _heads(question: str, chinese: bool) -> tuple[frozenset[str], frozenset[str]
     return frozenset(heads), frozenset(units)
 
 
+# Where the question says it was said, not what it is about: "according to the discussion on 20260507", "in their
+# conversation on 20260717", "as mentioned in the conversation" (the date picks the document; retrieval reads it).
+_WHERE_SAID_EN = re.compile(
+    r"\b(?:according\s+to|in|from|during|as\s+(?:mentioned|discussed|said)\s+in)\s+(?:the|their|our|his|her|this|"
+    r"that)\s+(?:[\w'’-]+\s+){0,2}?(?:discussion|conversation|chat|talk|messages?|exchange)s?"
+    r"(?:\s+(?:on|of|from|at)\s+\d[\w:_.-]*)?(?=\s*(?:[?.,;!]|$))", re.IGNORECASE)
+# The question word it opens with decides its kind: "Why can't people sit on the benches when Turalyon …" asks why.
+_FIRST_WH_EN = re.compile(r"\b(what|which|who|whom|whose|when|where|why|how)\b", re.IGNORECASE)
+_HOW_AMOUNT = re.compile(r"\s+(?:many|much|long|often|far|large|big|high|old|early|late|soon|fast|heavy|tall)\b",
+                         re.IGNORECASE)
+
+
 def _slot(question: str, chinese: bool) -> str:
     if chinese:
         if _TIME_ZH.search(question):
@@ -305,9 +317,15 @@ def _slot(question: str, chinese: bool) -> str:
         if _NAME_ZH.search(question):
             return NAME
         return YES_NO if _YES_NO_ZH.search(question) else OPEN
+    first = _FIRST_WH_EN.search(question)
+    lead = first.group(1).lower() if first else ""
+    if lead == "why" or lead == "how" and first is not None and not _HOW_AMOUNT.match(question, first.end()):
+        return OPEN
     if _NUMBER_EN.search(question):
         return NUMBER
-    if _TIME_EN.search(question):
+    time = _TIME_EN.search(question)
+    # A later "when" joins a clause ("What did Adam say when …"); "what time", "which day" ask for a time anywhere.
+    if time and (lead == "when" or not time.group(0).lower().startswith("when")):
         return TIME
     if _NAME_EN.search(question):
         return NAME
