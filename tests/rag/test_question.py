@@ -201,6 +201,9 @@ def test_whose_words_a_question_asks_about(question, holder):
         ("How many days is the refund window?", NUMBER),
         ("When did Li Hua arrive?", TIME),
         ("What time does the event start when it rains?", TIME),
+        # "share" here is a verb of the relative clause, not the share asked for.
+        ("What is the article that Chae shares with LiHua about?", OPEN),
+        ("What share of the budget goes to travel?", NUMBER),
     ],
 )
 def test_the_question_word_it_opens_with_decides_the_kind_of_answer(question, slot):

@@ -32,7 +32,9 @@ _WH_ZH = re.compile("多少钱|多少|几点|几天|几个|几|多久|多长时�
                     "什么名字|什么|哪个|哪家|哪些|哪里|哪儿|哪|谁|吗|呢|如何|怎么样|怎么|为什么|是否|请问")
 _NUMBER_EN = re.compile(
     r"\bhow\s+(?:many|much|long|often|far|large|big|high|old|fast|heavy|tall)\b|\bwhat\s+(?:percentage|share)|"
-    r"\bup\s+to\s+what\b|\b(?:what|which)\s+(?:(?:is|are|was|were)\s+)?(?:the\s+)?(?:[\w-]+\s+){0,3}?(?:limit|price|cost|"
+    # The asked-for thing is named before any verb or relative pronoun: not "What is the article that Chae shares".
+    r"\bup\s+to\s+what\b|\b(?:what|which)\s+(?:(?:is|are|was|were)\s+)?(?:the\s+)?"
+    r"(?:(?!(?:that|which|who|whom|does|did|do|is|are|was|were)\b)[\w-]+\s+){0,3}?(?:limit|price|cost|"
     r"budget|amount|number|rate|fee|allowance|stipend|salary|deadline|window|duration|size|length|percentage|share|"
     r"threshold|maximum|minimum|capacity|age|height|distance|weight|temperature|count|total|sum|value|extension|"
     r"floor)s?\b|\bwhich\s+(?:extension|floor|number)\b|\bon\s+which\s+floor\b",
