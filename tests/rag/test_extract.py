@@ -311,26 +311,6 @@ GROUP_CHAT = ("Time: 20260908_10:00\n"
               "Tamara: Yeah, if Jaime had distanced himself from Cersei he would have had a fuller life.\n")
 
 
-@pytest.mark.parametrize(
-    ("question", "expected"),
-    [
-        # Elara's line holds more of the question's words, but the question asks what Jareth praises.
-        ("Which game does Jareth praise for its storytelling in side quests?",
-         "“Jareth: For me the best game for storytelling is The Witcher 3"),
-        # Niamh asks and Tamara answers: that is Tamara's view, not Niamh's.
-        ("How does Niamh think Jaime would have been happier?", None),
-        ("How does Tamara think Jaime would have been happier?", "“Niamh: Do you think Jaime would have been happier "
-                                                                   "that way? Tamara: Yeah, if Jaime had distanced"),
-    ],
-)
-def test_whose_view_is_asked_is_answered_by_their_own_line(question, expected):
-    extract = _extract(question, Source(1, [hit("g.txt", GROUP_CHAT)]))
-    if expected is None:
-        assert extract is None
-    else:
-        assert extract is not None and extract.text.startswith(expected)
-
-
 def test_a_suggestion_asked_as_a_question_is_the_askers():
     chat = ("LiHua: How about some cold beer to go with the hot pot?\n"
             "WolfgangSchulz: Beer it is! Perfect match for hot pot.")
@@ -345,48 +325,52 @@ def test_a_suggestion_asked_as_a_question_is_the_askers():
     assert about is not None and "cold beer" in about.text
 
 
-def test_a_question_in_a_conversation_stands_under_the_turn_it_answers():
-    chat = ("Time: 20260511_11:00\n"
-            "WolfgangSchulz: Hey! There's a web design seminar at my company this week. Want to join me?\n"
-            "LiHua: Sounds awesome! When is it happening?\n"
-            "WolfgangSchulz: It's on Thursday at 3 PM. Should be insightful!")
-    extract = _extract("When is the web design seminar at Wolfgang's company happening?",
-                       Source(1, [hit("s.txt", chat)]))
-    assert extract is not None and extract.text.startswith("“LiHua: When is it happening? WolfgangSchulz: It's on "
-                                                           "Thursday at 3 PM.")
+SEMINAR = ("Time: 20260511_11:00\n"
+           "WolfgangSchulz: Hey! There's a web design seminar at my company this week. Want to join me?\n"
+           "LiHua: Sounds awesome! When is it happening?\n"
+           "WolfgangSchulz: It's on Thursday at 3 PM. Should be insightful!")
+BREATHING = ("Time: 20260606_09:00\nJenniferMoore: Hey everyone! Let's crush this weekend with a workout!\n\n"
+             "Also, I just want to share a cool breathing technique for running: try inhaling for 3 steps and "
+             "exhaling for 2 steps.\nLiHua: Thanks, Jennifer!")
+# Mei's line names Ravi too: only who speaks it tells whose recommendation it is.
+RESTAURANTS = ("时间：2026年11月5日 10:00\n王梅：拉维，我推荐老街的川菜餐厅，味道很正宗。\n"
+               "拉维：我推荐河边的日料餐厅，环境安静。\n李华：好的，我都去试试。")
+ADVICE = ("Time: 20261010_10:10\n"
+          "Saffron: Cersei and Tyrion never trusted each other.\n"
+          "Quillan: I think if she had accepted his advice over her pride, that could have been a game-changer.\n"
+          "Rowan: Totally agree.")
 
 
-def test_a_message_of_several_lines_is_its_speakers():
-    chat = ("Time: 20260606_09:00\nJenniferMoore: Hey everyone! Let's crush this weekend with a workout!\n\n"
-            "Also, I just want to share a cool breathing technique for running: try inhaling for 3 steps and "
-            "exhaling for 2 steps.\nLiHua: Thanks, Jennifer!")
-    extract = _extract("What breathing technique does Jennifer Moore suggest for running?",
-                       Source(1, [hit("j.txt", chat)]))
-    assert extract is not None and extract.text.startswith("“JenniferMoore: Also, I just want to share a cool "
-                                                           "breathing technique for running:")
-
-
-def test_a_line_keeps_the_names_of_the_turn_it_answers():
-    chat = ("Time: 20261010_10:10\n"
-            "Saffron: Cersei and Tyrion never trusted each other.\n"
-            "Quillan: I think if she had accepted his advice over her pride, that could have been a game-changer.\n"
-            "Rowan: Totally agree.")
-    extract = _extract("What does Quillan suggest could have been a game-changer for Cersei?",
-                       Source(1, [hit("q.txt", chat)]))
-    assert extract is not None and extract.text.startswith("“Quillan: I think if she had accepted his advice")
-    # A name said in no nearby line is still missing: nothing answers about Jaime.
-    assert _extract("What does Quillan suggest could have been a game-changer for Jaime?",
-                    Source(1, [hit("q.txt", chat)])) is None
-
-
-def test_whose_view_is_asked_in_a_chinese_conversation():
-    # Mei's line names Ravi too: only who speaks it tells whose recommendation it is.
-    chat = ("时间：2026年11月5日 10:00\n王梅：拉维，我推荐老街的川菜餐厅，味道很正宗。\n"
-            "拉维：我推荐河边的日料餐厅，环境安静。\n李华：好的，我都去试试。")
-    ravi = _extract("拉维推荐哪家餐厅？", Source(1, [hit("z.txt", chat)]))
-    assert ravi is not None and ravi.text.startswith("“拉维：我推荐河边的日料餐厅")
-    mei = _extract("王梅推荐哪家餐厅？", Source(1, [hit("z.txt", chat)]))
-    assert mei is not None and mei.text.startswith("“王梅：拉维，我推荐老街的川菜餐厅")
+@pytest.mark.parametrize(
+    ("question", "chat", "expected"),
+    [
+        # A question stands under the turn it answers (the seminar of Wolfgang's line before it).
+        ("When is the web design seminar at Wolfgang's company happening?", SEMINAR,
+         "“LiHua: When is it happening? WolfgangSchulz: It's on Thursday at 3 PM."),
+        # A message of several lines is its speaker's.
+        ("What breathing technique does Jennifer Moore suggest for running?", BREATHING,
+         "“JenniferMoore: Also, I just want to share a cool breathing technique for running:"),
+        # A line keeps the names of the turn it answers; a name said in no nearby line is still missing.
+        ("What does Quillan suggest could have been a game-changer for Cersei?", ADVICE,
+         "“Quillan: I think if she had accepted his advice"),
+        ("What does Quillan suggest could have been a game-changer for Jaime?", ADVICE, None),
+        # Whose view is asked is answered by their own line: Elara's holds more of the question's words, but the
+        # question asks what Jareth praises; Niamh asks and Tamara answers, so that is Tamara's view, not Niamh's.
+        ("Which game does Jareth praise for its storytelling in side quests?", GROUP_CHAT,
+         "“Jareth: For me the best game for storytelling is The Witcher 3"),
+        ("How does Niamh think Jaime would have been happier?", GROUP_CHAT, None),
+        ("How does Tamara think Jaime would have been happier?", GROUP_CHAT,
+         "“Niamh: Do you think Jaime would have been happier that way? Tamara: Yeah, if Jaime had distanced"),
+        ("拉维推荐哪家餐厅？", RESTAURANTS, "“拉维：我推荐河边的日料餐厅"),
+        ("王梅推荐哪家餐厅？", RESTAURANTS, "“王梅：拉维，我推荐老街的川菜餐厅"),
+    ],
+)
+def test_a_chat_line_is_read_with_its_conversation(question, chat, expected):
+    extract = _extract(question, Source(1, [hit("c.txt", chat)]))
+    if expected is None:
+        assert extract is None
+    else:
+        assert extract is not None and extract.text.startswith(expected)
 
 
 def test_a_later_sentence_of_a_chat_line_that_points_back_keeps_the_one_before():
