@@ -387,3 +387,9 @@ def test_a_later_sentence_of_a_chat_line_that_points_back_keeps_the_one_before()
     assert protein is not None and protein.text.startswith("“JenniferMoore: Get enough protein after workouts. It's")
     # Another speaker's line that points back is not joined to the line before it: it is Mei's alone.
     assert "Mei: That works for me." in [p.text for p in passages(source)]
+    # A reply of three sentences that each lean on the one before is quoted once, in order.
+    chain = ("JakeWatson: Who else deserves a mention?\nLiHua: Kanté can't be overlooked! He's all over the pitch. "
+             "His work rate is unmatched.\nJakeWatson: True.")
+    assert passages(Source(1, [hit("k.txt", chain)]))[0].text == (
+        "JakeWatson: Who else deserves a mention? LiHua: Kanté can't be overlooked! He's all over the pitch. His "
+        "work rate is unmatched.")

@@ -183,14 +183,16 @@ def _with_reply(asking: Passage, after: Sequence[Passage]) -> Passage:
             break  # a reply that introduces a list is quoted with the list (_with_list)
     if not reply:
         return asking
-    text, last = asking.text, ""
+    text = asking.text
     for n, p in enumerate(reply):
         said = _said(p) if n else p.text  # the speaker named once
-        if last and said.startswith(last):
-            said = said[len(last):].strip()  # "Sure! It is Family123." was joined to the "Sure!" quoted already
-        last = _said(p)
         # A reply that leans back ("It is reset from the portal.") was already joined to the question.
-        text = said if said.startswith(text) else _join(text, said)
+        if said.startswith(text):
+            text = said
+            continue
+        said, _ = _after_quoted(text, said)  # "Sure! It is Family123." after the "Sure!" quoted already
+        if said:
+            text = _join(text, said)
     return replace(asking, text=text, terms=asking.terms.union(*(p.terms for p in reply)), asked=asking.terms,
                    replier=reply[0].speaker)
 
@@ -209,19 +211,27 @@ def _with_list(passage: Passage, found: Sequence[Passage]) -> str:
     if quoted:
         speaker = after[quoted[-1]].speaker or speaker
         after = after[quoted[-1] + 1:]
-    last, size = "", 0
+    items, size = 0, 0
     for p in after:
         if p.block != passage.block or (p.speaker and p.speaker != speaker) or size >= _LIST_CHARS:
             break
-        said = _said(p)
+        said, joined = _after_quoted(text, _said(p))  # a sentence that leans back was quoted with the one before
         if not said:
             continue
-        if last and said.startswith(last):
-            said = said[len(last):].strip()  # a sentence that leans back was quoted with the one before it
-        elif last and text[-1:].isalnum():
+        if items and not joined and text[-1:].isalnum():
             text += "；" if CJK_WIDE_RE.match(text[-1]) else ";"  # items without their own full stops
-        text, last, size = _join(text, said), said, size + len(said)
+        text, items, size = _join(text, said), items + 1, size + len(said)
     return text
+
+
+def _after_quoted(text: str, said: str) -> tuple[str, bool]:
+    """``said`` without the sentences at its start that ``text`` already ends with, and whether it had any: a
+    sentence that leans back is a passage joined to the one before it, which was quoted already."""
+    for end in range(len(said), 1, -1):
+        boundary = end == len(said) or said[end].isspace() or bool(CJK_WIDE_RE.match(said[end - 1]))
+        if boundary and not said[end - 1].isalnum() and text.endswith(said[:end]):
+            return said[end:].strip(), True
+    return said, False
 
 
 def _said(p: Passage) -> str:
