@@ -256,12 +256,13 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
     """
     best: Extract | None = None
     newer = _recency(sources) if focus.asks_latest else {}
+    wanted = terms_of(focus.holder) if focus.holder else frozenset()
+    proposes = bool(focus.terms & _ASKING_WORDS)
     for source in sources:
         # "When did Adam tell Li Hua …": the date of the message that tells it answers.
         dated = source.best.meta.created_at if focus.dated_answer else None
         found = passages(source)
-        holder = _holder_speaks(focus, found)
-        proposes = bool(holder) and bool(focus.terms & _ASKING_WORDS)
+        holder = _holder_speaks(wanted, found)
         for passage in found:
             if holder and not _said_by(holder, passage, proposes):
                 continue  # "What does Jareth praise?": Elara's line does not say what Jareth praises
@@ -290,10 +291,9 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
     return best
 
 
-def _holder_speaks(focus: Focus, found: Sequence[Passage]) -> frozenset[str]:
+def _holder_speaks(holder: frozenset[str], found: Sequence[Passage]) -> frozenset[str]:
     """The terms of the person whose words or view the question asks about (``Focus.holder``), where that person
     speaks in these passages; else empty."""
-    holder = terms_of(focus.holder) if focus.holder else frozenset()
     if holder and any(holder <= terms_of(s) for s in {p.speaker for p in found if p.speaker}):
         return holder
     return frozenset()

@@ -18,8 +18,10 @@ __all__ = ["Focus", "analyse_question", "is_follow_up"]
 # kind, or yes/no.
 NUMBER, TIME, NAME, OPEN, YES_NO = "number", "time", "name", "open", "yes/no"
 
+# "how many", "how long", "how soon" …: how asks for an amount, not a way.
+_HOW_AMOUNT_WORDS = "many|much|long|often|far|large|big|high|old|early|late|soon|fast|heavy|tall"
 _WH_EN = re.compile(
-    r"\b(?:how\s+(?:many|much|long|often|far|large|big|high|old|early|late|soon|fast|heavy|tall)|what\s+time|"
+    rf"\b(?:how\s+(?:{_HOW_AMOUNT_WORDS})|what\s+time|"
     r"what\s+percentage|what\s+share|up\s+to\s+what|(?:what|who|when|where|how)['’]s|what|which|who|whom|whose|"
     r"when|where|why|how|"
     r"is|are|was|were|do|does|did|can|could|should|must|will|would|may|have\s+to|has\s+to|i|we|my|our|"
@@ -111,10 +113,9 @@ class Focus:
         """Whose words or view the question asks about ("What does Evangeline say …", "Which game does Jareth
         praise …", "… according to Tamara", "in Merrick's opinion", "What is Li Hua's reaction …"), or ''. In a
         conversation where that person speaks, their own lines (or a question they ask or answer) answer."""
-        if HAN_RE.search(self.question):
-            found = _HOLDER_ZH.search(self.question)
-            return next((g for g in found.groups() if g), "") if found else ""
-        found = _HOLDER_NAMED_EN.search(self.question) or _HOLDER_SUBJECT_EN.search(self.question)
+        q = self.question
+        found = (_HOLDER_ZH.search(q) if HAN_RE.search(q)
+                 else _HOLDER_NAMED_EN.search(q) or _HOLDER_SUBJECT_EN.search(q))
         return next((g for g in found.groups() if g), "") if found else ""
 
     @property
@@ -306,8 +307,7 @@ _WHERE_SAID_EN = re.compile(
     r"(?:\s+(?:on|of|from|at)\s+\d[\w:_.-]*)?(?=\s*(?:[?.,;!]|$))", re.IGNORECASE)
 # The question word it opens with decides its kind: "Why can't people sit on the benches when Turalyon …" asks why.
 _FIRST_WH_EN = re.compile(r"\b(what|which|who|whom|whose|when|where|why|how)\b", re.IGNORECASE)
-_HOW_AMOUNT = re.compile(r"\s+(?:many|much|long|often|far|large|big|high|old|early|late|soon|fast|heavy|tall)\b",
-                         re.IGNORECASE)
+_HOW_AMOUNT = re.compile(rf"\s+(?:{_HOW_AMOUNT_WORDS})\b", re.IGNORECASE)
 
 
 def _slot(question: str, chinese: bool) -> str:
