@@ -393,3 +393,60 @@ def test_a_later_sentence_of_a_chat_line_that_points_back_keeps_the_one_before()
     assert passages(Source(1, [hit("k.txt", chain)]))[0].text == (
         "JakeWatson: Who else deserves a mention? LiHua: Kanté can't be overlooked! He's all over the pitch. His "
         "work rate is unmatched.")
+
+
+TIPS = ("Time: 20261023_23:00\n"
+        "JakeWatson: Just wanna give you some practical tips after an intense game. Grab a snack with carbs and "
+        "protein, like a banana with peanut butter. Stay hydrated too! Anyone up for practice on Saturday?\n"
+        "LiHua: Thanks, Jake! Saturday works.")
+LAMPS = ("Time: 20260604_10:00\n"
+         "ArthasMenethil: Just a quick update, all the picnic tables are installed now! 🎉 But the varnish isn't dry "
+         "yet, so please don't sit at them for now.\n"
+         "Thrall: Great work!")
+STORM = ("Time: 20260701_10:00\n"
+         "TirionFordring: The storm and the rain have been going on for days! As a result, our construction has to be "
+         "postponed.\nAdamSmith: Thanks for the update.")
+STORM_ZH = "时间：2026年7月1日 10:00\n王梅：暴雨已经下了好几天了。因此施工只能推迟。\n李华：好的，知道了。"
+
+
+@pytest.mark.parametrize(
+    ("question", "chat", "starts", "holds", "leaves_out"),
+    [
+        # A message's first sentence announces; the next ones say it — quoted with them, not with the question that
+        # closes the message or the next speaker's line.
+        ("What tips does JakeWatson give after an intense game?", TIPS,
+         "“JakeWatson: Just wanna give you some practical tips after an intense game. Grab a snack with carbs",
+         "Stay hydrated too!", "Saturday"),
+        # The rest of the message is part of what its line is about: neither sentence alone answers why no one may
+        # sit at the tables the line announces.
+        ("Why can't people sit at the picnic tables when ArthasMenethil announces that the picnic tables have been "
+         "installed?", LAMPS, "“ArthasMenethil: Just a quick update, all the picnic tables are installed now!",
+         "varnish isn't dry", "Great work"),
+        # "As a result, …" says why only with the sentence before it.
+        ("Why does the construction have to be postponed according to TirionFordring?", STORM,
+         "“TirionFordring: The storm and the rain have been going on for days! As a result", "postponed", "Thanks"),
+        ("王梅说施工为什么推迟？", STORM_ZH, "“王梅：暴雨已经下了好几天了。因此施工只能推迟。", "推迟", "知道了"),
+    ],
+)
+def test_a_chat_line_is_quoted_with_the_rest_of_its_message(question, chat, starts, holds, leaves_out):
+    extract = _extract(question, Source(1, [hit("c.txt", chat)]))
+    assert extract is not None and extract.text.startswith(starts), extract
+    assert holds in extract.text and leaves_out not in extract.text
+
+
+def test_the_rest_of_a_message_is_bounded():
+    parts = ["The seal is worn.", "The valve sticks.", "The hose leaks.", "The gauge is broken."]
+    chat = f"Time: 20260101_10:00\nAdamSmith: I checked the garden pump in the shed. {' '.join(parts)}\nLiHua: Thanks!"
+    extract = _extract("What did AdamSmith check in the shed?", Source(1, [hit("p.txt", chat)]))
+    assert extract is not None
+    assert extract.text.startswith("“AdamSmith: I checked the garden pump in the shed. The seal")
+    assert "The valve sticks." in extract.text and "hose" not in extract.text  # two more sentences at most
+    # ... and a few hundred characters: a long next sentence is left out.
+    wordy = "The seal is worn " + "and worn again " * 25 + "."
+    long = chat.replace(parts[0], wordy)
+    extract = _extract("What did AdamSmith check in the shed?", Source(1, [hit("p.txt", long)]))
+    assert extract is not None and extract.text == "“AdamSmith: I checked the garden pump in the shed.” [1]"
+    # Lines without a speaker (a document, not a chat) are quoted alone, as before.
+    doc = f"Adam checked the garden pump in the shed. {' '.join(parts)}"
+    alone = _extract("What did Adam check in the shed?", Source(1, [hit("d.txt", doc)]))
+    assert alone is not None and alone.text == "“Adam checked the garden pump in the shed.” [1]"

@@ -136,7 +136,10 @@ def passages(source: Source) -> list[Passage]:
                                  speaker, block, asks, nearby=nearby))
             previous, previous_speaker = sentence, speaker
             lead_in = (terms_of(sentence), sentence) if sentence.endswith((":", "：")) else lead_in
-    return [_with_reply(p, found[p.position + 1:]) if p.asks else p for p in found]
+    found = [_with_reply(p, found[p.position + 1:]) if p.asks else p for p in found]
+    # The rest of a chat line's message is part of what it is about (its terms count as context, 0.7).
+    return [replace(p, context=p.context.union(*(q.terms for q in rest))) if (rest := _rest_of_turn(p, found)) else p
+            for p in found]
 
 
 # What someone means to do, not what was done: "I will send the reminder tomorrow", "我打算明天去".
@@ -154,7 +157,10 @@ def is_plan(sentence: str) -> bool:
 
 # "That game …", "Those moments …": a demonstrative points back as a pronoun does (the claim judge's LEANS_BACK
 # leaves them out: in its joins of two speakers' lines, "That sounds great" would back anything said before).
-_POINTS_BACK = re.compile(r"^\s*(?:that|those)\b", re.IGNORECASE)
+# So does a consequence: "As a result, our construction has to be postponed" says why only with the sentence before.
+_POINTS_BACK = re.compile(
+    r"^\s*(?:that|those|as\s+a\s+(?:result|consequence)|therefore|thus|hence|consequently|for\s+this\s+reason|"
+    r"because\s+of\s+(?:this|that)|due\s+to\s+(?:this|that))\b|^\s*(?:因此|所以|因而|于是|为此)", re.IGNORECASE)
 
 
 def leans_back(sentence: str) -> bool:
@@ -224,6 +230,41 @@ def _with_list(passage: Passage, found: Sequence[Passage]) -> str:
     return text
 
 
+#: A chat line is quoted with the rest of its speaker's message: at most this many more sentences and characters.
+_TURN_SENTENCES = 2
+_TURN_CHARS = 300
+
+
+def _rest_of_turn(passage: Passage, found: Sequence[Passage]) -> list[Passage]:
+    """In a conversation, the sentences that follow a line in its speaker's message (at most ``_TURN_SENTENCES``),
+    up to one that asks: a message is said as one, and its first sentence often only announces what the next say
+    ("JakeWatson: Just wanna give you some practical tips after an intense game. Grab a snack …")."""
+    rest: list[Passage] = []
+    if not passage.speaker or passage.asks:
+        return rest
+    for p in found[passage.position + 1:]:
+        if p.block != passage.block or p.speaker != passage.speaker or p.asks or len(rest) == _TURN_SENTENCES:
+            break
+        rest.append(p)
+    return rest
+
+
+def _with_turn(passage: Passage, found: Sequence[Passage], text: str) -> str:
+    """``text`` (the quote of ``passage``) with the rest of its message (``_rest_of_turn``, up to ``_TURN_CHARS``);
+    unchanged where it introduces a list (``_with_list`` quoted that)."""
+    if text.endswith((":", "：")):
+        return text
+    size = 0
+    for p in _rest_of_turn(passage, found):
+        said, _ = _after_quoted(text, _said(p))  # a sentence that leans back was joined already
+        size += len(said)
+        if size > _TURN_CHARS:
+            break
+        if said:
+            text = _join(text, said)
+    return text
+
+
 def _after_quoted(text: str, said: str) -> tuple[str, bool]:
     """``said`` without the sentences at its start that ``text`` already ends with, and whether it had any: a
     sentence that leans back is a passage joined to the one before it, which was quoted already."""
@@ -285,7 +326,7 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
                 score -= _DAY_ONLY_PENALTY  # "this Saturday" where another passage says "at 10 AM this Saturday"
             score += _LATEST_BONUS * newer.get(source.number, 0.0)
             if best is None or score > best.score:
-                text = quote(_with_list(passage, found), passage.number)
+                text = quote(_with_turn(passage, found, _with_list(passage, found)), passage.number)
                 best = Extract(said_on(on, chinese=bool(HAN_RE.search(focus.question))) + text if on else text,
                                passage, score)
     return best
