@@ -450,3 +450,16 @@ def test_the_rest_of_a_message_is_bounded():
     doc = f"Adam checked the garden pump in the shed. {' '.join(parts)}"
     alone = _extract("What did Adam check in the shed?", Source(1, [hit("d.txt", doc)]))
     assert alone is not None and alone.text == "“Adam checked the garden pump in the shed.” [1]"
+
+
+def test_a_question_for_an_aspect_or_a_suggestion_is_answered_by_what_is_said():
+    chat = ("Time: 20261001_20:00\nLiHua: What do you think about Sekiro?\n"
+            "ThaneChambers: Sekiro is amazing! It's got a unique combat system built on timing.\n"
+            "Jennifer: To boost your endurance, try longer cardio sessions and interval training.")
+    source = Source(1, [hit("s.txt", chat)])
+    aspects = _extract("What aspects of Sekiro does ThaneChambers highlight?", source)
+    assert aspects is not None and "unique combat system" in aspects.text
+    tips = _extract("What suggestions does Jennifer give to boost endurance?", source)
+    assert tips is not None and "interval training" in tips.text
+    # A concrete head is still a word the answer must be about.
+    assert _extract("What drinks does ThaneChambers like with Sekiro?", source) is None

@@ -51,6 +51,12 @@ def test_heads_and_names_say_what_the_answer_must_be_about():
     assert analyse_question("What kinds of flowers does Li Hua recommend?").heads == {"flower"}
     assert analyse_question("Which type of lighting is used in the garden?").heads == {"light"}
     assert not analyse_question("What type of lighting is used?").names_head({"type", "use"}, "A type is used.")
+    # A head that names only the kind of answer is not a word the answer must hold; a concrete one still is.
+    aspects = analyse_question("What aspects of Sekiro does ThaneChambers highlight?")
+    assert not aspects.heads and aspects.names_head({"sekiro"}, "Sekiro has a unique combat system.")
+    assert not analyse_question("What suggestions does Jennifer give for endurance?").heads
+    assert not analyse_question("李华有什么建议？").heads
+    assert analyse_question("What drinks does Wolfgang want?").heads == {"drink"}
 
 
 def test_a_question_for_a_name_is_about_what_is_named_and_wants_a_name():

@@ -275,6 +275,11 @@ _NOW_WORDS = terms_of("now currently still 现在 目前 仍然")
 _HALF_WEIGHT_TERMS = SPEECH_ACTS | _NOW_WORDS
 _HALF_WEIGHT = 0.5
 _TIME_HEADS = terms_of("day date time year month week hour 日期 时间 日子")
+# Heads that name only the kind of answer ("What aspects of Sekiro does Thane highlight?", "What suggestions does
+# Jennifer give?"): the answer says the aspect or the suggestion, rarely the word, so a passage need not hold them.
+_ABSTRACT_HEADS = terms_of("aspect aspects feature features suggestion suggestions tip tips advice idea ideas "
+                           "strategy strategies way ways thing things part parts reason reasons "
+                           "方面 建议 办法 方法 原因")
 _TIME_UNITS = frozenset(UNITS[w] for w in ("day", "days", "week", "month", "year", "hour") if w in UNITS)
 # Words that ask for an amount of a unit rather than name a thing: 'what share' wants a percentage.
 _HEAD_AS_UNIT = {"share": "%", "percentage": "%", "proportion": "%", "钱": "cny"}
@@ -296,7 +301,7 @@ def _heads(question: str, chinese: bool) -> tuple[frozenset[str], frozenset[str]
             units.add(unit)
         else:
             heads |= terms_of(word)
-    return frozenset(heads), frozenset(units)
+    return frozenset(heads - _ABSTRACT_HEADS), frozenset(units)
 
 
 # Where the question says it was said, not what it is about: "according to the discussion on 20260507", "in their
