@@ -463,3 +463,12 @@ def test_a_question_for_an_aspect_or_a_suggestion_is_answered_by_what_is_said():
     assert tips is not None and "interval training" in tips.text
     # A concrete head is still a word the answer must be about.
     assert _extract("What drinks does ThaneChambers like with Sekiro?", source) is None
+
+
+def test_a_reply_is_quoted_as_the_message_it_is():
+    chat = ("Time: 20260922_17:00\nLiHua: Which character stands out to you?\n"
+            "EmilyBurnett: Galadriel is awesome! I love her too. I'm really drawn to Elrond. His mix of wisdom and "
+            "vulnerability adds so much depth to the story.\nLiHua: Same here!")
+    extract = _extract("What aspect of Elrond's character does Emily appreciate?", Source(1, [hit("e.txt", chat)]))
+    assert extract is not None and extract.text.startswith("“LiHua: Which character stands out to you? EmilyBurnett:")
+    assert "wisdom and vulnerability" in extract.text and "Same here" not in extract.text

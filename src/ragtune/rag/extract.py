@@ -25,8 +25,10 @@ _ASKS = re.compile(
     r"[?？][\s\"'”’)）\]】]*$|\b(?:wondering|wonder)\s+(?:if|whether|what|when|where|who|how)\b|"
     r"\b(?:wanted|want|like)\s+to\s+(?:ask|know|check)\b|\bchecking\s+in\s+to\s+see\b|\bcould\s+you\s+(?:tell|let)\b|"
     "请问|想问|想知道|吗[。.]?$", re.IGNORECASE)
-#: The reply quoted with a passage that asks: at most this many sentences, all of the next speaker's.
-_REPLY_SENTENCES = 3
+#: The reply quoted with a passage that asks: at most this many sentences, all of the next speaker's — in a chat
+#: the reply's message as a whole, as a line's is (``_rest_of_turn``): "I'm really drawn to Elrond." is the third
+#: sentence of Emily's reply, "His mix of wisdom and vulnerability …" the fourth.
+_REPLY_SENTENCES = 5
 # How much of a list is quoted with the sentence that introduces it ("Here are a few tips you can try:").
 _LIST_CHARS = 800
 
