@@ -89,7 +89,10 @@ def test_search_answers_while_a_large_ingestion_job_runs(live):
                  for i in range(24)]
         job_id = http.post("/v1/kbs/bulk/documents", files=files).json()["job"]["id"]
         seen_running = False
-        deadline = time.monotonic() + 120
+        # The job takes ~15 s alone; beside the rest of the suite on two busy cores it took over 120 s. The loop
+        # ends when the job does, so only a broken job waits this long; what is asserted is that searches answer
+        # (each within 10 s) and that progress shows while it runs.
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             status = http.get(f"/v1/kbs/bulk/jobs/{job_id}").json()
             search = http.post("/v1/kbs/handbook/search", json={"query": "refund window", "k": 1}, timeout=10)
