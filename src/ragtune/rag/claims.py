@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,7 +17,7 @@ from ragtune.text import HAN_RE, detect_language, split_sentences
 
 __all__ = [
     "ClaimCheck", "ClaimJudge", "LexicalJudge", "codes_in", "default_judge", "labelled_sentences", "names_in",
-    "split_claims", "strip_markers", "terms_of",
+    "split_claims", "strip_markers", "terms_of", "Vocabulary",
 ]
 
 # [1]  [1, 3]  [1-3]  [^2]  【1】  ［1］  [Source 2]  [来源 1]
@@ -46,13 +47,55 @@ _INSTRUCTION = re.compile(
     r"|based on the (?:sources|context)|只根据资料|标注资料编号|请回答|资料中没有答案|根据资料回答",
     re.IGNORECASE,
 )
+
+
+class Vocabulary:
+    """The terms of a fixed word list (``terms_of`` by default), its Chinese words analysed only when first needed.
+
+    Analysing a Chinese word needs jieba's dictionary, whose loading takes 1.6 s on a 2-core CPU: a command that
+    never meets Chinese text should not pay for it because ragtune's word lists hold Chinese words too. A term
+    without Han characters comes only from the list's other words, so it is looked up among theirs (analysed at
+    once); a Chinese term, or a set holding one, makes the whole list analysed. ``term in v``, ``terms - v`` and
+    ``terms & v`` are as with the list's terms; ``a | b`` is the list of both."""
+
+    def __init__(self, words: str, analyse: Callable[[str], frozenset[str]] | None = None) -> None:
+        self.words = words
+        self._analyse = analyse or terms_of
+        self.latin = self._analyse(" ".join(w for w in words.split() if w.isascii()))
+
+    @functools.cached_property
+    def terms(self) -> frozenset[str]:
+        return self._analyse(self.words)
+
+    def within(self, terms: AbstractSet[str]) -> frozenset[str]:
+        """The list's terms that ``terms`` could share: the Latin ones, unless ``terms`` hold a Chinese term."""
+        return self.latin if all(t.isascii() for t in terms) else self.terms
+
+    def __contains__(self, term: object) -> bool:
+        return term in (self.latin if isinstance(term, str) and term.isascii() else self.terms)
+
+    def __rsub__(self, other: AbstractSet[str]) -> frozenset[str]:
+        return frozenset(other) - self.within(other)
+
+    def __rand__(self, other: AbstractSet[str]) -> frozenset[str]:
+        return frozenset(other) & self.within(other)
+
+    def __or__(self, other: Vocabulary) -> Vocabulary:
+        return Vocabulary(f"{self.words} {other.words}", self._analyse)
+
+
+def _analysed(words: str) -> frozenset[str]:
+    return frozenset(tokenize(words))
+
+
 # Words about the answer itself ("according to the source", "the document states") carry no claim.
-_META = frozenset(tokenize(
+_META = Vocabulary(
     "according source sources document documents context passage states stated mentions mentioned says answer "
     "question information provided given text based note said say says told tell tells wrote write writes "
     "replied reply replies explained noted think thinks thought asked asks "
-    "根据 资料 文档 来源 提到 表示 答案 问题 信息 内容 显示 指出 说"
-))
+    "根据 资料 文档 来源 提到 表示 答案 问题 信息 内容 显示 指出 说",
+    _analysed,
+)
 # Function words the BM25 analyzer keeps but that state nothing a source must back ("has", "must", "为").
 _FUNCTION = frozenset(tokenize(
     "has have had having do does did can could should would may might shall must will also only just very its his "
@@ -200,8 +243,19 @@ _SYNONYM_GROUPS = (
     "lose lost", "sell sold", "spend spent", "build built", "lend lent", "teach taught", "catch caught",
     "forget forgot forgotten", "drive drove driven", "fly flew flown",
 )
-_SYNONYMS = {t: tokenize(group.split()[0])[0] for group in _SYNONYM_GROUPS for word in group.split()
-             for t in tokenize(word)}
+
+
+def _synonym_table(groups: Iterable[str]) -> dict[str, str]:
+    return {t: tokenize(group.split()[0])[0] for group in groups for word in group.split() for t in tokenize(word)}
+
+
+# The Latin groups at once; all of them (analysing the Chinese ones needs jieba) for a text with Chinese terms.
+_LATIN_SYNONYMS = _synonym_table(g for g in _SYNONYM_GROUPS if g.isascii())
+
+
+@functools.cache
+def _synonyms() -> dict[str, str]:
+    return _synonym_table(_SYNONYM_GROUPS)
 
 
 def terms_of(text: str) -> frozenset[str]:
@@ -222,7 +276,9 @@ def names_in(text: str) -> frozenset[str]:
 
 def _terms(text: str) -> frozenset[str]:
     # Numbers are compared as quantities ('二十天' = '20 days'), not as words.
-    return frozenset(_SYNONYMS.get(t, t) for t in _cached_terms(text)
+    terms = _cached_terms(text)
+    synonyms = _LATIN_SYNONYMS if all(t.isascii() for t in terms) else _synonyms()
+    return frozenset(synonyms.get(t, t) for t in terms
                      if not any(ch.isdigit() for ch in t) and not _numeral(t))
 
 
@@ -742,7 +798,7 @@ def _surface(text: str, terms: Iterable[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for word in _words(text):
         for t in _cached_terms(word):
-            t = _SYNONYMS.get(t, t)
+            t = (_LATIN_SYNONYMS if t.isascii() else _synonyms()).get(t, t)
             if t in wanted and t not in found:
                 found[t] = word
     return {t: found.get(t, t) for t in wanted}

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ragtune.dates import question_dates
-from ragtune.rag.claims import LEANS_BACK, labelled_sentences, names_in, terms_of, without_label
+from ragtune.rag.claims import LEANS_BACK, Vocabulary, labelled_sentences, names_in, terms_of, without_label
 from ragtune.rag.quantities import stated_years
 from ragtune.rag.question import SPEECH_ACTS, TIME, Focus
 from ragtune.rag.sources import Source, passage_with_headings
@@ -344,7 +344,7 @@ def _holder_speaks(holder: frozenset[str], found: Sequence[Passage]) -> frozense
 
 # A question asked in a conversation says what its asker proposes or asks ("How about some cold beer?"); what
 # anyone else thinks or says is in the reply.
-_ASKING_WORDS = SPEECH_ACTS | terms_of("ask asks asked question 询问 提问")
+_ASKING_WORDS = SPEECH_ACTS | Vocabulary("ask asks asked question 询问 提问")
 
 
 def _said_by(holder: frozenset[str], passage: Passage, proposes: bool) -> bool:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ragtune.dates import time_words
-from ragtune.rag.claims import codes_in, names_in, strip_markers, terms_of
+from ragtune.rag.claims import Vocabulary, codes_in, names_in, strip_markers, terms_of
 from ragtune.rag.quantities import UNITS, quantities, stated_years, year_of
 from ragtune.text import HAN_RE
 
@@ -266,18 +266,18 @@ _UNIT_ZH = re.compile("(?:多少|几)(个月|个小时|个工作日|分钟|小�
 # Words for how something was said ("Who initiates the suggestion to go to the store?", "What does Emily
 # recommend?"): the passage shows it by what it says ("Wanna hit the grocery store after work?"), rarely by the
 # word, so they count half in a passage's coverage.
-SPEECH_ACTS = terms_of("suggest suggests suggestion propose proposes proposal recommend recommends recommendation "
+SPEECH_ACTS = Vocabulary("suggest suggests suggestion propose proposes proposal recommend recommends recommendation "
                         "initiate initiates advise advice offer offers invite invites invitation mention mentions "
                         "建议 推荐 提议 邀请 提出 发起")
 # "When is the review now?": "now" says which message answers (the newest, see ``Focus.asks_latest``); a passage
 # that states the answer rarely repeats it, so these words count half as well.
-_NOW_WORDS = terms_of("now currently still 现在 目前 仍然")
+_NOW_WORDS = Vocabulary("now currently still 现在 目前 仍然")
 _HALF_WEIGHT_TERMS = SPEECH_ACTS | _NOW_WORDS
 _HALF_WEIGHT = 0.5
-_TIME_HEADS = terms_of("day date time year month week hour 日期 时间 日子")
+_TIME_HEADS = Vocabulary("day date time year month week hour 日期 时间 日子")
 # Heads that name only the kind of answer ("What aspects of Sekiro does Thane highlight?", "What suggestions does
 # Jennifer give?"): the answer says the aspect or the suggestion, rarely the word, so a passage need not hold them.
-_ABSTRACT_HEADS = terms_of("aspect aspects feature features suggestion suggestions tip tips advice idea ideas "
+_ABSTRACT_HEADS = Vocabulary("aspect aspects feature features suggestion suggestions tip tips advice idea ideas "
                            "strategy strategies way ways thing things part parts reason reasons "
                            "方面 建议 办法 方法 原因")
 _TIME_UNITS = frozenset(UNITS[w] for w in ("day", "days", "week", "month", "year", "hour") if w in UNITS)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ragtune.dates import question_dates, small_number
-from ragtune.rag.claims import terms_of
+from ragtune.rag.claims import Vocabulary, terms_of
 from ragtune.rag.extract import Passage, is_plan, passages, quote, said_on
 from ragtune.rag.quantities import quantities
 from ragtune.rag.question import analyse_question
@@ -38,12 +38,12 @@ _ORDER_ZH = re.compile(
     r"^\s*(?:在)?(?P<b>.+?)(?P<rel>之前|以前|之后|以后)[，,]?\s*(?P<a>.+?)(?:了)?(?:吗|么|没有)?\s*[？?。]?\s*$")
 _BEFORE = re.compile(r"before|prior|earlier|之前|以前", re.IGNORECASE)
 # Words that say an event was told, not what it was: in a chat log the speaker's label is the "message".
-_SAYING = terms_of("send sent message messages tell told ask asked inform informed mention mentioned say said share "
+_SAYING = Vocabulary("send sent message messages tell told ask asked inform informed mention mentioned say said share "
                    "shared remind reminded announce announced talk talked discuss discussed discussion conversation "
                    "chat 发消息 告诉 通知 提到 提醒 说 讨论 聊天")
 # Words that say which time an event happened, not what it was ("Wolfgang first asked him …"): the earliest
 # statement is taken anyway.
-_ORDER_WORDS = terms_of("first initially originally again 第一次 首次 最初")
+_ORDER_WORDS = Vocabulary("first initially originally again 第一次 首次 最初")
 #: The share of an event's terms its passage must hold (as for an extractive answer).
 MIN_COVERAGE = 0.6
 # Passages that state an event within this much of the best one's coverage state it as well.
