@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import tempfile
 import threading
 import unicodedata
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import Stemmer
 
+from ragtune.paths import default_cache_dir
 from ragtune.text import HAN_RUN_RE
 
 __all__ = ["ENGLISH_STOPWORDS", "CHINESE_STOPWORDS", "tokenize"]
+
+log = logging.getLogger(__name__)
 
 # Lucene's EnglishAnalyzer list (also Anserini/Pyserini and bm25s "en"): short on purpose, because longer
 # lists drop words that carry meaning in questions ("how", "most", "against").
@@ -77,11 +85,60 @@ def _segment_chinese(run: str) -> list[str]:
             if not _jieba_ready:
                 # jieba reports its dictionary loading on stderr at DEBUG level; keep library output quiet.
                 jieba.setLogLevel(logging.WARNING)
-                jieba.initialize()
+                load_jieba_dictionary(jieba)
                 _jieba_ready = True
     # Search mode also emits the sub-words of long compounds (中华人民共和国 -> 中华, 人民, 共和国, ...),
     # so a query for a part still finds the whole.
     return jieba.lcut_for_search(run)
+
+
+def jieba_dictionary_cache(jieba: Any) -> Path:
+    """Where ragtune keeps its copy of jieba's default prefix dictionary (one per jieba version and dict.txt)."""
+    source = Path(jieba.__file__).parent / "dict.txt"
+    stamp = f"{source.stat().st_size}-{source.stat().st_mtime_ns}" if source.is_file() else "none"
+    return default_cache_dir() / f"jieba-{jieba.__version__}-{stamp}"
+
+
+def load_jieba_dictionary(jieba: Any) -> None:
+    """Load jieba's prefix dictionary (half a million words) the fast way.
+
+    jieba reads it from a marshal cache, which takes 1.5 s on a 2-core CPU; the same words as one text file and their
+    counts as one numpy array take 0.3 s. The copy is made in ragtune's cache directory the first time, from what
+    jieba loaded itself, and only for jieba's default dictionary; a missing or damaged copy falls back to jieba."""
+    tokenizer = jieba.dt
+    if tokenizer.initialized or tokenizer.dictionary is not None:  # None: jieba's default dictionary
+        tokenizer.check_initialized()
+        return
+    directory = jieba_dictionary_cache(jieba)
+    words_file, counts_file = directory / "words.txt", directory / "counts.npy"
+    try:
+        words = words_file.read_text(encoding="utf-8").split("\n")
+        counts = np.load(counts_file, allow_pickle=False)  # the words' counts, then their total
+        if counts.ndim == 1 and len(counts) == len(words) + 1:
+            with tokenizer.lock:
+                if not tokenizer.initialized:
+                    tokenizer.FREQ = dict(zip(words, counts[:-1].tolist(), strict=True))
+                    tokenizer.total = int(counts[-1])
+                    tokenizer.initialized = True
+            return
+    except (OSError, ValueError):
+        pass
+    tokenizer.initialize()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        words = list(tokenizer.FREQ)
+        if any("\n" in w for w in words):
+            return
+        counts = np.fromiter((*tokenizer.FREQ.values(), tokenizer.total), dtype=np.int64, count=len(words) + 1)
+        # Each file appears whole (a reader of a half-written pair sees lengths that differ and uses jieba's).
+        with tempfile.NamedTemporaryFile("wb", dir=directory, delete=False) as out:
+            np.save(out, counts, allow_pickle=False)
+        os.replace(out.name, counts_file)
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, delete=False) as text_out:
+            text_out.write("\n".join(words))
+        os.replace(text_out.name, words_file)
+    except OSError as exc:
+        log.debug("jieba's dictionary could not be cached in %s: %s", directory, exc)
 
 
 def _words(text: str) -> list[str]:
