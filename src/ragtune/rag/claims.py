@@ -69,7 +69,7 @@ class Vocabulary:
 
     def within(self, terms: AbstractSet[str]) -> frozenset[str]:
         """The list's terms that ``terms`` could share: the Latin ones, unless ``terms`` hold a Chinese term."""
-        return self.latin if all(t.isascii() for t in terms) else self.terms
+        return self.latin if "".join(terms).isascii() else self.terms
 
     def __contains__(self, term: object) -> bool:
         return term in (self.latin if isinstance(term, str) and term.isascii() else self.terms)
@@ -277,7 +277,7 @@ def names_in(text: str) -> frozenset[str]:
 def _terms(text: str) -> frozenset[str]:
     # Numbers are compared as quantities ('二十天' = '20 days'), not as words.
     terms = _cached_terms(text)
-    synonyms = _LATIN_SYNONYMS if all(t.isascii() for t in terms) else _synonyms()
+    synonyms = _LATIN_SYNONYMS if "".join(terms).isascii() else _synonyms()
     return frozenset(synonyms.get(t, t) for t in terms
                      if not any(ch.isdigit() for ch in t) and not _numeral(t))
 
@@ -756,13 +756,13 @@ _PASSIVE_AGENT = re.compile(r"\b(?:is|are|was|were|be|been|being)\s+(?:\w+ly\s+)
 def _agent(text: str) -> frozenset[str]:
     """Terms of who acts in a passive English claim (after "by"); empty for any other claim."""
     m = _PASSIVE_AGENT.search(text)
-    return (_terms(m.group(1)) - _META - _FUNCTION) if m else frozenset()
+    return terms_of(m.group(1)) if m else frozenset()
 
 
 def _subject(text: str) -> frozenset[str]:
     """Terms of what a claim is about: the words before its first verb ('Passwords' in 'Passwords must …')."""
     end = _subject_end(text)
-    return (_terms(text[:end]) - _META - _FUNCTION) if end else frozenset()
+    return terms_of(text[:end]) if end else frozenset()
 
 
 def _share(terms: frozenset[str], present: frozenset[str], weights: dict[str, float]) -> float:
