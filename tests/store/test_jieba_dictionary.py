@@ -54,3 +54,6 @@ def test_the_copy_holds_jiebas_dictionary_and_segments_alike(tmp_path: Path) -> 
     assert (copy / "counts.npy").read_bytes()[:6] == b"\x93NUMPY"
     (copy / "words.txt").write_text("只有\n几个词", encoding="utf-8")  # lengths that disagree: not used
     assert probe(tmp_path)["tokens"] == first["tokens"]
+    (copy / "counts.npy").write_bytes(b"")  # empty, as a crash can leave a file
+    assert probe(tmp_path)["tokens"] == first["tokens"] and (copy / "counts.npy").stat().st_size > 0
+    assert sorted(p.name for p in copy.iterdir()) == ["counts.npy", "words.txt"]  # no temporary file left

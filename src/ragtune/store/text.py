@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 import re
-import tempfile
 import threading
 import unicodedata
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import Stemmer
 
+from ragtune.files import atomic_write, atomic_write_bytes
 from ragtune.paths import default_cache_dir
 from ragtune.text import HAN_RUN_RE
 
@@ -95,7 +95,11 @@ def _segment_chinese(run: str) -> list[str]:
 def jieba_dictionary_cache(jieba: Any) -> Path:
     """Where ragtune keeps its copy of jieba's default prefix dictionary (one per jieba version and dict.txt)."""
     source = Path(jieba.__file__).parent / "dict.txt"
-    stamp = f"{source.stat().st_size}-{source.stat().st_mtime_ns}" if source.is_file() else "none"
+    try:
+        stat = source.stat()
+        stamp = f"{stat.st_size}-{stat.st_mtime_ns}"
+    except OSError:
+        stamp = "none"
     return default_cache_dir() / f"jieba-{jieba.__version__}-{stamp}"
 
 
@@ -121,22 +125,19 @@ def load_jieba_dictionary(jieba: Any) -> None:
                     tokenizer.total = int(counts[-1])
                     tokenizer.initialized = True
             return
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):  # EOFError: an empty counts file
         pass
     tokenizer.initialize()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         words = list(tokenizer.FREQ)
         if any("\n" in w for w in words):
             return
         counts = np.fromiter((*tokenizer.FREQ.values(), tokenizer.total), dtype=np.int64, count=len(words) + 1)
         # Each file appears whole (a reader of a half-written pair sees lengths that differ and uses jieba's).
-        with tempfile.NamedTemporaryFile("wb", dir=directory, delete=False) as out:
-            np.save(out, counts, allow_pickle=False)
-        os.replace(out.name, counts_file)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, delete=False) as text_out:
-            text_out.write("\n".join(words))
-        os.replace(text_out.name, words_file)
+        buffer = io.BytesIO()
+        np.save(buffer, counts, allow_pickle=False)
+        atomic_write_bytes(counts_file, buffer.getvalue())
+        atomic_write(words_file, "\n".join(words))
     except OSError as exc:
         log.debug("jieba's dictionary could not be cached in %s: %s", directory, exc)
 
