@@ -1,6 +1,7 @@
 """What a command pays for before it answers: a process that never meets Chinese text does not load jieba's
-dictionary (1.6 s on a 2-core CPU), and one that embeds with an exported model does not import the onnx package
-(1.6 s, needed only to export). Both were paid by every `ragtune search` and `ragtune ask`."""
+dictionary (1.6 s on a 2-core CPU), one that embeds with an exported model does not import the onnx package
+(1.6 s, needed only to export), and an answer that is quoted or refused does not load the LLM (torch, transformers
+and the weights: about 7 s). All were paid by every `ragtune search` and `ragtune ask`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ragtune.llm.bundled import BUNDLED_SMOLLM2
+from ragtune.llm.local import resolve_model
 from ragtune.rag.claims import Vocabulary, terms_of
 
 ENGLISH = {"keys.md": "API keys must be rotated every 90 days. The security team reviews rotations each quarter.\n",
@@ -28,10 +31,12 @@ english, mixed, question, chinese = sys.argv[1:5]
 with KnowledgeBase.open(english) as kb:
     found = [h.source for h in kb.search(question, 3)]
     answer = kb.ask(question, answer_mode="extractive")
-before = {"jieba": text._jieba_ready, "onnx": "onnx" in sys.modules}
+    refused = kb.ask("What is the capital of Peru?")
+before = {"jieba": text._jieba_ready, "onnx": "onnx" in sys.modules, "torch": "torch" in sys.modules}
 with KnowledgeBase.open(mixed) as kb:
     zh = [h.source for h in kb.search(chinese, 3)]
-print(json.dumps({"found": found, "answer": answer.answer, "refused": answer.refused, "before": before,
+print(json.dumps({"found": found, "answer": answer.answer, "refused": answer.refused,
+                  "peru_refused": refused.refused, "before": before,
                   "jieba_after": text._jieba_ready, "zh": zh}))
 """
 
@@ -45,7 +50,7 @@ def probe(english: Path, mixed: Path, question: str, chinese: str) -> dict:
 
 
 @pytest.mark.e2e
-def test_an_english_search_and_answer_load_neither_jieba_nor_onnx(tmp_path: Path) -> None:
+def test_an_english_search_and_a_quoted_or_refused_answer_load_no_jieba_onnx_or_llm(tmp_path: Path) -> None:
     from ragtune.kb import KnowledgeBase
 
     docs = tmp_path / "docs"
@@ -57,11 +62,14 @@ def test_an_english_search_and_answer_load_neither_jieba_nor_onnx(tmp_path: Path
     (docs / "leave.md").write_text(CHINESE, encoding="utf-8")
     with KnowledgeBase.open(tmp_path / "mixed", create=True) as kb:
         assert kb.ingest(docs).ok
+    # The bundled model's one-time conversion from GGUF (which needs torch) is done here if this run has not yet.
+    resolve_model(BUNDLED_SMOLLM2)
     seen = probe(tmp_path / "english", tmp_path / "mixed", "How often must API keys be rotated?",
                  "病假超过几天需要医院证明？")
     assert seen["found"][0].endswith("keys.md")
     assert not seen["refused"] and "90 days" in seen["answer"]
-    assert seen["before"] == {"jieba": False, "onnx": False}
+    assert seen["peru_refused"]
+    assert seen["before"] == {"jieba": False, "onnx": False, "torch": False}
     # Chinese still works the moment it comes: the dictionary loads then, and the Chinese page is found.
     assert seen["jieba_after"] is True and seen["zh"][0].endswith("leave.md")
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -239,6 +242,49 @@ class TestScoreYesNo:
             llm.score_yes_no("Is it?")  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="batch_size"):
             llm.score_yes_no(["Is it?"], batch_size=0)
+
+
+class TestLoadedWhenNeeded:
+    """A model directory loads its weights at the first generation, not when the LLM is made."""
+
+    TEXTS = ("The capital of France", "", "  two leading spaces", "年假有多少天？全职员工每年享有二十天带薪年假。",
+             "<|im_start|>user\nhi<|im_end|>", "tabs\tand\nnew lines 😀", "FAC-22 costs $1,250.00 (net)")
+
+    def test_counts_and_window_before_loading_equal_the_loaded_models(self, llm: LocalLLM) -> None:
+        fresh = LocalLLM(llm.path)
+        assert not fresh.loaded
+        assert fresh.context_window == llm.context_window == 8192
+        before = [fresh.count_tokens(text) for text in self.TEXTS]
+        assert not fresh.loaded  # counting needs no weights
+        assert before == [len(llm.tokenizer.encode(text, add_special_tokens=False)) for text in self.TEXTS]
+        assert fresh.chat(QUESTION, max_tokens=12) == llm.chat(QUESTION, max_tokens=12)
+        assert fresh.loaded
+        assert [fresh.count_tokens(text) for text in self.TEXTS] == before
+
+    def test_threads_that_need_the_model_at_once_load_it_once(
+        self, llm: LocalLLM, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        fresh = LocalLLM(llm.path)
+        loads = []
+        real = LocalLLM._load
+
+        def slow(name: str, path: str) -> tuple[Any, Any]:
+            loads.append(path)
+            time.sleep(0.5)  # long enough for every thread to arrive while the first loads
+            return real(name, path)
+
+        monkeypatch.setattr(LocalLLM, "_load", staticmethod(slow))
+        with ThreadPoolExecutor(4) as pool:
+            models = list(pool.map(lambda _: fresh.model, range(4)))
+        assert loads == [llm.path]
+        assert all(m is models[0] for m in models)
+
+    def test_a_directory_whose_config_cannot_be_read_fails_when_made(self, llm: LocalLLM, tmp_path: Path) -> None:
+        broken = tmp_path / "broken"
+        shutil.copytree(llm.path, broken)
+        (broken / "config.json").write_text("{not json", encoding="utf-8")
+        with pytest.raises(LLMError, match="could not be loaded"):
+            LocalLLM(str(broken))
 
 
 class TestLoadErrors:

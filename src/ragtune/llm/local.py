@@ -209,6 +209,13 @@ class LocalLLM:
     a .gguf file (converted the same way), a model directory, or a hub id this machine can reach.
     ``path`` is what was loaded; ``model`` and ``tokenizer`` are the transformers objects, for code
     (training, evaluation) that needs more than chat.
+
+    A model directory on this machine (the bundled model's included) is checked here but loaded when it is
+    first needed: importing torch and transformers and reading the weights take seconds, and an answer that
+    is refused or quoted never needs them. Until then ``context_window`` comes from the directory's
+    config.json and ``count_tokens`` from its tokenizer.json (the ``tokenizers`` library, the same encoder
+    transformers wraps). A hub id, a directory without those files, or a device other than the CPU loads at
+    once, so a model that cannot be loaded still fails here.
     """
 
     #: Runs in this process: ragtune's answer pipeline sends it its repetition controls by default.
@@ -227,33 +234,86 @@ class LocalLLM:
             raise ConfigError(f"model must name the bundled '{BUNDLED_SMOLLM2}', a directory or a hub id.")
         if num_threads is not None and num_threads <= 0:
             raise ConfigError(f"num_threads must be greater than 0, got {num_threads}.")
+        if adapter is not None:
+            _check_adapter(adapter)
+        self.name = model
+        self.adapter = adapter
+        self._device_name = device
+        self._num_threads = num_threads
+        self._loaded: tuple[Any, Any, Any] | None = None  # (tokenizer, model, device) once loaded
+        self._loading = threading.Lock()
+        self.path = resolve_model(model, cache_dir)
+        self._answer_ids: tuple[list[int], list[int]] | None = None
+        self._filler: Any = None
+        self._counter: Any = None
+        directory = Path(self.path)
+        window = _configured_context_window(directory) if device == "cpu" else None
+        counter = _token_counter(directory) if window is not None else None
+        if window is None or counter is None:
+            self._ensure_loaded()
+        else:
+            self.context_window = window
+            self._counter = counter
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (they load on first generation, or on first use of ``model``)."""
+        return self._loaded is not None
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._ensure_loaded()[0]
+
+    @property
+    def model(self) -> Any:
+        return self._ensure_loaded()[1]
+
+    @property
+    def device(self) -> Any:
+        return self._ensure_loaded()[2]
+
+    def _ensure_loaded(self) -> tuple[Any, Any, Any]:
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded
+        # Server threads may ask at once: the weights are read once.
+        with self._loading:
+            if self._loaded is None:
+                self._loaded = self._load_now()
+            return self._loaded
+
+    def _load_now(self) -> tuple[Any, Any, Any]:
         import torch
 
         try:
-            self.device = torch.device(device)
+            device = torch.device(self._device_name)
         except RuntimeError as exc:
-            raise ConfigError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')") from exc
-        peft_model = _peft_model_class(adapter) if adapter is not None else None
-        if num_threads:
-            torch.set_num_threads(num_threads)
+            raise ConfigError(
+                f"device {self._device_name!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')"
+            ) from exc
+        if self._num_threads:
+            torch.set_num_threads(self._num_threads)
         from transformers.utils import logging as hf_logging
 
         # Per-load progress bars would interleave with ragtune's own output (as in the embedder).
         hf_logging.disable_progress_bar()
-        self.name = model
-        self.path = resolve_model(model, cache_dir)
-        self.tokenizer, self.model = self._load(model, self.path)
-        if peft_model is not None and adapter is not None:
+        started = time.monotonic()
+        tokenizer, model = self._load(self.name, self.path)
+        if self.adapter is not None:
+            peft_model = _peft_model_class(self.adapter)
             try:
                 # Merged once here, so generation runs at the base model's speed.
-                self.model = peft_model.from_pretrained(self.model, adapter).merge_and_unload()
+                model = peft_model.from_pretrained(model, self.adapter).merge_and_unload()
             except Exception as exc:
-                raise LLMError(f"LoRA adapter {adapter} could not be applied to {model}: {exc}") from exc
-        self.adapter = adapter
-        self.model.to(self.device).eval()
-        self.context_window = _context_window(self.model.config, self.tokenizer)
-        self._answer_ids: tuple[list[int], list[int]] | None = None
-        self._filler: Any = None
+                raise LLMError(f"LoRA adapter {self.adapter} could not be applied to {self.name}: {exc}") from exc
+        model.to(device).eval()
+        window = _context_window(model.config, tokenizer)
+        if getattr(self, "context_window", window) != window:
+            log.warning("LLM %s: config.json read as a context window of %d tokens, transformers says %d",
+                        self.name, self.context_window, window)
+        self.context_window = window
+        log.info("loaded LLM %s in %.1f s", self.name, time.monotonic() - started)
+        return tokenizer, model, device
 
     @staticmethod
     def _load(name: str, path: str) -> tuple[Any, Any]:
@@ -278,6 +338,9 @@ class LocalLLM:
         return tokenizer, model
 
     def count_tokens(self, text: str) -> int:
+        if self._loaded is None and self._counter is not None:
+            # Before the weights are needed: the same tokenizer.json, without importing transformers.
+            return len(self._counter.encode(text, add_special_tokens=False).ids)
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def chat(self, messages: list[dict[str, str]], **params: Any) -> str:
@@ -459,24 +522,70 @@ class LocalLLM:
         return self._answer_ids
 
 
-def _peft_model_class(adapter: str) -> Any:
+def _check_adapter(adapter: str) -> None:
+    """A LoRA adapter directory, checked without importing peft (which imports torch)."""
+    import importlib.util
+
     try:
-        from peft import PeftModel
-    except ImportError:
+        found = importlib.util.find_spec("peft") is not None
+    except (ValueError, AttributeError):  # a module entry without a spec (e.g. blocked with None)
+        found = False
+    if not found:
         raise LLMError(
             f"LoRA adapter {adapter} needs peft — install the 'train' extra: pip install 'ragtune[train]'"
-        ) from None
+        )
     path = Path(adapter).expanduser()
     if not (path / "adapter_config.json").is_file():
         if (path / "config.json").is_file():
             raise ConfigError(f"adapter {adapter} is a whole model (full fine-tune or merge) — pass it as the model")
         raise ConfigError(f"adapter {adapter}: no adapter_config.json there — give a directory saved by PEFT")
+
+
+def _peft_model_class(adapter: str) -> Any:
+    _check_adapter(adapter)
+    from peft import PeftModel
+
     return PeftModel
+
+
+_WINDOW_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def _configured_context_window(directory: Path) -> int | None:
+    """The context window a model directory's config.json states, read as :func:`_context_window` reads the
+    loaded config (the text model's part first); None when the directory or the number is not there."""
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    text_config = config.get("text_config")
+    for part in (text_config, config) if isinstance(text_config, dict) else (config,):
+        for key in _WINDOW_KEYS:
+            value = part.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def _token_counter(directory: Path) -> Any:
+    """The directory's tokenizer.json as a ``tokenizers`` encoder (imports in a tenth of a second, without torch);
+    None when it has none or it cannot be read."""
+    path = directory / "tokenizer.json"
+    if not path.is_file():
+        return None
+    try:
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(path))
+    except Exception:  # a file tokenizers cannot read: transformers decides at load
+        return None
 
 
 def _context_window(config: Any, tokenizer: Any) -> int:
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    for attribute in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+    for attribute in _WINDOW_KEYS:
         value = getattr(text_config, attribute, None)
         if isinstance(value, int) and value > 0:
             return value
