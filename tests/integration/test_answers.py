@@ -232,7 +232,8 @@ def test_the_same_model_served_over_http_answers_alike(policies, serve):
 
     local = LocalLLM()
     base_url = serve(local_llm_handler(local))
-    questions = [i["q"] for i in SUITE["answerable"][:6] + SUITE["unanswerable"][:2]]
+    # Four generated answers and a refusal: equality is a property of the transport, not of the question.
+    questions = [i["q"] for i in SUITE["answerable"][:4] + SUITE["unanswerable"][:1]]
     # A server gets no repetition controls unless they are set; set, both backends decode alike.
     settings = policies.settings
     policies.settings = settings.model_copy(update={"repetition_penalty": 1.15, "no_repeat_ngram_size": 4})

@@ -279,10 +279,14 @@ class TestLoadedWhenNeeded:
         assert loads == [llm.path]
         assert all(m is models[0] for m in models)
 
-    def test_a_directory_whose_config_cannot_be_read_fails_when_made(self, llm: LocalLLM, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("damage", ["config", "weights"])
+    def test_a_directory_that_cannot_load_fails_when_made(self, llm: LocalLLM, tmp_path: Path, damage: str) -> None:
         broken = tmp_path / "broken"
         shutil.copytree(llm.path, broken)
-        (broken / "config.json").write_text("{not json", encoding="utf-8")
+        if damage == "config":
+            (broken / "config.json").write_text("{not json", encoding="utf-8")
+        else:
+            (broken / "model.safetensors").unlink()
         with pytest.raises(LLMError, match="could not be loaded"):
             LocalLLM(str(broken))
 

@@ -215,7 +215,7 @@ class LocalLLM:
     is refused or quoted never needs them. Until then ``context_window`` comes from the directory's
     config.json and ``count_tokens`` from its tokenizer.json (the ``tokenizers`` library, the same encoder
     transformers wraps). A hub id, a directory without those files, or a device other than the CPU loads at
-    once, so a model that cannot be loaded still fails here.
+    once, and so does a directory without weights, so a model that cannot be loaded still fails here.
     """
 
     #: Runs in this process: ragtune's answer pipeline sends it its repetition controls by default.
@@ -247,7 +247,7 @@ class LocalLLM:
         self._filler: Any = None
         self._counter: Any = None
         directory = Path(self.path)
-        window = _configured_context_window(directory) if device == "cpu" else None
+        window = _configured_context_window(directory) if device == "cpu" and _has_weights(directory) else None
         counter = _token_counter(directory) if window is not None else None
         if window is None or counter is None:
             self._ensure_loaded()
@@ -567,6 +567,15 @@ def _configured_context_window(directory: Path) -> int | None:
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 return value
     return None
+
+
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+
+
+def _has_weights(directory: Path) -> bool:
+    """Whether a model directory holds weights under a name transformers loads (else it loads, and fails, at once)."""
+    return any((directory / name).is_file() for name in _WEIGHT_FILES)
 
 
 def _token_counter(directory: Path) -> Any:
