@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from ragtune.dates import DateSpan, document_date, parse_date, question_dates, small_number, time_words
+from ragtune.dates import (
+    DateSpan,
+    document_date,
+    ordinal_end,
+    parse_date,
+    question_dates,
+    small_number,
+    time_words,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -116,3 +124,28 @@ def test_time_words_name_days_and_months_without_numbers(text: str, expected: se
                                   "You may march in.", "每个月都有"])
 def test_no_time_words_in_greetings_requests_or_durations(text: str) -> None:
     assert time_words(text) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("When did they first meet?", "earliest"),
+        ("What was in the first-ever delivery from Hailey?", "earliest"),
+        ("Did Li Hua agree after Wolfgang first asked him?", "earliest"),
+        ("Where was the first time Li Hua had dinner with Wolfgang?", "earliest"),
+        ("Which was the earliest booking?", "earliest"),
+        ("What is the latest news from Wolfgang?", "latest"),
+        ("When was the last time Adam fixed the heater?", "latest"),
+        ("What did Hailey most recently bake?", "latest"),
+        ("他们第一次见面是在哪里？", "earliest"),
+        ("最近一次会议讨论了什么？", "latest"),
+        # Not ordinal: "first" before a noun, "last" of a month, and a question that asks for both ends.
+        ("What is on the first floor?", None),
+        ("What is the first name of the CEO?", None),
+        ("Who came first in the race?", None),
+        ("Was last month's rent paid?", None),
+        ("Compare the first time and the last time they met.", None),
+    ],
+)
+def test_ordinal_end_reads_first_and_latest_questions(question: str, expected: str | None) -> None:
+    assert ordinal_end(question) == expected

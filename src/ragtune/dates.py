@@ -250,3 +250,26 @@ def time_words(text: str) -> frozenset[str]:
         found.add(f"{relation} {word}".strip())
     found.update(m.group(0) for m in _TIME_WORD_ZH.finditer(text))
     return frozenset(found)
+
+
+# "When did they first meet?", "the first-ever delivery", "the latest news": which end of the time line is asked for.
+# "first" alone is not enough ("first floor", "first name", "first aid"): it counts before a verb ("did they first
+# meet", "first asked") or in "first time" / "first-ever". Chinese 第一次/首次/最早 and 最近/最后一次/最新.
+_FIRST_EN = re.compile(
+    r"\b(?:first[- ]ever|(?:for )?the first time|first time|earliest|first(?= (?:\w+ed|meet|met|go|went|see|saw|"
+    r"tell|told|say|said|get|got|make|made|take|took|have|had|come|came|give|gave|send|sent|bring|brought|buy|"
+    r"bought|hear|heard|begin|began|start|write|wrote|speak|spoke|ask|try|visit|mention|talk|invite|suggest|"
+    r"discuss|introduce|order|deliver|join|move|call|share)\b))\b", re.IGNORECASE)
+_LATEST_EN = re.compile(r"\b(?:(?:the )?last time|most recent(?:ly)?|latest|newest)\b", re.IGNORECASE)
+_FIRST_ZH = re.compile("第一次|头一次|首次|最早|最初")
+_LATEST_ZH = re.compile("最近一次|上一次|最后一次|最新|最近")
+
+
+def ordinal_end(text: str) -> str | None:
+    """'earliest' when a question asks for the first time something happened, 'latest' for the last or most recent
+    one, None otherwise (or when it asks both)."""
+    first = bool(_FIRST_EN.search(text) or _FIRST_ZH.search(text))
+    latest = bool(_LATEST_EN.search(text) or _LATEST_ZH.search(text))
+    if first == latest:
+        return None
+    return "earliest" if first else "latest"

@@ -356,6 +356,7 @@ class KnowledgeBase:
             rerank_candidates=s.rerank_candidates, rerank_fusion=s.rerank_fusion, document_weight=s.document_weight,
             graph=self.graph_searcher(), graph_weight=s.graph_weight,
             graph_weight_one_hop=s.graph_weight_one_hop, router=self.router(), date_weight=s.date_weight,
+            order_weight=s.order_weight,
             thread_weight=s.thread_weight, thread_days=s.thread_days,
             access=self.access, groups=viewer_groups(groups), observer=observer,
         )

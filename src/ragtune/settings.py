@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         "(created_at: from the file's metadata, a 'Time:' / 'Date:' line at its top, or a date in its file name). "
         "0 turns it off."
     )
+    order_weight: float = Field(
+        1.0, ge=0, description="For a question that asks for the first or the latest time something happened ('when "
+        "did they first meet?', 'the latest news', 第一次, 最近一次): weight of one more ranking, the best fused "
+        "chunks that carry a date ordered from that end of the time line. 0 turns it off."
+    )
     thread_weight: float = Field(
         0.8, ge=0, le=1, description="Every mode: the chunks in the same conversation as the best two documents "
         "found — documents whose lines start with the same speakers ('Name: ...'), dated within thread_days of it "

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.dates import question_dates
+from ragtune.dates import ordinal_end, question_dates
 from ragtune.embed import Embedder
 from ragtune.errors import ConfigError
 from ragtune.guard.acl import AccessPolicy
@@ -34,6 +34,10 @@ MODES: tuple[str, ...] = ("hybrid", "dense", "sparse", "graph", "auto")
 _DENSE_AND_SPARSE = ("hybrid", "graph", "auto")
 # How much deeper than k the graph path looks for chunks of other documents.
 _SPREAD = 3
+# An ordinal question ("when did they first meet?"): how many of the best fused chunks are ordered by their date.
+_ORDINAL_CANDIDATES = 30
+# ... of those, the ones whose fused score is at least this share of the best one's.
+_ORDINAL_SHARE = 0.5
 # Conversation threads (see ``thread_weight``): the documents at the top whose threads are followed, how far down
 # the fused ranking they are looked for, and how many documents inside their days are read for their speakers.
 _THREAD_SEEDS = 2
@@ -72,6 +76,7 @@ class HybridRetriever:
         rerank_candidates: int = 50, rerank_fusion: float = 0.0, document_weight: float = 0.0,
         graph: GraphSearcher | None = None, graph_weight: float = 0.5, graph_weight_one_hop: float | None = None,
         router: Router | None = None, date_weight: float = 1.0, thread_weight: float = 0.8, thread_days: int = 2,
+        order_weight: float = 1.0,
         access: AccessPolicy | None = None, groups: Iterable[str] | None = None,
         observer: Callable[[SearchResult], None] | None = None,
     ) -> None:
@@ -93,8 +98,8 @@ class HybridRetriever:
             raise ConfigError("document_weight must be >= 0.")
         if graph_weight < 0 or (graph_weight_one_hop or 0) < 0:
             raise ConfigError("graph_weight and graph_weight_one_hop must be >= 0.")
-        if date_weight < 0:
-            raise ConfigError("date_weight must be >= 0.")
+        if date_weight < 0 or order_weight < 0:
+            raise ConfigError("date_weight and order_weight must be >= 0.")
         if not 0 <= thread_weight <= 1 or thread_days < 0:
             raise ConfigError("thread_weight must be between 0 and 1, and thread_days >= 0.")
         self.store = store
@@ -119,6 +124,7 @@ class HybridRetriever:
         self.graph_weight_one_hop = graph_weight if graph_weight_one_hop is None else graph_weight_one_hop
         self.router = router or Router(graph_available=graph is not None)
         self.date_weight = date_weight
+        self.order_weight = order_weight
         self.thread_weight = thread_weight
         self.thread_days = thread_days
         self.access = access or AccessPolicy()
@@ -164,16 +170,9 @@ class HybridRetriever:
         elif mode == "auto":
             route, paths = self._route(query, lists, weights, detail, pool, filter, timings)
         t = time.perf_counter()
-        if len(lists) > 1:
-            if self.document_weight > 0:
-                document_of = self.store.document_ids(list({i for ranking in lists for i, _ in ranking}))
-                fused = document_fusion(lists, document_of, method=self.fusion, weights=weights, k=self.rrf_k,
-                                        document_weight=self.document_weight)
-            else:
-                fused = fuse(lists, method=self.fusion, weights=weights, k=self.rrf_k)
-        else:
-            fused = lists[0]
+        fused = self._fuse(lists, weights)
         timings["fuse"] = elapsed_ms(t, 3)
+        fused = self._add_order(query, fused, lists, weights, detail, timings)
         fused, thread_paths = self._add_threads(query, mode, vector, fused, detail, pool, filter, timings)
         paths |= thread_paths
         t = time.perf_counter()
@@ -215,6 +214,48 @@ class HybridRetriever:
         if self.observer is not None:
             self.observer(result)
         return result
+
+    def _add_order(
+        self, query: str, fused: list[tuple[int, float]], lists: list[list[tuple[int, float]]], weights: list[float],
+        detail: dict[str, dict[int, tuple[int, float]]], timings: dict[str, float],
+    ) -> list[tuple[int, float]]:
+        """For a question that asks for the first or the latest time something happened ("when did they first
+        meet?", 最近一次): the best fused chunks (at least half the best score) that carry a date (``created_at``),
+        ordered from that end of the time line, join the fusion as one more ranking at ``order_weight`` times the
+        heaviest one. Similarity alone cannot tell the first of many alike messages from the others; among those it
+        found, the date can."""
+        end = ordinal_end(query) if self.order_weight > 0 and fused and lists else None
+        if end is None:
+            return fused
+        t = time.perf_counter()
+        # Only chunks about as good as the best: in a small KB the top 30 holds everything, and the newest
+        # message about something else must not come first for "the latest…".
+        best = fused[0][1]
+        top = [cid for cid, score in fused[:_ORDINAL_CANDIDATES] if best > 0 and score >= _ORDINAL_SHARE * best]
+        found = self.store.get(top)
+        dated = sorted(((d, cid) for cid in top if cid in found and (d := found[cid].meta.created_at)),
+                       reverse=end == "latest")
+        if len(dated) < 2:
+            timings["order"] = elapsed_ms(t, 3)
+            return fused
+        # Scores that fall with the rank: score fusion reads the spread, rank fusion the order.
+        ranking = [(cid, float(len(dated) - rank)) for rank, (_, cid) in enumerate(dated)]
+        detail["order"] = {cid: (rank, score) for rank, (cid, score) in enumerate(ranking, 1)}
+        lists.append(ranking)
+        weights.append(self.order_weight * max(weights))
+        fused = self._fuse(lists, weights)
+        timings["order"] = elapsed_ms(t, 3)
+        return fused
+
+    def _fuse(self, lists: list[list[tuple[int, float]]], weights: list[float]) -> list[tuple[int, float]]:
+        """The rankings fused by the retriever's method, with document aggregation when ``document_weight`` > 0."""
+        if len(lists) == 1:
+            return lists[0]
+        if self.document_weight > 0:
+            document_of = self.store.document_ids(list({i for ranking in lists for i, _ in ranking}))
+            return document_fusion(lists, document_of, method=self.fusion, weights=weights, k=self.rrf_k,
+                                   document_weight=self.document_weight)
+        return fuse(lists, method=self.fusion, weights=weights, k=self.rrf_k)
 
     def _rewrite(
         self, query: str, rewrite: str, mode: str, timings: dict[str, float], notes: list[str]
