@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # Only the plan of 21 January names the film; the next day's message between the same two people says when they
 # meet. The other conversations about films are of other people, or weeks later.
@@ -30,10 +32,24 @@ for n, friend in enumerate(FRIENDS):
 QUESTION = "At what time did Alice meet her friend to watch \"Overwatch 3\"?"
 
 
-def write_logs(root: Path) -> Path:
-    """The logs under ``root``/docs, in week folders; returns that folder."""
-    for name, text in LOGS.items():
+def write_logs(root: Path, logs: dict[str, str] | None = None) -> Path:
+    """``logs`` (default: the thread logs above, in week folders) under ``root``/docs; returns that folder."""
+    for name, text in (LOGS if logs is None else logs).items():
         path = root / "docs" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return root / "docs"
+
+
+def logs_kb(root: Path, logs: dict[str, str], embedder: Any, **options: Any) -> Iterator[Any]:
+    """For a fixture to ``yield from``: a new KB under ``root`` with ``logs`` ingested (every one added), on the
+    session's embedder; closed afterwards."""
+    from ragtune.kb import KnowledgeBase
+
+    kb = KnowledgeBase.open(root / "kb", create=True, embedder=embedder, **options)
+    try:
+        report = kb.ingest(write_logs(root, logs))
+        assert report.ok and len(report.added) == len(logs), report
+        yield kb
+    finally:
+        kb.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from chat_logs import logs_kb
 
 from ragtune.kb import KnowledgeBase
 
@@ -34,16 +35,7 @@ LOGS = {
 
 @pytest.fixture(scope="module")
 def dated_kb(tmp_path_factory: pytest.TempPathFactory, embedder):
-    root = tmp_path_factory.mktemp("dated")
-    for name, text in LOGS.items():
-        path = root / "docs" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    kb = KnowledgeBase.open(root / "kb", create=True, embedder=embedder)
-    report = kb.ingest(root / "docs")
-    assert report.ok and len(report.added) == len(LOGS)
-    yield kb
-    kb.close()
+    yield from logs_kb(tmp_path_factory.mktemp("dated"), LOGS, embedder)
 
 
 def _name(hit) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from chat_logs import logs_kb
 
 from ragtune.kb import KnowledgeBase
 
@@ -29,14 +30,7 @@ LOGS = {
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory: pytest.TempPathFactory, embedder):
-    root = tmp_path_factory.mktemp("ordinal")
-    for name, text in LOGS.items():
-        (root / "docs").mkdir(exist_ok=True)
-        (root / "docs" / name).write_text(text, encoding="utf-8")
-    kb = KnowledgeBase.open(root / "kb", create=True, embedder=embedder)
-    assert kb.ingest(root / "docs").ok
-    yield kb
-    kb.close()
+    yield from logs_kb(tmp_path_factory.mktemp("ordinal"), LOGS, embedder)
 
 
 def _names(kb: KnowledgeBase, question: str, order_weight: float) -> list[str]:
