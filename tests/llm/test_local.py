@@ -261,6 +261,22 @@ class TestLoadedWhenNeeded:
         assert fresh.loaded
         assert [fresh.count_tokens(text) for text in self.TEXTS] == before
 
+    def test_counts_ignore_a_truncation_the_tokenizer_file_configures(self, llm: LocalLLM, tmp_path: Path) -> None:
+        import json
+
+        copy = tmp_path / "truncating"
+        copy.mkdir()
+        for item in Path(llm.path).iterdir():
+            if item.name != "tokenizer.json":
+                (copy / item.name).symlink_to(item)
+        spec = json.loads((Path(llm.path) / "tokenizer.json").read_text(encoding="utf-8"))
+        spec["truncation"] = {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}
+        (copy / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+        fresh = LocalLLM(str(copy))
+        assert not fresh.loaded
+        text = " ".join(self.TEXTS)
+        assert fresh.count_tokens(text) == llm.count_tokens(text) > 8
+
     def test_threads_that_need_the_model_at_once_load_it_once(
         self, llm: LocalLLM, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -579,17 +579,21 @@ def _has_weights(directory: Path) -> bool:
 
 
 def _token_counter(directory: Path) -> Any:
-    """The directory's tokenizer.json as a ``tokenizers`` encoder (imports in a tenth of a second, without torch);
-    None when it has none or it cannot be read."""
+    """The directory's tokenizer.json as a ``tokenizers`` encoder (imports in a tenth of a second, without torch),
+    counting every token as transformers does (no truncation or padding the file may configure, as in
+    ``ragtune.tokens.HFTokenCounter``); None when it has none or it cannot be read."""
     path = directory / "tokenizer.json"
     if not path.is_file():
         return None
     try:
         from tokenizers import Tokenizer
 
-        return Tokenizer.from_file(str(path))
+        tokenizer = Tokenizer.from_file(str(path))
     except Exception:  # a file tokenizers cannot read: transformers decides at load
         return None
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
 
 
 def _context_window(config: Any, tokenizer: Any) -> int:

@@ -224,14 +224,14 @@ class HybridRetriever:
         ordered from that end of the time line, join the fusion as one more ranking at ``order_weight`` times the
         heaviest one. Similarity alone cannot tell the first of many alike messages from the others; among those it
         found, the date can."""
-        end = ordinal_end(query) if self.order_weight > 0 and fused and lists else None
+        end = ordinal_end(query) if self.order_weight > 0 and fused and fused[0][1] > 0 else None
         if end is None:
             return fused
         t = time.perf_counter()
         # Only chunks about as good as the best: in a small KB the top 30 holds everything, and the newest
         # message about something else must not come first for "the latest…".
-        best = fused[0][1]
-        top = [cid for cid, score in fused[:_ORDINAL_CANDIDATES] if best > 0 and score >= _ORDINAL_SHARE * best]
+        floor = _ORDINAL_SHARE * fused[0][1]
+        top = [cid for cid, score in fused[:_ORDINAL_CANDIDATES] if score >= floor]
         found = self.store.get(top)
         dated = sorted(((d, cid) for cid in top if cid in found and (d := found[cid].meta.created_at)),
                        reverse=end == "latest")
