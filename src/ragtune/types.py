@@ -245,3 +245,6 @@ class Answer(BaseModel):
     removed_claims: list[RemovedClaim] = Field(default_factory=list)
     #: The numbered sources grouped by document: ``documents[n - 1]`` is ``sources[n - 1]``'s document, [n].
     documents: list[SourceDocument] = Field(default_factory=list)
+    #: How the sources were retrieved: the mode, the queries searched, notes, and for mode auto the router's
+    #: ``route`` (decision, refusal advice, reason, signals, sub-questions, steps); see ``SearchResult.describe``.
+    retrieval: dict[str, Any] = Field(default_factory=dict)

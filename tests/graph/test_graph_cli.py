@@ -78,3 +78,11 @@ def test_graph_commands(tmp_path, docs):
     assert office["path"][0] == "question: Ada Park"
     routed = ragtune("search", "周雅婷负责的项目的团队在哪个城市办公？", "--kb", kb, "--mode", "auto", cwd=tmp_path)
     assert "route: graph" in routed.stdout and "via question: 周雅婷" in routed.stdout
+    # An answer says which path the router took, in --json and on the terminal (a Chinese question is answered by
+    # quoting: the bundled model is not loaded).
+    asked = json.loads(ragtune("ask", "周雅婷负责的项目的团队在哪个城市办公？", "--kb", kb, "--mode", "auto", "--json",
+                               cwd=tmp_path).stdout)
+    assert asked["retrieval"]["mode"] == "auto" and asked["retrieval"]["route"]["decision"] == "graph"
+    assert asked["retrieval"]["route"]["signals"]["multi_hop_pattern"]
+    shown = ragtune("ask", "周雅婷负责的项目的团队在哪个城市办公？", "--kb", kb, "--mode", "auto", cwd=tmp_path)
+    assert shown.returncode == 0 and "route: graph" in shown.stdout, shown.stdout

@@ -52,10 +52,20 @@ def test_search_modes_graph_and_auto(graph_live):
 
 
 def test_chat_with_mode_auto(graph_live):
+    """The answer says how its sources were found: mode auto's route, in the response and the stream's last chunk."""
     client = openai.OpenAI(base_url=f"{graph_live.url}/v1", api_key=graph_live.keys["reader"], max_retries=0)
-    completion = client.chat.completions.create(model="kb:handbook", messages=[{"role": "user", "content": QUESTION}],
-                                                extra_body={"mode": "auto"})
+    messages = [{"role": "user", "content": QUESTION}]
+    completion = client.chat.completions.create(model="kb:handbook", messages=messages, extra_body={"mode": "auto"})
     assert "45" in completion.choices[0].message.content and completion.model_extra["refused"] is False
+    retrieval = completion.model_extra["retrieval"]
+    assert retrieval["mode"] == "auto" and retrieval["queries"] == [QUESTION]
+    assert retrieval["route"]["decision"] in ("hybrid", "graph", "decompose") and retrieval["route"]["steps"]
+    assert retrieval["route"]["refuse"] is False and retrieval["route"]["signals"]["best_dense"] is not None
+    chunks = list(client.chat.completions.create(model="kb:handbook", messages=messages, stream=True,
+                                                 extra_body={"mode": "auto"}))
+    assert chunks[-1].model_extra["retrieval"]["route"] == retrieval["route"]
+    plain = client.chat.completions.create(model="kb:handbook", messages=messages)
+    assert plain.model_extra["retrieval"]["mode"] == "hybrid" and "route" not in plain.model_extra["retrieval"]
 
 
 def test_search_says_which_date_it_ranked(graph_live):

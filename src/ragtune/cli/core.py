@@ -193,9 +193,7 @@ def _show_search(query: str, mode: str, result: Any, as_json: bool, *, batch: bo
     from ragtune.rag.answer_json import SCORE_KINDS, score_kind
 
     if as_json:
-        data = {"query": query, "mode": mode, "queries": result.queries, "notes": result.notes,
-                **({"route": result.route.to_dict()} if result.route else {}),
-                **({"dates": result.dates} if result.dates else {}),
+        data = {"query": query, **result.describe(mode),
                 "hits": [hit_json(h, rank, mode) for rank, h in enumerate(result.hits, 1)],
                 "timings_ms": result.timings}
         if batch:
@@ -208,10 +206,7 @@ def _show_search(query: str, mode: str, result: Any, as_json: bool, *, batch: bo
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if result.route:
-        route = result.route
-        advice = " · [yellow]advises refusing[/]" if route.refuse else ""
-        console.print(f"[dim]route: {escape(' → '.join(route.steps))} ({escape(route.reason)})[/]{advice}",
-                      highlight=False)
+        _print_route(result.route.to_dict())
     if len(result.queries) > 1:
         console.print("[dim]also searched: " + escape(" | ".join(result.queries[1:])) + "[/]", highlight=False)
     if result.dates:
@@ -348,9 +343,19 @@ def ask(
     else:
         console.print(answer.answer, highlight=False, markup=False)
     _print_documents(answer)
+    if "route" in answer.retrieval:
+        console.print()
+        _print_route(answer.retrieval["route"])
     for removed in answer.removed_claims:
         err_console.print(f"[yellow]removed[/] {escape(removed.claim)} [dim]— {escape(removed.reason)}[/]",
                           highlight=False)
+
+
+def _print_route(route: dict[str, Any]) -> None:
+    """Mode auto's path ("route: hybrid → graph (…)") and whether the router advises refusing."""
+    advice = " · [yellow]advises refusing[/]" if route["refuse"] else ""
+    console.print(f"[dim]route: {escape(' → '.join(route['steps']))} ({escape(route['reason'])})[/]{advice}",
+                  highlight=False)
 
 
 def _ask_structured(base: Any, question: str, schema_path: Path, *, retries: int, mode: str, filter: str | None,

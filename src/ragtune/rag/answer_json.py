@@ -54,7 +54,8 @@ def source_json(
 def answer_json(answer: Answer, *, name: Callable[[str], str] | None = None) -> dict[str, Any]:
     """An answer as clients see it: ``answer_id`` (what feedback refers to), the verified text, whether it was
     refused, how it was made (``mode``: generative, extractive or refusal), ``sources`` numbered as the text cites
-    them (one per document), each marked ``cited``, and what verification removed and why."""
+    them (one per document), each marked ``cited``, what verification removed and why, and how the sources were
+    retrieved (``retrieval``: mode, queries, notes; for mode auto the router's ``route``)."""
     shown = name or (lambda uri: uri)
     cited = {c.number for c in answer.citations}
     documents: list[SourceDocument | None] = (
@@ -73,5 +74,6 @@ def answer_json(answer: Answer, *, name: Callable[[str], str] | None = None) -> 
         "citations": [c.model_dump(exclude={"source"}) | {"name": shown(c.source)} for c in answer.citations],
         "removed_claims": [r.model_dump() for r in answer.removed_claims],
         "removed_citations": [r.model_dump() for r in answer.removed_citations],
+        "retrieval": answer.retrieval,
         "timings_ms": answer.timings,
     }

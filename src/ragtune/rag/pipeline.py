@@ -179,7 +179,7 @@ class RagPipeline:
         hits = [h for h in dedupe(result.hits) if not is_heading_only(h)]
         timings["retrieve"] = elapsed_ms(t)
         base: dict[str, Any] = {"id": uuid.uuid4().hex, "question": question, "language": language,
-                                "query": condensed.query, "model": self.llm.name}
+                                "query": condensed.query, "model": self.llm.name, "retrieval": result.describe(mode)}
         focus = analyse_question(question, context=condensed.anchor)
         if not hits or self._outside_kb(focus, hits[:limit], language):
             yield from self._refuse(base, hits, focus, timings, started)

@@ -58,6 +58,13 @@ class SearchResult:
     #: The dates the question names that ranked dated documents ("2026-09-25 (on 20260925)"); see ``date_weight``.
     dates: list[str] = field(default_factory=list)
 
+    def describe(self, mode: str) -> dict[str, Any]:
+        """How the hits were found, as JSON: the mode searched, the queries retrieved (original first), notes, and
+        where they apply the router's ``route`` (mode auto) and the ``dates`` that ranked dated documents."""
+        return {"mode": mode, "queries": self.queries, "notes": self.notes,
+                **({"route": self.route.to_dict()} if self.route else {}),
+                **({"dates": self.dates} if self.dates else {})}
+
 
 class HybridRetriever:
     """The retrieval pipeline: optional query rewrite, dense and BM25 search for every query, weighted RRF,

@@ -147,7 +147,8 @@ def list_models(state: State, key: Key) -> dict[str, Any]:
     summary="Chat: kb:NAME answers from a knowledge base with sources; the pass-through model answers directly",
     description="For `kb:NAME` models the response carries ragtune extras: `sources` (numbered documents with "
     "their sections, page and best snippet, whether cited), `citations`, `mode` (generative, extractive or "
-    "refusal), `removed_claims` (sentences verification dropped, with the reason), `answer_id` (for POST "
+    "refusal), `removed_claims` (sentences verification dropped, with the reason), `retrieval` (the mode, queries "
+    "and, for mode auto, the router's route), `answer_id` (for POST "
     "/v1/feedback), `refused`. Streamed `delta.content` carries only verified text: joined, it is exactly the "
     "answer, refusals included. The extras come in the last chunk (the one with `finish_reason`). Any other "
     "model name than those GET /v1/models lists is a 404.",
