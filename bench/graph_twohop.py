@@ -1,4 +1,5 @@
-"""Two-hop questions on invented documents (tests/fixtures/graph/twohop): both supporting chunks in the top 5?
+"""Two-hop questions on invented documents (tests/fixtures/graph/twohop): both supporting chunks in the top 5? And
+quoted (extractive, no model) answers: does the answer hold the expected one, is it refused, or wrong?
 
 33 questions, 18 English and 15 Chinese, over 66 one-paragraph documents. Each question names something in the
 first document ("the project led by Ada Park"); the second document (where "the Lumen team works from the Harbour
@@ -6,6 +7,9 @@ office") shares no key entity with the question, only the bridge ("Lumen") with 
 kind share their wording, so words alone cannot tell the right second document from its two look-alikes.
 
     .venv/bin/python bench/graph_twohop.py [--fusion rrf --out /tmp/twohop-rrf.json]
+
+Before/after a change to answering: PYTHONPATH=<worktree of the old commit>/src .venv/bin/python bench/graph_twohop.py
+--out /tmp/twohop-before.json.
 """
 
 from __future__ import annotations
@@ -60,18 +64,28 @@ def main() -> None:
                 per_question[q["id"]][mode] = both
                 if result.route:
                     routes[result.route.decision] += 1
+            quoted = {"correct": 0, "refused": 0, "wrong": 0}
+            for q in questions:
+                answer = kb.ask(q["question"], mode=mode, answer_mode="extractive")
+                verdict = ("refused" if answer.refused else
+                           "correct" if q["answer"].lower() in answer.answer.lower() else "wrong")
+                quoted[verdict] += 1
+                per_question[q["id"]][f"{mode}_quoted"] = verdict
             total = {lang: sum(q["language"] == lang for q in questions) for lang in ("en", "zh")}
             results[mode] = {"both_in_top5": sum(found.values()), "questions": len(questions),
                              "en": f"{found['en']}/{total['en']}", "zh": f"{found['zh']}/{total['zh']}",
                              "first_hop_in_top5": first_hop, "latency_ms": percentiles(times),
+                             "quoted_answers": quoted,
                              **({"routes": dict(routes)} if routes else {})}
     write_json(args.out, {
         "fixture": str(FIXTURE.relative_to(BENCH_DIR.parent)), "fusion": kb.settings.fusion, "modes": results,
         "per_question": per_question,
         "loadavg": loadavg(), "machine": machine(),
     })
-    print_table([[m, r["both_in_top5"], r["en"], r["zh"], r["first_hop_in_top5"]] for m, r in results.items()],
-                ["mode", f"both in top 5 (of {len(questions)})", "English", "Chinese", "first hop in top 5"])
+    print_table([[m, r["both_in_top5"], r["en"], r["zh"], r["first_hop_in_top5"],
+                  *(r["quoted_answers"][v] for v in ("correct", "refused", "wrong"))] for m, r in results.items()],
+                ["mode", f"both in top 5 (of {len(questions)})", "English", "Chinese", "first hop in top 5",
+                 "quoted: correct", "refused", "wrong"])
 
 
 if __name__ == "__main__":

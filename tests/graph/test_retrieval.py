@@ -122,3 +122,18 @@ def test_the_walk_counts_less_for_a_question_without_a_second_hop(kb, question, 
     for hit in walked:
         rest = hit.score - dense / (k + hit.scores["dense_rank"]) - 1 / (k + hit.scores["sparse_rank"])
         assert rest * (k + hit.scores["graph_rank"]) == pytest.approx(weight, abs=1e-6)
+
+
+def test_quoted_answers_to_chained_questions_quote_both_hops(kb):
+    """Without a model (extractive; every Chinese question with the bundled one) a chained question is answered by the
+    passage that links it and the one it leads to. Where the second document is not among the first sources (three
+    alike part sheets rank above the audit), one more retrieval with the linking passage finds it."""
+    answer = kb.ask("Who audits the supplier that manufactures part FAC-22?", mode="graph", answer_mode="extractive")
+    assert not answer.refused and answer.mode == "extractive" and "hop" in answer.timings
+    assert answer.answer.startswith("“Part FAC-22 is manufactured by Brightwater Metals.” [1] “Brightwater Metals is "
+                                    "audited every spring by Kestrel Assurance.”"), answer.answer
+    assert [Path(c.source).name for c in answer.citations] == ["en-part-auditor-1-a.md", "en-part-auditor-1-b.md"]
+    assert [d.cited for d in answer.documents].count(True) == 2
+    chinese = kb.ask("周雅婷负责的项目的团队在哪个城市办公？", mode="auto")
+    assert "成都" in chinese.answer and chinese.mode == "extractive" and len(chinese.citations) == 2
+    assert chinese.retrieval["route"]["decision"] == "graph"

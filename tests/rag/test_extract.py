@@ -472,3 +472,48 @@ def test_a_reply_is_quoted_as_the_message_it_is():
     extract = _extract("What aspect of Elrond's character does Emily appreciate?", Source(1, [hit("e.txt", chat)]))
     assert extract is not None and extract.text.startswith("“LiHua: Which character stands out to you? EmilyBurnett:")
     assert "wisdom and vulnerability" in extract.text and "Same here" not in extract.text
+
+
+# Two-hop answers: the question names neither the passage that answers nor what links it; a second passage does.
+VENDOR = Source(1, [hit("vendors.md", "Pallisade Tools is managed by Nora Quinn. Nora Quinn joined in 2019 and "
+                                      "reviews the contract every spring.")])
+WAREHOUSE = Source(2, [hit("warehouses.md", "Pallisade Tools ships from the Dockside warehouse in Gdansk. The "
+                                            "warehouse opens at seven.")])
+OTHER = Source(3, [hit("other.md", "Corvid Supplies is managed by Omar Haddad. Corvid Supplies ships from the "
+                                   "Northgate warehouse.")])
+
+
+def test_a_chained_question_is_answered_by_the_bridge_and_the_passage_it_leads_to():
+    extract = _extract("Which warehouse does the vendor managed by Nora Quinn ship from?", VENDOR, WAREHOUSE, OTHER)
+    assert extract is not None and extract.bridge is not None
+    assert extract.text == ("“Pallisade Tools is managed by Nora Quinn.” [1] “Pallisade Tools ships from the Dockside "
+                            "warehouse in Gdansk.” [2]")
+    assert (extract.bridge.number, extract.passage.number) == (1, 2)
+
+
+def test_a_chained_chinese_question_is_answered_across_two_sources():
+    owner = Source(1, [hit("平台.md", "“青松”平台由林嘉怡维护。林嘉怡每周一检查一次告警。")])
+    site = Source(2, [hit("机房.md", "“青松”平台部署在杭州的数据中心。数据中心每季度演练一次断电。")])
+    extract = _extract("林嘉怡维护的平台部署在哪个城市？", owner, site)
+    assert extract is not None and extract.bridge is not None
+    assert extract.text == "““青松”平台由林嘉怡维护。”[1]““青松”平台部署在杭州的数据中心。”[2]"
+    # A name jieba tags (no capitals, no quotes) links them too, where one passage alone would answer half of it.
+    fixed = Source(1, [hit("故障.md", "故障INC-5521由工程师严明轩修复，严明轩调试了整整一夜。")])
+    mentor = Source(2, [hit("导师.md", "严明轩的导师是孟书瑶，孟书瑶负责平台技术小组。")])
+    extract = _extract("修复故障INC-5521的工程师的导师是谁？", fixed, mentor)
+    assert extract is not None and "孟书瑶" in extract.text and extract.bridge is not None
+
+
+def test_no_two_hop_answer_without_a_link_or_for_a_one_hop_question():
+    # The second passage shares no rare word with the first: no chain, nothing invented.
+    unrelated = Source(2, [hit("w.md", "The Dockside warehouse in Gdansk opens at seven.")])
+    assert _extract("Which warehouse does the vendor managed by Nora Quinn ship from?", VENDOR, unrelated) is None
+    # Two orders placed in March are not linked by the month.
+    first = Source(1, [hit("a.md", "Tessaly Foods ordered container batch CX-4410 in March.")])
+    second = Source(2, [hit("b.md", "Orchard Lane Grocers ordered container batch CX-5582 in March.")])
+    assert _extract("Which ship carried the container batch ordered by Tessaly Foods?", first, second) is None
+    # A question one passage answers keeps its one quote, though another passage links to it.
+    one = _extract("Which warehouse is managed by Ilse Brandt?",
+                   Source(1, [hit("m.md", "The Dockside warehouse is managed by Ilse Brandt.")]), WAREHOUSE)
+    assert one is not None and one.bridge is None
+    assert one.text == "“The Dockside warehouse is managed by Ilse Brandt.” [1]"

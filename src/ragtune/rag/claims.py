@@ -120,7 +120,8 @@ _NAME_EN = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'-]*[A-Za-z0-9]|[A-Z]{2,}|[
 _QUOTED = re.compile(r"[“「『\"]([^”」』\"]{1,20})[”」』\"]")
 # A code that mixes letters and digits, letters first ('Family123', 'INC-2041', 'X200'): compared as written, since
 # the terms leave digits to the number checks. A number with a suffix ('18th', '5km') is a quantity, not a code.
-_CODE = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z-]*\d[\w-]*(?<![-_])")
+# ASCII on both sides: in Chinese a code sits between characters ("零件FAC-31由…生产"), which \w would take in.
+_CODE = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z][A-Za-z-]*\d[A-Za-z0-9_-]*(?<![-_])")
 # A channel, handle or tag ('#sec-oncall', '@priya.nair'): an identifier, as exact as a name, whatever its case.
 _HANDLE = re.compile(r"(?<![\w#@])[#@][A-Za-z][\w.-]*[A-Za-z0-9]")
 
@@ -568,7 +569,7 @@ class LexicalJudge:
                 bound_terms |= frame_bound
                 source, evidence = context, stated_in
         unknown_codes = [c for c in dict.fromkeys(_CODE.findall(claim.text))
-                         if not re.search(rf"(?<![\w-]){re.escape(c.lower())}(?![\w-])", analysis.text)]
+                         if not re.search(rf"(?<![A-Za-z0-9_-]){re.escape(c.lower())}(?![A-Za-z0-9_-])", analysis.text)]
         if unknown_codes:
             reasons.append(f"{_quote(unknown_codes)} {'is' if len(unknown_codes) == 1 else 'are'} not in the sources")
         missing_names = [claim.names[t] for t in claim.names if t not in bound_terms]

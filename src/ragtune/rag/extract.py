@@ -4,17 +4,27 @@ cited — the answer when generation fails, and the path for models that cannot 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ragtune.dates import question_dates
-from ragtune.rag.claims import LEANS_BACK, Vocabulary, labelled_sentences, names_in, terms_of, without_label
+from ragtune.dates import question_dates, time_words
+from ragtune.rag.claims import (
+    LEANS_BACK,
+    Vocabulary,
+    codes_in,
+    labelled_sentences,
+    names_in,
+    terms_of,
+    without_label,
+)
 from ragtune.rag.quantities import stated_years
-from ragtune.rag.question import SPEECH_ACTS, TIME, Focus
+from ragtune.rag.question import SPEECH_ACTS, TIME, YES_NO, Focus
 from ragtune.rag.sources import Source, passage_with_headings
+from ragtune.retrieve.router import chains_relations
 from ragtune.text import CJK_WIDE_RE, HAN_RE
 
-__all__ = ["Extract", "Passage", "closest_passage", "extract_answer", "leans_back", "passages"]
+__all__ = ["Extract", "Passage", "bridge_passages", "closest_passage", "extract_answer", "leans_back", "passages"]
 
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$")
@@ -63,6 +73,9 @@ class Extract:
     text: str
     passage: Passage
     score: float
+    #: A two-hop answer: the passage that links the question to ``passage`` ("Project Lumen is led by Ada Park."
+    #: before "The Lumen team works from the Harbour office."), quoted first.
+    bridge: Passage | None = None
 
 
 def passages(source: Source) -> list[Passage]:
@@ -331,7 +344,71 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
                 text = quote(_with_turn(passage, found, _with_list(passage, found)), passage.number)
                 best = Extract(said_on(on, chinese=bool(HAN_RE.search(focus.question))) + text if on else text,
                                passage, score)
+    if focus.slot != YES_NO and chains_relations(focus.question):
+        # Where one passage answers, two replace it only when they hold clearly more of the question.
+        bridged = _bridged(focus, sources, min_coverage=min_coverage)
+        if bridged is not None and (best is None or bridged.score >= best.score + _BRIDGE_MARGIN):
+            return bridged
     return best
+
+
+# How much more of the question two linked passages must hold than the best single one to be quoted instead.
+_BRIDGE_MARGIN = 0.1
+# A link is a word few passages share: at most this share of the sources' passages (and at least two) hold it.
+_LINK_SHARE = 0.2
+
+
+def _bridged(focus: Focus, sources: Sequence[Source], *, min_coverage: float) -> Extract | None:
+    """A two-hop answer ("Which office does the team of the project led by Ada Park work from?"): a passage that
+    keeps the question's names (the bridge: "Project Lumen is led by Ada Park.") and one that fills its slot and says
+    most of the rest of it about something the bridge names ("The Lumen team works from the Harbour office in
+    Porto."), linked by a word both hold that the question does not and few sources share. The two together must
+    cover ``min_coverage`` of the focus, and the answer must state something neither the question nor the bridge
+    does. The answer need not name the head ('city' in "In which city …": "… is headquartered in Bergen"): the link
+    ties it to the question; linked by a common word rather than a code or a name, the answer must hold some of
+    what the bridge leaves out of the question. None when no pair does."""
+    per_source = [passages(source) for source in sources]
+    found = [p for quoted in per_source for p in quoted]
+    holders = Counter(t for quoted in per_source for t in frozenset().union(*(p.terms for p in quoted)))
+    rare = max(2, int(_LINK_SHARE * len(sources)))
+    answers = [p for p in found if focus.filled_by(p.text) and focus.keeps_years(p.text, p.around)]
+    best: Extract | None = None
+    for bridge in bridge_passages(focus, found):
+        have = bridge.terms | bridge.context
+        rest = {t: w for t, w in focus.weights.items() if t not in have}
+        if not rest:
+            continue  # the bridge says it all: a one-hop answer
+        for answer in answers:
+            if answer.number == bridge.number and answer.position == bridge.position:
+                continue
+            # Not a time both name ("in March": two orders placed in March are no chain), nor a part of two codes
+            # ('cx' of CX-4410 and CX-5582): codes link whole.
+            apart = terms_of(" ".join(time_words(bridge.text) | time_words(answer.text)
+                                      | codes_in(bridge.text) | codes_in(answer.text)))
+            link = frozenset(t for t in (bridge.terms & answer.terms) - focus.terms - apart if holders[t] <= rare)
+            # A code or a name both state ("CX-4410", "Calloway Research") ties them closer than a common word.
+            strong = (codes_in(bridge.text) & codes_in(answer.text)) - codes_in(focus.question) \
+                | link & names_in(bridge.text) & names_in(answer.text)
+            if not (strong or link) or not (answer.terms - bridge.terms - focus.terms - link):
+                continue
+            if not strong and not rest.keys() & (answer.terms | answer.context):
+                continue  # joined by a common word, it must say some of what the bridge leaves out
+            covered = focus.coverage(bridge.terms | answer.terms, bridge.context | answer.context)
+            if covered < min_coverage:
+                continue
+            score = covered - 0.02 * (answer.number + bridge.number - 2) - 0.001 * (answer.position + bridge.position)
+            if best is None or score > best.score:
+                gap = "" if HAN_RE.search(focus.question) else " "
+                text = quote(bridge.text, bridge.number) + gap + quote(answer.text, answer.number)
+                best = Extract(text, answer, score, bridge)
+    return best
+
+
+def bridge_passages(focus: Focus, found: Sequence[Passage]) -> list[Passage]:
+    """Of ``found``, the passages that may link a multi-hop question to its answer: they keep the question's names,
+    best first (most of its focus, then the better source)."""
+    kept = [p for p in found if focus.keeps_names(p.terms | p.context | p.nearby)]
+    return sorted(kept, key=lambda p: (-focus.coverage(p.terms, p.context), p.number, p.position))
 
 
 def _holder_speaks(holder: frozenset[str], found: Sequence[Passage]) -> frozenset[str]:

@@ -17,10 +17,10 @@ from ragtune.llm.bundled import BUNDLED_SMOLLM2
 from ragtune.llm.cached import CachedLLM
 from ragtune.rag.claims import CITATION_RE, ClaimJudge, LexicalJudge, terms_of
 from ragtune.rag.context import dedupe, pack
-from ragtune.rag.extract import closest_passage, extract_answer
+from ragtune.rag.extract import Extract, bridge_passages, closest_passage, extract_answer, passages
 from ragtune.rag.prompts import REFUSAL, PromptTemplates, answer_messages, is_model_refusal
 from ragtune.rag.quantities import quantities
-from ragtune.rag.question import Focus, analyse_question, is_follow_up
+from ragtune.rag.question import YES_NO, Focus, analyse_question, is_follow_up
 from ragtune.rag.sources import (
     Source,
     group_sources,
@@ -33,6 +33,7 @@ from ragtune.rag.timeline import OrderAnswer, answer_order, time_question
 from ragtune.rag.verify import AnswerVerifier
 from ragtune.retrieve.retriever import HybridRetriever
 from ragtune.retrieve.rewrite import QueryRewriter
+from ragtune.retrieve.router import chains_relations
 from ragtune.text import detect_language
 from ragtune.timing import elapsed_ms
 from ragtune.types import Answer, Citation, Hit, RemovedClaim, SourceDocument
@@ -58,6 +59,8 @@ REPETITION_PENALTY = 1.0
 NO_REPEAT_NGRAM = 8
 # Hits searched for each event of a "Did A before B?" question.
 _EVENT_HITS = 5
+# A multi-hop question's second retrieval adds at most this many documents to the sources.
+_HOP_HITS = 2
 ANSWER_MODES = ("auto", "generative", "extractive")
 STREAM_MODES = ("sentences", "buffer")
 # Documents a refusal lists as the closest the knowledge base has.
@@ -230,20 +233,49 @@ class RagPipeline:
 
         if answer_mode in ("auto", "extractive"):
             t = time.perf_counter()
-            extract = extract_answer(focus, sources)
+            extract, sources = self._extract(focus, sources, hits[:limit], condensed.query, mode, filter, timings)
             timings["extract"] = elapsed_ms(t)
             if extract is not None:
-                source = sources[extract.passage.number - 1]
-                citation = _extract_citation(source, extract.passage.text, extract.passage.chunk_id)
+                citations = _extract_citations(sources, extract)
                 yield AnswerEvent("token", extract.text)
                 timings["total"] = elapsed_ms(started)
                 yield AnswerEvent("answer", answer=Answer(
-                    **base, answer=extract.text, grounded=True, citations=[citation],
-                    sources=[s.hit for s in sources], documents=self._documents(sources, [citation], focus),
+                    **base, answer=extract.text, grounded=True, citations=citations,
+                    sources=[s.hit for s in sources], documents=self._documents(sources, citations, focus),
                     removed_claims=removed, timings=timings, mode="extractive",
                 ))
                 return
         yield from self._refuse(base, hits, focus, timings, started, removed=removed)
+
+    def _extract(
+        self, focus: Focus, sources: list[Source], context: list[Hit], query: str, mode: str,
+        filter: dict[str, Any] | str | None, timings: dict[str, float],
+    ) -> tuple[Extract | None, list[Source]]:
+        """The extractive answer, and the sources it quotes from. A question that chains relations ("Who audits the
+        supplier that manufactures part FAC-22?") and finds no two-hop answer in the sources gets one more retrieval:
+        the question with the passage that best links it (it keeps the question's names: "Part FAC-22 is
+        manufactured by Brightwater Metals."). The documents that retrieval adds join the sources, after them, and
+        are kept only when a two-hop answer quotes them."""
+        extract = extract_answer(focus, sources)
+        if extract is not None and extract.bridge is not None or focus.slot == YES_NO \
+                or not chains_relations(focus.question):
+            return extract, sources
+        lead = bridge_passages(focus, [p for source in sources for p in passages(source)])
+        if not lead:
+            return extract, sources
+        t = time.perf_counter()
+        found = self.retriever.search(f"{query} {lead[0].text}", self.candidates, mode=mode, filter=filter).hits
+        known = {h.document_id for h in context}
+        more = [h for h in dedupe(found) if h.document_id not in known and not is_heading_only(h)][:_HOP_HITS]
+        timings["hop"] = elapsed_ms(t)
+        if not more:
+            return extract, sources
+        wider = group_sources(pack([*context, *more], self.context_tokens, self.llm.count_tokens,
+                                   max_sources=len(sources) + len(more)))
+        hopped = extract_answer(focus, wider)
+        if hopped is not None and hopped.bridge is not None and hopped.bridge.number != hopped.passage.number:
+            return hopped, wider
+        return extract, sources
 
     def _event_hits(self, event: str, mode: str, filter: dict[str, Any] | str | None, limit: int) -> list[Hit]:
         """The passages one event of a two-event question is looked for in (a little deeper than the context)."""
@@ -367,6 +399,17 @@ class RagPipeline:
         own = terms_of(question) - terms_of(anchor)
         words = terms_of(candidate)
         return own <= words and words != terms_of(anchor)
+
+
+def _extract_citations(sources: Sequence[Source], extract: Extract) -> list[Citation]:
+    """The citations of an extractive answer: its passage's, after the bridge's for a two-hop answer (one citation
+    quoting both where they are in one source)."""
+    passage, bridge = extract.passage, extract.bridge
+    if bridge is None:
+        return [_extract_citation(sources[passage.number - 1], passage.text, passage.chunk_id)]
+    if bridge.number == passage.number:
+        return [_extract_citation(sources[passage.number - 1], f"{bridge.text} {passage.text}", passage.chunk_id)]
+    return [_extract_citation(sources[p.number - 1], p.text, p.chunk_id) for p in (bridge, passage)]
 
 
 def _extract_citation(source: Source, passage: str, chunk_id: str) -> Citation:

@@ -17,25 +17,27 @@ log = logging.getLogger(__name__)
 
 ROUTES: tuple[str, ...] = ("hybrid", "graph", "decompose")
 
+# A thing named by its relation to another: "the office of the team led by X", and by what it did or what was
+# done to it: "the supplier that manufactures part X", "the engineer who fixed incident Y", "the batch ordered by Z".
+_CHAIN_EN_PATTERN = (
+    r"(?:of|for|with|by) the \w+ (?:of|led by|run by|owned by|managed by|headed by|that|who|which)|"
+    r"(?:the \w+ )?(?:led|run|owned|managed|founded|headed|chaired) by|which .+ (?:does|did|do) the \w+ of|"
+    r"the \w+ (?:that|who|which) (?!is\b|are\b|was\b|were\b)\w+\b.*?\b(?-i:[A-Z0-9])\w*|the (?:\w+ ){1,2}\w+ed by"
+)
+# 负责的项目的团队, 生产零件X的供应商由谁审计, 订购的集装箱批次由哪艘船运输.
+_CHAIN_ZH_PATTERN = r"负责的.+的|领导的.+的|所在的.+的|的.+的.+(哪|什么|谁)|的.{1,6}(?:由谁|由哪|是谁|在哪)"
 # Questions about two events, or a chain of relations, need evidence from more than one place.
 _MULTI_EN = re.compile(
     # "between A and B" joins two events only as a span of time ("days between", "the interval between"); in a
     # claim it names a relation ("the association between homocysteine and stroke": SciFact), a single fact.
     r"\b(before|after|prior to|earlier than|later than|(?:days?|weeks?|months?|hours?|years?|time|interval|long)"
-    r"(?: \w+){0,2} between .+ and|both|as well as|first .+ then|"
-    r"(?:of|for|with|by) the \w+ (?:of|led by|run by|owned by|managed by|headed by|that|who|which)|"
-    r"(?:the \w+ )?(?:led|run|owned|managed|founded|headed|chaired) by|how long|time interval|in total|"
-    r"who (?:knows|knew)|which .+ (?:does|did|do) the \w+ of|"
-    # A thing named by what it did or what was done to it: "the supplier that manufactures part X",
-    # "the engineer who fixed incident Y", "the batch ordered by Z".
-    r"the \w+ (?:that|who|which) (?!is\b|are\b|was\b|were\b)\w+\b.*?\b(?-i:[A-Z0-9])\w*|the (?:\w+ ){1,2}\w+ed by)\b",
+    r"(?: \w+){0,2} between .+ and|both|as well as|first .+ then|how long|time interval|in total|"
+    rf"who (?:knows|knew)|{_CHAIN_EN_PATTERN})\b",
     re.IGNORECASE,
 )
-_MULTI_ZH = re.compile(
-    r"之前|之后|以前|以后|先.+再|并且|两者|之间|分别|负责的.+的|领导的.+的|所在的.+的|的.+的.+(哪|什么|谁)|"
-    # A thing named by a clause, asked about: 生产零件X的供应商由谁审计, 订购的集装箱批次由哪艘船运输.
-    r"的.{1,6}(?:由谁|由哪|是谁|在哪)"
-)
+_MULTI_ZH = re.compile(rf"之前|之后|以前|以后|先.+再|并且|两者|之间|分别|{_CHAIN_ZH_PATTERN}")
+_CHAIN_EN = re.compile(rf"\b(?:{_CHAIN_EN_PATTERN})\b", re.IGNORECASE)
+_CHAIN_ZH = re.compile(_CHAIN_ZH_PATTERN)
 # Questions about a whole collection ("main themes", "overall") are answered from community summaries.
 _GLOBAL_EN = re.compile(r"\b(main (?:themes?|topics?|ideas?)|overall|in general|summari[sz]e|overview|"
                         r"what (?:kinds?|types?) of|across (?:all|the))\b", re.IGNORECASE)
@@ -188,6 +190,14 @@ def multi_hop_pattern(query: str) -> str:
     """The words that make a question multi-hop ("before", "led by", 之前, 负责的…的), or '' when none do."""
     found = (_MULTI_ZH if detect_language(query) == "zh" else _MULTI_EN).search(query)
     return found.group(0) if found else ""
+
+
+def chains_relations(query: str) -> bool:
+    """Whether a question reaches its answer through something it does not name ("the office of the team led by
+    X", "the supplier that manufactures part X", 修复故障X的工程师的导师): a multi-hop pattern that chains relations,
+    not one that joins two events ("Did A before B?", "between A and B")."""
+    found = (_CHAIN_ZH if detect_language(query) == "zh" else _CHAIN_EN).search(query)
+    return found is not None
 
 
 def global_question(query: str) -> bool:
