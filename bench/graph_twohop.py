@@ -1,5 +1,6 @@
 """Two-hop questions on invented documents (tests/fixtures/graph/twohop): both supporting chunks in the top 5? And
-quoted (extractive, no model) answers: does the answer hold the expected one, is it refused, or wrong?
+answers, quoted (extractive, no model) and in answer mode auto with the default model: does the answer hold the
+expected one, is it refused, or wrong?
 
 33 questions, 18 English and 15 Chinese, over 66 one-paragraph documents. Each question names something in the
 first document ("the project led by Ada Park"); the second document (where "the Lumen team works from the Harbour
@@ -22,6 +23,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -64,18 +66,24 @@ def main() -> None:
                 per_question[q["id"]][mode] = both
                 if result.route:
                     routes[result.route.decision] += 1
-            quoted = {"correct": 0, "refused": 0, "wrong": 0}
-            for q in questions:
-                answer = kb.ask(q["question"], mode=mode, answer_mode="extractive")
-                verdict = ("refused" if answer.refused else
-                           "correct" if q["answer"].lower() in answer.answer.lower() else "wrong")
-                quoted[verdict] += 1
-                per_question[q["id"]][f"{mode}_quoted"] = verdict
+            answers: dict[str, dict[str, Any]] = {}
+            for answer_mode in ("extractive", "auto"):
+                tally: dict[str, Any] = {"correct": 0, "refused": 0, "wrong": 0}
+                answer_times = []
+                for q in questions:
+                    started = time.perf_counter()
+                    answer = kb.ask(q["question"], mode=mode, answer_mode=answer_mode)
+                    answer_times.append((time.perf_counter() - started) * 1000)
+                    verdict = ("refused" if answer.refused else
+                               "correct" if q["answer"].lower() in answer.answer.lower() else "wrong")
+                    tally[verdict] += 1
+                    per_question[q["id"]][f"{mode}_{answer_mode}"] = f"{verdict} ({answer.mode})"
+                answers[answer_mode] = {**tally, "latency_ms": percentiles(answer_times)}
             total = {lang: sum(q["language"] == lang for q in questions) for lang in ("en", "zh")}
             results[mode] = {"both_in_top5": sum(found.values()), "questions": len(questions),
                              "en": f"{found['en']}/{total['en']}", "zh": f"{found['zh']}/{total['zh']}",
                              "first_hop_in_top5": first_hop, "latency_ms": percentiles(times),
-                             "quoted_answers": quoted,
+                             "answers": answers,
                              **({"routes": dict(routes)} if routes else {})}
     write_json(args.out, {
         "fixture": str(FIXTURE.relative_to(BENCH_DIR.parent)), "fusion": kb.settings.fusion, "modes": results,
@@ -83,9 +91,10 @@ def main() -> None:
         "loadavg": loadavg(), "machine": machine(),
     })
     print_table([[m, r["both_in_top5"], r["en"], r["zh"], r["first_hop_in_top5"],
-                  *(r["quoted_answers"][v] for v in ("correct", "refused", "wrong"))] for m, r in results.items()],
+                  *(f"{r['answers'][a]['correct']}/{r['answers'][a]['refused']}/{r['answers'][a]['wrong']}"
+                    for a in ("extractive", "auto"))] for m, r in results.items()],
                 ["mode", f"both in top 5 (of {len(questions)})", "English", "Chinese", "first hop in top 5",
-                 "quoted: correct", "refused", "wrong"])
+                 "quoted: correct/refused/wrong", "auto (bundled model)"])
 
 
 if __name__ == "__main__":

@@ -137,3 +137,7 @@ def test_quoted_answers_to_chained_questions_quote_both_hops(kb):
     chinese = kb.ask("周雅婷负责的项目的团队在哪个城市办公？", mode="auto")
     assert "成都" in chinese.answer and chinese.mode == "extractive" and len(chinese.citations) == 2
     assert chinese.retrieval["route"]["decision"] == "graph"
+    # The bundled model would write the first hop ("Ravi Menon is the one who fixed INC-7004 [1]."), which
+    # verification passes: in auto mode the two-hop quote answers first, and the model is not asked.
+    mentor = kb.ask("Who mentors the engineer who fixed incident INC-7004?", mode="graph")
+    assert mentor.mode == "extractive" and "Greta Holm" in mentor.answer and "first_token" not in mentor.timings
