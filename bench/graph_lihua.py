@@ -62,6 +62,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--answer-mode", action="append", choices=MODES,
                         help="with --answers: only these modes (repeatable; default: every retrieval mode)")
     parser.add_argument("--set", action="append", default=[], help="setting overrides, e.g. graph_weight=0.5")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also the evidence recall at 20, 30 and 50 (a second retrieval of 50 per question): what "
+                             "a perfect reordering of that many candidates could reach at 10")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "graph_lihua.json")
     return parser.parse_args()
 
@@ -82,6 +85,9 @@ def main() -> None:
             kb.build_graph()
         graph_stats = kb.graph.stats() if kb.graph else {}
         retrieval = {mode: evaluate_retrieval(kb, questions, mode) for mode in modes}
+        if args.ceiling:
+            for mode in modes:
+                retrieval[mode]["ceiling"] = evaluate_ceiling(kb, questions, mode)
         answer_modes = args.answer_mode or modes
         answers = ({mode: evaluate_answers(kb, questions, mode, args.workdir) for mode in answer_modes}
                    if args.answers else {})
@@ -147,6 +153,20 @@ def evaluate_retrieval(kb: Any, questions: list[dict[str, Any]], mode: str) -> d
     if routes:
         out["routes"] = {t: dict(v) for t, v in routes.items()}
     return out
+
+
+def evaluate_ceiling(kb: Any, questions: list[dict[str, Any]], mode: str) -> dict[str, dict[str, float]]:
+    """Evidence recall@20/30/50 per type from one retrieval of 50: the most a reranker of that many candidates could
+    bring into the top 10 (when the evidence fits in 10)."""
+    per_type: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for q in questions:
+        if not q["evidence"]:
+            continue
+        files = [Path(h.source).name for h in kb.retrieve(q["question"], 50, mode=mode).hits]
+        evidence = set(q["evidence"])
+        per_type[q["type"]].append({f"recall@{k}": len(evidence & set(files[:k])) / len(evidence)
+                                    for k in (20, 30, 50)})
+    return {t: {k: round(sum(r[k] for r in rows) / len(rows), 4) for k in rows[0]} for t, rows in per_type.items()}
 
 
 def _f1(pairs: list[tuple[bool, bool]]) -> dict[str, float]:
