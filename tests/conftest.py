@@ -53,6 +53,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # what an earlier test of its module left (the audit log of a shared server) finds it on its own worker.
         group = "engines" if _uses_engines(path) else path.relative_to(config.rootpath).with_suffix("").as_posix()
         item.add_marker(pytest.mark.xdist_group(group.replace("/", ".")))
+    # Longest first: the groups that hold a slow test are handed out before the rest, so the last minutes of a run
+    # are not one worker finishing a long group (a training module, the engines) while the other waits. A stable
+    # sort: each group's tests keep their order, and so do the groups of each kind.
+    slow = {_group(item) for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: _group(item) not in slow)
+
+
+def _group(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("xdist_group")
+    return str(marker.args[0]) if marker is not None and marker.args else ""
 
 
 @functools.cache
