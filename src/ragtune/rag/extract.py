@@ -314,10 +314,12 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
     newer = _recency(sources) if focus.asks_latest else {}
     wanted = terms_of(focus.holder) if focus.holder else frozenset()
     proposes = bool(focus.terms & _ASKING_WORDS)
+    per_source: list[list[Passage]] = []
     for source in sources:
         # "When did Adam tell Li Hua …": the date of the message that tells it answers.
         dated = source.best.meta.created_at if focus.dated_answer else None
         found = passages(source)
+        per_source.append(found)
         holder = _holder_speaks(wanted, found)
         for passage in found:
             if holder and not _said_by(holder, passage, proposes):
@@ -346,7 +348,7 @@ def extract_answer(focus: Focus, sources: Sequence[Source], *, min_coverage: flo
                                passage, score)
     if focus.slot != YES_NO and chains_relations(focus.question):
         # Where one passage answers, two replace it only when they hold clearly more of the question.
-        bridged = _bridged(focus, sources, min_coverage=min_coverage)
+        bridged = _bridged(focus, per_source, min_coverage=min_coverage)
         if bridged is not None and (best is None or bridged.score >= best.score + _BRIDGE_MARGIN):
             return bridged
     return best
@@ -358,7 +360,7 @@ _BRIDGE_MARGIN = 0.1
 _LINK_SHARE = 0.2
 
 
-def _bridged(focus: Focus, sources: Sequence[Source], *, min_coverage: float) -> Extract | None:
+def _bridged(focus: Focus, per_source: Sequence[Sequence[Passage]], *, min_coverage: float) -> Extract | None:
     """A two-hop answer ("Which office does the team of the project led by Ada Park work from?"): a passage that
     keeps the question's names (the bridge: "Project Lumen is led by Ada Park.") and one that fills its slot and says
     most of the rest of it about something the bridge names ("The Lumen team works from the Harbour office in
@@ -366,12 +368,16 @@ def _bridged(focus: Focus, sources: Sequence[Source], *, min_coverage: float) ->
     cover ``min_coverage`` of the focus, and the answer must state something neither the question nor the bridge
     does. The answer need not name the head ('city' in "In which city …": "… is headquartered in Bergen"): the link
     ties it to the question; linked by a common word rather than a code or a name, the answer must hold some of
-    what the bridge leaves out of the question. None when no pair does."""
-    per_source = [passages(source) for source in sources]
+    what the bridge leaves out of the question. ``per_source``: each source's passages, in the sources' order."""
     found = [p for quoted in per_source for p in quoted]
     holders = Counter(t for quoted in per_source for t in frozenset().union(*(p.terms for p in quoted)))
-    rare = max(2, int(_LINK_SHARE * len(sources)))
+    rare = max(2, int(_LINK_SHARE * len(per_source)))
     answers = [p for p in found if focus.filled_by(p.text) and focus.keeps_years(p.text, p.around)]
+    # Each passage's codes, names, and the terms that never link (its times and the parts of its codes), read once.
+    asked_codes = codes_in(focus.question)
+    codes = {id(p): codes_in(p.text) for p in found}
+    names = {id(p): names_in(p.text) for p in found}
+    apart = {id(p): terms_of(" ".join(time_words(p.text) | codes[id(p)])) for p in found}
     best: Extract | None = None
     for bridge in bridge_passages(focus, found):
         have = bridge.terms | bridge.context
@@ -383,12 +389,11 @@ def _bridged(focus: Focus, sources: Sequence[Source], *, min_coverage: float) ->
                 continue
             # Not a time both name ("in March": two orders placed in March are no chain), nor a part of two codes
             # ('cx' of CX-4410 and CX-5582): codes link whole.
-            apart = terms_of(" ".join(time_words(bridge.text) | time_words(answer.text)
-                                      | codes_in(bridge.text) | codes_in(answer.text)))
-            link = frozenset(t for t in (bridge.terms & answer.terms) - focus.terms - apart if holders[t] <= rare)
+            link = frozenset(t for t in (bridge.terms & answer.terms) - focus.terms - apart[id(bridge)]
+                             - apart[id(answer)] if holders[t] <= rare)
             # A code or a name both state ("CX-4410", "Calloway Research") ties them closer than a common word.
-            strong = (codes_in(bridge.text) & codes_in(answer.text)) - codes_in(focus.question) \
-                | link & names_in(bridge.text) & names_in(answer.text)
+            strong = (codes[id(bridge)] & codes[id(answer)]) - asked_codes \
+                | link & names[id(bridge)] & names[id(answer)]
             if not (strong or link) or not (answer.terms - bridge.terms - focus.terms - link):
                 continue
             if not strong and not rest.keys() & (answer.terms | answer.context):
